@@ -1,0 +1,264 @@
+"""``python -m backend``: run, batch, ls, show, rm (DESIGN.md §7).
+
+Errors print one line to stderr and exit non-zero; ``run`` prints the run key as its last
+stdout line so scripts can capture it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from .errors import RamlError
+
+EXIT_INPUT = 2
+
+
+def _store(args):
+    from .cache import RunStore
+
+    return RunStore(args.cache_dir)
+
+
+def _request_from(args, question, answer=None, trajectory=None, label="", seed=None):
+    from .jobs import RunRequest
+    from .trajectory import GenerationSettings
+
+    gen = GenerationSettings(
+        max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p,
+        seed=args.seed if seed is None else seed,
+    )
+    return RunRequest(
+        question=question, answer=answer, trajectory=trajectory, model=args.model, generation=gen,
+        template=args.template, segmentation=args.segmentation, cuts=args.cuts,
+        proxy_layers=args.proxy_layers, truncate=args.truncate, trust_remote_code=args.trust_remote_code,
+        label=label,
+    )
+
+
+class _Bars:
+    """tqdm progress bars per stage, on stderr."""
+
+    def __init__(self, enabled: bool):
+        self.enabled, self.bar, self.stage = enabled, None, None
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        from tqdm import tqdm
+
+        if stage != self.stage:
+            self.close()
+            self.stage = stage
+            self.bar = tqdm(total=total, desc=stage, unit="cut" if stage == "analyze" else "", leave=False)
+        self.bar.n = done
+        self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def cmd_run(args) -> int:
+    from .jobs import run_question
+
+    trajectory = None
+    if args.trajectory_file:
+        try:
+            trajectory = Path(args.trajectory_file).read_text(encoding="utf-8-sig")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise RamlError(f"cannot read trajectory file {args.trajectory_file}: {exc}") from None
+    bars = _Bars(not args.quiet)
+    try:
+        outcome = run_question(_request_from(args, args.question, args.answer, trajectory), _store(args),
+                               progress=bars, force=args.force)
+    finally:
+        bars.close()
+    state = "cache hit" if outcome.cached else "computed"
+    print(f"{state} in {outcome.seconds:.2f} s", file=sys.stderr)
+    for w in outcome.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    print(outcome.key)
+    return 0
+
+
+def cmd_batch(args) -> int:
+    from .batch import run_batch
+
+    return run_batch(args, _request_from, _store(args))
+
+
+def cmd_ls(args) -> int:
+    df = _store(args).list_runs()
+    if args.json:
+        print(df.to_json(orient="records"))
+        return 0
+    if df.empty:
+        print("no runs in", args.cache_dir)
+        return 0
+    cols = ["key", "model", "n_tokens", "n_steps", "final_loss", "correct", "question"]
+    view = df[cols].copy()
+    view["question"] = view["question"].str.slice(0, 50)
+    print(view.to_string(index=False))
+    return 0
+
+
+def show_payload(run) -> dict:
+    """The JSON object printed by ``show --json`` (fields fixed by issue #3)."""
+    meta = run.meta
+    return {
+        "key": run.key, "model": meta["model"]["name"], "question": meta["question"], "answer": meta["answer"],
+        "answer_source": meta["answer_source"], "correct": meta.get("correct"),
+        "predicted_answer": meta.get("predicted_answer"), "n_tokens": meta["summary"]["n_tokens"],
+        "n_steps": meta["summary"]["n_steps"], "timings": meta.get("timings", {}),
+        "tokens": [{"cut": int(c), "loss": float(v)} for c, v in zip(run.tokens["cut"], run.tokens["loss"])],
+        "steps": [
+            {"index": int(r["index"]), "text": r["text"], "start": int(r["start"]), "end": int(r["end"]),
+             "loss": float(r["loss"]), "p_answer": float(r["p_answer"]), "entropy": float(r["entropy"]),
+             "reflection": bool(r["reflection"])}
+            for r in run.steps.to_dict("records")
+        ],
+    }
+
+
+def cmd_show(args) -> int:
+    run = _store(args).open(args.key)
+    payload = show_payload(run)
+    if args.json:
+        print(json.dumps(payload, ensure_ascii=False))
+        return 0
+    s = run.meta["summary"]
+    print(f"run      {run.key}\nmodel    {payload['model']}\nquestion {payload['question']}")
+    print(f"answer   {payload['answer']} ({payload['answer_source']}), predicted {payload['predicted_answer']!r}, "
+          f"correct={payload['correct']}")
+    print(f"tokens   {s['n_tokens']}, steps {s['n_steps']}, loss {s['initial_loss']:.3f} -> {s['final_loss']:.3f} nats")
+    for st in payload["steps"]:
+        flag = " [reflection]" if st["reflection"] else ""
+        print(f"  {st['index']:3d}  L={st['loss']:.3f}  {st['text'].strip()[:70]!s}{flag}")
+    return 0
+
+
+def cmd_rm(args) -> int:
+    store = _store(args)
+    missing = [k for k in args.keys if not store.delete(k)]
+    for k in missing:
+        print(f"no run {k}", file=sys.stderr)
+    return 1 if missing else 0
+
+
+def cmd_export(args) -> int:
+    from .export import export_html
+
+    run = _store(args).open(args.key)
+    out = export_html(run, args.html)
+    print(out)
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from .demo import ensure_demo
+
+    bars = _Bars(not args.quiet)
+    try:
+        key = ensure_demo(_store(args), progress=bars)
+    finally:
+        bars.close()
+    print(key)
+    return 0
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    from .models import DEFAULT_MODEL
+    from .trajectory import RAML_TEMPLATE
+
+    p.add_argument("--model", default=os.environ.get("RAML_MODEL", DEFAULT_MODEL),
+                   help="hub id (from the local HF cache), local directory, .gguf file, or smollm2-135m")
+    p.add_argument("--max-new-tokens", type=int, default=256)
+    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--template", default=RAML_TEMPLATE)
+    p.add_argument("--segmentation", default="sentences", help="sentences | lines | paragraphs | tokens:K")
+    p.add_argument("--cuts", default="all", help="all | stride:K | steps")
+    p.add_argument("--proxy-layers", type=lambda s: [int(x) for x in s.split(",") if x.strip()], default=None,
+                   help="comma-separated layer indices (default: 4 evenly spaced + last)")
+    p.add_argument("--truncate", action="store_true", help="keep the last part of an over-long trajectory")
+    p.add_argument("--trust-remote-code", action="store_true")
+    p.add_argument("--force", action="store_true", help="recompute even if cached")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m backend", description="RaML Explorer backend")
+    parser.add_argument("--cache-dir", default=os.environ.get("RAML_CACHE_DIR", "cache"))
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="analyze one question; prints the run key")
+    p.add_argument("--question", required=True)
+    p.add_argument("--answer", default=None)
+    p.add_argument("--trajectory-file", default=None)
+    _add_run_options(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("batch", help="one run per line of a question file (resumable)")
+    p.add_argument("file")
+    p.add_argument("--samples", type=int, default=1, help="K sampled trajectories per question")
+    p.add_argument("--engine", choices=("local", "ray"), default="local")
+    p.add_argument("--address", default=None, help="Ray cluster address (default: start a local one)")
+    p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--question-field", default="question")
+    p.add_argument("--answer-field", default="answer")
+    _add_run_options(p)
+    p.set_defaults(func=cmd_batch)
+
+    p = sub.add_parser("ls", help="list cached runs")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_ls)
+
+    p = sub.add_parser("show", help="print a run")
+    p.add_argument("key")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("export", help="write a self-contained interactive HTML file")
+    p.add_argument("key")
+    p.add_argument("--html", required=True)
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("demo", help="prepare the demo run (cached after the first time)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("rm", help="delete runs")
+    p.add_argument("keys", nargs="+")
+    p.set_defaults(func=cmd_rm)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    if not args.verbose:
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        import warnings
+
+        warnings.filterwarnings("ignore")
+        try:
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()
+        except ImportError:
+            pass
+    try:
+        return args.func(args)
+    except RamlError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INPUT
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

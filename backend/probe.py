@@ -1,0 +1,367 @@
+"""The analysis engine (DESIGN.md §4): the answer's loss at every cut point of a trajectory
+in about the time of one forward pass over the probe tokens.
+
+Notation: P prompt tokens, trajectory t of n tokens, probe = template (m_t tokens) + answer
+(m_a tokens), m = m_t + m_a. Cut point c in 0..n means "the model has read t[:c]".
+
+* ``analyze`` (engine): encode prompt + t once into a KV cache; then score probes for many
+  cut points at once. A chunk of b probes is packed into one query of b*m tokens whose 4-D
+  mask lets probe j see cached keys [0, P + c_j) and its own earlier probe tokens only;
+  position ids start at P + c_j. The cache is cropped back after each chunk and reused, and
+  the LM head runs only where an answer token is predicted.
+* ``analyze_naive`` (reference, as in the RaML notebook): one plain prompt per cut point.
+
+Both return a ``ProbeResult``; tests assert they agree to 1e-4 nats in float32.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .architecture import Architecture, locate
+
+Progress = Callable[[int, int], None]  # (done, total) cut points
+
+
+@dataclass
+class ProbeRequest:
+    """Token-level inputs of one analysis. All ids are plain ``int`` lists."""
+
+    prompt_ids: list[int]  # [P] chat prompt (ends with <think> for thinking formats)
+    trajectory_ids: list[int]  # [n] the thinking text
+    template_ids: list[int]  # [m_t >= 1] e.g. "\n\n**Final Answer**\n\\boxed{"
+    answer_ids: list[int]  # [m_a >= 1] reference answer
+    cuts: list[int] | None = None  # cut points to score; default every token 0..n
+    boundary_cuts: list[int] = field(default_factory=list)  # cuts that also get lens/hidden/proxy
+    proxy_layers: list[int] = field(default_factory=list)
+    top_k: int = 5
+
+    @property
+    def all_cuts(self) -> np.ndarray:
+        cuts = range(len(self.trajectory_ids) + 1) if self.cuts is None else self.cuts
+        return np.array(sorted(set(int(c) for c in cuts) | set(self.boundary_cuts)), dtype=np.int64)
+
+    @property
+    def probe_ids(self) -> list[int]:
+        return list(self.template_ids) + list(self.answer_ids)
+
+
+@dataclass
+class ProbeResult:
+    """Per cut point ``[S]`` and per boundary ``[B]`` readouts; shapes in the comments."""
+
+    cuts: np.ndarray  # [S] int64, sorted
+    answer_nll: np.ndarray  # [S] float32: L̂(c), mean NLL of the answer tokens (nats)
+    answer_token_nll: np.ndarray  # [S, m_a] float32
+    p_first: np.ndarray  # [S] p(first answer token) at the probe position
+    rank_first: np.ndarray  # [S] int32, 1 = the model's top token
+    entropy: np.ndarray  # [S] entropy (nats) of the next-token distribution at the probe position
+    boundary_cuts: np.ndarray  # [B] int64
+    lens_nll: np.ndarray  # [B, L] answer NLL read through final norm + LM head after each layer
+    lens_p_first: np.ndarray  # [B, L]
+    lens_top_ids: np.ndarray  # [B, L, k] int64 top tokens at the probe position per layer
+    lens_top_probs: np.ndarray  # [B, L, k]
+    hidden: np.ndarray  # [B, L, d] residual stream after each layer at the probe position
+    proxy_input: dict[int, np.ndarray]  # layer -> [B, d] MLP input z_c at the probe position
+    proxy_preact: dict[int, np.ndarray]  # layer -> [B, f] W z_c (gate and up outputs, concatenated)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class _Capture:
+    """Forward hooks that gather residual-stream and MLP activations at chosen positions.
+
+    Positions index the query tokens of the current forward (batch row 0). Hooks do nothing
+    while positions are unset (e.g. during the trajectory prefill).
+    """
+
+    def __init__(self, arch: Architecture, proxy_layers: list[int], want_final: bool):
+        self.arch, self.proxy_layers, self.want_final = arch, proxy_layers, want_final
+        self.final_pos: torch.Tensor | None = None  # answer-predicting positions of all cuts
+        self.lens_pos: torch.Tensor | None = None  # answer-predicting positions of boundary cuts
+        self.probe_pos: torch.Tensor | None = None  # probe position of boundary cuts
+        self.handles: list = []
+        self.reset()
+
+    def reset(self) -> None:
+        L = self.arch.n_layers
+        self.final: torch.Tensor | None = None
+        self.layers: list[torch.Tensor | None] = [None] * L
+        self.z: dict[int, torch.Tensor] = {}
+        self.pre: dict[int, list[torch.Tensor]] = {i: [] for i in self.proxy_layers}
+
+    def __enter__(self) -> "_Capture":
+        last = self.arch.n_layers - 1
+        for i, layer in enumerate(self.arch.layers):
+            self.handles.append(layer.register_forward_hook(self._layer_hook(i, i == last)))
+        for i in self.proxy_layers:
+            projections = self.arch.mlp_input_projections(i)
+            self.handles.append(projections[0].register_forward_pre_hook(self._z_hook(i)))
+            for proj in projections:
+                self.handles.append(proj.register_forward_hook(self._pre_hook(i)))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for h in self.handles:
+            h.remove()
+        self.handles.clear()
+
+    def set_positions(self, final_pos, lens_pos, probe_pos) -> None:
+        self.final_pos, self.lens_pos, self.probe_pos = final_pos, lens_pos, probe_pos
+        self.reset()
+
+    def _layer_hook(self, index: int, is_last: bool):
+        def hook(_module, _inputs, output):
+            hs = output[0] if isinstance(output, tuple) else output  # [1, T, d]
+            if is_last and self.want_final and self.final_pos is not None:
+                self.final = hs[0, self.final_pos]
+            if self.lens_pos is not None and len(self.lens_pos):
+                self.layers[index] = hs[0, self.lens_pos]
+
+        return hook
+
+    def _z_hook(self, index: int):
+        def hook(_module, inputs):
+            if self.probe_pos is not None and len(self.probe_pos):
+                self.z[index] = inputs[0][0, self.probe_pos].float()
+
+        return hook
+
+    def _pre_hook(self, index: int):
+        def hook(_module, _inputs, output):
+            if self.probe_pos is not None and len(self.probe_pos):
+                self.pre[index].append(output[0, self.probe_pos].float())
+
+        return hook
+
+
+def _readout(logits: torch.Tensor, answer: torch.Tensor):
+    """logits ``[N, m_a, V]`` float32, answer ``[m_a]`` -> (token NLL [N, m_a], p_first, rank, entropy)."""
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    token_nll = -logp.gather(-1, answer.view(1, -1, 1).expand(logp.shape[0], -1, 1)).squeeze(-1)
+    first = logp[:, 0]  # [N, V]
+    target = first[:, answer[0]]
+    rank = (first > target[:, None]).sum(-1) + 1
+    entropy = -(first.exp() * first).sum(-1)
+    return token_nll, target.exp(), rank, entropy
+
+
+class _Accumulator:
+    """Collects chunk outputs in cut order and assembles a ``ProbeResult``."""
+
+    def __init__(self, arch: Architecture, req: ProbeRequest, answer: torch.Tensor):
+        self.arch, self.req, self.answer = arch, req, answer
+        self.token_nll, self.p_first, self.rank, self.entropy = [], [], [], []
+        self.lens_nll, self.lens_p, self.lens_ids, self.lens_probs, self.hidden = [], [], [], [], []
+        self.z = {i: [] for i in req.proxy_layers}
+        self.pre = {i: [] for i in req.proxy_layers}
+        self.lens_seconds = 0.0
+
+    def add_final(self, logits: torch.Tensor) -> None:
+        nll, p, rank, ent = _readout(logits, self.answer)
+        self.token_nll.append(nll.cpu())
+        self.p_first.append(p.cpu())
+        self.rank.append(rank.cpu())
+        self.entropy.append(ent.cpu())
+
+    def add_boundaries(self, cap: _Capture, n_boundary: int) -> None:
+        """Logit lens over every layer for the boundary cuts of one forward."""
+        if n_boundary == 0:
+            return
+        t0 = time.perf_counter()
+        m_a, k = len(self.req.answer_ids), self.req.top_k
+        per_layer_nll, per_layer_p, per_layer_ids, per_layer_probs, per_layer_h = [], [], [], [], []
+        for hs in cap.layers:  # each [n_boundary * m_a, d]
+            hs = hs.view(n_boundary, m_a, -1)
+            logits = self.arch.unembed(hs)
+            nll, p, _, _ = _readout(logits, self.answer)
+            top = torch.softmax(logits[:, 0], -1).topk(k, -1)
+            per_layer_nll.append(nll.mean(-1))
+            per_layer_p.append(p)
+            per_layer_ids.append(top.indices)
+            per_layer_probs.append(top.values)
+            per_layer_h.append(hs[:, 0].float())
+        self.lens_nll.append(torch.stack(per_layer_nll, 1).cpu())
+        self.lens_p.append(torch.stack(per_layer_p, 1).cpu())
+        self.lens_ids.append(torch.stack(per_layer_ids, 1).cpu())
+        self.lens_probs.append(torch.stack(per_layer_probs, 1).cpu())
+        self.hidden.append(torch.stack(per_layer_h, 1).cpu())
+        for i in self.req.proxy_layers:
+            self.z[i].append(cap.z[i].cpu())
+            self.pre[i].append(torch.cat(cap.pre[i], -1).cpu())
+        self.lens_seconds += time.perf_counter() - t0
+
+    def result(self, cuts: np.ndarray, boundary: np.ndarray, timings: dict) -> ProbeResult:
+        cat = lambda xs, dtype: torch.cat(xs).numpy().astype(dtype)  # noqa: E731
+        token_nll = cat(self.token_nll, np.float32)
+        timings["lens_s"] = self.lens_seconds
+        return ProbeResult(
+            cuts=cuts,
+            answer_nll=token_nll.mean(-1),
+            answer_token_nll=token_nll,
+            p_first=cat(self.p_first, np.float32),
+            rank_first=cat(self.rank, np.int32),
+            entropy=cat(self.entropy, np.float32),
+            boundary_cuts=boundary,
+            lens_nll=cat(self.lens_nll, np.float32),
+            lens_p_first=cat(self.lens_p, np.float32),
+            lens_top_ids=cat(self.lens_ids, np.int64),
+            lens_top_probs=cat(self.lens_probs, np.float32),
+            hidden=cat(self.hidden, np.float32),
+            proxy_input={i: cat(v, np.float32) for i, v in self.z.items()},
+            proxy_preact={i: cat(v, np.float32) for i, v in self.pre.items()},
+            timings=timings,
+        )
+
+
+def _validate(req: ProbeRequest, arch: Architecture) -> None:
+    if not req.template_ids:
+        raise ValueError("template tokenizes to nothing: the probe needs at least one template token")
+    if not req.answer_ids:
+        raise ValueError("answer tokenizes to nothing")
+    n = len(req.trajectory_ids)
+    cuts = req.all_cuts
+    if len(cuts) and (cuts[0] < 0 or cuts[-1] > n):
+        raise ValueError(f"cut points must lie in 0..{n}")
+    for i in req.proxy_layers:
+        if not 0 <= i < arch.n_layers or not arch.mlp_input_projections(i):
+            raise ValueError(f"layer {i} has no recognised MLP input projection for the proxy space")
+
+
+def _is_oom(exc: BaseException) -> bool:
+    return isinstance(exc, (torch.cuda.OutOfMemoryError, MemoryError)) or "out of memory" in str(exc).lower()
+
+
+def _truncate_cache(cache, length: int) -> None:
+    """Drop every cached position at or after ``length`` (each layer on its own)."""
+    for layer in getattr(cache, "layers", []):
+        current = layer.get_seq_length()
+        if current > length:
+            layer.crop(length - current)
+
+
+def default_chunk_tokens(device: torch.device) -> int:
+    """Probe tokens per forward: fixed on CPU (measured best), from free memory on CUDA."""
+    if device.type != "cuda":
+        return 384
+    free, _total = torch.cuda.mem_get_info(device)
+    return int(max(512, min(16384, free // (8 << 20))))
+
+
+@torch.inference_mode()
+def analyze(
+    model: torch.nn.Module,
+    req: ProbeRequest,
+    *,
+    chunk_tokens: int | None = None,
+    progress: Progress | None = None,
+) -> ProbeResult:
+    """Single-pass engine: trajectory encoded once, probes scored in chunks over its KV cache."""
+    arch = locate(model)
+    _validate(req, arch)
+    device = next(model.parameters()).device
+    dtype = next(model.parameters()).dtype
+    cuts, boundary = req.all_cuts, np.array(sorted(set(req.boundary_cuts)), dtype=np.int64)
+    is_boundary = np.isin(cuts, boundary)
+    P, m_t, m_a = len(req.prompt_ids), len(req.template_ids), len(req.answer_ids)
+    m = m_t + m_a
+    probe = torch.tensor(req.probe_ids, device=device)
+    answer = torch.tensor(req.answer_ids, device=device)
+    context = torch.tensor([req.prompt_ids + req.trajectory_ids], device=device)
+    n_ctx = context.shape[1]
+    timings: dict[str, float] = {}
+
+    t0 = time.perf_counter()
+    prefill = arch.base(input_ids=context, use_cache=True)
+    cache = prefill.past_key_values
+    timings["prefill_s"] = time.perf_counter() - t0
+
+    acc = _Accumulator(arch, req, answer)
+    per_chunk = max(1, (chunk_tokens or default_chunk_tokens(device)) // m)
+    arange_m = torch.arange(m, device=device)
+    probe_causal = torch.tril(torch.ones(m, m, dtype=torch.bool, device=device))
+    key_index = torch.arange(n_ctx, device=device)
+    answer_offsets = torch.arange(m_t - 1, m - 1, device=device)  # positions predicting answer tokens
+    t0 = time.perf_counter()
+    with _Capture(arch, req.proxy_layers, want_final=True) as cap:
+        start = 0
+        while start < len(cuts):
+            chunk = torch.from_numpy(cuts[start : start + per_chunk]).to(device)
+            chunk_boundary = torch.from_numpy(np.flatnonzero(is_boundary[start : start + per_chunk])).to(device)
+            b = len(chunk)
+            sees_context = key_index[None, :] < (P + chunk)[:, None]  # [b, n_ctx]
+            allowed = torch.cat(
+                [sees_context.repeat_interleave(m, 0), torch.block_diag(*[probe_causal] * b)], dim=1
+            )  # [b*m, n_ctx + b*m]
+            mask = torch.zeros(allowed.shape, dtype=dtype, device=device)
+            mask.masked_fill_(~allowed, torch.finfo(dtype).min)
+            positions = (P + chunk[:, None] + arange_m[None, :]).reshape(1, -1)
+            answer_pos = (torch.arange(b, device=device)[:, None] * m + answer_offsets[None, :])  # [b, m_a]
+            cap.set_positions(
+                answer_pos.reshape(-1), answer_pos[chunk_boundary].reshape(-1), answer_pos[chunk_boundary, 0]
+            )
+            try:
+                arch.base(
+                    input_ids=probe.repeat(b)[None],
+                    position_ids=positions,
+                    attention_mask=mask[None, None],
+                    past_key_values=cache,
+                    use_cache=True,
+                )
+            except (RuntimeError, MemoryError) as exc:
+                _truncate_cache(cache, n_ctx)
+                if not _is_oom(exc) or per_chunk == 1:
+                    raise
+                per_chunk = max(1, per_chunk // 2)  # retry this chunk smaller; results are identical
+                if device.type == "cuda":
+                    torch.cuda.empty_cache()
+                continue
+            _truncate_cache(cache, n_ctx)
+            acc.add_final(arch.unembed(cap.final.view(b, m_a, -1)))
+            acc.add_boundaries(cap, len(chunk_boundary))
+            start += b
+            if progress:
+                progress(start, len(cuts))
+    timings["probe_s"] = time.perf_counter() - t0
+    timings["chunk_probes"] = per_chunk
+    return acc.result(cuts, boundary, timings)
+
+
+@torch.inference_mode()
+def analyze_naive(model: torch.nn.Module, req: ProbeRequest, *, progress: Progress | None = None) -> ProbeResult:
+    """Reference method: one plain prompt ``prompt + t[:c] + template + answer`` per cut point."""
+    arch = locate(model)
+    _validate(req, arch)
+    device = next(model.parameters()).device
+    cuts, boundary = req.all_cuts, np.array(sorted(set(req.boundary_cuts)), dtype=np.int64)
+    P, m_t, m_a = len(req.prompt_ids), len(req.template_ids), len(req.answer_ids)
+    m = m_t + m_a
+    answer = torch.tensor(req.answer_ids, device=device)
+    acc = _Accumulator(arch, req, answer)
+    t0 = time.perf_counter()
+    with _Capture(arch, req.proxy_layers, want_final=False) as cap:
+        for i, c in enumerate(cuts):
+            ids = torch.tensor([req.prompt_ids + req.trajectory_ids[:c] + req.probe_ids], device=device)
+            answer_pos = torch.arange(P + c + m_t - 1, P + c + m - 1, device=device)
+            if c in boundary:
+                cap.set_positions(None, answer_pos, answer_pos[:1])
+            else:
+                cap.set_positions(None, None, None)
+            logits = model(input_ids=ids, logits_to_keep=m).logits[0, m_t - 1 : m - 1]  # [m_a, V]
+            acc.add_final(logits[None].float())
+            acc.add_boundaries(cap, 1 if c in boundary else 0)
+            if progress:
+                progress(i + 1, len(cuts))
+    return acc.result(cuts, boundary, {"naive_s": time.perf_counter() - t0})
+
+
+@torch.inference_mode()
+def forward_seconds(model: torch.nn.Module, ids: list[int]) -> float:
+    """Time of one plain forward pass over ``ids`` (the benchmark's unit of cost)."""
+    device = next(model.parameters()).device
+    t0 = time.perf_counter()
+    model(input_ids=torch.tensor([ids], device=device), logits_to_keep=1)
+    return time.perf_counter() - t0

@@ -1,0 +1,92 @@
+"""Shared fixtures: tiny random models (fast, seeded) with SmolLM2's real tokenizer, the real
+SmolLM2 (integration), and throwaway caches holding real runs."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+# A trajectory with several sentences, a line break and reflection words (imported, not generated).
+SAMPLE_TRAJECTORY = (
+    "Maya starts with 5 apples. Two bags of 4 apples each add 8 more, so she has 13. "
+    "Wait, let me check that: 5 + 8 = 13, yes.\n"
+    "She gives 6 to her friend, leaving 7. Then she eats 1, so 7 - 1 = 6. "
+    "However, I should verify the bags: 2 * 4 = 8. Hmm, that is right. So she has 6 apples."
+)
+SAMPLE_QUESTION = (
+    "Maya has 5 apples. She buys 2 bags with 4 apples each, gives 6 apples to her friend, "
+    "and then eats 1. How many apples does she have now?"
+)
+
+
+@pytest.fixture(scope="session")
+def smol_tokenizer():
+    from transformers import AutoTokenizer
+
+    from backend.models import resolve
+
+    spec = resolve("smollm2-135m")
+    return AutoTokenizer.from_pretrained(str(spec.directory), gguf_file=spec.gguf_file)
+
+
+def build_tiny(kind: str, tokenizer, seed: int = 0, n_layers: int = 4):
+    """A tiny randomly initialised causal LM (float32, CPU) wrapped as a LoadedModel."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+
+    from backend.models import LoadedModel
+
+    torch.manual_seed(seed)
+    common = dict(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=n_layers,
+                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
+                  tie_word_embeddings=True)
+    if kind == "llama":
+        model = LlamaForCausalLM(LlamaConfig(**common))
+    elif kind == "qwen2":
+        model = Qwen2ForCausalLM(Qwen2Config(**common))
+    else:
+        raise ValueError(kind)
+    return LoadedModel.from_objects(f"tiny-{kind}-seed{seed}", model.eval(), tokenizer)
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(smol_tokenizer):
+    return build_tiny("llama", smol_tokenizer)
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen2(smol_tokenizer):
+    return build_tiny("qwen2", smol_tokenizer, seed=1)
+
+
+@pytest.fixture(scope="session")
+def smollm2():
+    from backend.models import load_model
+
+    return load_model("smollm2-135m")
+
+
+@pytest.fixture()
+def store(tmp_path):
+    from backend.cache import RunStore
+
+    return RunStore(tmp_path / "cache")
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, tiny_llama):
+    """A real run of the tiny Llama on SAMPLE_TRAJECTORY in its own cache: (store, key)."""
+    from backend.cache import RunStore
+    from backend.jobs import RunRequest, run_question
+
+    store = RunStore(tmp_path_factory.mktemp("tiny_cache"))
+    req = RunRequest(question=SAMPLE_QUESTION, answer="6", trajectory=SAMPLE_TRAJECTORY, model=tiny_llama.name)
+    outcome = run_question(req, store, loaded=tiny_llama)
+    return store, outcome.key
