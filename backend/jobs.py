@@ -144,7 +144,8 @@ def run_question(
         response, source = req.trajectory, "imported"
     thinking, after_thinking, think_format = split_thinking(response)
     if not thinking.strip():
-        raise InputError("the trajectory has no thinking text to analyze")
+        detail = " (the model produced only whitespace or special tokens)" if source == "generated" else ""
+        raise InputError(f"the trajectory has no thinking text to analyze{detail}")
 
     answer, answer_source = req.answer, "reference"
     predicted = extract_final_answer(after_thinking if after_thinking.strip() else thinking)
