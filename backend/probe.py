@@ -150,69 +150,77 @@ def _readout(logits: torch.Tensor, answer: torch.Tensor):
 
 
 class _Accumulator:
-    """Collects chunk outputs in cut order and assembles a ``ProbeResult``."""
+    """Collects chunk outputs in cut order and assembles a ``ProbeResult``.
+
+    The engine hands over residual-stream states, not logits: unembedding (final norm + LM
+    head, a [V, d] matrix) is deferred to ``result`` and done in large batches, because one
+    small matmul per chunk and layer would stream the whole LM head from memory each time.
+    """
+
+    UNEMBED_ROWS = 256  # vectors per LM-head matmul in the deferred readout
 
     def __init__(self, arch: Architecture, req: ProbeRequest, answer: torch.Tensor):
         self.arch, self.req, self.answer = arch, req, answer
-        self.token_nll, self.p_first, self.rank, self.entropy = [], [], [], []
-        self.lens_nll, self.lens_p, self.lens_ids, self.lens_probs, self.hidden = [], [], [], [], []
+        self.final_logits: list[torch.Tensor] = []  # naive path: [1, m_a, V] per cut
+        self.final_hidden: list[torch.Tensor] = []  # engine path: [b, m_a, d] per chunk
+        self.lens_hidden: list[torch.Tensor] = []  # [nb, L, m_a, d] per chunk with boundaries
         self.z = {i: [] for i in req.proxy_layers}
         self.pre = {i: [] for i in req.proxy_layers}
-        self.lens_seconds = 0.0
 
-    def add_final(self, logits: torch.Tensor) -> None:
-        nll, p, rank, ent = _readout(logits, self.answer)
-        self.token_nll.append(nll.cpu())
-        self.p_first.append(p.cpu())
-        self.rank.append(rank.cpu())
-        self.entropy.append(ent.cpu())
+    def add_final_logits(self, logits: torch.Tensor) -> None:
+        self.final_logits.append(_readout(logits, self.answer))
+
+    def add_final_hidden(self, hidden: torch.Tensor) -> None:
+        self.final_hidden.append(hidden)
 
     def add_boundaries(self, cap: _Capture, n_boundary: int) -> None:
-        """Logit lens over every layer for the boundary cuts of one forward."""
         if n_boundary == 0:
             return
-        t0 = time.perf_counter()
-        m_a, k = len(self.req.answer_ids), self.req.top_k
-        per_layer_nll, per_layer_p, per_layer_ids, per_layer_probs, per_layer_h = [], [], [], [], []
-        for hs in cap.layers:  # each [n_boundary * m_a, d]
-            hs = hs.view(n_boundary, m_a, -1)
-            logits = self.arch.unembed(hs)
-            nll, p, _, _ = _readout(logits, self.answer)
-            top = torch.softmax(logits[:, 0], -1).topk(k, -1)
-            per_layer_nll.append(nll.mean(-1))
-            per_layer_p.append(p)
-            per_layer_ids.append(top.indices)
-            per_layer_probs.append(top.values)
-            per_layer_h.append(hs[:, 0].float())
-        self.lens_nll.append(torch.stack(per_layer_nll, 1).cpu())
-        self.lens_p.append(torch.stack(per_layer_p, 1).cpu())
-        self.lens_ids.append(torch.stack(per_layer_ids, 1).cpu())
-        self.lens_probs.append(torch.stack(per_layer_probs, 1).cpu())
-        self.hidden.append(torch.stack(per_layer_h, 1).cpu())
+        m_a = len(self.req.answer_ids)
+        self.lens_hidden.append(torch.stack([hs.view(n_boundary, m_a, -1) for hs in cap.layers], 1))
         for i in self.req.proxy_layers:
             self.z[i].append(cap.z[i].cpu())
             self.pre[i].append(torch.cat(cap.pre[i], -1).cpu())
-        self.lens_seconds += time.perf_counter() - t0
+
+    def _unembed_readout(self, hidden: torch.Tensor, with_top: bool):
+        """hidden ``[N, m_a, d]`` -> readouts (and top-k at the probe position), in row batches."""
+        parts = []
+        for rows in torch.split(hidden, self.UNEMBED_ROWS):
+            logits = self.arch.unembed(rows)
+            out = _readout(logits, self.answer)
+            if with_top:
+                top = torch.softmax(logits[:, 0], -1).topk(self.req.top_k, -1)
+                out = (*out, top.indices, top.values)
+            parts.append(tuple(t.cpu() for t in out))
+        return [torch.cat(ts) for ts in zip(*parts)]
 
     def result(self, cuts: np.ndarray, boundary: np.ndarray, timings: dict) -> ProbeResult:
-        cat = lambda xs, dtype: torch.cat(xs).numpy().astype(dtype)  # noqa: E731
-        token_nll = cat(self.token_nll, np.float32)
-        timings["lens_s"] = self.lens_seconds
+        t0 = time.perf_counter()
+        if self.final_hidden:
+            token_nll, p_first, rank, entropy = self._unembed_readout(torch.cat(self.final_hidden), False)
+        else:
+            token_nll, p_first, rank, entropy = [torch.cat([r[i].cpu() for r in self.final_logits]) for i in range(4)]
+        L, k = self.arch.n_layers, self.req.top_k
+        lens_h = torch.cat(self.lens_hidden)  # [B, L, m_a, d]
+        B, m_a = lens_h.shape[0], lens_h.shape[2]
+        lens_nll, lens_p, _, _, top_ids, top_probs = self._unembed_readout(lens_h.reshape(B * L, m_a, -1), True)
+        timings["readout_s"] = time.perf_counter() - t0
+        f32 = lambda t: t.float().numpy()  # noqa: E731
         return ProbeResult(
             cuts=cuts,
-            answer_nll=token_nll.mean(-1),
-            answer_token_nll=token_nll,
-            p_first=cat(self.p_first, np.float32),
-            rank_first=cat(self.rank, np.int32),
-            entropy=cat(self.entropy, np.float32),
+            answer_nll=f32(token_nll.mean(-1)),
+            answer_token_nll=f32(token_nll),
+            p_first=f32(p_first),
+            rank_first=rank.numpy().astype(np.int32),
+            entropy=f32(entropy),
             boundary_cuts=boundary,
-            lens_nll=cat(self.lens_nll, np.float32),
-            lens_p_first=cat(self.lens_p, np.float32),
-            lens_top_ids=cat(self.lens_ids, np.int64),
-            lens_top_probs=cat(self.lens_probs, np.float32),
-            hidden=cat(self.hidden, np.float32),
-            proxy_input={i: cat(v, np.float32) for i, v in self.z.items()},
-            proxy_preact={i: cat(v, np.float32) for i, v in self.pre.items()},
+            lens_nll=f32(lens_nll.mean(-1)).reshape(B, L),
+            lens_p_first=f32(lens_p).reshape(B, L),
+            lens_top_ids=top_ids.numpy().astype(np.int64).reshape(B, L, k),
+            lens_top_probs=f32(top_probs).reshape(B, L, k),
+            hidden=f32(lens_h[:, :, 0].cpu()),
+            proxy_input={i: torch.cat(v).numpy().astype(np.float32) for i, v in self.z.items()},
+            proxy_preact={i: torch.cat(v).numpy().astype(np.float32) for i, v in self.pre.items()},
             timings=timings,
         )
 
@@ -296,6 +304,7 @@ def analyze(
             allowed = torch.cat(
                 [sees_context.repeat_interleave(m, 0), torch.block_diag(*[probe_causal] * b)], dim=1
             )  # [b*m, n_ctx + b*m]
+            # additive float mask: works with eager and SDPA attention alike (bool measured no faster)
             mask = torch.zeros(allowed.shape, dtype=dtype, device=device)
             mask.masked_fill_(~allowed, torch.finfo(dtype).min)
             positions = (P + chunk[:, None] + arange_m[None, :]).reshape(1, -1)
@@ -320,7 +329,7 @@ def analyze(
                     torch.cuda.empty_cache()
                 continue
             _truncate_cache(cache, n_ctx)
-            acc.add_final(arch.unembed(cap.final.view(b, m_a, -1)))
+            acc.add_final_hidden(cap.final.view(b, m_a, -1))
             acc.add_boundaries(cap, len(chunk_boundary))
             start += b
             if progress:
@@ -351,7 +360,7 @@ def analyze_naive(model: torch.nn.Module, req: ProbeRequest, *, progress: Progre
             else:
                 cap.set_positions(None, None, None)
             logits = model(input_ids=ids, logits_to_keep=m).logits[0, m_t - 1 : m - 1]  # [m_a, V]
-            acc.add_final(logits[None].float())
+            acc.add_final_logits(logits[None].float())
             acc.add_boundaries(cap, 1 if c in boundary else 0)
             if progress:
                 progress(i + 1, len(cuts))
