@@ -46,6 +46,10 @@ class _Bars:
         self.enabled, self.bar, self.stage = enabled, None, None
 
     def __call__(self, stage: str, done: int, total: int) -> None:
+        if stage == "generate" or (stage == "analyze" and (done > 0 or total == 0)):
+            from .cache import pause_for_tests
+
+            pause_for_tests(stage)  # RAML_TEST_PAUSE_AT: fault tests kill the process here
         if not self.enabled:
             return
         from tqdm import tqdm
@@ -151,9 +155,10 @@ def cmd_rm(args) -> int:
 
 
 def cmd_export(args) -> int:
+    run = _store(args).open(args.key)  # key checked and run verified before anything else
+
     from .export import export_html
 
-    run = _store(args).open(args.key)
     out = export_html(run, args.html)
     print(out)
     return 0
@@ -259,6 +264,9 @@ def main(argv: list[str] | None = None) -> int:
     except RamlError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INPUT
+    except OSError as exc:  # e.g. an output path that cannot be written
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -27,3 +27,7 @@ class CacheError(RamlError):
 
 class RunNotFoundError(CacheError):
     """No run with that key is in the cache."""
+
+
+class OutOfMemoryError(RamlError):
+    """Even the smallest probe chunk does not fit in memory."""

@@ -151,9 +151,17 @@ def _check_directory_is_safe(spec: ModelSpec, trust_remote_code: bool) -> None:
         config = json.loads(config_path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise ModelLoadError(f"{config_path}: invalid JSON ({exc})") from None
-    if "auto_map" in config and not trust_remote_code:
+    if not isinstance(config, dict):
+        raise ModelLoadError(f"{config_path}: expected a JSON object")
+    if config.get("is_encoder_decoder"):
+        raise ModelLoadError(f"{spec.name} is an encoder-decoder model, not a causal language model")
+    tokenizer_config = d / "tokenizer_config.json"
+    needs_code = ["config.json"] if "auto_map" in config else []
+    if tokenizer_config.is_file() and '"auto_map"' in tokenizer_config.read_text(errors="replace"):
+        needs_code.append("tokenizer_config.json")
+    if needs_code and not trust_remote_code:
         raise ModelLoadError(
-            f"{spec.name} needs custom code from its repository (auto_map in config.json); "
+            f"{spec.name} needs custom code from its repository (auto_map in {' and '.join(needs_code)}); "
             "refused by default: pass --trust-remote-code only if you trust its author"
         )
     names = [p.name for p in d.iterdir()]
@@ -205,10 +213,44 @@ def _load_uncached(spec: ModelSpec, trust_remote_code: bool, device: str | None,
     if dev.type == "cpu":
         model.to(dev)
     model.eval()
+    _check_causal(spec.name, model)
     if getattr(tokenizer, "pad_token_id", None) is None and getattr(tokenizer, "eos_token", None):
         tokenizer.pad_token = tokenizer.eos_token
     param = next(model.parameters())
     return LoadedModel(spec.name, model, tokenizer, spec.fingerprint(), param.device, param.dtype)
+
+
+@torch.inference_mode()
+def _check_causal(name: str, model: torch.nn.Module) -> None:
+    """Refuse models the probe engine cannot read: no decoder stack / LM head, or outputs at a
+    position that depend on later tokens (an encoder such as BERT loaded as ``*LMHeadModel``).
+
+    Two forwards over 6 tokens that differ only in the last one: a causal LM gives the same
+    logits at the first 5 positions.
+    """
+    from .architecture import locate
+
+    try:
+        locate(model)
+    except TypeError as exc:
+        raise ModelLoadError(f"{name} is not a causal language model this tool can read ({exc})") from None
+    device = next(model.parameters()).device
+    vocab = int(getattr(model.config, "vocab_size", 0) or 0)
+    if vocab < 8:
+        return
+    ids = torch.tensor([[1, 2, 3, 4, 5, 6], [1, 2, 3, 4, 5, 7]], device=device) % vocab
+    try:
+        logits = model(input_ids=ids).logits.float()
+    except Exception as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ModelLoadError(f"{name}: a test forward pass failed ({type(exc).__name__}: {msg[:200]})") from None
+    prefix_change = (logits[0, :-1] - logits[1, :-1]).abs().max().item()
+    scale = logits[:, :-1].abs().max().item()
+    if prefix_change > 1e-3 * (1.0 + scale):
+        raise ModelLoadError(
+            f"{name} is not a causal language model: its output at a position depends on later tokens "
+            f"({type(model).__name__}, e.g. an encoder like BERT)"
+        )
 
 
 def _check_gguf_header(path: Path) -> None:

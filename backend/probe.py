@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from .architecture import Architecture, locate
+from .errors import OutOfMemoryError
 
 Progress = Callable[[int, int], None]  # (done, total) cut points
 
@@ -322,8 +323,13 @@ def analyze(
                 )
             except (RuntimeError, MemoryError) as exc:
                 _truncate_cache(cache, n_ctx)
-                if not _is_oom(exc) or per_chunk == 1:
+                if not _is_oom(exc):
                     raise
+                if per_chunk == 1:
+                    raise OutOfMemoryError(
+                        f"out of memory on {device.type} even with one probe per forward "
+                        f"({n_ctx} context tokens): use --cuts stride:K, a shorter trajectory, or a smaller model"
+                    ) from None
                 per_chunk = max(1, per_chunk // 2)  # retry this chunk smaller; results are identical
                 if device.type == "cuda":
                     torch.cuda.empty_cache()

@@ -7,6 +7,7 @@ Line format: ``{"id"?: str|int, "question": str, "answer"?: str|number, "traject
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,10 +36,24 @@ class LineError:
         return f"{where}: {f'field {self.field!r}: ' if self.field else ''}{self.message}"
 
 
+def _bad_text(value) -> str | None:
+    """Why a decoded string cannot be stored (lone surrogates from ``\\ud800`` escapes), or None."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            return f"contains an invalid unicode escape (lone surrogate at character {exc.start})"
+    return None
+
+
 def parse_line(obj, line_no: int, source: str) -> QuestionRecord | LineError:
     """Validate one decoded JSON value."""
     if not isinstance(obj, dict):
         return LineError(source, line_no, None, f"expected a JSON object, got {type(obj).__name__}")
+    for name in ("id", "question", "answer", "trajectory"):
+        problem = _bad_text(obj.get(name))
+        if problem:
+            return LineError(source, line_no, name, problem)
     q = obj.get("question")
     if q is None:
         return LineError(source, line_no, "question", "missing")
@@ -51,6 +66,8 @@ def parse_line(obj, line_no: int, source: str) -> QuestionRecord | LineError:
         return LineError(source, line_no, "answer", f"must be a string or number, got {type(answer).__name__}")
     if isinstance(answer, str) and not answer.strip():
         return LineError(source, line_no, "answer", "is empty (leave it out to use the model's own answer)")
+    if isinstance(answer, float) and not math.isfinite(answer):
+        return LineError(source, line_no, "answer", f"must be a finite number, got {answer}")
     trajectory = obj.get("trajectory")
     if trajectory is not None and not isinstance(trajectory, str):
         return LineError(source, line_no, "trajectory", f"must be a string, got {type(trajectory).__name__}")
@@ -58,6 +75,21 @@ def parse_line(obj, line_no: int, source: str) -> QuestionRecord | LineError:
     if isinstance(rid, bool) or not isinstance(rid, (str, int)):
         return LineError(source, line_no, "id", f"must be a string or integer, got {type(rid).__name__}")
     return QuestionRecord(line_no, str(rid), q, None if answer is None else str(answer), trajectory)
+
+
+def decode_line(raw: bytes, line_no: int, source: str):
+    """One JSONL line (no line break) -> its decoded JSON value, or a ``LineError`` saying why
+    not: too long, not UTF-8, invalid JSON, or nested too deeply to decode."""
+    if len(raw) > MAX_LINE_BYTES:
+        return LineError(source, line_no, None, f"line is longer than {MAX_LINE_BYTES >> 20} MiB")
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        return LineError(source, line_no, None, f"not valid UTF-8 (byte {exc.start})")
+    except json.JSONDecodeError as exc:
+        return LineError(source, line_no, None, f"invalid JSON: {exc.msg} at column {exc.colno}")
+    except RecursionError:
+        return LineError(source, line_no, None, "invalid JSON: nested too deeply")
 
 
 def parse_jsonl_bytes(data: bytes, source: str) -> tuple[list[QuestionRecord], list[LineError]]:
@@ -68,23 +100,16 @@ def parse_jsonl_bytes(data: bytes, source: str) -> tuple[list[QuestionRecord], l
         return [], [LineError(source, 0, None, f"file is larger than {MAX_FILE_BYTES >> 20} MiB")]
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
+    elif data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return [], [LineError(source, 0, None, "file is UTF-16; save it as UTF-8")]
     lines = data.split(b"\n")
     for line_no, raw in enumerate(lines, start=1):
         raw = raw.rstrip(b"\r")
         if not raw.strip():
             continue
-        if len(raw) > MAX_LINE_BYTES:
-            errors.append(LineError(source, line_no, None, f"line is longer than {MAX_LINE_BYTES >> 20} MiB"))
-            continue
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            errors.append(LineError(source, line_no, None, f"not valid UTF-8 (byte {exc.start})"))
-            continue
-        try:
-            obj = json.loads(text)
-        except json.JSONDecodeError as exc:
-            errors.append(LineError(source, line_no, None, f"invalid JSON: {exc.msg} at column {exc.colno}"))
+        obj = decode_line(raw, line_no, source)
+        if isinstance(obj, LineError):
+            errors.append(obj)
             continue
         parsed = parse_line(obj, line_no, source)
         (errors if isinstance(parsed, LineError) else records).append(parsed)
