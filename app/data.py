@@ -1,0 +1,114 @@
+"""Cached loaders over ``backend.cache`` and ``backend.proxy`` for the pages.
+
+Runs are content-addressed, so ``(cache root, key, meta.json mtime)`` identifies a run's data;
+``st.cache_data`` keeps the loaded tables and projections, and moving the cursor never reloads
+or refits anything.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from backend.cache import RunData, RunStore, default_root
+
+# Models the "new run" form may use without loading from disk (tests, notebooks): name -> LoadedModel
+MODEL_OVERRIDES: dict = {}
+
+
+def cache_root() -> str:
+    """The cache directory the app reads (``RAML_CACHE_DIR``, default ``./cache``), absolute."""
+    return str(Path(default_root()).expanduser().resolve())
+
+
+@st.cache_resource(show_spinner=False)
+def _store_for(root: str) -> RunStore:
+    return RunStore(root)
+
+
+def get_store() -> RunStore:
+    return _store_for(cache_root())
+
+
+def run_stamp(store: RunStore, key: str) -> float:
+    """Changes when a run is recomputed (meta.json rewritten); 0.0 if it is missing."""
+    try:
+        return os.stat(store.path(key) / "meta.json").st_mtime
+    except OSError:
+        return 0.0
+
+
+def list_runs(store: RunStore) -> pd.DataFrame:
+    """Library table (newest first), straight from the SQLite index (cheap, always fresh)."""
+    return store.list_runs()
+
+
+@st.cache_data(show_spinner="Loading run…", max_entries=32)
+def _load_run(root: str, key: str, stamp: float) -> RunData:
+    return _store_for(root).open(key)
+
+
+def load_run(store: RunStore, key: str) -> RunData:
+    """The run's meta and tables (checksums verified on first load), cached per key + mtime."""
+    return _load_run(str(store.root), key, run_stamp(store, key))
+
+
+@st.cache_data(show_spinner="Fitting the 2-D projection…", max_entries=64)
+def _projection(root: str, key: str, stamp: float, layer: int, space: str, method: str) -> dict:
+    from backend import proxy
+
+    run = _load_run(root, key, stamp)
+    proj = proxy.project([run], layer, space, method=method, store=_store_for(root))
+    vectors = proxy.space_vectors(run, layer, space)
+    geometry = proxy.step_geometry(vectors)
+    return {
+        "coords": np.asarray(proj.coords[0], dtype=np.float64),
+        "explained_variance": None if proj.explained_variance is None else np.asarray(proj.explained_variance),
+        "trustworthiness": proj.trustworthiness,
+        "geometry": geometry,
+    }
+
+
+def projection(store: RunStore, key: str, layer: int, space: str, method: str = "pca") -> dict:
+    """2-D path (``coords`` [B, 2]), explained variance, trustworthiness and step geometry."""
+    return _projection(str(store.root), key, run_stamp(store, key), int(layer), space, method)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _available_layers(root: str, key: str, stamp: float, space: str) -> list[int]:
+    from backend import proxy
+
+    return proxy.available_layers(_load_run(root, key, stamp), space)
+
+
+def available_layers(store: RunStore, key: str, space: str) -> list[int]:
+    return _available_layers(str(store.root), key, run_stamp(store, key), space)
+
+
+def proxy_available() -> bool:
+    """Whether ``backend.proxy`` (the 2-D path) is importable in this checkout."""
+    try:
+        import backend.proxy  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def model_override(name: str):
+    """A LoadedModel registered in ``MODEL_OVERRIDES`` under ``name``, else None (the backend
+    then loads the model itself, once per process, only if the run is not cached)."""
+    return MODEL_OVERRIDES.get(name)
+
+
+def default_run(runs: pd.DataFrame) -> str | None:
+    """The run Explore opens without ``?run=``: the demo run (label ``demo``) if cached, else the newest.
+
+    Found from the index alone (``make run`` labels the demo run "demo"), so no model code loads.
+    """
+    if runs.empty:
+        return None
+    demo = runs[runs["label"].fillna("") == "demo"]
+    return str((demo if not demo.empty else runs)["key"].iloc[0])

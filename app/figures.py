@@ -1,0 +1,317 @@
+"""Plotly figure builders for one run: pure functions of the run's tables, no Streamlit.
+
+Every builder returns a ``plotly.graph_objects.Figure`` so it can be unit-tested on data alone
+and reused by the HTML export. Shapes: S steps, B = S + 1 step boundaries (boundary 0 = before
+any thinking, boundary k = end of step k), L layers, n trajectory tokens, n + 1 cut points.
+"""
+from __future__ import annotations
+
+import html
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+# One colour scale for loss everywhere (path points, lens heatmap, other pages): Viridis without
+# its palest yellow, so every point stays visible on white. Dark = low loss = the good end.
+LOSS_COLORSCALE = [
+    [0.0, "#440154"], [0.125, "#482878"], [0.25, "#3e4989"], [0.375, "#31688e"], [0.5, "#26828e"],
+    [0.625, "#1f9e89"], [0.75, "#35b779"], [0.875, "#6ece58"], [1.0, "#b5de2b"],
+]
+LOSS_COLORBAR_TITLE = "L̂ (nats)"
+LOSS_UNITS = "nats"
+
+RAW_COLOR = "#9aa5b4"  # raw per-token L̂: thin, light
+EMA_COLOR = "#2a3f7a"  # smoothed L̂: bold, dark
+P_COLOR = "#1f9e89"
+CURSOR_COLOR = "#e4572e"
+REFLECTION_COLOR = "#d97706"
+BOUNDARY_COLOR = "#64748b"
+SHADE_COLOR = "rgba(100, 116, 139, 0.14)"
+
+# Modebar: the camera button saves a PNG (2x) of any figure, in the app and in exported HTML.
+PLOTLY_CONFIG = {
+    "displaylogo": False,
+    "modeBarButtonsToRemove": ["lasso2d", "select2d", "autoScale2d"],
+    "toImageButtonOptions": {"format": "png", "scale": 2, "filename": "raml-figure"},
+}
+
+SHORT_RUN_TOKENS = 300  # below this, the paper's EMA alpha (0.01) barely moves: default to 0.05
+PAPER_EMA_ALPHA = 0.01
+SHORT_RUN_EMA_ALPHA = 0.05
+
+
+def default_ema_alpha(n_tokens: int) -> float:
+    """0.01 as in the paper; 0.05 for trajectories shorter than 300 tokens."""
+    return SHORT_RUN_EMA_ALPHA if n_tokens < SHORT_RUN_TOKENS else PAPER_EMA_ALPHA
+
+
+def ema(values: np.ndarray, alpha: float) -> np.ndarray:
+    """Exponential moving average ``s_t = alpha x_t + (1 - alpha) s_{t-1}``, ``s_0 = x_0``; [n] -> [n]."""
+    values = np.asarray(values, dtype=np.float64)
+    if not 0 < alpha <= 1:
+        raise ValueError(f"EMA alpha must be in (0, 1], got {alpha}")
+    out = np.empty_like(values)
+    acc = values[0] if len(values) else 0.0
+    for i, v in enumerate(values):
+        acc = alpha * v + (1 - alpha) * acc
+        out[i] = acc
+    return out
+
+
+def boundary_cuts(steps: pd.DataFrame) -> np.ndarray:
+    """Cut point of every step boundary, [B]: 0, then each step's end."""
+    return np.concatenate([[0], steps["end"].to_numpy(dtype=np.int64)])
+
+
+def boundary_losses(tokens: pd.DataFrame, steps: pd.DataFrame) -> np.ndarray:
+    """L̂ at every step boundary, [B] (boundary 0 = no trajectory)."""
+    loss_at = dict(zip(tokens["cut"].to_numpy().tolist(), tokens["loss"].to_numpy().tolist()))
+    return np.array([loss_at[int(c)] for c in boundary_cuts(steps)], dtype=np.float64)
+
+
+def step_label(boundary: int, n_steps: int) -> str:
+    """Text of the cursor position, e.g. ``Step 3 / 12``."""
+    if boundary == 0:
+        return f"Start · 0 / {n_steps}"
+    return f"Step {boundary} / {n_steps}"
+
+
+def _font(scale: float) -> dict:
+    return dict(family="Inter, Segoe UI, Helvetica, Arial, sans-serif", size=round(13 * scale), color="#1f2937")
+
+
+def _layout(fig: go.Figure, *, height: int, scale: float, title: str | None) -> go.Figure:
+    if title:
+        fig.update_layout(title=dict(text=title, x=0.01, xanchor="left", font=dict(size=round(15 * scale))))
+    fig.update_layout(
+        template="plotly_white", height=height, font=_font(scale),
+        margin=dict(l=64, r=24, t=56 if title else 36, b=52),
+        hoverlabel=dict(font_size=round(12 * scale)),
+        legend=dict(orientation="h", yanchor="bottom", y=1.01, xanchor="right", x=1.0),
+        uirevision="keep",  # keep zoom/pan while the cursor moves
+    )
+    return fig
+
+
+def loss_descent_figure(
+    tokens: pd.DataFrame,
+    steps: pd.DataFrame,
+    *,
+    cursor: int | None = None,
+    alpha: float = PAPER_EMA_ALPHA,
+    height: int = 440,
+    scale: float = 1.0,
+    title: str | None = None,
+) -> go.Figure:
+    """L̂ per cut point over progress: raw (thin) + EMA (bold) on top, p(answer) below.
+
+    ``tokens``: one row per cut point (n + 1 rows: cut, progress, loss, p_answer, token,
+    after_answer_seen, reflection); ``steps``: one row per step (S rows); ``cursor``: the
+    boundary (0..S) drawn as a vertical line.
+    """
+    progress = tokens["progress"].to_numpy(dtype=np.float64)
+    loss = tokens["loss"].to_numpy(dtype=np.float64)
+    cuts = tokens["cut"].to_numpy()
+    n_tokens = int(cuts.max()) if len(cuts) else 0
+    smooth = ema(loss, alpha)
+    token_text = [html.escape(t).replace("\n", "⏎") for t in tokens["token"].astype(str)]
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.74, 0.26], vertical_spacing=0.06)
+
+    fig.add_trace(go.Scatter(
+        x=progress, y=loss, mode="lines", name="L̂ per token", line=dict(color=RAW_COLOR, width=1),
+        customdata=np.stack([cuts, token_text], axis=1),
+        hovertemplate="cut %{customdata[0]} · token “%{customdata[1]}”<br>L̂ = %{y:.3f} nats<extra></extra>",
+    ), row=1, col=1)
+    fig.add_trace(go.Scatter(
+        x=progress, y=smooth, mode="lines", name=f"EMA (α = {alpha:g})", line=dict(color=EMA_COLOR, width=3),
+        hovertemplate="EMA L̂ = %{y:.3f} nats<extra></extra>",
+    ), row=1, col=1)
+
+    refl = tokens["reflection"].astype(str).to_numpy()
+    has_refl = refl != ""
+    if has_refl.any():
+        fig.add_trace(go.Scatter(
+            x=progress[has_refl], y=loss[has_refl], mode="markers+text" if has_refl.sum() <= 12 else "markers",
+            name="reflection word", text=refl[has_refl],
+            textposition=["top center" if i % 2 == 0 else "bottom center" for i in range(int(has_refl.sum()))],
+            textfont=dict(color=REFLECTION_COLOR, size=round(11 * scale)),
+            marker=dict(symbol="diamond", size=9, color=REFLECTION_COLOR, line=dict(color="white", width=1)),
+            hovertemplate="“%{text}” · L̂ = %{y:.3f} nats<extra></extra>",
+        ), row=1, col=1)
+
+    # step boundaries: short ticks along the bottom of the loss panel
+    bcuts = boundary_cuts(steps)
+    bx = bcuts / max(n_tokens, 1)
+    tick_x = np.repeat(bx, 3)
+    tick_y = np.tile([0.0, 0.05, np.nan], len(bx))
+    dense = len(bx) > 60  # many steps: shorter, fainter ticks so they read as a rug, not a wall
+    fig.add_trace(go.Scatter(
+        x=tick_x, y=tick_y * (0.6 if dense else 1.0), mode="lines", yaxis="y3", name="step boundary",
+        line=dict(color=BOUNDARY_COLOR, width=1 if dense else 1.5), opacity=0.45 if dense else 1.0,
+        hoverinfo="skip",
+    ))
+
+    fig.add_trace(go.Scatter(
+        x=progress, y=tokens["p_answer"].to_numpy(dtype=np.float64), mode="lines", name="p(answer)",
+        line=dict(color=P_COLOR, width=1.5), showlegend=False,
+        hovertemplate="p(first answer token) = %{y:.3g}<extra></extra>",
+    ), row=2, col=1)
+
+    # shaded, not dropped: cut points after the answer text already appeared in the trajectory
+    seen = tokens["after_answer_seen"].to_numpy(dtype=bool)
+    if seen.any():
+        x0 = float(progress[np.argmax(seen)])
+        for row in (1, 2):
+            fig.add_vrect(x0=x0, x1=float(progress.max()), fillcolor=SHADE_COLOR, line_width=0, layer="below",
+                          row=row, col=1, exclude_empty_subplots=False)
+        fig.add_annotation(x=x0, y=1, xref="x", yref="y domain", text="answer already in the text",
+                           showarrow=False, xanchor="left", yanchor="top", font=dict(size=round(11 * scale),
+                           color=BOUNDARY_COLOR))
+
+    _layout(fig, height=height, scale=scale, title=title)
+    fig.update_layout(yaxis3=dict(overlaying="y", range=[0, 1], visible=False, fixedrange=True))
+    fig.update_yaxes(title_text="L̂ (nats)", row=1, col=1)
+    fig.update_yaxes(title_text="p(answer)", row=2, col=1, rangemode="tozero", tickformat=".2~g")
+    fig.update_xaxes(title_text="progress through the trajectory (cut point / n tokens)", range=[-0.01, 1.01],
+                     row=2, col=1)
+    if cursor is not None:
+        set_loss_cursor(fig, float(bx[int(np.clip(cursor, 0, len(bx) - 1))]))
+    return fig
+
+
+def set_loss_cursor(fig: go.Figure, x: float) -> go.Figure:
+    """Draw (or move) the vertical cursor line at progress ``x`` across both panels."""
+    shapes = [s for s in fig.layout.shapes if getattr(s, "name", None) != "cursor"]
+    cursor = dict(type="line", name="cursor", x0=x, x1=x, xref="x", y0=0, y1=1, yref="paper",
+                  line=dict(color=CURSOR_COLOR, width=2))
+    fig.update_layout(shapes=[*shapes, cursor])
+    return fig
+
+
+def path_figure(
+    coords: np.ndarray,
+    loss: np.ndarray,
+    *,
+    cursor: int | None = None,
+    axis_titles: tuple[str, str] = ("component 1", "component 2"),
+    title: str | None = None,
+    height: int = 440,
+    scale: float = 1.0,
+    step_texts: list[str] | None = None,
+) -> go.Figure:
+    """2-D path of the step boundaries: ``coords`` [B, 2], ``loss`` [B] (colour), ``cursor`` in 0..B-1.
+
+    Points are arrows pointing along the path (from the previous boundary), coloured by L̂ on
+    the shared loss scale; ``customdata`` holds the boundary index so a click can move the cursor.
+    """
+    coords = np.asarray(coords, dtype=np.float64)
+    loss = np.asarray(loss, dtype=np.float64)
+    if coords.ndim != 2 or coords.shape[1] != 2 or len(coords) != len(loss):
+        raise ValueError(f"path_figure needs coords [B, 2] and loss [B], got {coords.shape} and {loss.shape}")
+    B = len(coords)
+    idx = np.arange(B)
+    snippets = step_texts or [""] * B
+    hover = [f"{'start' if b == 0 else f'step {b}'}: {html.escape(s.strip()[:60])}" for b, s in zip(idx, snippets)]
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=coords[:, 0], y=coords[:, 1], mode="lines", line=dict(color="#cbd5e1", width=1.5),
+                             hoverinfo="skip", showlegend=False))
+    symbols = ["circle"] + ["arrow"] * (B - 1)
+    fig.add_trace(go.Scatter(
+        x=coords[:, 0], y=coords[:, 1], mode="markers", name="boundary", showlegend=False,
+        customdata=idx, text=hover,
+        marker=dict(symbol=symbols, angleref="previous", size=13 if B < 80 else 10, color=loss,
+                    colorscale=LOSS_COLORSCALE, cmin=float(np.nanmin(loss)), cmax=float(np.nanmax(loss)),
+                    colorbar=dict(title=dict(text=LOSS_COLORBAR_TITLE, side="right"), thickness=12, len=0.9),
+                    line=dict(color="white", width=0.5)),
+        unselected=dict(marker=dict(opacity=1.0)),
+        hovertemplate="%{text}<br>L̂ = %{marker.color:.3f} nats<br><i>click to jump here</i><extra></extra>",
+    ))
+    fig.add_annotation(x=coords[0, 0], y=coords[0, 1], text="start", showarrow=False, yshift=14,
+                       font=dict(size=round(11 * scale), color=BOUNDARY_COLOR))
+    if B > 1:
+        fig.add_annotation(x=coords[-1, 0], y=coords[-1, 1], text="end", showarrow=False, yshift=14,
+                           font=dict(size=round(11 * scale), color=BOUNDARY_COLOR))
+    _layout(fig, height=height, scale=scale, title=title)
+    fig.update_layout(clickmode="event+select", dragmode="pan", showlegend=False)
+    ranges = []
+    for axis in (0, 1):  # pad so the first/last arrows and their labels are never clipped
+        lo, hi = float(np.nanmin(coords[:, axis])), float(np.nanmax(coords[:, axis]))
+        pad = 0.08 * (hi - lo) if hi > lo else max(abs(lo) * 0.1, 1e-3)
+        ranges.append([lo - pad, hi + pad])
+    fig.update_xaxes(title_text=axis_titles[0], zeroline=False, range=ranges[0])
+    fig.update_yaxes(title_text=axis_titles[1], zeroline=False, range=ranges[1])
+    if cursor is not None:
+        set_path_cursor(fig, coords, int(cursor))
+    return fig
+
+
+def set_path_cursor(fig: go.Figure, coords: np.ndarray, cursor: int) -> go.Figure:
+    """Ring the current boundary (trace named ``cursor``)."""
+    cursor = int(np.clip(cursor, 0, len(coords) - 1))
+    fig.data = [t for t in fig.data if t.name != "cursor"]
+    fig.add_trace(go.Scatter(
+        x=[coords[cursor, 0]], y=[coords[cursor, 1]], mode="markers", name="cursor", showlegend=False,
+        marker=dict(symbol="circle-open", size=26, color=CURSOR_COLOR, line=dict(width=3)), hoverinfo="skip",
+    ))
+    return fig
+
+
+def lens_grid(lens: pd.DataFrame, value: str = "nll") -> tuple[np.ndarray, np.ndarray]:
+    """Lens table -> (values [L, B], hover text [L, B]) with the top-5 tokens per cell."""
+    if value not in ("nll", "p_answer"):
+        raise ValueError(f"lens value must be 'nll' or 'p_answer', got {value!r}")
+    B = int(lens["boundary"].max()) + 1
+    L = int(lens["layer"].max()) + 1
+    order = lens.sort_values(["layer", "boundary"])
+    grid = order[value].to_numpy(dtype=np.float64).reshape(L, B)
+    texts = []
+    for toks, probs in zip(order["top_tokens"], order["top_probs"]):
+        pairs = [f"{html.escape(repr(str(t))[1:-1])} {float(p):.2f}" for t, p in zip(toks, probs)]
+        texts.append(" · ".join(pairs))
+    return grid, np.array(texts, dtype=object).reshape(L, B)
+
+
+def lens_heatmap_figure(
+    lens: pd.DataFrame,
+    *,
+    cursor: int | None = None,
+    value: str = "nll",
+    title: str | None = None,
+    height: int = 440,
+    scale: float = 1.0,
+) -> go.Figure:
+    """Logit lens, layer x boundary: answer NLL (loss scale) or p(answer); top-5 tokens on hover."""
+    grid, texts = lens_grid(lens, value)
+    L, B = grid.shape
+    if value == "nll":
+        finite = grid[np.isfinite(grid)]
+        zmax = float(np.percentile(finite, 95)) if finite.size else 1.0
+        z_kw = dict(colorscale=LOSS_COLORSCALE, zmin=float(finite.min()) if finite.size else 0.0, zmax=zmax,
+                    colorbar=dict(title=dict(text=f"lens {LOSS_COLORBAR_TITLE}", side="right"), thickness=12))
+        fmt = "answer NLL %{z:.3f} nats"
+    else:  # high probability = low loss: the same scale, reversed, so dark stays "good"
+        z_kw = dict(colorscale=LOSS_COLORSCALE, reversescale=True, zmin=0.0, zmax=1.0,
+                    colorbar=dict(title=dict(text="p(answer)", side="right"), thickness=12))
+        fmt = "p(first answer token) %{z:.3f}"
+    fig = go.Figure(go.Heatmap(
+        z=grid, x=np.arange(B), y=np.arange(L), customdata=texts, xgap=0, ygap=0,
+        hovertemplate=f"boundary %{{x}} · layer %{{y}}<br>{fmt}<br>top: %{{customdata}}<extra></extra>", **z_kw,
+    ))
+    _layout(fig, height=height, scale=scale, title=title)
+    fig.update_xaxes(title_text="step boundary (0 = before thinking)", range=[-0.5, B - 0.5], tick0=0,
+                     dtick=max(1, round(B / 12)))
+    fig.update_yaxes(title_text="layer", range=[-0.5, L - 0.5], tick0=0, dtick=max(1, round(L / 8)))
+    if cursor is not None:
+        set_lens_cursor(fig, int(cursor), L)
+    return fig
+
+
+def set_lens_cursor(fig: go.Figure, cursor: int, n_layers: int) -> go.Figure:
+    """Outline the current boundary's column."""
+    shapes = [s for s in fig.layout.shapes if getattr(s, "name", None) != "cursor"]
+    rect = dict(type="rect", name="cursor", x0=cursor - 0.5, x1=cursor + 0.5, y0=-0.5, y1=n_layers - 0.5,
+                xref="x", yref="y", line=dict(color=CURSOR_COLOR, width=3), fillcolor="rgba(0,0,0,0)")
+    fig.update_layout(shapes=[*shapes, rect])
+    return fig
