@@ -244,12 +244,40 @@ def _is_oom(exc: BaseException) -> bool:
     return isinstance(exc, (torch.cuda.OutOfMemoryError, MemoryError)) or "out of memory" in str(exc).lower()
 
 
-def _truncate_cache(cache, length: int) -> None:
-    """Drop every cached position at or after ``length`` (each layer on its own)."""
-    for layer in getattr(cache, "layers", []):
-        current = layer.get_seq_length()
-        if current > length:
-            layer.crop(length - current)
+class _ContextWindow:
+    """Shows the cached trajectory to one chunk only up to the keys it needs.
+
+    Probes of a chunk with largest cut c_max attend to at most P + c_max cached keys, so the
+    cache layers are set to views of the first P + c_max positions before each forward (no
+    copy) and restored to the full prefill afterwards. Falls back to cropping for cache
+    classes without per-layer ``keys``/``values``.
+    """
+
+    def __init__(self, cache, n_ctx: int):
+        self.cache, self.n_ctx = cache, n_ctx
+        layers = getattr(cache, "layers", None) or []
+        self.full = [(layer.keys, layer.values) for layer in layers] if all(
+            hasattr(layer, "keys") and hasattr(layer, "values") for layer in layers) and layers else None
+
+    def limit_to(self, length: int) -> int:
+        """Expose the first ``length`` cached positions; returns how many keys are visible."""
+        if self.full is None:
+            self.restore()
+            return self.n_ctx
+        for layer, (keys, values) in zip(self.cache.layers, self.full):
+            layer.keys, layer.values = keys[..., :length, :], values[..., :length, :]
+        return length
+
+    def restore(self) -> None:
+        """Back to exactly the prefill (drops whatever a forward appended)."""
+        if self.full is not None:
+            for layer, (keys, values) in zip(self.cache.layers, self.full):
+                layer.keys, layer.values = keys, values
+            return
+        for layer in getattr(self.cache, "layers", []):
+            current = layer.get_seq_length()
+            if current > self.n_ctx:
+                layer.crop(self.n_ctx - current)
 
 
 def default_chunk_tokens(device: torch.device) -> int:
@@ -286,6 +314,7 @@ def analyze(
     t0 = time.perf_counter()
     prefill = arch.base(input_ids=context, use_cache=True)
     cache = prefill.past_key_values
+    window = _ContextWindow(cache, n_ctx)
     timings["prefill_s"] = time.perf_counter() - t0
 
     acc = _Accumulator(arch, req, answer)
@@ -301,10 +330,11 @@ def analyze(
             chunk = torch.from_numpy(cuts[start : start + per_chunk]).to(device)
             chunk_boundary = torch.from_numpy(np.flatnonzero(is_boundary[start : start + per_chunk])).to(device)
             b = len(chunk)
-            sees_context = key_index[None, :] < (P + chunk)[:, None]  # [b, n_ctx]
+            visible = window.limit_to(P + int(chunk.max()))
+            sees_context = key_index[None, :visible] < (P + chunk)[:, None]  # [b, visible]
             allowed = torch.cat(
                 [sees_context.repeat_interleave(m, 0), torch.block_diag(*[probe_causal] * b)], dim=1
-            )  # [b*m, n_ctx + b*m]
+            )  # [b*m, visible + b*m]
             # additive float mask: works with eager and SDPA attention alike (bool measured no faster)
             mask = torch.zeros(allowed.shape, dtype=dtype, device=device)
             mask.masked_fill_(~allowed, torch.finfo(dtype).min)
@@ -322,7 +352,7 @@ def analyze(
                     use_cache=True,
                 )
             except (RuntimeError, MemoryError) as exc:
-                _truncate_cache(cache, n_ctx)
+                window.restore()
                 if not _is_oom(exc):
                     raise
                 if per_chunk == 1:
@@ -334,7 +364,7 @@ def analyze(
                 if device.type == "cuda":
                     torch.cuda.empty_cache()
                 continue
-            _truncate_cache(cache, n_ctx)
+            window.restore()
             acc.add_final_hidden(cap.final.view(b, m_a, -1))
             acc.add_boundaries(cap, len(chunk_boundary))
             start += b
