@@ -1,14 +1,21 @@
-"""``batch``: one run per (question, sample) of a question file, resumable (cached runs are
+"""``batch``: one run per (question, sample) of a question set, resumable (cached runs are
 skipped by the content-addressed cache), failures reported per line without stopping the
 others. The local engine runs in this process; the Ray engine lives in ``batch_ray``.
+
+Question sets are JSONL, Parquet or a Hugging Face ``save_to_disk`` folder
+(``backend.datasets_io``), with ``--question-field/--answer-field`` naming the columns.
 """
 from __future__ import annotations
 
+import logging
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from .datasets_io import FieldMap, is_table, read_questions
 from .errors import RamlError
-from .questions_io import LineError, QuestionRecord, read_jsonl
+from .questions_io import LineError, QuestionRecord
+
+log = logging.getLogger(__name__)
 
 DEFAULT_SAMPLING_TEMPERATURE = 0.7
 
@@ -28,8 +35,11 @@ class ItemResult:
 
 
 def plan(records: list[QuestionRecord], samples: int, limit: int | None) -> list[BatchItem]:
+    """Items to run: K samples per question; a record with its own trajectory runs once
+    (its K samples would be the same run)."""
     records = records[:limit] if limit else records
-    return [BatchItem(r, s) for r in records for s in range(max(1, samples))]
+    k = max(1, samples)
+    return [BatchItem(r, s) for r in records for s in range(1 if r.trajectory is not None else k)]
 
 
 def item_request(args, make_request, item: BatchItem):
@@ -37,33 +47,57 @@ def item_request(args, make_request, item: BatchItem):
     rec = item.record
     req = make_request(args, rec.question, rec.answer, rec.trajectory, label=rec.id, seed=args.seed + item.sample)
     if args.samples > 1 and rec.trajectory is None and req.generation.temperature <= 0:
-        from dataclasses import replace
-
         req.generation = replace(req.generation, temperature=DEFAULT_SAMPLING_TEMPERATURE)
     return req
 
 
-def run_item(args, make_request, item: BatchItem, store) -> ItemResult:
+def describe_failure(exc: BaseException) -> str:
+    """One line for a failed item: the user-facing message, or the bug's type and message."""
+    if isinstance(exc, RamlError):
+        return str(exc)
+    text = str(exc).splitlines()[0][:200] if str(exc) else ""
+    return f"internal error {type(exc).__name__}{': ' + text if text else ''} (a bug; rerun with -v for details)"
+
+
+def run_request(req, store) -> tuple[str | None, bool, str | None]:
+    """Run one request; returns (key, cached, error). Never raises for one bad item."""
     from .jobs import run_question
 
     try:
-        outcome = run_question(item_request(args, make_request, item), store)
-        return ItemResult(item, outcome.key, outcome.cached, None)
-    except RamlError as exc:
-        return ItemResult(item, None, False, str(exc))
+        outcome = run_question(req, store)
+        return outcome.key, outcome.cached, None
+    except Exception as exc:  # one bad item must not stop a batch of hundreds
+        log.debug("item failed", exc_info=True)
+        return None, False, describe_failure(exc)
+
+
+def run_item(args, make_request, item: BatchItem, store) -> ItemResult:
+    try:
+        req = item_request(args, make_request, item)
+    except Exception as exc:
+        return ItemResult(item, None, False, describe_failure(exc))
+    return ItemResult(item, *run_request(req, store))
 
 
 def load_records(args) -> tuple[list[QuestionRecord], list[LineError]]:
-    return read_jsonl(args.file)
+    """Records of ``args.file`` (JSONL, Parquet or HF folder) with the field mapping applied."""
+    return read_questions(args.file, FieldMap.from_args(args))
+
+
+def where(args, record: QuestionRecord) -> str:
+    """``FILE:LINE`` for JSONL, ``FILE, row N`` for tables."""
+    return f"{args.file}, row {record.line}" if is_table(args.file) else f"{args.file}:{record.line}"
 
 
 def report(args, results: list[ItemResult], errors: list[LineError]) -> int:
     """Print per-line failures and a summary; exit code 1 if anything failed."""
-    for e in errors:
-        print(f"error: {e}", file=sys.stderr)
     failed = [r for r in results if r.error]
+    lines = [(e.line, -1, str(e)) for e in errors]
     for r in failed:
-        print(f"error: {args.file}:{r.item.record.line}: {r.error}", file=sys.stderr)
+        sample = f" (sample {r.item.sample})" if args.samples > 1 else ""
+        lines.append((r.item.record.line, r.item.sample, f"{where(args, r.item.record)}{sample}: {r.error}"))
+    for _, _, message in sorted(lines):
+        print(f"error: {message}", file=sys.stderr)
     done = sum(1 for r in results if r.key and not r.cached)
     hits = sum(1 for r in results if r.cached)
     print(f"{done} computed, {hits} cached, {len(failed) + len(errors)} failed", file=sys.stderr)
@@ -73,16 +107,28 @@ def report(args, results: list[ItemResult], errors: list[LineError]) -> int:
     return 1 if failed or errors else 0
 
 
+def run_items_local(args, make_request, items: list[BatchItem], store) -> list[ItemResult]:
+    """Run items one after another in this process (the model loads once, on first need)."""
+    from tqdm import tqdm
+
+    results = []
+    with tqdm(total=len(items), desc="batch", unit="run", disable=getattr(args, "quiet", False)) as bar:
+        for item in items:
+            results.append(run_item(args, make_request, item, store))
+            bar.update(1)
+    return results
+
+
 def run_batch(args, make_request, store) -> int:
     records, errors = load_records(args)
+    if args.limit and len(records) >= args.limit:  # errors past the last kept question are not this run's
+        last_line = records[args.limit - 1].line
+        errors = [e for e in errors if e.line <= last_line]
     items = plan(records, args.samples, args.limit)
     if args.engine == "ray":
         from .batch_ray import run_items_ray
 
         results = run_items_ray(args, make_request, items, store)
     else:
-        from tqdm import tqdm
-
-        results = [run_item(args, make_request, it, store)
-                   for it in tqdm(items, desc="batch", unit="run", disable=args.quiet)]
+        results = run_items_local(args, make_request, items, store)
     return report(args, results, errors)
