@@ -1,7 +1,9 @@
 """RaML Explorer entry point: ``streamlit run app/main.py``.
 
 Puts the repository root on ``sys.path`` (so ``backend`` and ``app`` import from any working
-directory) and registers the pages; Compare and Dataset appear once their files exist.
+directory) and registers the pages. Pages live in ``app/views/``, not ``app/pages/``: Streamlit
+would auto-run files of a ``pages/`` folder beside the entry script when a page URL is opened
+directly, bypassing this file and its ``sys.path`` setup.
 """
 from __future__ import annotations
 
@@ -20,11 +22,10 @@ st.set_page_config(page_title="RaML Explorer", page_icon=":material/trending_dow
                    initial_sidebar_state="collapsed" if present else "auto")
 
 pages = [
-    st.Page("pages/explore.py", title="Explore", icon=":material/timeline:", default=True),
-    st.Page("pages/runs.py", title="Runs", icon=":material/folder_open:"),
+    st.Page("views/explore.py", title="Explore", icon=":material/timeline:", default=True),
+    st.Page("views/runs.py", title="Runs", icon=":material/folder_open:"),
+    st.Page("views/compare.py", title="Compare", icon=":material/compare_arrows:"),
+    st.Page("views/dataset.py", title="Dataset", icon=":material/bar_chart:"),
 ]
-for name, title, icon in (("compare", "Compare", ":material/compare_arrows:"), ("dataset", "Dataset", ":material/bar_chart:")):
-    if (APP_DIR / "pages" / f"{name}.py").exists():
-        pages.append(st.Page(f"pages/{name}.py", title=title, icon=icon))
 
 st.navigation(pages, position="hidden" if present else "sidebar").run()

@@ -207,7 +207,7 @@ def test_explore_offers_html_export(cache, monkeypatch):
 
 def test_path_click_moves_the_cursor(cache, monkeypatch):
     """The plotly selection callback maps a clicked point's customdata to the cursor (and URL)."""
-    from app.pages import explore
+    from app.views import explore
 
     _, _, run = cache
     session = {explore.PATH_CHART: {"selection": {"points": [{"curve_number": 1, "point_index": 4,
@@ -225,7 +225,7 @@ def test_path_click_moves_the_cursor(cache, monkeypatch):
 def test_runs_library_lists_filters_and_opens(cache, monkeypatch):
     store, key, _ = cache
     at = _app(store.root, monkeypatch)
-    at.switch_page("pages/runs.py").run()
+    at.switch_page("views/runs.py").run()
     _no_errors(at)
     assert at.title[0].value == "Runs"
     assert any("1 of 1 runs" in c.value for c in at.caption)
@@ -244,7 +244,7 @@ def test_runs_library_lists_filters_and_opens(cache, monkeypatch):
 def test_filter_runs_function():
     import pandas as pd
 
-    from app.pages.runs import filter_runs
+    from app.views.runs import filter_runs
 
     runs = pd.DataFrame({
         "key": ["a", "b", "c"], "question": ["Apples?", "Pears", "apple pie"], "label": ["", "x", ""],
@@ -261,7 +261,7 @@ def test_filter_runs_function():
 def test_runs_delete_asks_for_confirmation(own_cache, monkeypatch):
     store, key = own_cache
     at = _app(store.root, monkeypatch)
-    at.switch_page("pages/runs.py").run()
+    at.switch_page("views/runs.py").run()
     at.button(key="runs_delete").click().run()
     assert any("Delete run" in w.value for w in at.warning)
     at.button(key="runs_delete_cancel").click().run()
@@ -285,7 +285,7 @@ def test_runs_jsonl_import_shows_line_errors_and_runs_good_lines(own_cache, tiny
         json.dumps({"id": "q3", "answer": "1"}),
     ]
     at = _app(store.root, monkeypatch)
-    at.switch_page("pages/runs.py").run()
+    at.switch_page("views/runs.py").run()
     at.file_uploader(key="runs_import_file").upload("questions.jsonl", "\n".join(lines).encode(), "application/json")
     at.run()
     assert not at.exception
@@ -310,7 +310,7 @@ def test_runs_new_run_form_estimates_runs_and_opens(own_cache, tiny_llama, monke
     store, _ = own_cache
     monkeypatch.setitem(data.MODEL_OVERRIDES, "tiny-test", tiny_llama)
     at = _app(store.root, monkeypatch)
-    at.switch_page("pages/runs.py").run()
+    at.switch_page("views/runs.py").run()
     at.text_input(key="runs_new_model").input("tiny-test")
     at.text_area(key="runs_new_question").input("What is 7 - 4?")
     at.text_input(key="runs_new_answer").input("3")
@@ -331,14 +331,14 @@ def test_runs_new_run_form_estimates_runs_and_opens(own_cache, tiny_llama, monke
 def test_runs_new_run_form_reports_bad_input(cache, monkeypatch):
     store, _, _ = cache
     at = _app(store.root, monkeypatch)
-    at.switch_page("pages/runs.py").run()
+    at.switch_page("views/runs.py").run()
     _button(at, "Estimate cost").click().run()
     assert not at.exception
     assert any("question is empty" in e.value for e in at.error)
 
 
 def test_estimate_cost_grows_with_trajectory_and_cut_density():
-    from app.pages.runs import estimate_cost
+    from app.views.runs import estimate_cost
 
     short = estimate_cost("a" * 400, "6", 256, "all")
     long = estimate_cost("a" * 4000, "6", 256, "all")

@@ -12,7 +12,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from app import figures_proxy
-from app.pages import compare
+from app.views import compare
 from conftest import SAMPLE_QUESTION, SAMPLE_TRAJECTORY
 
 MAIN = str(Path(__file__).resolve().parent.parent / "app" / "main.py")
@@ -55,7 +55,7 @@ def _app(root, monkeypatch, **params) -> AppTest:
     for name, value in params.items():
         at.query_params[name] = value
     at.run()
-    return at.switch_page("pages/compare.py").run()
+    return at.switch_page("views/compare.py").run()
 
 
 def _no_errors(at) -> None:

@@ -233,7 +233,7 @@ def _page(monkeypatch, root, query: dict | None = None):
     from streamlit.testing.v1 import AppTest
 
     monkeypatch.setenv("RAML_CACHE_DIR", str(root))
-    at = AppTest.from_file("../app/pages/dataset.py", default_timeout=120)
+    at = AppTest.from_file("../app/views/dataset.py", default_timeout=120)
     for name, value in (query or {}).items():
         at.query_params[name] = value
     return at.run()
@@ -263,7 +263,7 @@ def test_dataset_page_empty_cache(monkeypatch, tmp_path):
 
 
 def test_click_helpers():
-    from app.pages import dataset as page
+    from app.views import dataset as page
 
     event = {"selection": {"points": [{"customdata": ["abc123", "hover text"], "x": 1}], "point_indices": [0]}}
     assert page._clicked_key(event) == "abc123"

@@ -15,7 +15,7 @@ from app.figures import PLOTLY_CONFIG
 from backend import dataset_stats
 from backend.cache import RunStore
 
-EXPLORE_PAGE = "pages/explore.py"
+EXPLORE_PAGE = "views/explore.py"
 BIN_OPTIONS = (20, 50, 100)
 ALL_MODELS = "all models"
 

@@ -28,7 +28,7 @@ try:
 except ImportError:  # pragma: no cover
     PLOTLY_CONFIG = {"displaylogo": False}
 
-EXPLORE_PAGE = "pages/explore.py"
+EXPLORE_PAGE = "views/explore.py"
 MAX_DEFAULT_RUNS = 8
 SPACE_LABELS = {"proxy": "parameter-proxy (MLP ΔW)", "hidden": "hidden state (residual stream)"}
 METHOD_LABELS = {"pca": "PCA", "umap": "UMAP"}

@@ -13,7 +13,7 @@ import streamlit as st
 from app import data, ui
 from backend.errors import RamlError
 
-EXPLORE_PAGE = "pages/explore.py"
+EXPLORE_PAGE = "views/explore.py"
 CONFIRM_DELETE = "runs_confirm_delete"
 PENDING = "runs_pending_request"
 SEGMENTATIONS = ["sentences", "lines", "paragraphs", "tokens:8", "tokens:16", "tokens:32"]
