@@ -7,7 +7,8 @@ STAMP := $(VENV)/.installed
 PORT ?= 8501
 export RAML_CACHE_DIR ?= $(CURDIR)/cache
 # pip prints one harmless warning per package about this machine's local index dirs
-PIPQ := grep -v "is ignored: it is neither a file nor a directory" || true
+# (only grep's own "no lines left" status is ignored; a pip failure still stops make via pipefail)
+PIPQ := { grep -v "is ignored: it is neither a file nor a directory" || true; }
 
 .PHONY: setup run demo test test-fast chromium bench clean-cache
 

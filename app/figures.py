@@ -247,13 +247,13 @@ def path_figure(
     return fig
 
 
-def set_path_cursor(fig: go.Figure, coords: np.ndarray, cursor: int) -> go.Figure:
-    """Ring the current boundary (trace named ``cursor``)."""
+def set_path_cursor(fig: go.Figure, coords: np.ndarray, cursor: int, size: int = 26) -> go.Figure:
+    """Ring the current boundary of a 2-D path (trace named ``cursor``); coords ``[S+1, 2]``."""
     cursor = int(np.clip(cursor, 0, len(coords) - 1))
     fig.data = [t for t in fig.data if t.name != "cursor"]
     fig.add_trace(go.Scatter(
         x=[coords[cursor, 0]], y=[coords[cursor, 1]], mode="markers", name="cursor", showlegend=False,
-        marker=dict(symbol="circle-open", size=26, color=CURSOR_COLOR, line=dict(width=3)), hoverinfo="skip",
+        marker=dict(symbol="circle-open", size=size, color=CURSOR_COLOR, line=dict(width=3)), hoverinfo="skip",
     ))
     return fig
 

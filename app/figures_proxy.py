@@ -14,24 +14,10 @@ from dataclasses import dataclass
 import numpy as np
 import plotly.graph_objects as go
 
-try:  # one loss colour scale across the app
-    from app.figures import LOSS_COLORSCALE, PAPER_EMA_ALPHA, default_ema_alpha, ema
-except ImportError:  # pragma: no cover - figures.py is written by another engineer
-    LOSS_COLORSCALE = "Viridis"
-    PAPER_EMA_ALPHA = 0.01
+from app.figures import (  # one loss colour scale and one cursor across the app
+    CURSOR_COLOR, LOSS_COLORSCALE, PAPER_EMA_ALPHA, default_ema_alpha, ema, set_path_cursor,
+)
 
-    def default_ema_alpha(n_tokens: int) -> float:
-        return 0.05 if n_tokens < 300 else 0.01
-
-    def ema(values, alpha):
-        values = np.asarray(values, dtype=np.float64)
-        out, acc = np.empty_like(values), values[0] if len(values) else 0.0
-        for i, v in enumerate(values):
-            acc = alpha * v + (1 - alpha) * acc
-            out[i] = acc
-        return out
-
-CURSOR_COLOR = "#e4572e"
 PATH_COLOR = "#ffffff"
 PATH_EDGE = "#111827"
 MUTED = "#64748b"
@@ -124,14 +110,8 @@ def surface_contour_figure(surface, *, cursor: int | None = None, height: int = 
 
 
 def set_surface_cursor(fig: go.Figure, coords: np.ndarray, cursor: int) -> go.Figure:
-    """Ring the current boundary on a 2-D surface or compare chart (trace named ``cursor``)."""
-    cursor = int(np.clip(cursor, 0, len(coords) - 1))
-    fig.data = [t for t in fig.data if t.name != "cursor"]
-    fig.add_trace(go.Scatter(
-        x=[coords[cursor, 0]], y=[coords[cursor, 1]], mode="markers", name="cursor", showlegend=False,
-        marker=dict(symbol="circle-open", size=24, color=CURSOR_COLOR, line=dict(width=3)), hoverinfo="skip",
-    ))
-    return fig
+    """Ring the current boundary on a 2-D surface or compare chart (same ring as the path chart)."""
+    return set_path_cursor(fig, coords, cursor, size=24)
 
 
 def surface_3d_figure(surface, *, cursor: int | None = None, height: int = 560, scale: float = 1.0,

@@ -65,3 +65,14 @@ def correctness_badge(correct) -> str:
     if correct is None or (isinstance(correct, float) and correct != correct):
         return '<span class="raml-badge na">no reference</span>'
     return '<span class="raml-badge ok">correct</span>' if bool(correct) else '<span class="raml-badge bad">incorrect</span>'
+
+
+def set_query_params(**values) -> None:
+    """Write view state into the URL: only what changed, so the browser history stays quiet;
+    ``None`` removes a parameter."""
+    for name, value in values.items():
+        if value is None:
+            if name in st.query_params:
+                del st.query_params[name]
+        elif st.query_params.get(name) != str(value):
+            st.query_params[name] = str(value)

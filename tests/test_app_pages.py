@@ -213,7 +213,7 @@ def test_path_click_moves_the_cursor(cache, monkeypatch):
     session = {explore.PATH_CHART: {"selection": {"points": [{"curve_number": 1, "point_index": 4,
                                                                "customdata": 4}]}}, explore.CURSOR: 0}
     monkeypatch.setattr(explore.st, "session_state", session)
-    monkeypatch.setattr(explore, "_set_params", lambda **kw: session.update({"_url": kw}))
+    monkeypatch.setattr(explore.ui, "set_query_params", lambda **kw: session.update({"_url": kw}))
     explore._on_path_click(len(run.steps))
     assert session[explore.CURSOR] == 4 and session[explore.SLIDER] == 4 and session["_url"] == {"step": 4}
     session[explore.PATH_CHART] = {"selection": {"points": [{"curve_number": 1, "customdata": [99]}]}}

@@ -139,13 +139,6 @@ def _shared_projection(root: str, keys: tuple[str, ...], stamps: tuple[float, ..
             "explained_variance": p.explained_variance, "trustworthiness": p.trustworthiness}
 
 
-def _set_params(**values) -> None:
-    for name, value in values.items():
-        if value is None:
-            if name in st.query_params:
-                del st.query_params[name]
-        elif st.query_params.get(name) != str(value):
-            st.query_params[name] = str(value)
 
 
 def _int_param(name: str) -> int | None:
@@ -183,7 +176,7 @@ def _render() -> None:
                               f"{groups['question'][i][:110]}",
         help="runs are grouped by their question text; sample several trajectories with `batch --samples K`")
     group = groups.iloc[int(choice)]
-    _set_params(q=group["qid"])
+    ui.set_query_params(q=group["qid"])
 
     by_key = runs_df.set_index("key")
     labels_of = {k: figures_proxy.run_label(k, by_key.at[k, "label"], str(by_key.at[k, "model"]),
@@ -236,7 +229,7 @@ def _runs_tab(store: RunStore, runs: list[RunData], labels: list[str]) -> None:
     method = c3.radio("Projection", list(METHOD_LABELS), index=list(METHOD_LABELS).index(method_param)
                       if method_param in METHOD_LABELS else 0, format_func=METHOD_LABELS.get, horizontal=True,
                       key="compare_method")
-    _set_params(space=space, layer=layer, method=method)
+    ui.set_query_params(space=space, layer=layer, method=method)
 
     keys = tuple(r.key for r in runs)
     stamps = tuple(data.run_stamp(store, k) for k in keys)

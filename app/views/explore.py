@@ -28,14 +28,6 @@ ALPHA_OPTIONS = [0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5]
 SPEEDS = {"slow (2 s)": 2.0, "normal (1 s)": 1.0, "fast (0.5 s)": 0.5}
 
 
-def _set_params(**values) -> None:
-    """Write view state into the URL (only what changed, so the browser history stays quiet)."""
-    for name, value in values.items():
-        if value is None:
-            if name in st.query_params:
-                del st.query_params[name]
-        elif st.query_params.get(name) != str(value):
-            st.query_params[name] = str(value)
 
 
 # ----------------------------------------------------------------------------- callbacks
@@ -43,7 +35,7 @@ def _go_to(boundary: int, n_steps: int) -> None:
     b = int(min(max(boundary, 0), n_steps))
     st.session_state[CURSOR] = b
     st.session_state[SLIDER] = b
-    _set_params(step=b)  # the URL is the truth a full rerun starts from
+    ui.set_query_params(step=b)  # the URL is the truth a full rerun starts from
 
 
 def _step_by(delta: int, n_steps: int) -> None:
@@ -68,15 +60,15 @@ def _on_path_click(n_steps: int) -> None:
 
 
 def _on_run_change() -> None:
-    _set_params(run=st.session_state["explore_run_select"], step=None, layer=None)
+    ui.set_query_params(run=st.session_state["explore_run_select"], step=None, layer=None)
 
 
 def _on_space_change() -> None:
-    _set_params(space=st.session_state["explore_space"], layer=None)
+    ui.set_query_params(space=st.session_state["explore_space"], layer=None)
 
 
 def _on_layer_change() -> None:
-    _set_params(layer=st.session_state["explore_layer"])
+    ui.set_query_params(layer=st.session_state["explore_layer"])
 
 
 # ----------------------------------------------------------------------------- cached figures
@@ -156,7 +148,7 @@ def _render() -> None:
     warnings += [warning] if warning else []
     for w in warnings:
         st.warning(w)
-    _set_params(run=key, step=step, layer=layer, space=space)
+    ui.set_query_params(run=key, step=step, layer=layer, space=space)
     st.session_state[CURSOR] = step
     st.session_state[SLIDER] = step
 
@@ -300,7 +292,7 @@ def _cursor_views(view: View, redraw: bool) -> None:
     st.session_state[CURSOR] = cursor
     if SLIDER not in st.session_state or st.session_state[SLIDER] != cursor:
         st.session_state[SLIDER] = cursor
-    _set_params(step=cursor)
+    ui.set_query_params(step=cursor)
 
     # -- cursor controls: prev / next (arrow keys) / play, the step label and a slider
     with view.controls:
