@@ -1,6 +1,8 @@
 """Parameter-proxy space: vectors, the exactness identity, step geometry, projections and their cache."""
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 import torch
@@ -25,9 +27,15 @@ def _identity_errors(run, model, layer: int) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def tiny(tiny_run):
-    store, key = tiny_run
-    return store, store.open(key)
+def tiny(tmp_path_factory, tiny_llama):
+    """A run of this module's own: projections write ``derived/`` files next to it, which must
+    not leak into the session-wide ``tiny_run`` other modules inspect."""
+    from backend.cache import RunStore
+    from backend.jobs import RunRequest, run_question
+
+    store = RunStore(tmp_path_factory.mktemp("proxy_tiny"))
+    req = RunRequest(question=SAMPLE_QUESTION, answer="6", trajectory=SAMPLE_TRAJECTORY, model=tiny_llama.name)
+    return store, store.open(run_question(req, store, loaded=tiny_llama).key)
 
 
 @pytest.fixture(scope="module")
@@ -180,6 +188,7 @@ def test_projection_is_reused_not_refitted(tiny):
     store, run = tiny
     layer = run.meta["proxy_layers"][2]
     proxy.clear_memo()
+    shutil.rmtree(run.path / "derived", ignore_errors=True)  # other tests here may have fitted it
     before = proxy.FIT_COUNT
     first = proxy.project([run], layer, "hidden", "pca", store=store)
     assert proxy.FIT_COUNT == before + 1
