@@ -210,8 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(p)
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("batch", help="one run per line of a question file (resumable)")
-    p.add_argument("file")
+    p = sub.add_parser("batch", help="one run per question of a JSONL/Parquet/Arrow file or HF save_to_disk folder (resumable)")
+    p.add_argument("file", help="JSONL, .parquet, .arrow, or a Hugging Face datasets folder (save_to_disk)")
     p.add_argument("--samples", type=int, default=1, help="K sampled trajectories per question")
     p.add_argument("--engine", choices=("local", "ray"), default="local")
     p.add_argument("--address", default=None, help="Ray cluster address (default: start a local one)")
