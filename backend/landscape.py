@@ -257,6 +257,14 @@ def load_surface(run: RunData, layer: int, grid: int = 15, span: float = 1.5, st
     return _surface_from_arrays(run, layer, arrays, True) if arrays and "loss" in arrays else None
 
 
+def _check_grid(grid: int, span: float) -> None:
+    """One-line errors for a grid size or span a user typed."""
+    if not isinstance(grid, int) or not 2 <= grid <= 101:
+        raise ProxyError(f"grid must be an integer in 2..101, got {grid!r}")
+    if not np.isfinite(span) or span <= 0:
+        raise ProxyError(f"span must be a positive number, got {span!r}")
+
+
 def loss_surface(
     run: RunData,
     layer: int,
@@ -274,10 +282,7 @@ def loss_surface(
     matrices d_k ẑ_0ᵀ on the gate/up projections). ``batch`` grid points per forward
     (default from the question's length). Cached in ``<run dir>/derived``.
     """
-    if not isinstance(grid, int) or not 2 <= grid <= 101:
-        raise ProxyError(f"grid must be an integer in 2..101, got {grid!r}")
-    if not np.isfinite(span) or span <= 0:
-        raise ProxyError(f"span must be a positive number, got {span!r}")
+    _check_grid(grid, span)
     hit = load_surface(run, layer, grid, span, store)
     if hit is not None:
         return hit
@@ -414,10 +419,7 @@ def random_landscape(
     Works on a private copy of the model (the shared one is never modified); extra memory ≈
     three times the perturbed parameters (the copy and two directions).
     """
-    if not isinstance(grid, int) or not 2 <= grid <= 101:
-        raise ProxyError(f"grid must be an integer in 2..101, got {grid!r}")
-    if not np.isfinite(span) or span <= 0:
-        raise ProxyError(f"span must be a positive number, got {span!r}")
+    _check_grid(grid, span)
     hit = load_random_landscape(run, grid, span, seed, store)
     if hit is not None:
         return hit

@@ -73,6 +73,16 @@ def smollm2():
     return load_model("smollm2-135m")
 
 
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, tiny_llama) -> str:
+    """The tiny Llama saved as a model folder (safetensors + tokenizer): usable as ``--model``
+    by subprocesses and Ray workers, which cannot receive in-memory models."""
+    path = tmp_path_factory.mktemp("tiny_model")
+    tiny_llama.model.save_pretrained(path, safe_serialization=True)
+    tiny_llama.tokenizer.save_pretrained(path)
+    return str(path)
+
+
 @pytest.fixture()
 def store(tmp_path):
     from backend.cache import RunStore

@@ -18,14 +18,6 @@ from backend.questions_io import QuestionRecord
 TRAJECTORY = "<think>Two plus four is six. Wait, let me check: 2 + 4 = 6.</think> The answer is \\boxed{6}."
 
 
-@pytest.fixture(scope="module")
-def tiny_model_dir(tmp_path_factory, tiny_llama) -> str:
-    """The tiny Llama saved as a model folder (safetensors + tokenizer), usable as --model."""
-    path = tmp_path_factory.mktemp("tiny_model")
-    tiny_llama.model.save_pretrained(path, safe_serialization=True)
-    tiny_llama.tokenizer.save_pretrained(path)
-    return str(path)
-
 
 def _jsonl(path: Path, rows: list) -> Path:
     path.write_text("\n".join(r if isinstance(r, str) else json.dumps(r) for r in rows) + "\n", encoding="utf-8")

@@ -18,14 +18,6 @@ QUESTIONS = [
 ANSWERS = ["42", "24", "45", "5", "56", "25"]
 
 
-@pytest.fixture(scope="module")
-def tiny_model_dir(tmp_path_factory, tiny_llama) -> str:
-    """Ray workers load models by path: the tiny Llama saved as safetensors + tokenizer."""
-    path = tmp_path_factory.mktemp("tiny_model_ray")
-    tiny_llama.model.save_pretrained(path, safe_serialization=True)
-    tiny_llama.tokenizer.save_pretrained(path)
-    return str(path)
-
 
 @pytest.fixture(scope="module")
 def local_ray():
