@@ -231,6 +231,8 @@ def _validate(req: ProbeRequest, arch: Architecture) -> None:
         raise ValueError("template tokenizes to nothing: the probe needs at least one template token")
     if not req.answer_ids:
         raise ValueError("answer tokenizes to nothing")
+    if not req.boundary_cuts:
+        raise ValueError("boundary_cuts is empty: the lens/hidden/proxy readouts need at least one (e.g. cut 0)")
     n = len(req.trajectory_ids)
     cuts = req.all_cuts
     if len(cuts) and (cuts[0] < 0 or cuts[-1] > n):

@@ -123,6 +123,10 @@ def test_bad_requests_raise(tiny_llama):
     req.template_ids = []
     with pytest.raises(ValueError, match="template"):
         analyze(tiny_llama.model, req)
+    req = _request(tiny_llama, SAMPLE_TRAJECTORY)
+    req.boundary_cuts = []
+    with pytest.raises(ValueError, match="boundary_cuts is empty"):
+        analyze(tiny_llama.model, req)
 
 
 @pytest.mark.slow
