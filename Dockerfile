@@ -5,7 +5,7 @@
 #   Serve the app:  docker run -p 8501:8501 -v raml-cache:/data/cache raml-explorer
 #                   (add --gpus all for the CUDA image; -p 127.0.0.1:8501:8501 keeps it local)
 #   Batch a file:   docker run --rm -v raml-cache:/data/cache -v "$PWD/q.jsonl:/in/q.jsonl:ro" \
-#                       raml-explorer python -m backend batch /in/q.jsonl
+#                       raml-explorer raml batch /in/q.jsonl
 #
 # The app binds 0.0.0.0 inside the container only; the host decides what reaches it via -p.
 # Runs are written to the volume /data/cache; Hugging Face models are read from /data/hf.
@@ -49,8 +49,11 @@ RUN set -eu; \
 
 COPY .streamlit ./.streamlit
 COPY assets ./assets
+COPY pyproject.toml README.md ./
 COPY backend ./backend
 COPY app ./app
+# The project itself (packages backend and app, the `raml` command); dependencies are above.
+RUN pip install --no-cache-dir --no-deps . && raml --version
 
 RUN mkdir -p /data/cache /data/hf && chown -R 10001:10001 /data
 USER 10001:10001

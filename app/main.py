@@ -1,25 +1,22 @@
 """RaML Explorer entry point: ``streamlit run app/main.py``.
 
-Puts the repository root on ``sys.path`` (so ``backend`` and ``app`` import from any working
-directory) and registers the pages. Pages live in ``app/views/``, not ``app/pages/``: Streamlit
-would auto-run files of a ``pages/`` folder beside the entry script when a page URL is opened
-directly, bypassing this file and its ``sys.path`` setup.
+Registers the pages. ``backend`` and ``app`` import as installed packages (``pip install -e .``,
+which ``make`` does) or from the repository root (``python -m streamlit run app/main.py``).
+Pages live in ``app/views/``, not ``app/pages/``: Streamlit would auto-run files of a
+``pages/`` folder beside the entry script when a page URL is opened directly, bypassing this file.
 """
+
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-APP_DIR = Path(__file__).resolve().parent
-ROOT = APP_DIR.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-import streamlit as st  # noqa: E402
+import streamlit as st
 
 present = str(st.query_params.get("present", "")).strip().lower() in ("1", "true", "yes", "on")
-st.set_page_config(page_title="RaML Explorer", page_icon=":material/trending_down:", layout="wide",
-                   initial_sidebar_state="collapsed" if present else "auto")
+st.set_page_config(
+    page_title="RaML Explorer",
+    page_icon=":material/trending_down:",
+    layout="wide",
+    initial_sidebar_state="collapsed" if present else "auto",
+)
 
 pages = [
     st.Page("views/explore.py", title="Explore", icon=":material/timeline:", default=True),

@@ -3,12 +3,13 @@
 Parsing is pure (no Streamlit) so it is unit-tested directly; every bad value becomes a
 friendly one-line warning and a valid fallback, never an exception.
 """
+
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
-from backend.cache import KEY_PATTERN
+from backend.store.runs import KEY_PATTERN
 
 SPACES = ("proxy", "hidden")
 SPACE_LABELS = {"proxy": "parameter-proxy space (MLP ΔW)", "hidden": "hidden-state space (residual stream)"}
@@ -58,7 +59,8 @@ def parse_query(params: Mapping[str, object]) -> UrlState:
             if not KEY_PATTERN.match(key):
                 out.warnings.append(
                     f"'{_shown(key)}' is not a run key (expected 16-64 lowercase hex characters); "
-                    "showing another run instead.")
+                    "showing another run instead."
+                )
             else:
                 out.run = key
         elif name == "step":

@@ -1,8 +1,9 @@
 """Small shared page helpers: error guard, presentation-mode CSS, empty state."""
+
 from __future__ import annotations
 
 import logging
-from typing import Callable
+from collections.abc import Callable
 
 import streamlit as st
 
@@ -13,7 +14,7 @@ log = logging.getLogger("raml.app")
 EMPTY_STATE = (
     "**No runs in the cache yet.** Create one:\n\n"
     "- `make run` prepares the demo run (SmolLM2, one bundled question) and starts this app, or\n"
-    "- `python -m backend run --question \"...\" --answer \"...\"` from a terminal, or\n"
+    '- `python -m backend run --question "..." --answer "..."` from a terminal, or\n'
     "- the **New run** form on the Runs page."
 )
 
@@ -64,7 +65,11 @@ def correctness_badge(correct) -> str:
     """HTML badge for meta ``correct`` (True, False or None = no reference answer)."""
     if correct is None or (isinstance(correct, float) and correct != correct):
         return '<span class="raml-badge na">no reference</span>'
-    return '<span class="raml-badge ok">correct</span>' if bool(correct) else '<span class="raml-badge bad">incorrect</span>'
+    return (
+        '<span class="raml-badge ok">correct</span>'
+        if bool(correct)
+        else '<span class="raml-badge bad">incorrect</span>'
+    )
 
 
 def set_query_params(**values) -> None:

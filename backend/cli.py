@@ -1,40 +1,53 @@
-"""``python -m backend``: run, batch, ls, show, rm (DESIGN.md §7).
+"""``raml`` (or ``python -m backend``): run, batch, ls, show, export, demo, rm.
 
 Errors print one line to stderr and exit non-zero; ``run`` prints the run key as its last
 stdout line so scripts can capture it.
 """
+
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import os
 import sys
 from pathlib import Path
 
-from .errors import RamlError
+from backend import __version__
+from backend.errors import RamlError
 
 EXIT_INPUT = 2
 
 
 def _store(args):
-    from .cache import RunStore
+    from backend.store.runs import RunStore
 
     return RunStore(args.cache_dir)
 
 
 def _request_from(args, question, answer=None, trajectory=None, label="", seed=None):
-    from .jobs import RunRequest
-    from .trajectory import GenerationSettings
+    from backend.engine.trajectory import GenerationSettings
+    from backend.jobs import RunRequest
 
     gen = GenerationSettings(
-        max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p,
+        max_new_tokens=args.max_new_tokens,
+        temperature=args.temperature,
+        top_p=args.top_p,
         seed=args.seed if seed is None else seed,
     )
     return RunRequest(
-        question=question, answer=answer, trajectory=trajectory, model=args.model, generation=gen,
-        template=args.template, segmentation=args.segmentation, cuts=args.cuts,
-        proxy_layers=args.proxy_layers, truncate=args.truncate, trust_remote_code=args.trust_remote_code,
+        question=question,
+        answer=answer,
+        trajectory=trajectory,
+        model=args.model,
+        generation=gen,
+        template=args.template,
+        segmentation=args.segmentation,
+        cuts=args.cuts,
+        proxy_layers=args.proxy_layers,
+        truncate=args.truncate,
+        trust_remote_code=args.trust_remote_code,
         label=label,
     )
 
@@ -47,7 +60,7 @@ class _Bars:
 
     def __call__(self, stage: str, done: int, total: int) -> None:
         if stage == "generate" or (stage == "analyze" and (done > 0 or total == 0)):
-            from .cache import pause_for_tests
+            from backend.store.runs import pause_for_tests
 
             pause_for_tests(stage)  # RAML_TEST_PAUSE_AT: fault tests kill the process here
         if not self.enabled:
@@ -68,7 +81,7 @@ class _Bars:
 
 
 def cmd_run(args) -> int:
-    from .jobs import run_question
+    from backend.jobs import run_question
 
     trajectory = None
     if args.trajectory_file:
@@ -78,8 +91,9 @@ def cmd_run(args) -> int:
             raise RamlError(f"cannot read trajectory file {args.trajectory_file}: {exc}") from None
     bars = _Bars(not args.quiet)
     try:
-        outcome = run_question(_request_from(args, args.question, args.answer, trajectory), _store(args),
-                               progress=bars, force=args.force)
+        outcome = run_question(
+            _request_from(args, args.question, args.answer, trajectory), _store(args), progress=bars, force=args.force
+        )
     finally:
         bars.close()
     state = "cache hit" if outcome.cached else "computed"
@@ -91,7 +105,7 @@ def cmd_run(args) -> int:
 
 
 def cmd_batch(args) -> int:
-    from .batch import run_batch
+    from backend.scale.batch import run_batch
 
     return run_batch(args, _request_from, _store(args))
 
@@ -115,15 +129,28 @@ def show_payload(run) -> dict:
     """The JSON object printed by ``show --json`` (fields fixed by issue #3)."""
     meta = run.meta
     return {
-        "key": run.key, "model": meta["model"]["name"], "question": meta["question"], "answer": meta["answer"],
-        "answer_source": meta["answer_source"], "correct": meta.get("correct"),
-        "predicted_answer": meta.get("predicted_answer"), "n_tokens": meta["summary"]["n_tokens"],
-        "n_steps": meta["summary"]["n_steps"], "timings": meta.get("timings", {}),
+        "key": run.key,
+        "model": meta["model"]["name"],
+        "question": meta["question"],
+        "answer": meta["answer"],
+        "answer_source": meta["answer_source"],
+        "correct": meta.get("correct"),
+        "predicted_answer": meta.get("predicted_answer"),
+        "n_tokens": meta["summary"]["n_tokens"],
+        "n_steps": meta["summary"]["n_steps"],
+        "timings": meta.get("timings", {}),
         "tokens": [{"cut": int(c), "loss": float(v)} for c, v in zip(run.tokens["cut"], run.tokens["loss"])],
         "steps": [
-            {"index": int(r["index"]), "text": r["text"], "start": int(r["start"]), "end": int(r["end"]),
-             "loss": float(r["loss"]), "p_answer": float(r["p_answer"]), "entropy": float(r["entropy"]),
-             "reflection": bool(r["reflection"])}
+            {
+                "index": int(r["index"]),
+                "text": r["text"],
+                "start": int(r["start"]),
+                "end": int(r["end"]),
+                "loss": float(r["loss"]),
+                "p_answer": float(r["p_answer"]),
+                "entropy": float(r["entropy"]),
+                "reflection": bool(r["reflection"]),
+            }
             for r in run.steps.to_dict("records")
         ],
     }
@@ -137,8 +164,10 @@ def cmd_show(args) -> int:
         return 0
     s = run.meta["summary"]
     print(f"run      {run.key}\nmodel    {payload['model']}\nquestion {payload['question']}")
-    print(f"answer   {payload['answer']} ({payload['answer_source']}), predicted {payload['predicted_answer']!r}, "
-          f"correct={payload['correct']}")
+    print(
+        f"answer   {payload['answer']} ({payload['answer_source']}), predicted {payload['predicted_answer']!r}, "
+        f"correct={payload['correct']}"
+    )
     print(f"tokens   {s['n_tokens']}, steps {s['n_steps']}, loss {s['initial_loss']:.3f} -> {s['final_loss']:.3f} nats")
     for st in payload["steps"]:
         flag = " [reflection]" if st["reflection"] else ""
@@ -157,7 +186,7 @@ def cmd_rm(args) -> int:
 def cmd_export(args) -> int:
     run = _store(args).open(args.key)  # key checked and run verified before anything else
 
-    from .export import export_html
+    from backend.plots.html_export import export_html
 
     out = export_html(run, args.html)
     print(out)
@@ -165,7 +194,7 @@ def cmd_export(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from .demo import ensure_demo
+    from backend.demo import ensure_demo
 
     bars = _Bars(not args.quiet)
     try:
@@ -177,11 +206,14 @@ def cmd_demo(args) -> int:
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
-    from .models import DEFAULT_MODEL
-    from .trajectory import RAML_TEMPLATE
+    from backend.engine.models import DEFAULT_MODEL
+    from backend.engine.trajectory import RAML_TEMPLATE
 
-    p.add_argument("--model", default=os.environ.get("RAML_MODEL", DEFAULT_MODEL),
-                   help="hub id (from the local HF cache), local directory, .gguf file, or smollm2-135m")
+    p.add_argument(
+        "--model",
+        default=os.environ.get("RAML_MODEL", DEFAULT_MODEL),
+        help="hub id (from the local HF cache), local directory, .gguf file, or smollm2-135m",
+    )
     p.add_argument("--max-new-tokens", type=int, default=256)
     p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
     p.add_argument("--top-p", type=float, default=1.0)
@@ -189,16 +221,28 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--template", default=RAML_TEMPLATE)
     p.add_argument("--segmentation", default="sentences", help="sentences | lines | paragraphs | tokens:K")
     p.add_argument("--cuts", default="all", help="all | stride:K | steps")
-    p.add_argument("--proxy-layers", type=lambda s: [int(x) for x in s.split(",") if x.strip()], default=None,
-                   help="comma-separated layer indices (default: 4 evenly spaced + last)")
+    p.add_argument(
+        "--proxy-layers",
+        type=lambda s: [int(x) for x in s.split(",") if x.strip()],
+        default=None,
+        help="comma-separated layer indices (default: 4 evenly spaced + last)",
+    )
     p.add_argument("--truncate", action="store_true", help="keep the last part of an over-long trajectory")
     p.add_argument("--trust-remote-code", action="store_true")
     p.add_argument("--force", action="store_true", help="recompute even if cached")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+# Commands that live in their own modules: each module defines ``register(subparsers)``, which
+# adds its sub-parser(s) with ``set_defaults(func=...)``. A new command is a new module plus
+# one line here; its module imports heavy libraries inside the command function only.
+COMMAND_MODULES: tuple[str, ...] = ()
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m backend", description="RaML Explorer backend")
+    prog = "raml" if os.path.basename(sys.argv[0]) == "raml" else "python -m backend"
+    parser = argparse.ArgumentParser(prog=prog, description="RaML Explorer backend")
+    parser.add_argument("--version", action="version", version=f"raml-explorer {__version__}")
     parser.add_argument("--cache-dir", default=os.environ.get("RAML_CACHE_DIR", "cache"))
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -210,7 +254,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(p)
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("batch", help="one run per question of a JSONL/Parquet/Arrow file or HF save_to_disk folder (resumable)")
+    p = sub.add_parser(
+        "batch", help="one run per question of a JSONL/Parquet/Arrow file or HF save_to_disk folder (resumable)"
+    )
     p.add_argument("file", help="JSONL, .parquet, .arrow, or a Hugging Face datasets folder (save_to_disk)")
     p.add_argument("--samples", type=int, default=1, help="K sampled trajectories per question")
     p.add_argument("--engine", choices=("local", "ray"), default="local")
@@ -242,6 +288,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("rm", help="delete runs")
     p.add_argument("keys", nargs="+")
     p.set_defaults(func=cmd_rm)
+
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).register(sub)
     return parser
 
 

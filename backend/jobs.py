@@ -3,27 +3,37 @@ trajectory, segment it, run the probe engine once, and store everything.
 
 ``run_question`` is what the CLI, the batch engines and the app's "new run" form call.
 """
+
 from __future__ import annotations
 
 import hashlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Callable
 
 import numpy as np
 import pandas as pd
 
-from . import probe
-from .answers import answers_match, extract_final_answer
-from .architecture import default_proxy_layers, locate
-from .cache import RunStore, content_key
-from .errors import ContextTooLongError, InputError
-from .models import DEFAULT_MODEL, LoadedModel, load_model, resolve
-from .trajectory import (
-    RAML_TEMPLATE, GenerationSettings, build_prompt, encode, encode_with_offsets, first_answer_cut,
-    generate, parse_segmentation, reflection_marks, segment, split_thinking,
+from backend.analysis.answers import answers_match, extract_final_answer
+from backend.engine import probe
+from backend.engine.architecture import default_proxy_layers, locate
+from backend.engine.models import DEFAULT_MODEL, LoadedModel, load_model, resolve
+from backend.engine.trajectory import (
+    RAML_TEMPLATE,
+    GenerationSettings,
+    build_prompt,
+    encode,
+    encode_with_offsets,
+    first_answer_cut,
+    generate,
+    parse_segmentation,
+    reflection_marks,
+    segment,
+    split_thinking,
 )
+from backend.errors import ContextTooLongError, InputError
+from backend.store.runs import RunStore, content_key
 
 log = logging.getLogger(__name__)
 
@@ -99,14 +109,23 @@ def request_key(req: RunRequest, fingerprint: str) -> str:
 
 
 def _settings(req: RunRequest) -> dict:
-    return {"template": req.template, "segmentation": req.segmentation, "cuts": req.cuts,
-            "proxy_layers": req.proxy_layers, "truncate": req.truncate, "analysis_version": ANALYSIS_VERSION}
+    return {
+        "template": req.template,
+        "segmentation": req.segmentation,
+        "cuts": req.cuts,
+        "proxy_layers": req.proxy_layers,
+        "truncate": req.truncate,
+        "analysis_version": ANALYSIS_VERSION,
+    }
 
 
 def _run_key(req: RunRequest, fingerprint: str, chat_template: str, trajectory: str, answer: str | None) -> str:
     payload = _settings(req) | {
-        "model": fingerprint, "prompt_format": hashlib.sha256((chat_template or "").encode()).hexdigest()[:16],
-        "question": req.question.strip(), "answer": answer, "trajectory": trajectory,
+        "model": fingerprint,
+        "prompt_format": hashlib.sha256((chat_template or "").encode()).hexdigest()[:16],
+        "question": req.question.strip(),
+        "answer": answer,
+        "trajectory": trajectory,
     }
     return content_key(payload)
 
@@ -166,10 +185,13 @@ def run_question(
         result = probe.analyze(loaded.model, built["request"], progress=lambda d, t: report("analyze", d, t))
         report("write", 0, 1)
         meta_extra = {
-            "response": response, "trajectory_source": source, "think_format": think_format,
+            "response": response,
+            "trajectory_source": source,
+            "think_format": think_format,
             "predicted_answer": predicted,
             "correct": None if answer_source == "self" else answers_match(predicted, answer),
-            "warnings": warnings, "created": time.time(),
+            "warnings": warnings,
+            "created": time.time(),
         }
         tables = _tables(req, loaded, built, result, answer, answer_source, meta_extra)
         store.write(key, *tables)
@@ -180,8 +202,9 @@ def run_question(
     return RunOutcome(key, False, time.perf_counter() - t_start, warnings)
 
 
-def _build_probe_request(req: RunRequest, loaded: LoadedModel, thinking: str, answer: str,
-                         think_format: bool, warnings: list[str]) -> dict:
+def _build_probe_request(
+    req: RunRequest, loaded: LoadedModel, thinking: str, answer: str, think_format: bool, warnings: list[str]
+) -> dict:
     tok = loaded.tokenizer
     prompt = build_prompt(tok, req.question, think=think_format)
     prompt_ids = encode(tok, prompt)
@@ -212,13 +235,24 @@ def _build_probe_request(req: RunRequest, loaded: LoadedModel, thinking: str, an
     if any(not 0 <= i < n_layers for i in proxy_layers):
         raise InputError(f"proxy layers {proxy_layers} outside 0..{n_layers - 1}")
     request = probe.ProbeRequest(
-        prompt_ids=prompt_ids, trajectory_ids=traj_ids, template_ids=template_ids, answer_ids=answer_ids,
-        cuts=parse_cuts(req.cuts, len(traj_ids), boundaries), boundary_cuts=boundaries,
+        prompt_ids=prompt_ids,
+        trajectory_ids=traj_ids,
+        template_ids=template_ids,
+        answer_ids=answer_ids,
+        cuts=parse_cuts(req.cuts, len(traj_ids), boundaries),
+        boundary_cuts=boundaries,
         proxy_layers=sorted(set(proxy_layers)),
     )
-    return {"request": request, "prompt": prompt, "thinking": thinking, "offsets": offsets, "steps": steps,
-            "truncated": truncated, "marks": reflection_marks(thinking, offsets),
-            "answer_seen_cut": first_answer_cut(thinking, offsets, answer)}
+    return {
+        "request": request,
+        "prompt": prompt,
+        "thinking": thinking,
+        "offsets": offsets,
+        "steps": steps,
+        "truncated": truncated,
+        "marks": reflection_marks(thinking, offsets),
+        "answer_seen_cut": first_answer_cut(thinking, offsets, answer),
+    }
 
 
 def _token_strings(tok, ids) -> dict[int, str]:
@@ -237,45 +271,51 @@ def _tables(req, loaded, built, result: probe.ProbeResult, answer, answer_source
     for mark in built["marks"]:
         reflection_at.setdefault(mark.cut_after, mark.word)
     seen = built["answer_seen_cut"]
-    tokens = pd.DataFrame({
-        "cut": cuts,
-        "progress": cuts / max(n, 1),
-        "loss": result.answer_nll,
-        "p_answer": result.p_first,
-        "rank": result.rank_first,
-        "entropy": result.entropy,
-        "token": ["" if c == 0 else thinking[offsets[c - 1][0] : offsets[c - 1][1]] for c in cuts],
-        "step": [-1 if c == 0 else int(step_of_token[c - 1]) for c in cuts],
-        "after_answer_seen": [seen is not None and c > seen for c in cuts],
-        "reflection": [reflection_at.get(int(c), "") for c in cuts],
-    })
+    tokens = pd.DataFrame(
+        {
+            "cut": cuts,
+            "progress": cuts / max(n, 1),
+            "loss": result.answer_nll,
+            "p_answer": result.p_first,
+            "rank": result.rank_first,
+            "entropy": result.entropy,
+            "token": ["" if c == 0 else thinking[offsets[c - 1][0] : offsets[c - 1][1]] for c in cuts],
+            "step": [-1 if c == 0 else int(step_of_token[c - 1]) for c in cuts],
+            "after_answer_seen": [seen is not None and c > seen for c in cuts],
+            "reflection": [reflection_at.get(int(c), "") for c in cuts],
+        }
+    )
     loss_at = dict(zip(result.cuts.tolist(), result.answer_nll.tolist()))
     row_at = {c: i for i, c in enumerate(result.cuts.tolist())}
-    steps_df = pd.DataFrame({
-        "index": [s.index for s in steps],
-        "start": [s.start for s in steps],
-        "end": [s.end for s in steps],
-        "text": [s.text for s in steps],
-        "loss": [loss_at[s.end] for s in steps],
-        "loss_before": [loss_at[s.start] for s in steps],
-        "p_answer": [float(result.p_first[row_at[s.end]]) for s in steps],
-        "rank": [int(result.rank_first[row_at[s.end]]) for s in steps],
-        "entropy": [float(result.entropy[row_at[s.end]]) for s in steps],
-        "reflection": [bool(s.reflection_words) for s in steps],
-        "reflection_words": [", ".join(s.reflection_words) for s in steps],
-    })
+    steps_df = pd.DataFrame(
+        {
+            "index": [s.index for s in steps],
+            "start": [s.start for s in steps],
+            "end": [s.end for s in steps],
+            "text": [s.text for s in steps],
+            "loss": [loss_at[s.end] for s in steps],
+            "loss_before": [loss_at[s.start] for s in steps],
+            "p_answer": [float(result.p_first[row_at[s.end]]) for s in steps],
+            "rank": [int(result.rank_first[row_at[s.end]]) for s in steps],
+            "entropy": [float(result.entropy[row_at[s.end]]) for s in steps],
+            "reflection": [bool(s.reflection_words) for s in steps],
+            "reflection_words": [", ".join(s.reflection_words) for s in steps],
+        }
+    )
     steps_df["delta_loss"] = steps_df["loss"] - steps_df["loss_before"]
     B, L, k = result.lens_top_ids.shape
     names = _token_strings(loaded.tokenizer, result.lens_top_ids)
-    lens = pd.DataFrame({
-        "boundary": np.repeat(np.arange(B), L),
-        "cut": np.repeat(result.boundary_cuts, L),
-        "layer": np.tile(np.arange(L), B),
-        "nll": result.lens_nll.reshape(-1),
-        "p_answer": result.lens_p_first.reshape(-1),
-        "top_tokens": [[names[int(i)] for i in row] for row in result.lens_top_ids.reshape(-1, k)],
-        "top_probs": [row.tolist() for row in result.lens_top_probs.reshape(-1, k)],
-    })
+    lens = pd.DataFrame(
+        {
+            "boundary": np.repeat(np.arange(B), L),
+            "cut": np.repeat(result.boundary_cuts, L),
+            "layer": np.tile(np.arange(L), B),
+            "nll": result.lens_nll.reshape(-1),
+            "p_answer": result.lens_p_first.reshape(-1),
+            "top_tokens": [[names[int(i)] for i in row] for row in result.lens_top_ids.reshape(-1, k)],
+            "top_probs": [row.tolist() for row in result.lens_top_probs.reshape(-1, k)],
+        }
+    )
     tensors = {"hidden": result.hidden.astype(np.float16), "boundary_cuts": result.boundary_cuts}
     for layer in result.proxy_input:
         # float32 on purpose: the exactness identity of the proxy space is checked to 1e-4
@@ -284,18 +324,39 @@ def _tables(req, loaded, built, result: probe.ProbeResult, answer, answer_source
     model = loaded.model
     cfg = model.config
     meta = {
-        "question": req.question.strip(), "answer": answer, "answer_source": answer_source, "label": req.label,
-        "model": {"name": loaded.name, "fingerprint": loaded.fingerprint, "class": type(model).__name__,
-                  "n_layers": L, "d_model": int(result.hidden.shape[-1]), "vocab_size": int(cfg.vocab_size),
-                  "dtype": str(loaded.dtype).replace("torch.", ""), "device": str(loaded.device)},
-        "prompt": built["prompt"], "trajectory": thinking, "template": req.template,
-        "segmentation": req.segmentation, "cuts": req.cuts, "generation": asdict(req.generation),
-        "proxy_layers": sorted(result.proxy_input), "answer_ids": built["request"].answer_ids,
-        "first_answer_cut": seen, "truncated_tokens": built["truncated"],
+        "question": req.question.strip(),
+        "answer": answer,
+        "answer_source": answer_source,
+        "label": req.label,
+        "model": {
+            "name": loaded.name,
+            "fingerprint": loaded.fingerprint,
+            "class": type(model).__name__,
+            "n_layers": L,
+            "d_model": int(result.hidden.shape[-1]),
+            "vocab_size": int(cfg.vocab_size),
+            "dtype": str(loaded.dtype).replace("torch.", ""),
+            "device": str(loaded.device),
+        },
+        "prompt": built["prompt"],
+        "trajectory": thinking,
+        "template": req.template,
+        "segmentation": req.segmentation,
+        "cuts": req.cuts,
+        "generation": asdict(req.generation),
+        "proxy_layers": sorted(result.proxy_input),
+        "answer_ids": built["request"].answer_ids,
+        "first_answer_cut": seen,
+        "truncated_tokens": built["truncated"],
         "reflections": [asdict(m) for m in built["marks"]],
         "timings": {k: round(float(v), 4) for k, v in result.timings.items()},
-        "summary": {"n_tokens": n, "n_steps": len(steps), "n_cuts": int(len(cuts)),
-                    "initial_loss": float(result.answer_nll[0]), "final_loss": float(result.answer_nll[-1])},
+        "summary": {
+            "n_tokens": n,
+            "n_steps": len(steps),
+            "n_cuts": int(len(cuts)),
+            "initial_loss": float(result.answer_nll[0]),
+            "final_loss": float(result.answer_nll[-1]),
+        },
         "analysis_version": ANALYSIS_VERSION,
     } | meta_extra
     return meta, tokens, steps_df, lens, tensors

@@ -2,6 +2,7 @@
 ``python -m backend`` subprocesses load it in about a second, CLI runners, and a summary of
 what a cache directory holds (run dirs, index rows, temp dirs) to check they agree.
 """
+
 from __future__ import annotations
 
 import os
@@ -34,8 +35,14 @@ def save_tiny_model(directory: Path, tokenizer, *, max_positions: int = 2048, se
 def cli_env(**extra: str) -> dict:
     """Environment for CLI subprocesses: offline, quiet, one thread each (2 shared cores)."""
     env = dict(os.environ)
-    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_VERBOSITY="error", OMP_NUM_THREADS="1",
-               MKL_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1")
+    env.update(
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_VERBOSITY="error",
+        OMP_NUM_THREADS="1",
+        MKL_NUM_THREADS="1",
+        TOKENIZERS_PARALLELISM="false",
+        PYTHONUNBUFFERED="1",
+    )
     env.pop("RAML_TEST_PAUSE_AT", None)
     env.update(extra)
     return env
@@ -47,14 +54,21 @@ def cli_command(cache_dir: Path, *args: str) -> list[str]:
 
 def run_cli(cache_dir: Path, *args: str, timeout: float = 300, **env: str) -> subprocess.CompletedProcess:
     """Run ``python -m backend`` to completion; returns the finished process (text output)."""
-    return subprocess.run(cli_command(cache_dir, *args), cwd=ROOT, env=cli_env(**env), capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        cli_command(cache_dir, *args), cwd=ROOT, env=cli_env(**env), capture_output=True, text=True, timeout=timeout
+    )
 
 
 def start_cli(cache_dir: Path, *args: str, **env: str) -> subprocess.Popen:
     """Start ``python -m backend`` in the background, stderr piped (for pause markers)."""
-    return subprocess.Popen(cli_command(cache_dir, *args), cwd=ROOT, env=cli_env(**env), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        cli_command(cache_dir, *args),
+        cwd=ROOT,
+        env=cli_env(**env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def wait_for_line(proc: subprocess.Popen, marker: str, timeout: float = 240) -> list[str]:
@@ -115,17 +129,18 @@ def _concurrent_worker(cache_dir: str, model_dir: str, index: int, barrier, resu
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
-    from backend.cache import RunStore
+    from backend.engine.models import load_model
     from backend.jobs import RunRequest, run_question
-    from backend.models import load_model
+    from backend.store.runs import RunStore
 
     load_model(model_dir)
     question = f"Question number {index}: how many apples are left?"
     trajectory = f"Start with {index + 10} apples. Eat {index}. So {index + 10} - {index} = 10. Wait, yes."
     barrier.wait(timeout=300)  # every process reaches the cache at about the same moment
     try:
-        outcome = run_question(RunRequest(question=question, answer="10", trajectory=trajectory, model=model_dir),
-                               RunStore(cache_dir))
+        outcome = run_question(
+            RunRequest(question=question, answer="10", trajectory=trajectory, model=model_dir), RunStore(cache_dir)
+        )
         results.put((index, outcome.key, None))
     except BaseException as exc:  # reported to the test, which fails with it
         results.put((index, None, f"{type(exc).__name__}: {exc}"))
@@ -142,12 +157,11 @@ def concurrent_runs_main(cache_dir: str, model_dir: str, n: int) -> None:
     import multiprocessing as mp
 
     import backend.jobs  # noqa: F401  (import torch + transformers once, shared by the forks)
-    from backend.cache import RunStore
+    from backend.store.runs import RunStore
 
     ctx = mp.get_context("fork")
     barrier, results = ctx.Barrier(n), ctx.Queue()
-    procs = [ctx.Process(target=_concurrent_worker, args=(cache_dir, model_dir, i, barrier, results))
-             for i in range(n)]
+    procs = [ctx.Process(target=_concurrent_worker, args=(cache_dir, model_dir, i, barrier, results)) for i in range(n)]
     for p in procs:
         p.start()
     reader, reads, read_errors = RunStore(cache_dir), 0, []
@@ -162,8 +176,16 @@ def concurrent_runs_main(cache_dir: str, model_dir: str, n: int) -> None:
     for p in procs:
         p.join()
     outcomes = [results.get(timeout=10) for _ in range(n)]
-    print(json.dumps({"outcomes": sorted(outcomes), "exitcodes": [p.exitcode for p in procs],
-                      "reads": reads, "read_errors": read_errors}))
+    print(
+        json.dumps(
+            {
+                "outcomes": sorted(outcomes),
+                "exitcodes": [p.exitcode for p in procs],
+                "reads": reads,
+                "read_errors": read_errors,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """Shared fixtures: tiny random models (fast, seeded) with SmolLM2's real tokenizer, the real
 SmolLM2 (integration), and throwaway caches holding real runs."""
+
 from __future__ import annotations
 
 import os
@@ -30,7 +31,7 @@ SAMPLE_QUESTION = (
 def smol_tokenizer():
     from transformers import AutoTokenizer
 
-    from backend.models import resolve
+    from backend.engine.models import resolve
 
     spec = resolve("smollm2-135m")
     return AutoTokenizer.from_pretrained(str(spec.directory), gguf_file=spec.gguf_file)
@@ -41,12 +42,19 @@ def build_tiny(kind: str, tokenizer, seed: int = 0, n_layers: int = 4):
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
-    from backend.models import LoadedModel
+    from backend.engine.models import LoadedModel
 
     torch.manual_seed(seed)
-    common = dict(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=n_layers,
-                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
-                  tie_word_embeddings=True)
+    common = dict(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=n_layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=2048,
+        tie_word_embeddings=True,
+    )
     if kind == "llama":
         model = LlamaForCausalLM(LlamaConfig(**common))
     elif kind == "qwen2":
@@ -68,7 +76,7 @@ def tiny_qwen2(smol_tokenizer):
 
 @pytest.fixture(scope="session")
 def smollm2():
-    from backend.models import load_model
+    from backend.engine.models import load_model
 
     return load_model("smollm2-135m")
 
@@ -85,7 +93,7 @@ def tiny_model_dir(tmp_path_factory, tiny_llama) -> str:
 
 @pytest.fixture()
 def store(tmp_path):
-    from backend.cache import RunStore
+    from backend.store.runs import RunStore
 
     return RunStore(tmp_path / "cache")
 
@@ -93,8 +101,8 @@ def store(tmp_path):
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory, tiny_llama):
     """A real run of the tiny Llama on SAMPLE_TRAJECTORY in its own cache: (store, key)."""
-    from backend.cache import RunStore
     from backend.jobs import RunRequest, run_question
+    from backend.store.runs import RunStore
 
     store = RunStore(tmp_path_factory.mktemp("tiny_cache"))
     req = RunRequest(question=SAMPLE_QUESTION, answer="6", trajectory=SAMPLE_TRAJECTORY, model=tiny_llama.name)

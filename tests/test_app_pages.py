@@ -1,4 +1,5 @@
 """Streamlit AppTest checks of every page against caches holding real (tiny-model) runs."""
+
 from __future__ import annotations
 
 import html
@@ -81,7 +82,7 @@ def cache(tiny_run):
 @pytest.fixture()
 def own_cache(tiny_run, tmp_path):
     """A private copy of the tiny cache, for tests that change it."""
-    from backend.cache import RunStore
+    from backend.store.runs import RunStore
 
     store, key = tiny_run
     root = tmp_path / "cache"
@@ -133,8 +134,11 @@ def test_explore_fallback_draws_the_cursor_into_the_charts(cache, monkeypatch):
     lens0 = _spec_cursor(at, "explore_lens_chart")["x0"]
     at.button(key="explore_next").click().run()
     _no_errors(at)
-    assert _spec_cursor(at, "explore_loss_chart")["x0"] == pytest.approx(
-        run.steps["end"].iloc[0] / run.meta["summary"]["n_tokens"]) != x0
+    assert (
+        _spec_cursor(at, "explore_loss_chart")["x0"]
+        == pytest.approx(run.steps["end"].iloc[0] / run.meta["summary"]["n_tokens"])
+        != x0
+    )
     assert _spec_cursor(at, "explore_lens_chart")["x0"] == lens0 + 1
     ring = [t for t in _chart_spec(at, "explore_path_chart")["data"] if t.get("name") == "cursor"]
     assert ring and ring[0]["customdata"] == [1]
@@ -152,16 +156,19 @@ def test_explore_restores_state_from_the_url(cache, monkeypatch):
     assert "layer 2" in _html(at)
 
 
-@pytest.mark.parametrize("params, message", [
-    ({"run": "../../etc/passwd"}, "is not a run key"),
-    ({"run": "f" * 32}, "No run"),
-    ({"run": "x" * 400}, "too long"),
-    ({"step": "999"}, "out of range"),
-    ({"step": "-3"}, "out of range"),
-    ({"step": "two"}, "not a whole number"),
-    ({"layer": "77"}, "not stored"),
-    ({"space": "weights"}, "not one of proxy, hidden"),
-])
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ({"run": "../../etc/passwd"}, "is not a run key"),
+        ({"run": "f" * 32}, "No run"),
+        ({"run": "x" * 400}, "too long"),
+        ({"step": "999"}, "out of range"),
+        ({"step": "-3"}, "out of range"),
+        ({"step": "two"}, "not a whole number"),
+        ({"layer": "77"}, "not stored"),
+        ({"space": "weights"}, "not one of proxy, hidden"),
+    ],
+)
 def test_explore_bad_url_parameters_warn_and_fall_back(cache, monkeypatch, params, message):
     store, key, run = cache
     at = _app(store.root, monkeypatch, **params)
@@ -210,8 +217,10 @@ def test_path_click_moves_the_cursor(cache, monkeypatch):
     from app.views import explore
 
     _, _, run = cache
-    session = {explore.PATH_CHART: {"selection": {"points": [{"curve_number": 1, "point_index": 4,
-                                                               "customdata": 4}]}}, explore.CURSOR: 0}
+    session = {
+        explore.PATH_CHART: {"selection": {"points": [{"curve_number": 1, "point_index": 4, "customdata": 4}]}},
+        explore.CURSOR: 0,
+    }
     monkeypatch.setattr(explore.st, "session_state", session)
     monkeypatch.setattr(explore.ui, "set_query_params", lambda **kw: session.update({"_url": kw}))
     explore._on_path_click(len(run.steps))
@@ -246,10 +255,16 @@ def test_filter_runs_function():
 
     from app.views.runs import filter_runs
 
-    runs = pd.DataFrame({
-        "key": ["a", "b", "c"], "question": ["Apples?", "Pears", "apple pie"], "label": ["", "x", ""],
-        "model": ["m1", "m2", "m1"], "correct": [1, 0, None], "n_tokens": [10, 50, 200],
-    })
+    runs = pd.DataFrame(
+        {
+            "key": ["a", "b", "c"],
+            "question": ["Apples?", "Pears", "apple pie"],
+            "label": ["", "x", ""],
+            "model": ["m1", "m2", "m1"],
+            "correct": [1, 0, None],
+            "n_tokens": [10, 50, 200],
+        }
+    )
     assert filter_runs(runs, "apple")["key"].tolist() == ["a", "c"]
     assert filter_runs(runs, models=["m2"])["key"].tolist() == ["b"]
     assert filter_runs(runs, correctness="correct")["key"].tolist() == ["a"]
@@ -279,7 +294,9 @@ def test_runs_jsonl_import_shows_line_errors_and_runs_good_lines(own_cache, tiny
     store, _ = own_cache
     monkeypatch.setitem(data.MODEL_OVERRIDES, "tiny-test", tiny_llama)
     lines = [
-        json.dumps({"id": "q1", "question": "What is 2 + 3?", "answer": "5", "trajectory": "2 plus 3. Wait, that is 5."}),
+        json.dumps(
+            {"id": "q1", "question": "What is 2 + 3?", "answer": "5", "trajectory": "2 plus 3. Wait, that is 5."}
+        ),
         "{not json",
         json.dumps({"id": "q2", "question": SAMPLE_QUESTION, "answer": 6, "trajectory": SAMPLE_TRAJECTORY[:120]}),
         json.dumps({"id": "q3", "answer": "1"}),

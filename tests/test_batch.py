@@ -1,6 +1,7 @@
 """``python -m backend batch`` with the local engine: JSONL and Parquet question sets, field
 mappings, K samples, per-line failures that never stop the others, resuming from the cache,
 and correctness stored in each run and in the index."""
+
 from __future__ import annotations
 
 import json
@@ -9,14 +10,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from backend.answers import answers_match, extract_final_answer
-from backend.batch import BatchItem, plan
-from backend.cache import RunStore
+from backend.analysis.answers import answers_match, extract_final_answer
 from backend.cli import main
-from backend.questions_io import QuestionRecord
+from backend.io.jsonl import QuestionRecord
+from backend.scale.batch import BatchItem, plan
+from backend.store.runs import RunStore
 
 TRAJECTORY = "<think>Two plus four is six. Wait, let me check: 2 + 4 = 6.</think> The answer is \\boxed{6}."
-
 
 
 def _jsonl(path: Path, rows: list) -> Path:
@@ -25,8 +25,9 @@ def _jsonl(path: Path, rows: list) -> Path:
 
 
 def _batch(cache: Path, file: Path, model: str, *extra: str) -> int:
-    return main(["--cache-dir", str(cache), "batch", str(file), "--model", model, "--max-new-tokens", "12",
-                 "--quiet", *extra])
+    return main(
+        ["--cache-dir", str(cache), "batch", str(file), "--model", model, "--max-new-tokens", "12", "--quiet", *extra]
+    )
 
 
 def _keys(stdout: str) -> list[tuple[str, int, str]]:
@@ -44,14 +45,17 @@ def test_plan_samples_limit_and_imported_trajectories_run_once():
 
 
 def test_local_batch_reports_bad_lines_stores_correctness_and_resumes(tmp_path, tiny_model_dir, capsys):
-    qfile = _jsonl(tmp_path / "q.jsonl", [
-        {"id": "right", "question": "What is 2 + 4?", "answer": "6", "trajectory": TRAJECTORY},
-        {"id": "wrong", "question": "What is 3 + 4?", "answer": "7", "trajectory": TRAJECTORY},
-        {"id": "self", "question": "What is 1 + 5?", "trajectory": TRAJECTORY},
-        {"id": "gen", "question": "What is 10 - 5?", "answer": "5"},
-        {"id": "bad-field", "question": "What is 1 + 1?", "answer": ""},
-        {"id": "bad-run", "question": "What is 0 + 0?", "answer": "0", "trajectory": "<think>   </think> 0"},
-    ])
+    qfile = _jsonl(
+        tmp_path / "q.jsonl",
+        [
+            {"id": "right", "question": "What is 2 + 4?", "answer": "6", "trajectory": TRAJECTORY},
+            {"id": "wrong", "question": "What is 3 + 4?", "answer": "7", "trajectory": TRAJECTORY},
+            {"id": "self", "question": "What is 1 + 5?", "trajectory": TRAJECTORY},
+            {"id": "gen", "question": "What is 10 - 5?", "answer": "5"},
+            {"id": "bad-field", "question": "What is 1 + 1?", "answer": ""},
+            {"id": "bad-run", "question": "What is 0 + 0?", "answer": "0", "trajectory": "<think>   </think> 0"},
+        ],
+    )
     cache = tmp_path / "cache"
     sampled = ("--temperature", "0.7")  # the tiny random model's greedy output is only newlines
     assert _batch(cache, qfile, tiny_model_dir, *sampled) == 1
@@ -77,7 +81,7 @@ def test_local_batch_reports_bad_lines_stores_correctness_and_resumes(tmp_path, 
     for rid, _, key in keys:  # the library index agrees with each run's meta.json
         expected = meta[rid]["correct"]
         stored = index.loc[key, "correct"]
-        assert (pd.isna(stored) if expected is None else int(stored) == int(expected)), rid
+        assert pd.isna(stored) if expected is None else int(stored) == int(expected), rid
         assert index.loc[key, "label"] == rid
 
     assert _batch(cache, qfile, tiny_model_dir, *sampled) == 1  # resume: all cached, failures retried
@@ -87,10 +91,13 @@ def test_local_batch_reports_bad_lines_stores_correctness_and_resumes(tmp_path, 
 
 
 def test_samples_use_sampling_with_distinct_seeds(tmp_path, tiny_model_dir, capsys):
-    qfile = _jsonl(tmp_path / "q.jsonl", [
-        {"id": "gen", "question": "Name a prime number.", "answer": "7"},
-        {"id": "imp", "question": "What is 2 + 4?", "answer": "6", "trajectory": TRAJECTORY},
-    ])
+    qfile = _jsonl(
+        tmp_path / "q.jsonl",
+        [
+            {"id": "gen", "question": "Name a prime number.", "answer": "7"},
+            {"id": "imp", "question": "What is 2 + 4?", "answer": "6", "trajectory": TRAJECTORY},
+        ],
+    )
     assert _batch(tmp_path / "cache", qfile, tiny_model_dir, "--samples", "2", "--seed", "10") == 0
     keys = _keys(capsys.readouterr().out)
     assert [(rid, s) for rid, s, _ in keys] == [("gen", 0), ("gen", 1), ("imp", 0)]
@@ -103,28 +110,33 @@ def test_samples_use_sampling_with_distinct_seeds(tmp_path, tiny_model_dir, caps
 
 def test_parquet_batch_with_field_mapping_and_row_errors(tmp_path, tiny_model_dir, capsys):
     path = tmp_path / "gsm8k.parquet"
-    pd.DataFrame({
-        "problem": ["What is 2 + 4?", None, "What is 0 + 0?"],
-        "solution": ["2 + 4 = 6.\n#### 6", "#### 1", "#### 0"],
-        "trajectory": [TRAJECTORY, TRAJECTORY, "<think></think>"],
-    }).to_parquet(path)
+    pd.DataFrame(
+        {
+            "problem": ["What is 2 + 4?", None, "What is 0 + 0?"],
+            "solution": ["2 + 4 = 6.\n#### 6", "#### 1", "#### 0"],
+            "trajectory": [TRAJECTORY, TRAJECTORY, "<think></think>"],
+        }
+    ).to_parquet(path)
     rc = _batch(tmp_path / "cache", path, tiny_model_dir, "--question-field", "problem", "--answer-field", "solution")
     assert rc == 1
     out, err = capsys.readouterr()
     assert f"error: {path}, row 2: field 'problem': missing" in err
     assert f"error: {path}, row 3: the trajectory has no thinking text to analyze" in err
-    (rid, _, key), = _keys(out)
+    ((rid, _, key),) = _keys(out)
     run = RunStore(tmp_path / "cache").open(key)
     assert rid == "row1" and run.meta["answer"] == "6" and run.meta["correct"] is True
 
 
 def test_limit_keeps_the_first_questions_and_their_errors_only(tmp_path, tiny_model_dir, capsys):
-    qfile = _jsonl(tmp_path / "q.jsonl", [
-        {"id": "a", "question": "What is 2 + 4?", "answer": "6", "trajectory": TRAJECTORY},
-        "{not json",
-        {"id": "b", "question": "What is 3 + 3?", "answer": "6", "trajectory": TRAJECTORY},
-        {"question": ""},
-    ])
+    qfile = _jsonl(
+        tmp_path / "q.jsonl",
+        [
+            {"id": "a", "question": "What is 2 + 4?", "answer": "6", "trajectory": TRAJECTORY},
+            "{not json",
+            {"id": "b", "question": "What is 3 + 3?", "answer": "6", "trajectory": TRAJECTORY},
+            {"question": ""},
+        ],
+    )
     assert _batch(tmp_path / "cache", qfile, tiny_model_dir, "--limit", "1") == 0
     out, err = capsys.readouterr()
     assert [rid for rid, _, _ in _keys(out)] == ["a"] and "error:" not in err

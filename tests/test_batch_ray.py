@@ -1,22 +1,26 @@
 """``batch --engine ray`` on a local Ray instance (2 CPUs) with the tiny model saved as a folder:
 one task per (question, sample), a failing line reported without stopping the others, every
 other run in the shared cache, and a rerun that answers everything from the cache."""
+
 from __future__ import annotations
 
 import json
 
 import pytest
 
-from backend import batch_ray
-from backend.cache import RunStore
 from backend.cli import main
+from backend.scale import ray_engine as batch_ray
+from backend.store.runs import RunStore
 
 QUESTIONS = [
-    "What is 12 + 30?", "A box holds 6 eggs. How many eggs are in 4 boxes?", "What is half of 90?",
-    "Tom has 9 cards and gives away 4. How many are left?", "What is 7 times 8?", "What is 100 divided by 4?",
+    "What is 12 + 30?",
+    "A box holds 6 eggs. How many eggs are in 4 boxes?",
+    "What is half of 90?",
+    "Tom has 9 cards and gives away 4. How many are left?",
+    "What is 7 times 8?",
+    "What is 100 divided by 4?",
 ]
 ANSWERS = ["42", "24", "45", "5", "56", "25"]
-
 
 
 @pytest.fixture(scope="module")
@@ -40,13 +44,27 @@ def test_ray_batch_6x2_with_a_failing_line_then_all_cached(tmp_path, tiny_model_
     qfile = tmp_path / "q.jsonl"
     qfile.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     cache = tmp_path / "shared-cache"
-    argv = ["--cache-dir", str(cache), "batch", str(qfile), "--engine", "ray", "--samples", "2",
-            "--model", tiny_model_dir, "--max-new-tokens", "10", "--quiet"]
+    argv = [
+        "--cache-dir",
+        str(cache),
+        "batch",
+        str(qfile),
+        "--engine",
+        "ray",
+        "--samples",
+        "2",
+        "--model",
+        tiny_model_dir,
+        "--max-new-tokens",
+        "10",
+        "--quiet",
+    ]
 
     assert main(argv) == 1
     out, err = capsys.readouterr()
     assert [line for line in err.splitlines() if line.startswith("error:")] == [
-        f"error: {qfile}:4 (sample 0): the trajectory has no thinking text to analyze"]
+        f"error: {qfile}:4 (sample 0): the trajectory has no thinking text to analyze"
+    ]
     assert "12 computed, 0 cached, 1 failed" in err
     keys = _keys(out)
     assert sorted((rid, s) for rid, s, _ in keys) == sorted((f"q{i}", s) for i in range(6) for s in range(2))

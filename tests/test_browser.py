@@ -1,5 +1,6 @@
 """The real app in real Chromium: `streamlit run` on a free 127.0.0.1 port, Debian's Chromium via
 playwright. Screenshots go to tests/artifacts/."""
+
 from __future__ import annotations
 
 import shutil
@@ -47,7 +48,8 @@ def _wait_at(page, boundary: int, label: str) -> None:
              const textOk = b === 0 ? cur === null : (cur !== null && cur.dataset.step === String(b));
              return el && el.textContent.trim() === label && textOk && document.body.dataset.ramlCursor === String(b);
            }""",
-        arg=[boundary, label], timeout=60_000,
+        arg=[boundary, label],
+        timeout=60_000,
     )
 
 
@@ -61,7 +63,9 @@ def _loss_mark_matches(page, x: float) -> bool:
              const xa = gd._fullLayout.xaxis;
              const want = xa._offset + xa.l2p(x) - 1;
              return Math.abs(parseFloat(mark.style.left) - want) < 1.5;
-           }""", x)
+           }""",
+        x,
+    )
 
 
 def test_next_and_arrow_key_move_label_text_and_cursor(app_url, browser):

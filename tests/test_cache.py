@@ -1,4 +1,5 @@
 """Cache round trips, index, lazy tensors, key validation, atomic replace."""
+
 from __future__ import annotations
 
 import json
@@ -7,19 +8,27 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from backend.cache import SCHEMA_VERSION, RunStore, check_key, content_key
 from backend.errors import CacheError, RunNotFoundError
+from backend.store.runs import SCHEMA_VERSION, RunStore, check_key, content_key
 
 
 def _fake_run(n_boundaries=3, n_layers=4, d=8):
     rng = np.random.default_rng(0)
-    meta = {"question": "q?", "answer": "1", "answer_source": "reference", "correct": True,
-            "model": {"name": "m"}, "summary": {"n_tokens": 5, "n_steps": 2, "final_loss": 0.5, "initial_loss": 2.0}}
+    meta = {
+        "question": "q?",
+        "answer": "1",
+        "answer_source": "reference",
+        "correct": True,
+        "model": {"name": "m"},
+        "summary": {"n_tokens": 5, "n_steps": 2, "final_loss": 0.5, "initial_loss": 2.0},
+    }
     tokens = pd.DataFrame({"cut": np.arange(6), "loss": rng.random(6).astype(np.float32), "token": list("abcdef")})
     steps = pd.DataFrame({"index": [0, 1], "text": ["a b", "c d e"], "reflection_words": ["", "wait"]})
     lens = pd.DataFrame({"boundary": [0, 1], "layer": [0, 0], "top_tokens": [["x", "y"], ["z", "w"]]})
-    tensors = {"hidden": rng.random((n_boundaries, n_layers, d)).astype(np.float16),
-               "proxy_preact.3": rng.random((n_boundaries, 16)).astype(np.float32)}
+    tensors = {
+        "hidden": rng.random((n_boundaries, n_layers, d)).astype(np.float16),
+        "proxy_preact.3": rng.random((n_boundaries, 16)).astype(np.float32),
+    }
     return meta, tokens, steps, lens, tensors
 
 

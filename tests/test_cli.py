@@ -1,4 +1,5 @@
 """`python -m backend` as a user runs it: real subprocesses, the embedded SmolLM2, no network."""
+
 from __future__ import annotations
 
 import json
@@ -15,8 +16,14 @@ QUESTION = "Tom has 3 red balls and 4 blue balls. How many balls does he have?"
 
 def cli(cache: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT))
-    return subprocess.run([sys.executable, "-m", "backend", "--cache-dir", str(cache), *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "backend", "--cache-dir", str(cache), *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 @pytest.mark.slow

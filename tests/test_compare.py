@@ -1,4 +1,5 @@
 """Compare page and the proxy-space figure builders: grouping, shared basis, notes, landscapes."""
+
 from __future__ import annotations
 
 import json
@@ -9,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import SAMPLE_QUESTION, SAMPLE_TRAJECTORY
 from streamlit.testing.v1 import AppTest
 
-from app import figures_proxy
 from app.views import compare
-from conftest import SAMPLE_QUESTION, SAMPLE_TRAJECTORY
+from backend.plots import proxy as figures_proxy
 
 MAIN = str(Path(__file__).resolve().parent.parent / "app" / "main.py")
 SECOND_TRAJECTORY = "Maya has 5 apples and 8 more, 13. She gives 6 away, 7 left. She eats 1. So she has 7 apples."
@@ -27,25 +28,49 @@ def compare_cache(tmp_path_factory, tiny_run, tiny_llama, smol_tokenizer):
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from backend.cache import RunStore
+    from backend.engine.models import LoadedModel
     from backend.jobs import RunRequest, run_question
-    from backend.models import LoadedModel
+    from backend.store.runs import RunStore
 
     store0, key0 = tiny_run
     root = tmp_path_factory.mktemp("compare") / "cache"
     shutil.copytree(store0.root, root, ignore=shutil.ignore_patterns("locks", "tmp"))
     store = RunStore(root)
-    key1 = run_question(RunRequest(question=SAMPLE_QUESTION, answer="6", trajectory=SECOND_TRAJECTORY + " \\boxed{7}",
-                                   model=tiny_llama.name, label="sample-b"), store, loaded=tiny_llama).key
-    other = run_question(RunRequest(question="What is 2 + 2?", answer="4", trajectory="2 + 2 = 4. So 4.",
-                                    model=tiny_llama.name), store, loaded=tiny_llama).key
+    key1 = run_question(
+        RunRequest(
+            question=SAMPLE_QUESTION,
+            answer="6",
+            trajectory=SECOND_TRAJECTORY + " \\boxed{7}",
+            model=tiny_llama.name,
+            label="sample-b",
+        ),
+        store,
+        loaded=tiny_llama,
+    ).key
+    other = run_question(
+        RunRequest(question="What is 2 + 2?", answer="4", trajectory="2 + 2 = 4. So 4.", model=tiny_llama.name),
+        store,
+        loaded=tiny_llama,
+    ).key
     torch.manual_seed(5)
-    narrow = LlamaForCausalLM(LlamaConfig(vocab_size=len(smol_tokenizer), hidden_size=32, intermediate_size=64,
-                                          num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
-                                          max_position_embeddings=2048, tie_word_embeddings=True)).eval()
+    narrow = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=len(smol_tokenizer),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            max_position_embeddings=2048,
+            tie_word_embeddings=True,
+        )
+    ).eval()
     narrow_model = LoadedModel.from_objects("tiny-narrow", narrow, smol_tokenizer)
-    key_narrow = run_question(RunRequest(question=SAMPLE_QUESTION, answer="6", trajectory=SAMPLE_TRAJECTORY,
-                                         model=narrow_model.name), store, loaded=narrow_model).key
+    key_narrow = run_question(
+        RunRequest(question=SAMPLE_QUESTION, answer="6", trajectory=SAMPLE_TRAJECTORY, model=narrow_model.name),
+        store,
+        loaded=narrow_model,
+    ).key
     return store, {"a": key0, "b": key1, "other": other, "narrow": key_narrow}
 
 
@@ -103,17 +128,28 @@ def _fake_surface() -> FakeSurface:
     a, b = np.linspace(-1, 2, 5), np.linspace(-0.5, 0.5, 4)
     A, B = np.meshgrid(a, b)
     path = np.array([[0.0, 0.0], [0.5, 0.1], [1.2, -0.2]])
-    return FakeSurface(alphas=a, betas=b, loss=2 + A**2 + B, path_coords=path,
-                       path_loss_plane=np.array([2.0, 2.3, 3.2]), path_loss_full=np.array([2.0, 2.2, 3.0]),
-                       teacher_forced=np.array([2.0, 1.5, 0.9]), explained_variance=np.array([0.8, 0.15]))
+    return FakeSurface(
+        alphas=a,
+        betas=b,
+        loss=2 + A**2 + B,
+        path_coords=path,
+        path_loss_plane=np.array([2.0, 2.3, 3.2]),
+        path_loss_full=np.array([2.0, 2.2, 3.0]),
+        teacher_forced=np.array([2.0, 1.5, 0.9]),
+        explained_variance=np.array([0.8, 0.15]),
+    )
 
 
 # ----------------------------------------------------------------------------- pure helpers
 def test_question_groups_groups_by_text_most_runs_first():
-    runs = pd.DataFrame({
-        "key": ["k1", "k2", "k3", "k4"], "question": ["Q one ", "Q two", "Q one", "Q one"],
-        "model": ["m1", "m1", "m2", "m1"], "correct": [1, None, 0, 1],
-    })
+    runs = pd.DataFrame(
+        {
+            "key": ["k1", "k2", "k3", "k4"],
+            "question": ["Q one ", "Q two", "Q one", "Q one"],
+            "model": ["m1", "m1", "m2", "m1"],
+            "correct": [1, None, 0, 1],
+        }
+    )
     g = compare.question_groups(runs)
     assert g["question"].tolist() == ["Q one", "Q two"]
     assert g["n_runs"].tolist() == [3, 1] and g["n_correct"].tolist() == [2, 0]

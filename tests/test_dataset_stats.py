@@ -1,5 +1,6 @@
-"""Dataset aggregates (backend.dataset_stats) against a direct pandas computation on the same
+"""Dataset aggregates (backend.analysis.dataset_stats) against a direct pandas computation on the same
 runs, their on-disk cache, the Dataset page's figures, and the page itself (AppTest)."""
+
 from __future__ import annotations
 
 import json
@@ -8,12 +9,12 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
-
-from backend import dataset_stats
-from backend.cache import RunStore
-from backend.dataset_stats import dataset_stats as compute_stats
-from backend.jobs import RunRequest, run_question
 from conftest import SAMPLE_QUESTION, SAMPLE_TRAJECTORY
+
+from backend.analysis import dataset_stats
+from backend.analysis.dataset_stats import dataset_stats as compute_stats
+from backend.jobs import RunRequest, run_question
+from backend.store.runs import RunStore
 
 BINS = 10
 OTHER_TRAJECTORY = (
@@ -50,15 +51,21 @@ def _direct(store: RunStore, keys: list[str], bins: int, exclude_after_answer: b
     """The definitions of the module docstring, written again with plain pandas."""
     metas = {k: json.loads((store.path(k) / "meta.json").read_text()) for k in keys}
     group = {k: {True: "correct", False: "incorrect", None: "unknown"}[m["correct"]] for k, m in metas.items()}
-    tokens = pd.concat([pd.read_parquet(store.path(k) / "tokens.parquet").assign(
-        key=k, n=metas[k]["summary"]["n_tokens"], group=group[k]) for k in keys], ignore_index=True)
+    tokens = pd.concat(
+        [
+            pd.read_parquet(store.path(k) / "tokens.parquet").assign(
+                key=k, n=metas[k]["summary"]["n_tokens"], group=group[k]
+            )
+            for k in keys
+        ],
+        ignore_index=True,
+    )
     tokens["loss"] = tokens["loss"].astype("float64")  # stored as float32; sum in float64 like the module
 
     kept = tokens[~tokens["after_answer_seen"]] if exclude_after_answer else tokens
     kept = kept.assign(bin=np.minimum(kept["cut"] * bins // kept["n"], bins - 1))
     per_run = kept.groupby(["group", "key", "bin"], as_index=False)["loss"].mean()
-    stats = dict(mean="mean", std="std", n_runs="count", q25=lambda s: s.quantile(0.25),
-                 q75=lambda s: s.quantile(0.75))
+    stats = dict(mean="mean", std="std", n_runs="count", q25=lambda s: s.quantile(0.25), q75=lambda s: s.quantile(0.75))
     curves = [per_run.groupby("bin")["loss"].agg(**stats).reset_index().assign(group="all")]
     for name, part in per_run.groupby("group"):
         curves.append(part.groupby("bin")["loss"].agg(**stats).reset_index().assign(group=name))
@@ -66,20 +73,31 @@ def _direct(store: RunStore, keys: list[str], bins: int, exclude_after_answer: b
 
     marks = pd.DataFrame([dict(m, key=k) for k in keys for m in metas[k]["reflections"]])
     loss = tokens[["key", "cut", "loss", "after_answer_seen"]]
-    marks = marks.merge(loss.rename(columns={"cut": "cut_before", "loss": "loss_before"}).drop(columns="after_answer_seen"),
-                        on=["key", "cut_before"])
-    marks = marks.merge(loss.rename(columns={"cut": "cut_after", "loss": "loss_after", "after_answer_seen": "late"}),
-                        on=["key", "cut_after"])
+    marks = marks.merge(
+        loss.rename(columns={"cut": "cut_before", "loss": "loss_before"}).drop(columns="after_answer_seen"),
+        on=["key", "cut_before"],
+    )
+    marks = marks.merge(
+        loss.rename(columns={"cut": "cut_after", "loss": "loss_after", "after_answer_seen": "late"}),
+        on=["key", "cut_after"],
+    )
     if exclude_after_answer:
         marks = marks[~marks["late"]]
-    marks = marks.assign(rel=(marks["loss_after"] - marks["loss_before"]).abs() / marks["loss_before"],
-                         word=marks["word"].str.lower())
-    words = marks.groupby("word").agg(count=("rel", "size"), n_runs=("key", "nunique"),
-                                      mean_rel_change=("rel", "mean"), median_rel_change=("rel", "median"))
+    marks = marks.assign(
+        rel=(marks["loss_after"] - marks["loss_before"]).abs() / marks["loss_before"], word=marks["word"].str.lower()
+    )
+    words = marks.groupby("word").agg(
+        count=("rel", "size"),
+        n_runs=("key", "nunique"),
+        mean_rel_change=("rel", "mean"),
+        median_rel_change=("rel", "median"),
+    )
 
     prev = tokens[["key", "cut", "loss"]].assign(cut=tokens["cut"] + 1).rename(columns={"loss": "prev_loss"})
     steps = tokens.merge(prev, on=["key", "cut"])
-    inside = {(k, c) for k in keys for m in metas[k]["reflections"] for c in range(m["cut_before"] + 1, m["cut_after"] + 1)}
+    inside = {
+        (k, c) for k in keys for m in metas[k]["reflections"] for c in range(m["cut_before"] + 1, m["cut_after"] + 1)
+    }
     steps = steps[[(k, c) not in inside for k, c in zip(steps["key"], steps["cut"])]]
     if exclude_after_answer:
         steps = steps[~steps["after_answer_seen"]]
@@ -118,7 +136,9 @@ def test_aggregates_equal_a_direct_pandas_computation(dataset_store, exclude_aft
     np.testing.assert_array_equal(table["n_runs"].to_numpy(), words["n_runs"].to_numpy())
     for column in ("mean_rel_change", "median_rel_change"):
         np.testing.assert_allclose(table[column].to_numpy(float), words[column].to_numpy(float), rtol=1e-9)
-    np.testing.assert_allclose(table["ratio"].to_numpy(float), (words["mean_rel_change"] / baseline).to_numpy(), rtol=1e-9)
+    np.testing.assert_allclose(
+        table["ratio"].to_numpy(float), (words["mean_rel_change"] / baseline).to_numpy(), rtol=1e-9
+    )
 
 
 def test_stride_run_bins_only_its_cut_points(dataset_store):
@@ -191,12 +211,17 @@ def test_bad_arguments(dataset_store):
 
 def test_canonical_word():
     assert [dataset_stats.canonical_word(w) for w in ("Wait", "Hmmm", "HOWEVER", "let  me check", "Re-check")] == [
-        "wait", "hmm", "however", "let me check", "recheck"]
+        "wait",
+        "hmm",
+        "however",
+        "let me check",
+        "recheck",
+    ]
 
 
 # ---------------------------------------------------------------------------- figures
 def test_figures_draw_the_aggregates(dataset_store):
-    from app import figures_dataset as fd
+    from backend.plots import dataset as fd
 
     store, keys = dataset_store
     stats = compute_stats(store, keys, bins=BINS, use_cache=False)

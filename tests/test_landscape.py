@@ -1,5 +1,6 @@
 """Loss surface on the proxy plane and the random-direction landscape, checked against direct
 forwards of models whose weights were edited explicitly."""
+
 from __future__ import annotations
 
 import copy
@@ -7,11 +8,11 @@ import copy
 import numpy as np
 import pytest
 import torch
-
-from backend import landscape, proxy
-from backend.architecture import locate
-from backend.errors import InputError
 from conftest import SAMPLE_QUESTION, SAMPLE_TRAJECTORY
+
+from backend.analysis import landscape, proxy
+from backend.engine.architecture import locate
+from backend.errors import InputError
 
 
 @pytest.fixture(scope="module")
@@ -91,8 +92,9 @@ def test_surface_is_cached_next_to_the_run(tiny, tiny_llama):
     layer = run.meta["proxy_layers"][2]
     assert landscape.load_surface(run, layer, grid=3, store=store) is None
     calls = []
-    first = landscape.loss_surface(run, layer, loaded=tiny_llama, grid=3, store=store,
-                                   progress=lambda d, t: calls.append((d, t)))
+    first = landscape.loss_surface(
+        run, layer, loaded=tiny_llama, grid=3, store=store, progress=lambda d, t: calls.append((d, t))
+    )
     assert not first.cached and calls and calls[-1][0] == calls[-1][1] == 9 + 2 * (len(run.steps) + 1)
     again = landscape.loss_surface(run, layer, grid=3, store=store)  # no model needed: from disk
     assert again.cached
@@ -159,12 +161,13 @@ def test_random_landscape_matches_explicit_perturbation(tiny, tiny_llama):
 @pytest.mark.slow
 def test_surface_on_smollm2_matches_an_explicit_edit(tmp_path, smollm2):
     """Real weights: the plane point of the last step equals a forward with edited weights."""
-    from backend.cache import RunStore
     from backend.jobs import RunRequest, run_question
+    from backend.store.runs import RunStore
 
     store = RunStore(tmp_path / "cache")
-    req = RunRequest(question=SAMPLE_QUESTION, answer="6", trajectory=SAMPLE_TRAJECTORY, model=smollm2.name,
-                     cuts="steps")
+    req = RunRequest(
+        question=SAMPLE_QUESTION, answer="6", trajectory=SAMPLE_TRAJECTORY, model=smollm2.name, cuts="steps"
+    )
     run = store.open(run_question(req, store, loaded=smollm2).key)
     layer = run.meta["proxy_layers"][-1]  # the last layer: one layer to run per point (CI time)
     s = landscape.loss_surface(run, layer, loaded=smollm2, grid=3, store=store)

@@ -1,14 +1,15 @@
-"""The single-pass engine equals the naive one-prompt-per-cut method (DESIGN.md §4)."""
+"""The single-pass engine equals the naive one-prompt-per-cut method (docs/architecture.md §4)."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
-
-from backend.architecture import default_proxy_layers, locate
-from backend.probe import ProbeRequest, analyze, analyze_naive
-from backend.trajectory import RAML_TEMPLATE, build_prompt, encode, encode_with_offsets, segment
 from conftest import SAMPLE_QUESTION, SAMPLE_TRAJECTORY
+
+from backend.engine.architecture import default_proxy_layers, locate
+from backend.engine.probe import ProbeRequest, analyze, analyze_naive
+from backend.engine.trajectory import RAML_TEMPLATE, build_prompt, encode, encode_with_offsets, segment
 
 TOL = 1e-4  # nats, float32 (the design's bar)
 
@@ -24,8 +25,12 @@ def _request(loaded, text: str, answer: str = "6", cuts=None) -> ProbeRequest:
     n_layers = locate(loaded.model).n_layers
     return ProbeRequest(
         prompt_ids=encode(tok, build_prompt(tok, SAMPLE_QUESTION, think=False)),
-        trajectory_ids=ids, template_ids=encode(tok, RAML_TEMPLATE), answer_ids=encode(tok, answer),
-        cuts=cuts, boundary_cuts=[0] + [s.end for s in steps], proxy_layers=default_proxy_layers(n_layers),
+        trajectory_ids=ids,
+        template_ids=encode(tok, RAML_TEMPLATE),
+        answer_ids=encode(tok, answer),
+        cuts=cuts,
+        boundary_cuts=[0] + [s.end for s in steps],
+        proxy_layers=default_proxy_layers(n_layers),
     )
 
 
@@ -44,7 +49,8 @@ def assert_results_match(fast, slow, tol=TOL):
         scale = np.abs(slow.proxy_preact[layer]).max()
         assert np.abs(fast.proxy_preact[layer] - slow.proxy_preact[layer]).max() <= 1e-4 * max(1.0, scale)
         assert np.abs(fast.proxy_input[layer] - slow.proxy_input[layer]).max() <= 1e-4 * max(
-            1.0, np.abs(slow.proxy_input[layer]).max())
+            1.0, np.abs(slow.proxy_input[layer]).max()
+        )
 
 
 @pytest.mark.parametrize("fixture", ["tiny_llama", "tiny_qwen2"])

@@ -1,4 +1,5 @@
 """Parameter-proxy space: vectors, the exactness identity, step geometry, projections and their cache."""
+
 from __future__ import annotations
 
 import shutil
@@ -6,11 +7,11 @@ import shutil
 import numpy as np
 import pytest
 import torch
-
-from backend import proxy
-from backend.architecture import locate
-from backend.errors import InputError
 from conftest import SAMPLE_QUESTION, SAMPLE_TRAJECTORY
+
+from backend.analysis import proxy
+from backend.engine.architecture import locate
+from backend.errors import InputError
 
 
 def _identity_errors(run, model, layer: int) -> np.ndarray:
@@ -30,8 +31,8 @@ def _identity_errors(run, model, layer: int) -> np.ndarray:
 def tiny(tmp_path_factory, tiny_llama):
     """A run of this module's own: projections write ``derived/`` files next to it, which must
     not leak into the session-wide ``tiny_run`` other modules inspect."""
-    from backend.cache import RunStore
     from backend.jobs import RunRequest, run_question
+    from backend.store.runs import RunStore
 
     store = RunStore(tmp_path_factory.mktemp("proxy_tiny"))
     req = RunRequest(question=SAMPLE_QUESTION, answer="6", trajectory=SAMPLE_TRAJECTORY, model=tiny_llama.name)
@@ -41,12 +42,13 @@ def tiny(tmp_path_factory, tiny_llama):
 @pytest.fixture(scope="module")
 def smol_run(tmp_path_factory, smollm2):
     """A short real SmolLM2 run (imported trajectory, step-boundary cuts only)."""
-    from backend.cache import RunStore
     from backend.jobs import RunRequest, run_question
+    from backend.store.runs import RunStore
 
     store = RunStore(tmp_path_factory.mktemp("smol_proxy"))
-    req = RunRequest(question=SAMPLE_QUESTION, answer="6", trajectory=SAMPLE_TRAJECTORY, model=smollm2.name,
-                     cuts="steps")
+    req = RunRequest(
+        question=SAMPLE_QUESTION, answer="6", trajectory=SAMPLE_TRAJECTORY, model=smollm2.name, cuts="steps"
+    )
     return store.open(run_question(req, store, loaded=smollm2).key)
 
 
@@ -61,9 +63,14 @@ def _synthetic_run(store, key: str, d_model: int, n_boundaries: int, seed: int):
         "proxy_input.1": rng.normal(size=(n_boundaries, d_model)).astype(np.float32),
         "proxy_preact.1": rng.normal(size=(n_boundaries, 4 * d_model)).astype(np.float32),
     }
-    meta = {"question": "q", "answer": "1", "answer_source": "reference", "correct": True,
-            "model": {"name": f"synthetic-{d_model}", "n_layers": 2, "d_model": d_model},
-            "summary": {"n_tokens": n_boundaries - 1, "n_steps": n_boundaries - 1}}
+    meta = {
+        "question": "q",
+        "answer": "1",
+        "answer_source": "reference",
+        "correct": True,
+        "model": {"name": f"synthetic-{d_model}", "n_layers": 2, "d_model": d_model},
+        "summary": {"n_tokens": n_boundaries - 1, "n_steps": n_boundaries - 1},
+    }
     empty = pd.DataFrame({"cut": np.arange(n_boundaries), "loss": np.ones(n_boundaries)})
     store.write(key, meta, empty, pd.DataFrame({"index": [0]}), pd.DataFrame({"boundary": [0]}), tensors)
     return store.open(key)
@@ -124,7 +131,7 @@ def test_proxy_geometry_equals_rank_one_weight_geometry(tiny):
     layer = run.meta["proxy_layers"][1]
     z = run.tensor(f"proxy_input.{layer}").astype(np.float64)
     preact = run.tensor(f"proxy_preact.{layer}").astype(np.float64)
-    delta_w = [np.outer(p - preact[0], z[0]) / (z[0] @ z[0]) for p in preact]  # DESIGN.md §1 formula
+    delta_w = [np.outer(p - preact[0], z[0]) / (z[0] @ z[0]) for p in preact]  # docs/architecture.md §1 formula
     u = proxy.space_vectors(run, layer, "proxy").astype(np.float64)
     for a, b in [(1, 0), (3, 2), (len(u) - 1, 1)]:
         assert np.linalg.norm(delta_w[a] - delta_w[b]) == pytest.approx(np.linalg.norm(u[a] - u[b]), rel=1e-5)
@@ -154,8 +161,9 @@ def test_step_geometry_of_a_run_matches_steps_table(tiny):
     u = proxy.space_vectors(run, run.meta["proxy_layers"][-1], "proxy")
     g = proxy.step_geometry(u)
     assert len(g) == len(run.steps) + 1
-    np.testing.assert_allclose(g.step_size[1:], np.linalg.norm(np.diff(u.astype(np.float64), axis=0), axis=1),
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        g.step_size[1:], np.linalg.norm(np.diff(u.astype(np.float64), axis=0), axis=1), rtol=1e-6
+    )
     assert np.all(g.straightness[1:] <= 1 + 1e-9) and np.all(g.straightness[1:] > 0)
     assert np.all(np.diff(g.path_length) >= 0)
 
@@ -242,14 +250,17 @@ def test_umap_projection_is_seeded_and_trustworthy(tiny):
 
 
 def test_shared_basis_for_several_runs(tmp_path, tiny, tiny_llama):
-    from backend.cache import RunStore
     from backend.jobs import RunRequest, run_question
+    from backend.store.runs import RunStore
 
     _, run_a = tiny
     store = RunStore(tmp_path / "cache")
     other = "Maya starts with 5 apples and gets 8 more, so 13. She gives away 6 and eats 1, leaving 6."
-    key_b = run_question(RunRequest(question=SAMPLE_QUESTION, answer="6", trajectory=other, model=tiny_llama.name),
-                         store, loaded=tiny_llama).key
+    key_b = run_question(
+        RunRequest(question=SAMPLE_QUESTION, answer="6", trajectory=other, model=tiny_llama.name),
+        store,
+        loaded=tiny_llama,
+    ).key
     run_b = store.open(key_b)
     proxy.clear_memo()
     p = proxy.project([run_a, run_b], 2, "proxy", "pca")

@@ -2,6 +2,7 @@
 memory while probing, a full or unwritable disk. Nothing is lost, nothing half-written is
 ever shown, and the index always agrees with the run directories.
 """
+
 from __future__ import annotations
 
 import errno
@@ -16,19 +17,25 @@ import sys
 import numpy as np
 import pytest
 import torch
-
 from _reliability_support import (
-    ROOT, cache_state, cli_env, one_error_line, run_cli, save_tiny_model, start_cli,
+    ROOT,
+    cache_state,
+    cli_env,
+    one_error_line,
+    run_cli,
+    save_tiny_model,
+    start_cli,
     wait_for_line,
 )
+from conftest import SAMPLE_QUESTION, SAMPLE_TRAJECTORY
+
 from backend import cli
-from backend.architecture import default_proxy_layers, locate
-from backend.cache import RunStore
+from backend.engine.architecture import default_proxy_layers, locate
+from backend.engine.probe import ProbeRequest, analyze
+from backend.engine.trajectory import RAML_TEMPLATE, build_prompt, encode, encode_with_offsets, segment
 from backend.errors import CacheError
 from backend.jobs import RunRequest, run_question
-from backend.probe import ProbeRequest, analyze
-from backend.trajectory import RAML_TEMPLATE, build_prompt, encode, encode_with_offsets, segment
-from conftest import SAMPLE_QUESTION, SAMPLE_TRAJECTORY
+from backend.store.runs import RunStore
 
 
 @pytest.fixture(scope="module")
@@ -124,9 +131,21 @@ def test_two_processes_writing_one_run_give_one_entry(tmp_path, model_dir, traje
 def test_eight_concurrent_runs_keep_the_index_consistent(tmp_path, model_dir):
     cache = tmp_path / "cache"
     n = 8
-    proc = subprocess.run([sys.executable, str(ROOT / "tests" / "_reliability_support.py"), "concurrent",
-                           str(cache), str(model_dir), str(n)],
-                          cwd=ROOT, env=cli_env(), capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "tests" / "_reliability_support.py"),
+            "concurrent",
+            str(cache),
+            str(model_dir),
+            str(n),
+        ],
+        cwd=ROOT,
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     assert report["exitcodes"] == [0] * n
@@ -144,11 +163,14 @@ def test_eight_concurrent_runs_keep_the_index_consistent(tmp_path, model_dir):
         con.close()
     store = RunStore(cache)
     assert sorted(store.open(k).meta["question"] for k in keys) == sorted(
-        f"Question number {i}: how many apples are left?" for i in range(n))
+        f"Question number {i}: how many apples are left?" for i in range(n)
+    )
 
 
 # ----------------------------------------------------------------------------- damaged cache files
 CUTS = "steps"  # step boundaries only: every table and tensor is written, at a fraction of the cost
+
+
 @pytest.fixture(scope="module")
 def pristine_cache(tmp_path_factory, tiny_llama):
     """A cache with two real runs of the tiny model: A (answer 6) and B (answer 13)."""
@@ -192,17 +214,21 @@ DAMAGE = {  # name: (damage(run_dir), words the error must contain, also caught 
     "truncated-lens-parquet": (lambda d: _truncate(d / "lens.parquet"), "lens.parquet"),
     "truncated-safetensors": (lambda d: _truncate(d / "tensors.safetensors", 0.9), "tensors.safetensors"),
     "missing-safetensors": (lambda d: (d / "tensors.safetensors").unlink(), "tensors.safetensors is missing"),
-    "bitflip-safetensors": (lambda d: _flip_last_byte(d / "tensors.safetensors"),
-                            "tensors.safetensors does not match its checksum"),
+    "bitflip-safetensors": (
+        lambda d: _flip_last_byte(d / "tensors.safetensors"),
+        "tensors.safetensors does not match its checksum",
+    ),
     "truncated-meta": (lambda d: _truncate(d / "meta.json"), "meta.json is unreadable"),
     "meta-not-an-object": (lambda d: (d / "meta.json").write_text("[1, 2]"), "meta.json is not a JSON object"),
-    "meta-field-removed": (lambda d: _edit_meta(d / "meta.json", lambda m: m.pop("summary")),
-                           "meta.json field 'summary'"),
+    "meta-field-removed": (
+        lambda d: _edit_meta(d / "meta.json", lambda m: m.pop("summary")),
+        "meta.json field 'summary'",
+    ),
     "meta-checksum-edited": (
         lambda d: _edit_meta(d / "meta.json", lambda m: m["checksums"].update({"lens.parquet": "0" * 64})),
-        "lens.parquet does not match its checksum"),
-    "old-schema": (lambda d: _edit_meta(d / "meta.json", lambda m: m.update(schema_version=0)),
-                   "schema version 0"),
+        "lens.parquet does not match its checksum",
+    ),
+    "old-schema": (lambda d: _edit_meta(d / "meta.json", lambda m: m.update(schema_version=0)), "schema version 0"),
 }
 
 
@@ -287,8 +313,10 @@ def _probe_request(loaded) -> ProbeRequest:
     text = SAMPLE_TRAJECTORY
     ids, offsets = encode_with_offsets(tok, text)
     return ProbeRequest(
-        prompt_ids=encode(tok, build_prompt(tok, SAMPLE_QUESTION, think=False)), trajectory_ids=ids,
-        template_ids=encode(tok, RAML_TEMPLATE), answer_ids=encode(tok, "6"),
+        prompt_ids=encode(tok, build_prompt(tok, SAMPLE_QUESTION, think=False)),
+        trajectory_ids=ids,
+        template_ids=encode(tok, RAML_TEMPLATE),
+        answer_ids=encode(tok, "6"),
         boundary_cuts=[0] + [s.end for s in segment(text, offsets, "sentences")],
         proxy_layers=default_proxy_layers(locate(loaded.model).n_layers),
     )
@@ -388,7 +416,9 @@ def test_disk_full_midway_through_the_files_cleans_up(damaged_copy, tiny_llama, 
 
     monkeypatch.setattr(pd.DataFrame, "to_parquet", fill_up_on_second)
     with pytest.raises(CacheError, match="disk full"):
-        run_question(RunRequest(question="Q2?", answer="6", trajectory=SAMPLE_TRAJECTORY, cuts=CUTS), store, loaded=tiny_llama)
+        run_question(
+            RunRequest(question="Q2?", answer="6", trajectory=SAMPLE_TRAJECTORY, cuts=CUTS), store, loaded=tiny_llama
+        )
     assert len(written) == 2 and cache_state(store.root) == before
 
 
@@ -418,7 +448,9 @@ def test_unwritable_cache_is_a_clear_error(damaged_copy, tiny_llama, monkeypatch
 
     monkeypatch.setattr(tempfile, "mkdtemp", read_only)
     with pytest.raises(CacheError, match="not writable"):
-        run_question(RunRequest(question="Q4?", answer="6", trajectory=SAMPLE_TRAJECTORY, cuts=CUTS), store, loaded=tiny_llama)
+        run_question(
+            RunRequest(question="Q4?", answer="6", trajectory=SAMPLE_TRAJECTORY, cuts=CUTS), store, loaded=tiny_llama
+        )
     monkeypatch.undo()
     for key in keys.values():
         store.open(key)
@@ -429,8 +461,11 @@ def test_cache_path_that_is_a_file(tmp_path, capsys):
     blocker.write_text("I am a file")
     with pytest.raises(CacheError, match="Not a directory"):
         RunStore(blocker)
-    for argv in (["ls"], ["show", "0" * 32], ["run", "--question", "q", "--answer", "1", "--trajectory-file",
-                                              str(blocker)]):
+    for argv in (
+        ["ls"],
+        ["show", "0" * 32],
+        ["run", "--question", "q", "--answer", "1", "--trajectory-file", str(blocker)],
+    ):
         assert cli.main(["--cache-dir", str(blocker), *argv]) == cli.EXIT_INPUT
         assert "is not writable" in one_error_line(capsys.readouterr().err)
     assert blocker.read_text() == "I am a file"
@@ -444,8 +479,11 @@ def test_read_only_directory_without_root(tmp_path, tiny_llama, pristine_cache):
     os.chmod(copy / "tmp", 0o555)
     try:
         with pytest.raises(CacheError, match="not writable"):
-            run_question(RunRequest(question="Q5?", answer="6", trajectory=SAMPLE_TRAJECTORY, cuts=CUTS), RunStore(copy),
-                         loaded=tiny_llama)
+            run_question(
+                RunRequest(question="Q5?", answer="6", trajectory=SAMPLE_TRAJECTORY, cuts=CUTS),
+                RunStore(copy),
+                loaded=tiny_llama,
+            )
     finally:
         os.chmod(copy / "tmp", 0o755)
     for key in keys.values():

@@ -2,6 +2,7 @@
 unsafe models, and run keys that try to leave the cache. Every case ends in one clear line
 naming what is wrong, a non-zero exit, and nothing half-written in the cache.
 """
+
 from __future__ import annotations
 
 import copy
@@ -10,18 +11,22 @@ import pickle
 import re
 
 import pytest
-
 from _reliability_support import (
-    assert_empty_cache, cache_state, one_error_line, run_cli, save_tiny_model,
+    assert_empty_cache,
+    cache_state,
+    one_error_line,
+    run_cli,
+    save_tiny_model,
 )
-from backend import cli
-from backend.cache import RunStore, check_key
-from backend.datasets_io import read_questions
-from backend.errors import ContextTooLongError, InputError, ModelLoadError, RunNotFoundError
-from backend.jobs import RunRequest, run_question
-from backend.questions_io import MAX_LINE_BYTES, parse_jsonl_bytes, read_jsonl
-from backend.trajectory import encode, encode_with_offsets
 from conftest import SAMPLE_QUESTION, SAMPLE_TRAJECTORY, build_tiny
+
+from backend import cli
+from backend.engine.trajectory import encode, encode_with_offsets
+from backend.errors import ContextTooLongError, InputError, ModelLoadError, RunNotFoundError
+from backend.io.jsonl import MAX_LINE_BYTES, parse_jsonl_bytes, read_jsonl
+from backend.io.tables import read_questions
+from backend.jobs import RunRequest, run_question
+from backend.store.runs import RunStore, check_key
 
 GOOD = b'{"id": "a", "question": "What is 2 + 2?", "answer": "4"}'
 
@@ -47,9 +52,24 @@ GOOD = b'{"id": "a", "question": "What is 2 + 2?", "answer": "4"}'
         (b"[" * 100_000, None, "nested too deeply"),
         (b'{"question": "' + b"x" * (MAX_LINE_BYTES + 10) + b'"}', None, "longer than 1 MiB"),
     ],
-    ids=["invalid-json", "missing-question", "int-question", "list-question", "blank-question", "list-answer",
-         "bool-answer", "nan-answer", "empty-answer", "int-trajectory", "dict-id", "not-an-object",
-         "lone-surrogate", "binary-junk", "deep-nesting", "huge-line"],
+    ids=[
+        "invalid-json",
+        "missing-question",
+        "int-question",
+        "list-question",
+        "blank-question",
+        "list-answer",
+        "bool-answer",
+        "nan-answer",
+        "empty-answer",
+        "int-trajectory",
+        "dict-id",
+        "not-an-object",
+        "lone-surrogate",
+        "binary-junk",
+        "deep-nesting",
+        "huge-line",
+    ],
 )
 @pytest.mark.parametrize("reader", ["questions_io", "datasets_io"])  # app upload / CLI batch
 def test_bad_line_is_named_and_the_others_still_parse(tmp_path, reader, bad_line, field, message):
@@ -81,7 +101,9 @@ def test_bom_and_crlf_are_accepted():
     records, errors = parse_jsonl_bytes(data, "q.jsonl")
     assert errors == []
     assert [(r.line, r.question, r.answer) for r in records] == [
-        (1, "What is 2 + 2?", "4"), (2, "Why?\r\nReally?", "3")]  # CR inside a JSON string is kept
+        (1, "What is 2 + 2?", "4"),
+        (2, "Why?\r\nReally?", "3"),
+    ]  # CR inside a JSON string is kept
 
 
 def test_whole_binary_file_never_raises(tmp_path):
@@ -156,21 +178,29 @@ def test_overlong_trajectory_is_refused_then_truncated_to_fit(store, small_conte
     long_text = " ".join([SAMPLE_TRAJECTORY] * 3)
     n_original = len(encode_with_offsets(smol_tokenizer, long_text)[0])
     with pytest.raises(ContextTooLongError) as refused:
-        run_question(RunRequest(question="How many?", answer="6", trajectory=long_text), store,
-                     loaded=small_context_model)
+        run_question(
+            RunRequest(question="How many?", answer="6", trajectory=long_text), store, loaded=small_context_model
+        )
     message = str(refused.value)
     assert f"trajectory has {n_original} tokens" in message and "context of 128" in message
     assert "--truncate" in message and "\n" not in message
     assert_empty_cache(store.root)
 
-    outcome = run_question(RunRequest(question="How many?", answer="6", trajectory=long_text, truncate=True),
-                           store, loaded=small_context_model)
+    outcome = run_question(
+        RunRequest(question="How many?", answer="6", trajectory=long_text, truncate=True),
+        store,
+        loaded=small_context_model,
+    )
     meta = store.open(outcome.key).meta
     kept = meta["trajectory"]
     assert long_text.endswith(kept) and len(kept) < len(long_text)  # the last part is kept
     assert meta["truncated_tokens"] == n_original - meta["summary"]["n_tokens"] > 0
-    used = (len(encode(smol_tokenizer, meta["prompt"])) + meta["summary"]["n_tokens"]
-            + len(encode(smol_tokenizer, meta["template"])) + len(meta["answer_ids"]))
+    used = (
+        len(encode(smol_tokenizer, meta["prompt"]))
+        + meta["summary"]["n_tokens"]
+        + len(encode(smol_tokenizer, meta["template"]))
+        + len(meta["answer_ids"])
+    )
     assert used <= 128
     assert any("truncated" in w for w in meta["warnings"]) and outcome.warnings == meta["warnings"]
 
@@ -179,8 +209,20 @@ def test_cli_truncate_flag(tmp_path, model_dir):
     long_file = tmp_path / "long.txt"
     long_file.write_text(" ".join([SAMPLE_TRAJECTORY] * 4))
     cache = tmp_path / "cache"
-    args = ["--cache-dir", str(cache), "run", "--question", "How many?", "--answer", "6",
-            "--trajectory-file", str(long_file), "--model", str(model_dir), "--quiet"]
+    args = [
+        "--cache-dir",
+        str(cache),
+        "run",
+        "--question",
+        "How many?",
+        "--answer",
+        "6",
+        "--trajectory-file",
+        str(long_file),
+        "--model",
+        str(model_dir),
+        "--quiet",
+    ]
     assert cli.main(args) == cli.EXIT_INPUT
     assert_empty_cache(cache)
     assert cli.main(args + ["--truncate"]) == 0
@@ -192,8 +234,22 @@ def test_cli_truncate_flag(tmp_path, model_dir):
 def test_cli_overlong_error_is_one_line(tmp_path, model_dir, capsys):
     long_file = tmp_path / "long.txt"
     long_file.write_text(" ".join([SAMPLE_TRAJECTORY] * 4))
-    code = cli.main(["--cache-dir", str(tmp_path / "c"), "run", "--question", "q", "--answer", "6",
-                     "--trajectory-file", str(long_file), "--model", str(model_dir), "--quiet"])
+    code = cli.main(
+        [
+            "--cache-dir",
+            str(tmp_path / "c"),
+            "run",
+            "--question",
+            "q",
+            "--answer",
+            "6",
+            "--trajectory-file",
+            str(long_file),
+            "--model",
+            str(model_dir),
+            "--quiet",
+        ]
+    )
     assert code == cli.EXIT_INPUT
     line = one_error_line(capsys.readouterr().err)
     assert "context of 256" in line and "--truncate" in line
@@ -208,8 +264,7 @@ def test_answer_that_tokenizes_to_nothing(store, smol_tokenizer):
     model = build_tiny("llama", tokenizer, seed=6)
     assert encode(tokenizer, "\u200b\u200b") == []
     with pytest.raises(InputError, match="tokenizes to nothing"):
-        run_question(RunRequest(question="q", answer="\u200b\u200b", trajectory=SAMPLE_TRAJECTORY), store,
-                     loaded=model)
+        run_question(RunRequest(question="q", answer="\u200b\u200b", trajectory=SAMPLE_TRAJECTORY), store, loaded=model)
     with pytest.raises(InputError, match="answer is empty"):
         run_question(RunRequest(question="q", answer=" \n ", trajectory=SAMPLE_TRAJECTORY), store, loaded=model)
     assert_empty_cache(store.root)
@@ -230,8 +285,9 @@ def test_answer_already_in_trajectory_is_flagged_not_dropped(tiny_run, smol_toke
 
 
 def test_answer_absent_from_trajectory_flags_nothing(store, tiny_llama):
-    outcome = run_question(RunRequest(question=SAMPLE_QUESTION, answer="42", trajectory=SAMPLE_TRAJECTORY), store,
-                           loaded=tiny_llama)
+    outcome = run_question(
+        RunRequest(question=SAMPLE_QUESTION, answer="42", trajectory=SAMPLE_TRAJECTORY), store, loaded=tiny_llama
+    )
     run = store.open(outcome.key)
     assert run.meta["first_answer_cut"] is None and not run.tokens["after_answer_seen"].any()
 
@@ -247,7 +303,7 @@ def bad_models(tmp_path_factory, model_dir, smol_tokenizer):
 
     from transformers import BertConfig, BertModel
 
-    from backend.models import resolve
+    from backend.engine.models import resolve
 
     base = tmp_path_factory.mktemp("bad_models")
     marker = base / "PAYLOAD_RAN"
@@ -266,8 +322,15 @@ def bad_models(tmp_path_factory, model_dir, smol_tokenizer):
     cases["truncated-gguf"] = (str(truncated), "corrupt GGUF")
 
     bert = base / "bert"
-    BertModel(BertConfig(vocab_size=len(smol_tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                         intermediate_size=64)).save_pretrained(bert, safe_serialization=True)
+    BertModel(
+        BertConfig(
+            vocab_size=len(smol_tokenizer),
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+        )
+    ).save_pretrained(bert, safe_serialization=True)
     smol_tokenizer.save_pretrained(bert)
     cases["bert-encoder"] = (str(bert), "is not a causal language model")
 
@@ -298,8 +361,16 @@ class _Payload:
         return (open, (self.path, "w"))
 
 
-BAD_MODEL_CASES = ["unknown-id", "missing-gguf", "missing-dir", "garbage-gguf", "truncated-gguf", "bert-encoder",
-                   "remote-code", "pickle-only"]
+BAD_MODEL_CASES = [
+    "unknown-id",
+    "missing-gguf",
+    "missing-dir",
+    "garbage-gguf",
+    "truncated-gguf",
+    "bert-encoder",
+    "remote-code",
+    "pickle-only",
+]
 
 
 @pytest.mark.parametrize("case", BAD_MODEL_CASES)
@@ -309,8 +380,22 @@ def test_bad_model_is_one_line_nonzero_and_stores_nothing(tmp_path, bad_models, 
     trajectory = tmp_path / "t.txt"
     trajectory.write_text(SAMPLE_TRAJECTORY)
     cache = tmp_path / "cache"
-    code = cli.main(["--cache-dir", str(cache), "run", "--question", "q", "--answer", "6", "--trajectory-file",
-                     str(trajectory), "--model", model, "--quiet"])
+    code = cli.main(
+        [
+            "--cache-dir",
+            str(cache),
+            "run",
+            "--question",
+            "q",
+            "--answer",
+            "6",
+            "--trajectory-file",
+            str(trajectory),
+            "--model",
+            model,
+            "--quiet",
+        ]
+    )
     assert code == cli.EXIT_INPUT
     assert message in one_error_line(capsys.readouterr().err)
     assert_empty_cache(cache)
@@ -345,15 +430,21 @@ def test_bidirectional_decoder_is_refused_as_non_causal():
     from transformers import AttentionInterface, LlamaConfig, LlamaForCausalLM
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-    from backend.models import _check_causal
+    from backend.engine.models import _check_causal
 
     def bidirectional(module, query, key, value, attention_mask, **kwargs):
         kwargs.pop("is_causal", None)
         return sdpa_attention_forward(module, query, key, value, None, is_causal=False, **kwargs)
 
     AttentionInterface.register("raml_test_bidirectional", bidirectional)
-    config = LlamaConfig(vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=2, num_key_value_heads=1)
+    config = LlamaConfig(
+        vocab_size=128,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+    )
     torch.manual_seed(0)
     causal = LlamaForCausalLM(config).eval()
     _check_causal("causal", causal)  # no error
@@ -365,9 +456,22 @@ def test_bidirectional_decoder_is_refused_as_non_causal():
 
 # ----------------------------------------------------------------------------- run keys
 HOSTILE_KEYS = [
-    "../outside", "../../etc/passwd", "/etc/passwd", "0123456789abcdef/../../outside", "a" * 65, "A" * 32,
-    "0123456789ABCDEF", "", "abc", "0123456789abcdef\n", " 0123456789abcdef", "0123456789abcdef\x00",
-    "0123456789abcdeg", "..", ".", "~/x",
+    "../outside",
+    "../../etc/passwd",
+    "/etc/passwd",
+    "0123456789abcdef/../../outside",
+    "a" * 65,
+    "A" * 32,
+    "0123456789ABCDEF",
+    "",
+    "abc",
+    "0123456789abcdef\n",
+    " 0123456789abcdef",
+    "0123456789abcdef\x00",
+    "0123456789abcdeg",
+    "..",
+    ".",
+    "~/x",
 ]
 
 

@@ -2,6 +2,7 @@
 backend/ or app/ unpickles, evals or shells out with user data, model weights load from
 safetensors/GGUF only, and remote code stays off unless asked for.
 """
+
 from __future__ import annotations
 
 import ast
@@ -10,19 +11,24 @@ import pickle
 import re
 
 import pytest
-
 from _reliability_support import ROOT, save_tiny_model
 
 SCANNED_DIRS = ("backend", "app")
 BANNED_MODULES = {"pickle", "cPickle", "_pickle", "dill", "cloudpickle", "marshal", "shelve", "joblib"}
 BANNED_BUILTINS = {"eval", "exec", "compile", "__import__"}
 BANNED_CALLS = {  # dotted name -> why
-    "torch.load": "unpickles", "pd.read_pickle": "unpickles", "pandas.read_pickle": "unpickles",
-    "os.system": "runs a shell", "os.popen": "runs a shell", "yaml.load": "can build objects (use safe_load)",
+    "torch.load": "unpickles",
+    "pd.read_pickle": "unpickles",
+    "pandas.read_pickle": "unpickles",
+    "os.system": "runs a shell",
+    "os.popen": "runs a shell",
+    "yaml.load": "can build objects (use safe_load)",
     "yaml.unsafe_load": "can build objects",
 }
 BANNED_KEYWORDS = {  # keyword=True on any call
-    "shell": "runs a shell", "allow_pickle": "unpickles", "trust_remote_code": "runs a model repo's code",
+    "shell": "runs a shell",
+    "allow_pickle": "unpickles",
+    "trust_remote_code": "runs a model repo's code",
 }
 
 
@@ -71,9 +77,11 @@ def test_the_scanner_finds_what_it_looks_for():
     )
     found = unsafe_constructs(bad)
     assert len(found) == 13, found
-    fine = ("model.eval()\nnp.load(f, allow_pickle=False)\nsubprocess.run(['ls', d])\n"
-            "load_model(name, trust_remote_code=args.trust_remote_code)\n"
-            "msg = 'pickle weights are refused'\n")
+    fine = (
+        "model.eval()\nnp.load(f, allow_pickle=False)\nsubprocess.run(['ls', d])\n"
+        "load_model(name, trust_remote_code=args.trust_remote_code)\n"
+        "msg = 'pickle weights are refused'\n"
+    )
     assert unsafe_constructs(fine) == []
 
 
@@ -87,8 +95,12 @@ def test_no_pickle_eval_exec_or_shell_in_backend_and_app():
 def test_no_torch_load_or_shell_true_even_in_text():
     """The issue's grep, as a second net beside the AST walk (comments ignored)."""
     pattern = re.compile(r"torch\.load\(|shell\s*=\s*True|read_pickle\(|pickle\.loads?\(|allow_pickle\s*=\s*True")
-    hits = [f"{p.relative_to(ROOT)}:{i}" for p in _python_files()
-            for i, line in enumerate(p.read_text().splitlines(), 1) if pattern.search(line.split("#")[0])]
+    hits = [
+        f"{p.relative_to(ROOT)}:{i}"
+        for p in _python_files()
+        for i, line in enumerate(p.read_text().splitlines(), 1)
+        if pattern.search(line.split("#")[0])
+    ]
     assert hits == []
 
 
@@ -127,7 +139,7 @@ class _Payload:
 def test_safetensors_win_over_a_pickle_beside_them(tmp_path, smol_tokenizer):
     """A folder with model.safetensors and a booby-trapped pytorch_model.bin loads the
     safetensors and never opens the pickle."""
-    from backend.models import load_model
+    from backend.engine.models import load_model
 
     model_dir = save_tiny_model(tmp_path / "model", smol_tokenizer, max_positions=512, seed=2)
     marker = tmp_path / "PAYLOAD_RAN"
@@ -138,8 +150,8 @@ def test_safetensors_win_over_a_pickle_beside_them(tmp_path, smol_tokenizer):
 
 
 def test_remote_code_in_the_tokenizer_config_is_refused_too(tmp_path, smol_tokenizer):
+    from backend.engine.models import load_model
     from backend.errors import ModelLoadError
-    from backend.models import load_model
 
     model_dir = save_tiny_model(tmp_path / "model", smol_tokenizer, max_positions=512, seed=3)
     config = json.loads((model_dir / "tokenizer_config.json").read_text())

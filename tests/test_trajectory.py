@@ -1,14 +1,20 @@
 """Prompt, <think> parsing, segmentation into steps, reflection words, answer-seen flag."""
+
 from __future__ import annotations
 
 import pytest
+from conftest import SAMPLE_TRAJECTORY
 
+from backend.engine.trajectory import (
+    build_prompt,
+    encode_with_offsets,
+    first_answer_cut,
+    reflection_marks,
+    segment,
+    split_thinking,
+)
 from backend.errors import InputError
 from backend.jobs import parse_cuts
-from backend.trajectory import (
-    build_prompt, encode_with_offsets, first_answer_cut, reflection_marks, segment, split_thinking,
-)
-from conftest import SAMPLE_TRAJECTORY
 
 
 @pytest.mark.parametrize(

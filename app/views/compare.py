@@ -6,25 +6,21 @@ and the random-direction landscape of the RaML reference, computed on request an
 State in the URL: ``?q=<question id>&space=&layer=&method=``. Runs from models of different
 hidden sizes get loss curves only, with a note saying why there is no shared space.
 """
+
 from __future__ import annotations
 
 import hashlib
-import sys
-from pathlib import Path
-
-_ROOT = str(Path(__file__).resolve().parents[2])
-if _ROOT not in sys.path:  # opened directly (e.g. /compare as the first URL of a session)
-    sys.path.insert(0, _ROOT)
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import streamlit as st  # noqa: E402
 
-from app import data, figures_proxy, ui  # noqa: E402
-from backend.cache import RunData, RunStore  # noqa: E402
+from app import data, ui  # noqa: E402
+from backend.plots import proxy as figures_proxy
+from backend.store.runs import RunData, RunStore  # noqa: E402
 
 try:
-    from app.figures import PLOTLY_CONFIG
+    from backend.plots.figures import PLOTLY_CONFIG
 except ImportError:  # pragma: no cover
     PLOTLY_CONFIG = {"displaylogo": False}
 
@@ -48,11 +44,16 @@ def question_groups(runs: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(columns=["qid", "question", "n_runs", "models", "n_correct", "keys"])
     rows = []
     for question, g in runs.groupby(runs["question"].fillna("").str.strip(), sort=False):
-        rows.append({
-            "qid": question_id(question), "question": question, "n_runs": len(g),
-            "models": ", ".join(sorted(g["model"].astype(str).unique())),
-            "n_correct": int((g["correct"].fillna(-1) == 1).sum()), "keys": g["key"].astype(str).tolist(),
-        })
+        rows.append(
+            {
+                "qid": question_id(question),
+                "question": question,
+                "n_runs": len(g),
+                "models": ", ".join(sorted(g["model"].astype(str).unique())),
+                "n_correct": int((g["correct"].fillna(-1) == 1).sum()),
+                "keys": g["key"].astype(str).tolist(),
+            }
+        )
     return pd.DataFrame(rows).sort_values(["n_runs", "question"], ascending=[False, True], ignore_index=True)
 
 
@@ -62,15 +63,17 @@ def shared_space_problem(runs: list[RunData]) -> str | None:
     if len(sizes) > 1:
         per_model = sorted({(r.meta["model"]["name"], int(r.meta["model"].get("d_model", -1))) for r in runs})
         listed = ", ".join(f"{name}: {d}" for name, d in per_model)
-        return (f"These runs come from models with different hidden sizes ({listed}). Their hidden states and "
-                "MLP pre-activations live in spaces of different dimension, so no shared basis exists: "
-                "showing loss curves only.")
+        return (
+            f"These runs come from models with different hidden sizes ({listed}). Their hidden states and "
+            "MLP pre-activations live in spaces of different dimension, so no shared basis exists: "
+            "showing loss curves only."
+        )
     return None
 
 
 def common_layers(runs: list[RunData], space: str) -> list[int]:
     """Layers every run stores for ``space``."""
-    from backend import proxy
+    from backend.analysis import proxy
 
     layers = None
     for r in runs:
@@ -82,8 +85,13 @@ def common_layers(runs: list[RunData], space: str) -> list[int]:
 def curve_of(run: RunData, label: str) -> figures_proxy.CompareCurve:
     t = run.tokens
     return figures_proxy.CompareCurve(
-        key=run.key, label=label, progress=t["progress"].to_numpy(np.float64), loss=t["loss"].to_numpy(np.float64),
-        after_answer=t["after_answer_seen"].to_numpy(bool), correct=figures_proxy.correctness(run.meta.get("correct")))
+        key=run.key,
+        label=label,
+        progress=t["progress"].to_numpy(np.float64),
+        loss=t["loss"].to_numpy(np.float64),
+        after_answer=t["after_answer_seen"].to_numpy(bool),
+        correct=figures_proxy.correctness(run.meta.get("correct")),
+    )
 
 
 def boundary_loss(run: RunData) -> np.ndarray:
@@ -102,43 +110,59 @@ def summary_table(runs: list[RunData], labels: list[str]) -> pd.DataFrame:
     for r, label in zip(runs, labels):
         s = r.meta.get("summary", {})
         ok = figures_proxy.correctness(r.meta.get("correct"))
-        rows.append({
-            "run": label, "model": r.meta["model"]["name"], "ended": figures_proxy.CORRECT_TEXT[ok],
-            "model said": r.meta.get("predicted_answer") or "", "tokens": s.get("n_tokens"), "steps": s.get("n_steps"),
-            "L̂ start": s.get("initial_loss"), "L̂ end": s.get("final_loss"),
-            "ΔL̂": _num(s.get("final_loss")) - _num(s.get("initial_loss")), "key": r.key,
-        })
+        rows.append(
+            {
+                "run": label,
+                "model": r.meta["model"]["name"],
+                "ended": figures_proxy.CORRECT_TEXT[ok],
+                "model said": r.meta.get("predicted_answer") or "",
+                "tokens": s.get("n_tokens"),
+                "steps": s.get("n_steps"),
+                "L̂ start": s.get("initial_loss"),
+                "L̂ end": s.get("final_loss"),
+                "ΔL̂": _num(s.get("final_loss")) - _num(s.get("initial_loss")),
+                "key": r.key,
+            }
+        )
     return pd.DataFrame(rows)
 
 
 def geometry_table(runs: list[RunData], labels: list[str], layer: int, space: str) -> pd.DataFrame:
     """Per run: path length, net displacement, straightness and mean cosine between steps."""
-    from backend import proxy
+    from backend.analysis import proxy
 
     rows = []
     for r, label in zip(runs, labels):
         g = proxy.step_geometry(proxy.space_vectors(r, layer, space))
-        rows.append({"run": label, "path length": float(g["path_length"].iloc[-1]),
-                     "displacement": float(g["displacement"].iloc[-1]),
-                     "straightness": float(g["straightness"].iloc[-1]),
-                     "mean cos(step, previous)": float(np.nanmean(g["cosine_prev"])) if g["cosine_prev"].notna().any()
-                     else np.nan})
+        rows.append(
+            {
+                "run": label,
+                "path length": float(g["path_length"].iloc[-1]),
+                "displacement": float(g["displacement"].iloc[-1]),
+                "straightness": float(g["straightness"].iloc[-1]),
+                "mean cos(step, previous)": float(np.nanmean(g["cosine_prev"]))
+                if g["cosine_prev"].notna().any()
+                else np.nan,
+            }
+        )
     return pd.DataFrame(rows)
 
 
 # ----------------------------------------------------------------------------- cached loaders
 @st.cache_data(show_spinner="Fitting the shared basis…", max_entries=32)
-def _shared_projection(root: str, keys: tuple[str, ...], stamps: tuple[float, ...], layer: int, space: str,
-                       method: str) -> dict:
-    from backend import proxy
+def _shared_projection(
+    root: str, keys: tuple[str, ...], stamps: tuple[float, ...], layer: int, space: str, method: str
+) -> dict:
+    from backend.analysis import proxy
 
     store = RunStore(root)
     runs = [store.open(k) for k in keys]
     p = proxy.project(runs, layer, space, method=method, store=store)
-    return {"coords": [np.asarray(c, dtype=np.float64) for c in p.coords],
-            "explained_variance": p.explained_variance, "trustworthiness": p.trustworthiness}
-
-
+    return {
+        "coords": [np.asarray(c, dtype=np.float64) for c in p.coords],
+        "explained_variance": p.explained_variance,
+        "trustworthiness": p.trustworthiness,
+    }
 
 
 def _int_param(name: str) -> int | None:
@@ -161,8 +185,10 @@ def _render() -> None:
     store = data.get_store()
     runs_df = data.list_runs(store)
     if runs_df.empty:
-        st.info(ui.EMPTY_STATE + "\n- `python -m backend batch QUESTIONS.jsonl --samples K` for K trajectories "
-                "of each question.")
+        st.info(
+            ui.EMPTY_STATE + "\n- `python -m backend batch QUESTIONS.jsonl --samples K` for K trajectories "
+            "of each question."
+        )
         return
     groups = question_groups(runs_df)
     wanted = str(st.query_params.get("q", "")).strip()
@@ -171,26 +197,41 @@ def _render() -> None:
         wanted = ""
     index = int(np.flatnonzero(groups["qid"] == wanted)[0]) if wanted else 0
     choice = st.selectbox(
-        "Question", range(len(groups)), index=index, key="compare_question",
-        format_func=lambda i: f"({int(groups['n_runs'][i])} run{'' if int(groups['n_runs'][i]) == 1 else 's'}) "
-                              f"{groups['question'][i][:110]}",
-        help="runs are grouped by their question text; sample several trajectories with `batch --samples K`")
+        "Question",
+        range(len(groups)),
+        index=index,
+        key="compare_question",
+        format_func=lambda i: (
+            f"({int(groups['n_runs'][i])} run{'' if int(groups['n_runs'][i]) == 1 else 's'}) "
+            f"{groups['question'][i][:110]}"
+        ),
+        help="runs are grouped by their question text; sample several trajectories with `batch --samples K`",
+    )
     group = groups.iloc[int(choice)]
     ui.set_query_params(q=group["qid"])
 
     by_key = runs_df.set_index("key")
-    labels_of = {k: figures_proxy.run_label(k, by_key.at[k, "label"], str(by_key.at[k, "model"]),
-                                            by_key.at[k, "correct"]) for k in group["keys"]}
-    chosen = st.multiselect("Runs", group["keys"], default=group["keys"][:MAX_DEFAULT_RUNS],
-                            format_func=lambda k: labels_of[k], key=f"compare_runs_{group['qid']}")
+    labels_of = {
+        k: figures_proxy.run_label(k, by_key.at[k, "label"], str(by_key.at[k, "model"]), by_key.at[k, "correct"])
+        for k in group["keys"]
+    }
+    chosen = st.multiselect(
+        "Runs",
+        group["keys"],
+        default=group["keys"][:MAX_DEFAULT_RUNS],
+        format_func=lambda k: labels_of[k],
+        key=f"compare_runs_{group['qid']}",
+    )
     if not chosen:
         st.info("Pick at least one run.")
         return
     runs = [data.load_run(store, k) for k in chosen]
     labels = [labels_of[k] for k in chosen]
     n_ok = sum(figures_proxy.correctness(r.meta.get("correct")) is True for r in runs)
-    st.caption(f"{len(runs)} run(s) · {n_ok} ended correct · reference answer: "
-               f"{runs[0].meta.get('answer', '')!s:.60} ({runs[0].meta.get('answer_source', '')})")
+    st.caption(
+        f"{len(runs)} run(s) · {n_ok} ended correct · reference answer: "
+        f"{runs[0].meta.get('answer', '')!s:.60} ({runs[0].meta.get('answer_source', '')})"
+    )
 
     tab_runs, tab_landscape = st.tabs(["Runs in one basis", "Loss landscapes"])
     with tab_runs:
@@ -200,10 +241,17 @@ def _render() -> None:
 
 
 def _runs_tab(store: RunStore, runs: list[RunData], labels: list[str]) -> None:
-    st.dataframe(summary_table(runs, labels), hide_index=True, key="compare_summary", column_config={
-        "L̂ start": st.column_config.NumberColumn(format="%.3f"),
-        "L̂ end": st.column_config.NumberColumn(format="%.3f"),
-        "ΔL̂": st.column_config.NumberColumn(format="%+.3f"), "key": st.column_config.TextColumn(width="small")})
+    st.dataframe(
+        summary_table(runs, labels),
+        hide_index=True,
+        key="compare_summary",
+        column_config={
+            "L̂ start": st.column_config.NumberColumn(format="%.3f"),
+            "L̂ end": st.column_config.NumberColumn(format="%.3f"),
+            "ΔL̂": st.column_config.NumberColumn(format="%+.3f"),
+            "key": st.column_config.TextColumn(width="small"),
+        },
+    )
     curves = [curve_of(r, label) for r, label in zip(runs, labels)]
     st.plotly_chart(figures_proxy.compare_loss_figure(curves), key="compare_loss_chart", config=PLOTLY_CONFIG)
 
@@ -213,9 +261,14 @@ def _runs_tab(store: RunStore, runs: list[RunData], labels: list[str]) -> None:
         return
     c1, c2, c3 = st.columns([2, 1, 1], vertical_alignment="bottom")
     space_param = str(st.query_params.get("space", "proxy"))
-    space = c1.radio("Space", list(SPACE_LABELS), index=list(SPACE_LABELS).index(space_param)
-                     if space_param in SPACE_LABELS else 0, format_func=SPACE_LABELS.get, horizontal=True,
-                     key="compare_space")
+    space = c1.radio(
+        "Space",
+        list(SPACE_LABELS),
+        index=list(SPACE_LABELS).index(space_param) if space_param in SPACE_LABELS else 0,
+        format_func=SPACE_LABELS.get,
+        horizontal=True,
+        key="compare_space",
+    )
     layers = common_layers(runs, space)
     if not layers:
         st.info(f"These runs store no common layer for the {SPACE_LABELS[space]} space; showing loss curves only.")
@@ -226,9 +279,14 @@ def _runs_tab(store: RunStore, runs: list[RunData], labels: list[str]) -> None:
         st.warning(f"Layer {wanted_layer} is not stored by all these runs; showing layer {default_layer}.")
     layer = c2.selectbox("Layer", layers, index=layers.index(default_layer), key=f"compare_layer_{space}")
     method_param = str(st.query_params.get("method", "pca"))
-    method = c3.radio("Projection", list(METHOD_LABELS), index=list(METHOD_LABELS).index(method_param)
-                      if method_param in METHOD_LABELS else 0, format_func=METHOD_LABELS.get, horizontal=True,
-                      key="compare_method")
+    method = c3.radio(
+        "Projection",
+        list(METHOD_LABELS),
+        index=list(METHOD_LABELS).index(method_param) if method_param in METHOD_LABELS else 0,
+        format_func=METHOD_LABELS.get,
+        horizontal=True,
+        key="compare_method",
+    )
     ui.set_query_params(space=space, layer=layer, method=method)
 
     keys = tuple(r.key for r in runs)
@@ -245,25 +303,40 @@ def _runs_tab(store: RunStore, runs: list[RunData], labels: list[str]) -> None:
     models = {r.meta["model"]["name"] for r in runs}
     note = " Runs of different models share the basis but not the parameters." if len(models) > 1 else ""
     fig = figures_proxy.compare_paths_figure(
-        proj["coords"], [boundary_loss(r) for r in runs], labels,
-        [r.meta.get("correct") for r in runs], keys=list(keys), axis_titles=axis,
-        title=f"Paths in one {METHOD_LABELS[method]} basis · {SPACE_LABELS[space]} · layer {layer}")
+        proj["coords"],
+        [boundary_loss(r) for r in runs],
+        labels,
+        [r.meta.get("correct") for r in runs],
+        keys=list(keys),
+        axis_titles=axis,
+        title=f"Paths in one {METHOD_LABELS[method]} basis · {SPACE_LABELS[space]} · layer {layer}",
+    )
     st.plotly_chart(fig, key="compare_path_chart", config=PLOTLY_CONFIG)
-    st.caption(f"One basis fitted on all {sum(len(c) for c in proj['coords'])} boundaries of these runs: "
-               f"{fidelity}. ■ = start (no trajectory), ★/✕ = end (correct/incorrect).{note}")
-    st.dataframe(geometry_table(runs, labels, int(layer), space), hide_index=True, key="compare_geometry",
-                 column_config={c: st.column_config.NumberColumn(format="%.3f") for c in
-                                ("path length", "displacement", "straightness", "mean cos(step, previous)")})
+    st.caption(
+        f"One basis fitted on all {sum(len(c) for c in proj['coords'])} boundaries of these runs: "
+        f"{fidelity}. ■ = start (no trajectory), ★/✕ = end (correct/incorrect).{note}"
+    )
+    st.dataframe(
+        geometry_table(runs, labels, int(layer), space),
+        hide_index=True,
+        key="compare_geometry",
+        column_config={
+            c: st.column_config.NumberColumn(format="%.3f")
+            for c in ("path length", "displacement", "straightness", "mean cos(step, previous)")
+        },
+    )
     if st.button("Open the first run in Explore", key="compare_open"):
         st.switch_page(EXPLORE_PAGE, query_params={"run": runs[0].key, "space": space, "layer": str(layer)})
 
 
 def _landscape_tab(store: RunStore, runs: list[RunData], labels: list[str]) -> None:
-    from backend import landscape, proxy
+    from backend.analysis import landscape, proxy
 
-    st.caption("How the answer's loss L_q changes around the model's weights θ with no trajectory in context. "
-               "The proxy plane is spanned by the top-2 PCA directions of one run's ΔW path at one layer "
-               "(a single-layer proxy); the random landscape perturbs every layer as in the RaML reference.")
+    st.caption(
+        "How the answer's loss L_q changes around the model's weights θ with no trajectory in context. "
+        "The proxy plane is spanned by the top-2 PCA directions of one run's ΔW path at one layer "
+        "(a single-layer proxy); the random landscape perturbs every layer as in the RaML reference."
+    )
     c1, c2 = st.columns([3, 1])
     i = c1.selectbox("Run", range(len(runs)), format_func=lambda j: labels[j], key="compare_landscape_run")
     run = runs[int(i)]
@@ -273,14 +346,31 @@ def _landscape_tab(store: RunStore, runs: list[RunData], labels: list[str]) -> N
         return
     layer = c2.selectbox("Proxy layer", layers, index=len(layers) // 2, key="compare_landscape_layer")
     g1, g2, g3 = st.columns([1, 1, 2], vertical_alignment="bottom")
-    grid = int(g1.number_input("Grid", 3, 41, 15, step=2, key="compare_surface_grid",
-                               help="points per side; 15 x 15 takes well under a minute for SmolLM2 on a CPU"))
+    grid = int(
+        g1.number_input(
+            "Grid",
+            3,
+            41,
+            15,
+            step=2,
+            key="compare_surface_grid",
+            help="points per side; 15 x 15 takes well under a minute for SmolLM2 on a CPU",
+        )
+    )
     view = g2.radio("View", ["contour", "3-D"], horizontal=True, key="compare_surface_view")
     surface = landscape.load_surface(run, int(layer), grid=grid, store=store)
     if surface is None and g3.button("Compute the proxy-plane surface", key="compare_surface_go", type="primary"):
-        surface = _compute(lambda progress: landscape.loss_surface(
-            run, int(layer), loaded=data.model_override(run.meta["model"]["name"]), grid=grid, store=store,
-            progress=progress), f"Loss surface, {grid} x {grid} grid")
+        surface = _compute(
+            lambda progress: landscape.loss_surface(
+                run,
+                int(layer),
+                loaded=data.model_override(run.meta["model"]["name"]),
+                grid=grid,
+                store=store,
+                progress=progress,
+            ),
+            f"Loss surface, {grid} x {grid} grid",
+        )
     if surface is not None:
         if view == "contour":
             fig = figures_proxy.surface_contour_figure(surface)
@@ -288,28 +378,60 @@ def _landscape_tab(store: RunStore, runs: list[RunData], labels: list[str]) -> N
             fig = figures_proxy.surface_3d_figure(surface)
         st.plotly_chart(fig, key="compare_surface_chart", config=PLOTLY_CONFIG)
         st.plotly_chart(figures_proxy.path_losses_figure(surface), key="compare_surface_path", config=PLOTLY_CONFIG)
-        st.caption(f"L_q(θ) = {surface.base_loss:.3f} nats; computed in {surface.seconds:.1f} s"
-                   f"{' (from the cache)' if surface.cached else ''}.")
+        st.caption(
+            f"L_q(θ) = {surface.base_loss:.3f} nats; computed in {surface.seconds:.1f} s"
+            f"{' (from the cache)' if surface.cached else ''}."
+        )
     else:
         st.caption("Not computed yet for this run, layer and grid (needs the model; cached afterwards).")
 
     st.divider()
     r1, r2, r3, r4 = st.columns([1, 1, 1, 2], vertical_alignment="bottom")
-    rgrid = int(r1.number_input("Grid", 3, 31, 11, step=2, key="compare_random_grid",
-                                help="every point is one forward of the whole model with perturbed weights "
-                                     "(about 1 s for SmolLM2 on a CPU)"))
-    span = float(r2.number_input("Span ±", 0.05, 2.0, 1.0, step=0.05, key="compare_random_span",
-                                 help="α, β in [−span, span]; 1 = as far as each tensor's own norm"))
+    rgrid = int(
+        r1.number_input(
+            "Grid",
+            3,
+            31,
+            11,
+            step=2,
+            key="compare_random_grid",
+            help="every point is one forward of the whole model with perturbed weights "
+            "(about 1 s for SmolLM2 on a CPU)",
+        )
+    )
+    span = float(
+        r2.number_input(
+            "Span ±",
+            0.05,
+            2.0,
+            1.0,
+            step=0.05,
+            key="compare_random_span",
+            help="α, β in [−span, span]; 1 = as far as each tensor's own norm",
+        )
+    )
     seed = int(r3.number_input("Seed", 0, 10_000, 0, key="compare_random_seed"))
     random_view = landscape.load_random_landscape(run, grid=rgrid, span=span, seed=seed, store=store)
     if random_view is None and r4.button("Compute the random-direction landscape", key="compare_random_go"):
-        random_view = _compute(lambda progress: landscape.random_landscape(
-            run, loaded=data.model_override(run.meta["model"]["name"]), grid=rgrid, span=span, seed=seed,
-            store=store, progress=progress), f"Random landscape, {rgrid} x {rgrid} grid")
+        random_view = _compute(
+            lambda progress: landscape.random_landscape(
+                run,
+                loaded=data.model_override(run.meta["model"]["name"]),
+                grid=rgrid,
+                span=span,
+                seed=seed,
+                store=store,
+                progress=progress,
+            ),
+            f"Random landscape, {rgrid} x {rgrid} grid",
+        )
     if random_view is not None:
         kind = "surface" if view == "3-D" else "contour"
-        st.plotly_chart(figures_proxy.random_landscape_figure(random_view, kind=kind), key="compare_random_chart",
-                        config=PLOTLY_CONFIG)
+        st.plotly_chart(
+            figures_proxy.random_landscape_figure(random_view, kind=kind),
+            key="compare_random_chart",
+            config=PLOTLY_CONFIG,
+        )
         st.caption(f"{random_view.n_params:,} parameters perturbed; L_q(θ) = {random_view.base_loss:.3f} nats.")
 
 

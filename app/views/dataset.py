@@ -2,18 +2,20 @@
 incorrect), final loss vs trajectory length and vs correctness, the reflection-word effect
 table, and every question in a table; a click on a point or a row opens the run in Explore.
 
-All numbers come from ``backend.dataset_stats`` (cached on disk per set of runs, and in memory
+All numbers come from ``backend.analysis.dataset_stats`` (cached on disk per set of runs, and in memory
 here), so the page stays quick on hundreds of runs. State in the URL: ``?model=&q=``.
 """
+
 from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
 
-from app import data, figures_dataset, ui
-from app.figures import PLOTLY_CONFIG
-from backend import dataset_stats
-from backend.cache import RunStore
+from app import data, ui
+from backend.analysis import dataset_stats
+from backend.plots import dataset as figures_dataset
+from backend.plots.figures import PLOTLY_CONFIG
+from backend.store.runs import RunStore
 
 EXPLORE_PAGE = "views/explore.py"
 BIN_OPTIONS = (20, 50, 100)
@@ -23,8 +25,9 @@ ALL_MODELS = "all models"
 @st.cache_data(show_spinner="Aggregating runs…", max_entries=16)
 def _stats(root: str, run_ids: tuple[tuple[str, float], ...], bins: int, exclude_after_answer: bool):
     """``run_ids``: (key, created) pairs, so a recomputed run refreshes the aggregate."""
-    return dataset_stats.dataset_stats(RunStore(root), [k for k, _ in run_ids], bins=bins,
-                                       exclude_after_answer=exclude_after_answer)
+    return dataset_stats.dataset_stats(
+        RunStore(root), [k for k, _ in run_ids], bins=bins, exclude_after_answer=exclude_after_answer
+    )
 
 
 def render() -> None:
@@ -76,15 +79,23 @@ def _render() -> None:
         st.warning(f"No runs of model '{wanted[:60]}' in the cache; showing {most_runs}.")
         wanted = most_runs
     c1, c2, c3, c4 = st.columns([2.2, 2.6, 1.1, 1.6], vertical_alignment="bottom")
-    model = c1.selectbox("Model", model_options, index=model_options.index(wanted),
-                         help="the model with most runs by default: losses of different models are not on one scale")
-    text = c2.text_input("Filter questions", value=str(st.query_params.get("q", ""))[:100],
-                         placeholder="word in the question or its id")
+    model = c1.selectbox(
+        "Model",
+        model_options,
+        index=model_options.index(wanted),
+        help="the model with most runs by default: losses of different models are not on one scale",
+    )
+    text = c2.text_input(
+        "Filter questions", value=str(st.query_params.get("q", ""))[:100], placeholder="word in the question or its id"
+    )
     bins = c3.selectbox("Bins", BIN_OPTIONS, index=BIN_OPTIONS.index(dataset_stats.DEFAULT_BINS))
     band = c4.selectbox("Band", list(figures_dataset.BANDS), format_func=figures_dataset.BANDS.get)
-    exclude = st.checkbox("Drop cut points after the answer already appears in the text (as the paper does)",
-                          value=True, help="short numeric answers often appear mid-trajectory; the loss there is "
-                                           "trivially low, so the reference drops those points")
+    exclude = st.checkbox(
+        "Drop cut points after the answer already appears in the text (as the paper does)",
+        value=True,
+        help="short numeric answers often appear mid-trajectory; the loss there is "
+        "trivially low, so the reference drops those points",
+    )
     for name, value, default in (("model", model, most_runs), ("q", text.strip(), "")):
         if value != default:
             st.query_params[name] = value
@@ -103,18 +114,31 @@ def _render() -> None:
         st.warning(f"Skipped a damaged run: {line}")
     _summary(stats)
 
-    st.plotly_chart(figures_dataset.mean_loss_curve_figure(stats.curve, band=band), config=PLOTLY_CONFIG,
-                    key="dataset_curve")
-    st.caption(f"x = cut point / trajectory length, in {bins} bins; each run counts once per bin (the mean L̂ of "
-               "its cut points there). Click a point below to open that run in Explore.")
+    st.plotly_chart(
+        figures_dataset.mean_loss_curve_figure(stats.curve, band=band), config=PLOTLY_CONFIG, key="dataset_curve"
+    )
+    st.caption(
+        f"x = cut point / trajectory length, in {bins} bins; each run counts once per bin (the mean L̂ of "
+        "its cut points there). Click a point below to open that run in Explore."
+    )
     left, right = st.columns(2)
     with left:
-        event = st.plotly_chart(figures_dataset.final_loss_vs_length_figure(stats.runs), config=PLOTLY_CONFIG,
-                                on_select="rerun", selection_mode="points", key="dataset_scatter")
+        event = st.plotly_chart(
+            figures_dataset.final_loss_vs_length_figure(stats.runs),
+            config=PLOTLY_CONFIG,
+            on_select="rerun",
+            selection_mode="points",
+            key="dataset_scatter",
+        )
         _open(_clicked_key(event))
     with right:
-        event = st.plotly_chart(figures_dataset.final_loss_by_correctness_figure(stats.runs), config=PLOTLY_CONFIG,
-                                on_select="rerun", selection_mode="points", key="dataset_box")
+        event = st.plotly_chart(
+            figures_dataset.final_loss_by_correctness_figure(stats.runs),
+            config=PLOTLY_CONFIG,
+            on_select="rerun",
+            selection_mode="points",
+            key="dataset_box",
+        )
         _open(_clicked_key(event))
 
     _reflections(stats)
@@ -126,8 +150,11 @@ def _summary(stats) -> None:
     graded = runs[runs["group"] != "unknown"]
     m1, m2, m3, m4 = st.columns(4)
     m1.metric("Runs", f"{len(runs)}", help=f"{runs['question'].nunique()} distinct questions")
-    m2.metric("Accuracy", "—" if graded.empty else f"{(graded['group'] == 'correct').mean():.0%}",
-              help=f"{len(graded)} runs with a reference answer")
+    m2.metric(
+        "Accuracy",
+        "—" if graded.empty else f"{(graded['group'] == 'correct').mean():.0%}",
+        help=f"{len(graded)} runs with a reference answer",
+    )
     m3.metric("Median final L̂", f"{runs['final_loss'].median():.3f}", help="nats")
     m4.metric("Median length", f"{runs['n_tokens'].median():.0f} tokens")
 
@@ -142,23 +169,26 @@ def _reflections(stats) -> None:
     st.caption(
         f"Relative loss change across each word, |L̂(after) − L̂(before)| / L̂(before), against the same change "
         f"per ordinary token (baseline {base['mean_rel_change']:.4f} over {base['count']} tokens). "
-        "Ratio > 1: the word moves the answer loss more than an ordinary token does.")
+        "Ratio > 1: the word moves the answer loss more than an ordinary token does."
+    )
     left, right = st.columns([1.25, 1])
     left.dataframe(
-        table, hide_index=True, key="dataset_reflections",
+        table,
+        hide_index=True,
+        key="dataset_reflections",
         column_config={
             "word": st.column_config.TextColumn("word"),
             "count": st.column_config.NumberColumn("times"),
             "n_runs": st.column_config.NumberColumn("runs"),
             "mean_rel_change": st.column_config.NumberColumn("mean", format="%.4f", help="mean |ΔL̂| / L̂(before)"),
             "median_rel_change": st.column_config.NumberColumn("median", format="%.4f"),
-            "ratio": st.column_config.NumberColumn("× token", format="%.2f",
-                                                   help="mean over the per-token baseline"),
+            "ratio": st.column_config.NumberColumn("× token", format="%.2f", help="mean over the per-token baseline"),
         },
     )
     with right:
-        st.plotly_chart(figures_dataset.reflection_effect_figure(table, base), config=PLOTLY_CONFIG,
-                        key="dataset_reflection_chart")
+        st.plotly_chart(
+            figures_dataset.reflection_effect_figure(table, base), config=PLOTLY_CONFIG, key="dataset_reflection_chart"
+        )
 
 
 def _questions(stats) -> None:
@@ -166,10 +196,26 @@ def _questions(stats) -> None:
     st.caption("Select a row to open that run in Explore.")
     runs = stats.runs.sort_values(["final_loss"], ascending=False, ignore_index=True)
     table = runs.assign(correct=runs["group"].map({"correct": "✓", "incorrect": "✗"}).fillna("–"))[
-        ["label", "question", "answer", "predicted_answer", "correct", "n_tokens", "n_steps", "initial_loss",
-         "final_loss", "n_reflections", "key"]]
+        [
+            "label",
+            "question",
+            "answer",
+            "predicted_answer",
+            "correct",
+            "n_tokens",
+            "n_steps",
+            "initial_loss",
+            "final_loss",
+            "n_reflections",
+            "key",
+        ]
+    ]
     event = st.dataframe(
-        table, hide_index=True, key="dataset_questions", on_select="rerun", selection_mode="single-row",
+        table,
+        hide_index=True,
+        key="dataset_questions",
+        on_select="rerun",
+        selection_mode="single-row",
         column_config={
             "label": st.column_config.TextColumn("id"),
             "question": st.column_config.TextColumn("question", width="large"),

@@ -4,6 +4,7 @@ The cursor is a step boundary b in 0..S (0 = before any thinking, b = end of ste
 in the URL (``?run=&step=&layer=&space=``); the views that follow it are one ``st.fragment``,
 so a step change reruns only them, and everything they draw from is cached.
 """
+
 from __future__ import annotations
 
 import time
@@ -14,7 +15,9 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from app import cursor_sync, data, figures, state, text_view, ui
+from app import cursor_sync, data, state, ui
+from backend.plots import figures
+from backend.plots import text as text_view
 
 CURSOR = "explore_cursor"  # current boundary, 0..S
 SLIDER = "explore_slider"
@@ -26,8 +29,6 @@ REDRAW_CHARTS = "explore_redraw_charts"
 CURSOR_PAYLOAD = "explore_cursor_payload"  # last cursor positions sent to the browser (tests read it)  # set if the browser cannot move chart cursors in place
 ALPHA_OPTIONS = [0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5]
 SPEEDS = {"slow (2 s)": 2.0, "normal (1 s)": 1.0, "fast (0.5 s)": 0.5}
-
-
 
 
 # ----------------------------------------------------------------------------- callbacks
@@ -48,8 +49,11 @@ def _on_slider(n_steps: int) -> None:
 
 def _on_path_click(n_steps: int) -> None:
     event = st.session_state.get(PATH_CHART)
-    points = (event or {}).get("selection", {}).get("points", []) if isinstance(event, dict) else (
-        event.selection.points if event is not None else [])
+    points = (
+        (event or {}).get("selection", {}).get("points", [])
+        if isinstance(event, dict)
+        else (event.selection.points if event is not None else [])
+    )
     for point in points:
         custom = point.get("customdata")
         if isinstance(custom, (list, tuple)):
@@ -77,8 +81,9 @@ def _on_layer_change() -> None:
 @st.cache_resource(show_spinner=False, max_entries=32)
 def _loss_base(root: str, key: str, stamp: float, alpha: float, scale: float):
     run = data._load_run(root, key, stamp)
-    return figures.loss_descent_figure(run.tokens, run.steps, cursor=None, alpha=alpha, scale=scale,
-                                       height=round(400 * scale))
+    return figures.loss_descent_figure(
+        run.tokens, run.steps, cursor=None, alpha=alpha, scale=scale, height=round(400 * scale)
+    )
 
 
 @st.cache_resource(show_spinner=False, max_entries=32)
@@ -94,9 +99,15 @@ def _path_base(root: str, key: str, stamp: float, layer: int, space: str, method
     ev = proj["explained_variance"]
     names = ("PC1", "PC2") if method == "pca" else ("UMAP 1", "UMAP 2")
     axis = tuple(f"{n} ({v:.0%} of variance)" for n, v in zip(names, ev)) if ev is not None else names
-    fig = figures.path_figure(proj["coords"], figures.boundary_losses(run.tokens, run.steps), cursor=None,
-                              axis_titles=axis, scale=scale, height=round(380 * scale),
-                              step_texts=[""] + run.steps["text"].astype(str).tolist())
+    fig = figures.path_figure(
+        proj["coords"],
+        figures.boundary_losses(run.tokens, run.steps),
+        cursor=None,
+        axis_titles=axis,
+        scale=scale,
+        height=round(380 * scale),
+        step_texts=[""] + run.steps["text"].astype(str).tolist(),
+    )
     return fig, proj["coords"], proj["geometry"], proj["trustworthiness"]
 
 
@@ -124,8 +135,14 @@ def _render() -> None:
     if not url.present:
         with st.sidebar:
             st.session_state["explore_run_select"] = key
-            st.selectbox("Run", keys, format_func=lambda k: labels.get(k, k), key="explore_run_select",
-                         on_change=_on_run_change, help="Runs in the cache, newest first (manage them on the Runs page)")
+            st.selectbox(
+                "Run",
+                keys,
+                format_func=lambda k: labels.get(k, k),
+                key="explore_run_select",
+                on_change=_on_run_change,
+                help="Runs in the cache, newest first (manage them on the Runs page)",
+            )
 
     run = data.load_run(store, key)
     n_steps = int(len(run.steps))
@@ -158,34 +175,57 @@ def _render() -> None:
     if not url.present:
         with st.sidebar:
             st.session_state["explore_space"] = space
-            st.radio("Space", state.SPACES, format_func=lambda s: state.SPACE_LABELS[s], key="explore_space",
-                     on_change=_on_space_change,
-                     help="Where the 2-D path lives: the implicit MLP weight update ΔW of one layer, or the "
-                          "residual stream at the probe position")
+            st.radio(
+                "Space",
+                state.SPACES,
+                format_func=lambda s: state.SPACE_LABELS[s],
+                key="explore_space",
+                on_change=_on_space_change,
+                help="Where the 2-D path lives: the implicit MLP weight update ΔW of one layer, or the "
+                "residual stream at the probe position",
+            )
             if layers:
                 st.session_state["explore_layer"] = layer
                 st.selectbox("Layer", layers, key="explore_layer", on_change=_on_layer_change)
-            settings["method"] = st.radio("2-D projection", ["pca", "umap"], horizontal=True,
-                                          format_func=str.upper, key="explore_method")
+            settings["method"] = st.radio(
+                "2-D projection", ["pca", "umap"], horizontal=True, format_func=str.upper, key="explore_method"
+            )
             settings["alpha"] = st.select_slider(
-                "EMA smoothing α", ALPHA_OPTIONS, value=alpha_default, key=f"explore_alpha_{key}",
+                "EMA smoothing α",
+                ALPHA_OPTIONS,
+                value=alpha_default,
+                key=f"explore_alpha_{key}",
                 help="The paper smooths with α = 0.01 over thousands of tokens. "
-                     f"This trajectory has {n_tokens} tokens, so the default here is {alpha_default:g}"
-                     + (" (short runs: a larger α lets the smoothed curve move)." if n_tokens < 300 else "."))
+                f"This trajectory has {n_tokens} tokens, so the default here is {alpha_default:g}"
+                + (" (short runs: a larger α lets the smoothed curve move)." if n_tokens < 300 else "."),
+            )
             if n_tokens < figures.SHORT_RUN_TOKENS:
-                st.caption(f"Short run ({n_tokens} tokens < 300): EMA α defaults to 0.05 instead of the "
-                           "paper's 0.01.")
-            settings["lens_value"] = st.radio("Lens colour", ["nll", "p_answer"], horizontal=True,
-                                              format_func={"nll": "answer NLL", "p_answer": "p(answer)"}.get,
-                                              key="explore_lens_value")
+                st.caption(f"Short run ({n_tokens} tokens < 300): EMA α defaults to 0.05 instead of the paper's 0.01.")
+            settings["lens_value"] = st.radio(
+                "Lens colour",
+                ["nll", "p_answer"],
+                horizontal=True,
+                format_func={"nll": "answer NLL", "p_answer": "p(answer)"}.get,
+                key="explore_lens_value",
+            )
             speed = st.selectbox("Play speed", list(SPEEDS), index=1, key="explore_speed")
             settings["speed"] = SPEEDS[speed]
             _export_controls(run)
     _header(run, url.present)
     interval = settings["speed"] if st.session_state.get(PLAYING) else None
     scale = 1.3 if url.present else 1.0
-    view = View(store=store, run=run, key=key, n_steps=n_steps, layer=layer, space=space, settings=settings,
-                scale=scale, present=url.present, proxy_ok=proxy_ok)
+    view = View(
+        store=store,
+        run=run,
+        key=key,
+        n_steps=n_steps,
+        layer=layer,
+        space=space,
+        settings=settings,
+        scale=scale,
+        present=url.present,
+        proxy_ok=proxy_ok,
+    )
 
     # Layout: the fragment writes the controls, text and step card; the charts are drawn here,
     # once per full rerun, and the fragment only moves their cursor marks (app/cursor_sync.py).
@@ -241,9 +281,9 @@ def _header(run, present: bool) -> None:
     summary = meta["summary"]
     st.html(
         f'<div style="color:#475569">answer <b>{_html(meta["answer"])}</b> ({source}) · predicted '
-        f'<b>{_html(predicted) if predicted else "—"}</b> {ui.correctness_badge(meta.get("correct"))} · '
-        f'{_html(meta["model"]["name"])} · {summary["n_tokens"]} tokens · {summary["n_steps"]} steps '
-        f'({_html(meta.get("segmentation", ""))}) · L̂ {summary["initial_loss"]:.2f} → {summary["final_loss"]:.2f} nats</div>'
+        f"<b>{_html(predicted) if predicted else '—'}</b> {ui.correctness_badge(meta.get('correct'))} · "
+        f"{_html(meta['model']['name'])} · {summary['n_tokens']} tokens · {summary['n_steps']} steps "
+        f"({_html(meta.get('segmentation', ''))}) · L̂ {summary['initial_loss']:.2f} → {summary['final_loss']:.2f} nats</div>"
     )
     if not present and len(q) > 160:
         with st.expander("Full question"):
@@ -263,13 +303,16 @@ def _md_escape(text: str) -> str:
 
 
 def _export_controls(run) -> None:
-    from app import export
+    from backend.plots import html_export as export
 
     st.divider()
     st.markdown("**Export**")
     st.download_button(
-        "Interactive HTML (works offline)", data=lambda: export.build_export_html(run),
-        file_name=f"raml-{run.key[:12]}.html", mime="text/html", key="explore_export_html",
+        "Interactive HTML (works offline)",
+        data=lambda: export.build_export_html(run),
+        file_name=f"raml-{run.key[:12]}.html",
+        mime="text/html",
+        key="explore_export_html",
         help="One self-contained file: loss chart, path and text with a step slider (plotly bundled).",
     )
     st.caption("PNG: use the camera icon at the top right of any chart.")
@@ -298,35 +341,64 @@ def _cursor_views(view: View, redraw: bool) -> None:
     with view.controls:
         c_buttons, c_label, c_slider = st.columns([4.8, 1.9, 5.3], gap="small", vertical_alignment="center")
         with c_buttons.container(horizontal=True, vertical_alignment="center", gap="small", wrap=False):
-            st.button("◀ Prev", key="explore_prev", on_click=_step_by, args=(-1, n_steps), shortcut="Left",
-                      disabled=cursor <= 0, help="Previous step (← key)")
-            st.button("Next ▶", key="explore_next", on_click=_step_by, args=(1, n_steps), shortcut="Right",
-                      disabled=cursor >= n_steps, help="Next step (→ key)")
-            if st.button("Pause" if playing else "Play", key="explore_play", shortcut="P",
-                         icon=":material/pause:" if playing else ":material/play_arrow:",
-                         help="Play / pause the cursor (P key)"):
+            st.button(
+                "◀ Prev",
+                key="explore_prev",
+                on_click=_step_by,
+                args=(-1, n_steps),
+                shortcut="Left",
+                disabled=cursor <= 0,
+                help="Previous step (← key)",
+            )
+            st.button(
+                "Next ▶",
+                key="explore_next",
+                on_click=_step_by,
+                args=(1, n_steps),
+                shortcut="Right",
+                disabled=cursor >= n_steps,
+                help="Next step (→ key)",
+            )
+            if st.button(
+                "Pause" if playing else "Play",
+                key="explore_play",
+                shortcut="P",
+                icon=":material/pause:" if playing else ":material/play_arrow:",
+                help="Play / pause the cursor (P key)",
+            ):
                 st.session_state[PLAYING] = not playing
                 st.session_state[LAST_TICK] = time.monotonic()
                 if not playing and cursor >= n_steps:
                     _go_to(0, n_steps)
                 st.rerun(scope="app")
         c_label.html(f'<div class="raml-step-label" id="raml-step-label">{figures.step_label(cursor, n_steps)}</div>')
-        c_slider.slider("Step", 0, n_steps, key=SLIDER, on_change=_on_slider, args=(n_steps,),
-                        label_visibility="collapsed")
+        c_slider.slider(
+            "Step", 0, n_steps, key=SLIDER, on_change=_on_slider, args=(n_steps,), label_visibility="collapsed"
+        )
 
     if redraw:
         _draw_charts(view, cursor)
     with view.left1:
-        st.html(text_view.trajectory_html(view.run.steps, view.run.meta.get("reflections", []), cursor,
-                                          height_px=round(300 * view.scale), font_rem=0.95 * view.scale))
+        st.html(
+            text_view.trajectory_html(
+                view.run.steps,
+                view.run.meta.get("reflections", []),
+                cursor,
+                height_px=round(300 * view.scale),
+                font_rem=0.95 * view.scale,
+            )
+        )
         _step_card(view.run, cursor, view.geometry)
         if not redraw:
             coords = view.path_coords
             payload = cursor_sync.cursor_payload(
-                step=cursor, loss_x=_loss_x(view.run, cursor),
+                step=cursor,
+                loss_x=_loss_x(view.run, cursor),
                 path_xy=None if coords is None else (coords[cursor, 0], coords[cursor, 1]),
-                loss_chart="explore_loss_chart", lens_chart="explore_lens_chart",
-                path_chart=PATH_CHART if coords is not None else None)
+                loss_chart="explore_loss_chart",
+                lens_chart="explore_lens_chart",
+                path_chart=PATH_CHART if coords is not None else None,
+            )
             st.session_state[CURSOR_PAYLOAD] = payload
             result = cursor_sync.sync_cursor(payload, key="explore_cursor_sync")
             if result is not None and getattr(result, "ok", True) is False:
@@ -351,16 +423,19 @@ def _draw_charts(view: View, cursor: int | None) -> None:
             figures.set_loss_cursor(loss_fig, _loss_x(run, cursor))
         st.plotly_chart(loss_fig, key="explore_loss_chart", config=_config("loss"))
     with view.left2:
-        st.html(f'<div class="raml-h">Path of the step boundaries · {state.SPACE_LABELS[space]}'
-                f'{f" · layer {layer}" if layer is not None else ""}</div>')
+        st.html(
+            f'<div class="raml-h">Path of the step boundaries · {state.SPACE_LABELS[space]}'
+            f"{f' · layer {layer}' if layer is not None else ''}</div>"
+        )
         if not view.proxy_ok:
-            st.info("The 2-D path needs backend.proxy, which this checkout does not have yet.")
+            st.info("The 2-D path needs backend.analysis.proxy, which this checkout does not have yet.")
         elif layer is None:
             st.info(f"This run stores no layers for the {space} space.")
         else:
             try:
-                path_fig, coords, geometry, trust = _path_base(root, key, stamp, int(layer), space,
-                                                               settings["method"], scale)
+                path_fig, coords, geometry, trust = _path_base(
+                    root, key, stamp, int(layer), space, settings["method"], scale
+                )
             except ValueError as exc:  # e.g. UMAP on too few points: say why, keep the rest
                 st.warning(str(exc))
             else:
@@ -369,13 +444,24 @@ def _draw_charts(view: View, cursor: int | None) -> None:
                     path_fig = go.Figure(path_fig)
                     figures.set_path_cursor(path_fig, coords, cursor)
                     path_fig.data[-1].customdata = [cursor]
-                st.plotly_chart(path_fig, key=PATH_CHART, on_select=lambda: _on_path_click(view.n_steps),
-                                selection_mode="points", config=_config("path"))
+                st.plotly_chart(
+                    path_fig,
+                    key=PATH_CHART,
+                    on_select=lambda: _on_path_click(view.n_steps),
+                    selection_mode="points",
+                    config=_config("path"),
+                )
                 kind = "MLP ΔW proxy" if space == "proxy" else "hidden state"
                 trust_txt = f" · trustworthiness {trust:.2f}" if trust is not None else ""
-                st.caption(f"{kind} at layer {layer}, {settings['method'].upper()}{trust_txt}. "
-                           + ("Single-layer proxy: exact for this layer's MLP at the probe token. "
-                              if space == "proxy" else "") + "Click a point to jump there.")
+                st.caption(
+                    f"{kind} at layer {layer}, {settings['method'].upper()}{trust_txt}. "
+                    + (
+                        "Single-layer proxy: exact for this layer's MLP at the probe token. "
+                        if space == "proxy"
+                        else ""
+                    )
+                    + "Click a point to jump there."
+                )
     with view.right2:
         st.html('<div class="raml-h">Logit lens: what each layer predicts for the answer</div>')
         lens_fig = _lens_base(root, key, stamp, settings["lens_value"], scale)
@@ -404,7 +490,9 @@ def step_card_html(run, cursor: int, geometry: pd.DataFrame | None) -> str:
     else:
         row = steps.iloc[cursor - 1]
         words = str(row.get("reflection_words", "") or "")
-        head = f"<b>Step {cursor}</b>" + (f' · reflection: <mark class="raml-refl">{_html(words)}</mark>' if words else "")
+        head = f"<b>Step {cursor}</b>" + (
+            f' · reflection: <mark class="raml-refl">{_html(words)}</mark>' if words else ""
+        )
         delta = float(row["delta_loss"])
     size = cos = None
     if geometry is not None and cursor < len(geometry):
@@ -417,18 +505,24 @@ def step_card_html(run, cursor: int, geometry: pd.DataFrame | None) -> str:
         ("step size ‖g‖", "—" if size is None else f"{size:.3g}", "distance moved in the path space"),
         ("cos to previous", "—" if cos is None else f"{cos:+.2f}", "+1 momentum, −1 oscillation"),
     ]
-    grid = "".join(f'<div title="{_html(tip)}"><div class="raml-k">{_html(k)}</div><div class="raml-v">{v}</div></div>'
-                   for k, v, tip in cells)
+    grid = "".join(
+        f'<div title="{_html(tip)}"><div class="raml-k">{_html(k)}</div><div class="raml-v">{v}</div></div>'
+        for k, v, tip in cells
+    )
     lens = run.lens
     last = lens[(lens["boundary"] == cursor) & (lens["layer"] == lens["layer"].max())]
     chips = ""
     if not last.empty:
         toks, probs = last.iloc[0]["top_tokens"], last.iloc[0]["top_probs"]
-        chips = "".join(f'<span class="raml-chip"><code>{_html(repr(str(t))[1:-1])}</code> {float(p):.2f}</span>'
-                        for t, p in zip(toks, probs))
+        chips = "".join(
+            f'<span class="raml-chip"><code>{_html(repr(str(t))[1:-1])}</code> {float(p):.2f}</span>'
+            for t, p in zip(toks, probs)
+        )
         chips = f'<div class="raml-tokens">Top next tokens where the answer starts: {chips}</div>'
-    return (f'<div class="raml-card" id="raml-step-card"><div>{head}</div>'
-            f'<div class="raml-grid">{grid}</div>{chips}</div>')
+    return (
+        f'<div class="raml-card" id="raml-step-card"><div>{head}</div><div class="raml-grid">{grid}</div>{chips}</div>'
+    )
+
 
 if __name__ == "__main__":  # executed as a page script by st.navigation
     render()

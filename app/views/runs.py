@@ -3,6 +3,7 @@
 Jobs run in the Streamlit process through ``backend.jobs.run_question``; the page only shows
 their progress and never touches the model itself.
 """
+
 from __future__ import annotations
 
 import math
@@ -17,12 +18,20 @@ EXPLORE_PAGE = "views/explore.py"
 CONFIRM_DELETE = "runs_confirm_delete"
 PENDING = "runs_pending_request"
 SEGMENTATIONS = ["sentences", "lines", "paragraphs", "tokens:8", "tokens:16", "tokens:32"]
-CUTS = {"all": "every token (as the paper)", "stride:4": "every 4th token", "stride:16": "every 16th token",
-        "steps": "step boundaries only"}
-CPU_TOKENS_PER_S = 400  # SmolLM2-135M forward throughput on this 2-core CPU (DESIGN.md §4)
+CUTS = {
+    "all": "every token (as the paper)",
+    "stride:4": "every 4th token",
+    "stride:16": "every 16th token",
+    "steps": "step boundaries only",
+}
+CPU_TOKENS_PER_S = 400  # SmolLM2-135M forward throughput on this 2-core CPU (docs/architecture.md §4)
 STAGE_SPAN = {"load": (0.0, 0.1), "generate": (0.1, 0.4), "analyze": (0.4, 0.95), "write": (0.95, 1.0)}
-STAGE_TEXT = {"load": "Loading the model", "generate": "Generating the trajectory",
-              "analyze": "Analyzing cut points", "write": "Writing to the cache"}
+STAGE_TEXT = {
+    "load": "Loading the model",
+    "generate": "Generating the trajectory",
+    "analyze": "Analyzing cut points",
+    "write": "Writing to the cache",
+}
 
 
 def render() -> None:
@@ -43,8 +52,13 @@ def _render() -> None:
 
 
 # ----------------------------------------------------------------------------- library
-def filter_runs(runs: pd.DataFrame, text: str = "", models: list[str] | None = None, correctness: str = "all",
-                tokens: tuple[int, int] | None = None) -> pd.DataFrame:
+def filter_runs(
+    runs: pd.DataFrame,
+    text: str = "",
+    models: list[str] | None = None,
+    correctness: str = "all",
+    tokens: tuple[int, int] | None = None,
+) -> pd.DataFrame:
     """Library rows matching the filters (question/label text, models, correctness, n_tokens range)."""
     out = runs
     if text.strip():
@@ -82,15 +96,33 @@ def _library(store) -> None:
     table = view.assign(
         created=pd.to_datetime(view["created"], unit="s").dt.strftime("%Y-%m-%d %H:%M"),
         correct=view["correct"].map({1: "✓", 0: "✗"}).fillna("–"),
-    )[["question", "model", "answer", "correct", "n_tokens", "n_steps", "initial_loss", "final_loss", "label",
-       "created", "key"]]
+    )[
+        [
+            "question",
+            "model",
+            "answer",
+            "correct",
+            "n_tokens",
+            "n_steps",
+            "initial_loss",
+            "final_loss",
+            "label",
+            "created",
+            "key",
+        ]
+    ]
     event = st.dataframe(
-        table, hide_index=True, key="runs_table", on_select="rerun", selection_mode="single-row",
+        table,
+        hide_index=True,
+        key="runs_table",
+        on_select="rerun",
+        selection_mode="single-row",
         column_config={
             "question": st.column_config.TextColumn("question", width="large"),
             "initial_loss": st.column_config.NumberColumn("L̂ start (nats)", format="%.3f"),
             "final_loss": st.column_config.NumberColumn("L̂ end (nats)", format="%.3f"),
-            "n_tokens": st.column_config.NumberColumn("tokens"), "n_steps": st.column_config.NumberColumn("steps"),
+            "n_tokens": st.column_config.NumberColumn("tokens"),
+            "n_steps": st.column_config.NumberColumn("steps"),
             "key": st.column_config.TextColumn("key", width="small"),
         },
     )
@@ -134,8 +166,12 @@ def estimate_cost(trajectory: str | None, answer: str | None, max_new_tokens: in
     n_probe = 8 + max(1, math.ceil(len(answer or "xx") / 3))  # template (~8 tokens) + answer
     n_steps = max(1, n_tokens // 20)
     total = estimate_probe_tokens(n_tokens, cuts, n_probe, n_steps)
-    return {"n_tokens": n_tokens, "n_probe": n_probe, "probe_tokens": total,
-            "seconds": total / CPU_TOKENS_PER_S + (max_new_tokens / 20 if not trajectory else 0)}
+    return {
+        "n_tokens": n_tokens,
+        "n_probe": n_probe,
+        "probe_tokens": total,
+        "seconds": total / CPU_TOKENS_PER_S + (max_new_tokens / 20 if not trajectory else 0),
+    }
 
 
 def _progress_callback(bar):
@@ -144,22 +180,34 @@ def _progress_callback(bar):
         frac = lo + (hi - lo) * (done / total if total else 1.0)
         detail = f" {done}/{total}" if stage == "analyze" and total else ""
         bar.progress(min(max(frac, 0.0), 1.0), text=f"{STAGE_TEXT.get(stage, stage)}{detail}…")
+
     return report
 
 
 def _new_run_form(store) -> None:
+    from backend.engine.models import DEFAULT_MODEL
+    from backend.engine.trajectory import GenerationSettings
     from backend.jobs import RunRequest
-    from backend.models import DEFAULT_MODEL
-    from backend.trajectory import GenerationSettings
 
     with st.form("runs_new_form"):
-        model = st.text_input("Model", value=DEFAULT_MODEL, key="runs_new_model",
-                              help="smollm2-135m (bundled), a local directory, a .gguf file, or a hub id in the local HF cache")
+        model = st.text_input(
+            "Model",
+            value=DEFAULT_MODEL,
+            key="runs_new_model",
+            help="smollm2-135m (bundled), a local directory, a .gguf file, or a hub id in the local HF cache",
+        )
         question = st.text_area("Question", key="runs_new_question", height=90)
-        answer = st.text_input("Reference answer (optional)", key="runs_new_answer",
-                               help="Leave empty to use the model's own final answer (marked as such)")
-        trajectory = st.text_area("Trajectory to import (optional)", key="runs_new_trajectory", height=90,
-                                  help="Paste a chain of thought to analyze it; leave empty to generate one")
+        answer = st.text_input(
+            "Reference answer (optional)",
+            key="runs_new_answer",
+            help="Leave empty to use the model's own final answer (marked as such)",
+        )
+        trajectory = st.text_area(
+            "Trajectory to import (optional)",
+            key="runs_new_trajectory",
+            height=90,
+            help="Paste a chain of thought to analyze it; leave empty to generate one",
+        )
         g1, g2, g3, g4 = st.columns(4)
         max_new = g1.number_input("Max new tokens", 1, 4096, 256, key="runs_new_max_tokens")
         temperature = g2.number_input("Temperature (0 = greedy)", 0.0, 2.0, 0.0, 0.1, key="runs_new_temperature")
@@ -171,10 +219,15 @@ def _new_run_form(store) -> None:
         submitted = st.form_submit_button("Estimate cost")
     if submitted:
         req = RunRequest(
-            question=question, answer=answer.strip() or None, trajectory=trajectory if trajectory.strip() else None,
-            model=model.strip() or DEFAULT_MODEL, segmentation=segmentation, cuts=cuts,
-            generation=GenerationSettings(max_new_tokens=int(max_new), temperature=float(temperature),
-                                          top_p=float(top_p), seed=int(seed)),
+            question=question,
+            answer=answer.strip() or None,
+            trajectory=trajectory if trajectory.strip() else None,
+            model=model.strip() or DEFAULT_MODEL,
+            segmentation=segmentation,
+            cuts=cuts,
+            generation=GenerationSettings(
+                max_new_tokens=int(max_new), temperature=float(temperature), top_p=float(top_p), seed=int(seed)
+            ),
         )
         try:
             req.validate()
@@ -211,44 +264,70 @@ def _new_run_form(store) -> None:
     st.session_state.pop(PENDING, None)
     for w in outcome.warnings:
         st.warning(w)
-    st.success(f"Run {outcome.key[:12]} {'was already cached' if outcome.cached else 'finished'} "
-               f"in {outcome.seconds:.1f} s.")
+    st.success(
+        f"Run {outcome.key[:12]} {'was already cached' if outcome.cached else 'finished'} in {outcome.seconds:.1f} s."
+    )
     st.session_state["runs_last_key"] = outcome.key
     st.switch_page(EXPLORE_PAGE, query_params={"run": outcome.key})
 
 
 # ----------------------------------------------------------------------------- JSONL import
 def _import_jsonl(store) -> None:
-    from backend.questions_io import MAX_FILE_BYTES, parse_jsonl_bytes
+    from backend.io.jsonl import MAX_FILE_BYTES, parse_jsonl_bytes
 
-    st.markdown('One question per line: `{"id"?: ..., "question": "...", "answer"?: "...", "trajectory"?: "..."}`. '
-                "Lines without a trajectory are generated by the model.")
-    upload = st.file_uploader("Question file (.jsonl)", type=["jsonl", "json", "txt"], key="runs_import_file",
-                              max_upload_size=MAX_FILE_BYTES >> 20)
+    st.markdown(
+        'One question per line: `{"id"?: ..., "question": "...", "answer"?: "...", "trajectory"?: "..."}`. '
+        "Lines without a trajectory are generated by the model."
+    )
+    upload = st.file_uploader(
+        "Question file (.jsonl)",
+        type=["jsonl", "json", "txt"],
+        key="runs_import_file",
+        max_upload_size=MAX_FILE_BYTES >> 20,
+    )
     if upload is None:
         return
     records, errors = parse_jsonl_bytes(upload.getvalue(), upload.name)
     if errors:
-        st.error(f"{len(errors)} line{'s' if len(errors) > 1 else ''} of {upload.name} cannot be used "
-                 f"(the other {len(records)} can):")
-        st.dataframe(pd.DataFrame([{"line": e.line, "field": e.field or "", "problem": e.message} for e in errors]),
-                     hide_index=True, key="runs_import_errors")
+        st.error(
+            f"{len(errors)} line{'s' if len(errors) > 1 else ''} of {upload.name} cannot be used "
+            f"(the other {len(records)} can):"
+        )
+        st.dataframe(
+            pd.DataFrame([{"line": e.line, "field": e.field or "", "problem": e.message} for e in errors]),
+            hide_index=True,
+            key="runs_import_errors",
+        )
     if not records:
         return
     st.success(f"{len(records)} question{'s' if len(records) > 1 else ''} ready to run.")
-    st.dataframe(pd.DataFrame([{"line": r.line, "id": r.id, "question": r.question[:100], "answer": r.answer,
-                                "trajectory": "imported" if r.trajectory else "generate"} for r in records]),
-                 hide_index=True, key="runs_import_records")
-    from backend.models import DEFAULT_MODEL
+    st.dataframe(
+        pd.DataFrame(
+            [
+                {
+                    "line": r.line,
+                    "id": r.id,
+                    "question": r.question[:100],
+                    "answer": r.answer,
+                    "trajectory": "imported" if r.trajectory else "generate",
+                }
+                for r in records
+            ]
+        ),
+        hide_index=True,
+        key="runs_import_records",
+    )
+    from backend.engine.models import DEFAULT_MODEL
 
     c1, c2 = st.columns(2)
     model = c1.text_input("Model", value=DEFAULT_MODEL, key="runs_import_model")
     max_new = c2.number_input("Max new tokens (generated lines)", 1, 4096, 256, key="runs_import_max_tokens")
-    if not st.button(f"Run {len(records)} question{'s' if len(records) > 1 else ''}", type="primary",
-                     key="runs_import_start"):
+    if not st.button(
+        f"Run {len(records)} question{'s' if len(records) > 1 else ''}", type="primary", key="runs_import_start"
+    ):
         return
+    from backend.engine.trajectory import GenerationSettings
     from backend.jobs import RunRequest, run_question
-    from backend.trajectory import GenerationSettings
 
     bar = st.progress(0.0, text="Starting…")
     model = model.strip() or DEFAULT_MODEL
@@ -256,8 +335,14 @@ def _import_jsonl(store) -> None:
     done, failed = [], []
     for i, rec in enumerate(records):
         bar.progress(i / len(records), text=f"Question {i + 1}/{len(records)} ({rec.id})…")
-        req = RunRequest(question=rec.question, answer=rec.answer, trajectory=rec.trajectory, model=model,
-                         label=rec.id, generation=GenerationSettings(max_new_tokens=int(max_new)))
+        req = RunRequest(
+            question=rec.question,
+            answer=rec.answer,
+            trajectory=rec.trajectory,
+            model=model,
+            label=rec.id,
+            generation=GenerationSettings(max_new_tokens=int(max_new)),
+        )
         try:
             done.append(run_question(req, store, loaded=loaded).key)
         except RamlError as exc:

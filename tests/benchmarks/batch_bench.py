@@ -12,6 +12,7 @@ each torch on one thread); the local engine is one process with torch on all of 
 Last stdout line: one JSON object {"questions", "max_new_tokens", "model", "cpus",
 "local_s", "local_qpm", "ray_s", "ray_qpm", "ray_workers", "ray_over_local", "computed"}.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,8 +29,22 @@ QUESTIONS = ROOT / "assets" / "questions" / "math_logic.jsonl"
 
 
 def run_engine(engine: str, questions: Path, args, cache: Path) -> tuple[float, str, str]:
-    cmd = [sys.executable, "-m", "backend", "--cache-dir", str(cache), "batch", str(questions), "--engine", engine,
-           "--model", args.model, "--max-new-tokens", str(args.max_new_tokens), "--quiet"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "backend",
+        "--cache-dir",
+        str(cache),
+        "batch",
+        str(questions),
+        "--engine",
+        engine,
+        "--model",
+        args.model,
+        "--max-new-tokens",
+        str(args.max_new_tokens),
+        "--quiet",
+    ]
     start = time.perf_counter()
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     seconds = time.perf_counter() - start
@@ -47,8 +62,13 @@ def main() -> None:
     args = parser.parse_args()
 
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    result: dict = {"questions": args.questions, "max_new_tokens": args.max_new_tokens, "model": args.model,
-                    "cpus": cpus, "computed": {}}
+    result: dict = {
+        "questions": args.questions,
+        "max_new_tokens": args.max_new_tokens,
+        "model": args.model,
+        "cpus": cpus,
+        "computed": {},
+    }
     with tempfile.TemporaryDirectory(prefix="batch_bench.") as tmp:
         questions = Path(tmp) / "questions.jsonl"
         lines = QUESTIONS.read_text(encoding="utf-8").splitlines()[: args.questions]

@@ -8,6 +8,7 @@ with checksum verification: "cold"; a second open: "warm"; the lazy load of one 
 layer). Last stdout line: JSON {"tokens", "models": [{model, d_model, n_layers, n_steps,
 mb_per_1k_tokens, files_kb, open_cold_ms, open_warm_ms, hidden_layer_ms}]}.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,18 +24,24 @@ def tiny(hidden: int, layers: int, tokenizer, name: str):
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from backend.models import LoadedModel
+    from backend.engine.models import LoadedModel
 
     torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=hidden * 3,
-                      num_hidden_layers=layers, num_attention_heads=max(1, hidden // 64),
-                      num_key_value_heads=max(1, hidden // 192), max_position_embeddings=4096)
+    cfg = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        intermediate_size=hidden * 3,
+        num_hidden_layers=layers,
+        num_attention_heads=max(1, hidden // 64),
+        num_key_value_heads=max(1, hidden // 192),
+        max_position_embeddings=4096,
+    )
     return LoadedModel.from_objects(name, LlamaForCausalLM(cfg).eval(), tokenizer)
 
 
 def measure(loaded, n_tokens: int) -> dict:
-    from backend.cache import RunStore
     from backend.jobs import RunRequest, run_question
+    from backend.store.runs import RunStore
 
     text = ""
     while len(loaded.tokenizer(text, add_special_tokens=False)["input_ids"]) < n_tokens:
@@ -43,8 +50,9 @@ def measure(loaded, n_tokens: int) -> dict:
     text = loaded.tokenizer.decode(ids)
     with tempfile.TemporaryDirectory() as tmp:
         store = RunStore(Path(tmp))
-        key = run_question(RunRequest(question="How many apples?", answer="6", trajectory=text), store,
-                           loaded=loaded).key
+        key = run_question(
+            RunRequest(question="How many apples?", answer="6", trajectory=text), store, loaded=loaded
+        ).key
         path = store.path(key)
         files = {p.name: round(p.stat().st_size / 1024, 1) for p in sorted(path.iterdir())}
         fresh = RunStore(Path(tmp))
@@ -59,11 +67,18 @@ def measure(loaded, n_tokens: int) -> dict:
         hidden_ms = (time.perf_counter() - t0) * 1000
         n = run.meta["summary"]["n_tokens"]
         total_mb = sum(files.values()) / 1024
-        return {"model": loaded.name, "d_model": run.meta["model"]["d_model"],
-                "n_layers": run.meta["model"]["n_layers"], "n_tokens": n, "n_steps": run.meta["summary"]["n_steps"],
-                "mb_per_1k_tokens": round(total_mb / n * 1000, 3), "files_kb": files,
-                "open_cold_ms": round(cold * 1000, 1), "open_warm_ms": round(warm * 1000, 1),
-                "hidden_layer_ms": round(hidden_ms, 2)}
+        return {
+            "model": loaded.name,
+            "d_model": run.meta["model"]["d_model"],
+            "n_layers": run.meta["model"]["n_layers"],
+            "n_tokens": n,
+            "n_steps": run.meta["summary"]["n_steps"],
+            "mb_per_1k_tokens": round(total_mb / n * 1000, 3),
+            "files_kb": files,
+            "open_cold_ms": round(cold * 1000, 1),
+            "open_warm_ms": round(warm * 1000, 1),
+            "hidden_layer_ms": round(hidden_ms, 2),
+        }
 
 
 def main() -> None:
@@ -71,7 +86,7 @@ def main() -> None:
     p.add_argument("--tokens", type=int, default=500)
     p.add_argument("--no-smollm2", action="store_true")
     args = p.parse_args()
-    from backend.models import load_model
+    from backend.engine.models import load_model
 
     smol = load_model("smollm2-135m")
     models = [tiny(64, 4, smol.tokenizer, "tiny-d64-L4"), tiny(256, 12, smol.tokenizer, "small-d256-L12")]
@@ -81,9 +96,12 @@ def main() -> None:
     for loaded in models:
         row = measure(loaded, args.tokens)
         rows.append(row)
-        print(f"{row['model']:>16}  d={row['d_model']:<5} L={row['n_layers']:<3} steps={row['n_steps']:<4} "
-              f"{row['mb_per_1k_tokens']:.2f} MB/1k tokens  open {row['open_cold_ms']:.0f} ms cold, "
-              f"{row['open_warm_ms']:.0f} ms warm", flush=True)
+        print(
+            f"{row['model']:>16}  d={row['d_model']:<5} L={row['n_layers']:<3} steps={row['n_steps']:<4} "
+            f"{row['mb_per_1k_tokens']:.2f} MB/1k tokens  open {row['open_cold_ms']:.0f} ms cold, "
+            f"{row['open_warm_ms']:.0f} ms warm",
+            flush=True,
+        )
     print(json.dumps({"tokens": args.tokens, "models": rows}))
 
 

@@ -1,5 +1,6 @@
 """Shared helpers for the benchmark scripts: repo on sys.path, a synthetic trajectory of
 exactly N tokens, medians, peak memory."""
+
 from __future__ import annotations
 
 import os

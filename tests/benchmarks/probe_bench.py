@@ -7,6 +7,7 @@ Last stdout line: one JSON object {"model", "device", "n_tokens", "n_cuts", "for
 "engine_s", "naive_s", "speedup_vs_naive", "engine_over_forward", "max_abs_diff", "peak_rss_mb"}.
 ``--sweep`` first prints a table over N = 125, 250, 500, 1000 (one repeat each).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -14,19 +15,26 @@ import json
 
 import numpy as np
 import torch
-
 from common import median_time, peak_rss_mb, trajectory_ids
 
 # Shapes for timing-only models built from a config with random weights (GPU path).
 RANDOM_CONFIGS = {
-    "qwen2-1.5b": dict(model_type="qwen2", vocab_size=151936, hidden_size=1536, intermediate_size=8960,
-                       num_hidden_layers=28, num_attention_heads=12, num_key_value_heads=2,
-                       max_position_embeddings=32768, tie_word_embeddings=True),
+    "qwen2-1.5b": dict(
+        model_type="qwen2",
+        vocab_size=151936,
+        hidden_size=1536,
+        intermediate_size=8960,
+        num_hidden_layers=28,
+        num_attention_heads=12,
+        num_key_value_heads=2,
+        max_position_embeddings=32768,
+        tie_word_embeddings=True,
+    ),
 }
 
 
 def load(args):
-    from backend.models import LoadedModel, load_model
+    from backend.engine.models import LoadedModel, load_model
 
     if not args.random_config:
         return load_model(args.model, device=args.device)
@@ -43,9 +51,9 @@ def load(args):
 
 
 def make_request(loaded, n_tokens: int, cuts_spec: str):
-    from backend.architecture import default_proxy_layers, locate
-    from backend.probe import ProbeRequest
-    from backend.trajectory import RAML_TEMPLATE, build_prompt, encode
+    from backend.engine.architecture import default_proxy_layers, locate
+    from backend.engine.probe import ProbeRequest
+    from backend.engine.trajectory import RAML_TEMPLATE, build_prompt, encode
 
     tok = loaded.tokenizer
     traj = trajectory_ids(tok, n_tokens)
@@ -56,14 +64,17 @@ def make_request(loaded, n_tokens: int, cuts_spec: str):
     step = max(1, n_tokens // 20)  # ~20 step boundaries, as in a real run
     return ProbeRequest(
         prompt_ids=encode(tok, build_prompt(tok, "Maya has 5 apples... How many are left?", think=False)),
-        trajectory_ids=traj, template_ids=encode(tok, RAML_TEMPLATE), answer_ids=encode(tok, "6"),
-        cuts=cuts, boundary_cuts=list(range(0, n_tokens + 1, step)) + [n_tokens],
+        trajectory_ids=traj,
+        template_ids=encode(tok, RAML_TEMPLATE),
+        answer_ids=encode(tok, "6"),
+        cuts=cuts,
+        boundary_cuts=list(range(0, n_tokens + 1, step)) + [n_tokens],
         proxy_layers=default_proxy_layers(n_layers),
     )
 
 
 def measure(loaded, n_tokens: int, cuts_spec: str, repeats: int, naive_repeats: int) -> dict:
-    from backend.probe import analyze, analyze_naive, forward_seconds
+    from backend.engine.probe import analyze, analyze_naive, forward_seconds
 
     model = loaded.model
     req = make_request(loaded, n_tokens, cuts_spec)
@@ -76,9 +87,15 @@ def measure(loaded, n_tokens: int, cuts_spec: str, repeats: int, naive_repeats: 
     analyze_naive(model, small)  # warm-up
     naive_s, slow = median_time(lambda: analyze_naive(model, req), naive_repeats)
     return {
-        "model": loaded.name, "device": str(loaded.device), "n_tokens": n_tokens, "n_cuts": int(len(fast.cuts)),
-        "probe_tokens": len(req.probe_ids), "forward_s": round(forward_s, 4), "engine_s": round(engine_s, 4),
-        "naive_s": round(naive_s, 4), "speedup_vs_naive": round(naive_s / engine_s, 2),
+        "model": loaded.name,
+        "device": str(loaded.device),
+        "n_tokens": n_tokens,
+        "n_cuts": int(len(fast.cuts)),
+        "probe_tokens": len(req.probe_ids),
+        "forward_s": round(forward_s, 4),
+        "engine_s": round(engine_s, 4),
+        "naive_s": round(naive_s, 4),
+        "speedup_vs_naive": round(naive_s / engine_s, 2),
         "engine_over_forward": round(engine_s / forward_s, 2),
         "max_abs_diff": float(np.abs(fast.answer_nll - slow.answer_nll).max()),
         "peak_rss_mb": round(peak_rss_mb(), 1),
@@ -106,8 +123,11 @@ def main() -> None:
         print(f"{'N':>6} {'cuts':>6} {'forward_s':>10} {'engine_s':>9} {'naive_s':>9} {'speedup':>8} {'eng/fwd':>8}")
         for n in (125, 250, 500, 1000):
             r = measure(loaded, n, args.cuts, 1, 1)
-            print(f"{n:>6} {r['n_cuts']:>6} {r['forward_s']:>10.3f} {r['engine_s']:>9.3f} {r['naive_s']:>9.2f} "
-                  f"{r['speedup_vs_naive']:>8.1f} {r['engine_over_forward']:>8.1f}", flush=True)
+            print(
+                f"{n:>6} {r['n_cuts']:>6} {r['forward_s']:>10.3f} {r['engine_s']:>9.3f} {r['naive_s']:>9.2f} "
+                f"{r['speedup_vs_naive']:>8.1f} {r['engine_over_forward']:>8.1f}",
+                flush=True,
+            )
     result = measure(loaded, args.tokens, args.cuts, args.repeats, naive_repeats)
     print(json.dumps(result))
 

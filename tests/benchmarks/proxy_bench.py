@@ -10,6 +10,7 @@ padded with jitter if needed). ``plain_forward_s`` (one forward over the questio
 before and after the surface) and ``load_average_1min`` show how busy the machine was.
 Last stdout line: one JSON object.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,7 +21,6 @@ import tempfile
 import time
 
 import numpy as np
-
 from common import median_time, peak_rss_mb
 
 TRAJECTORY = (
@@ -49,10 +49,10 @@ def main() -> None:
 
     import torch
 
-    from backend import landscape, proxy
-    from backend.cache import RunStore
+    from backend.analysis import landscape, proxy
+    from backend.engine.models import load_model
     from backend.jobs import RunRequest, run_question
-    from backend.models import load_model
+    from backend.store.runs import RunStore
 
     t0 = time.perf_counter()
     loaded = load_model("smollm2-135m")
@@ -101,23 +101,36 @@ def main() -> None:
     umap_warm_s = time.perf_counter() - t0
 
     result = {
-        "model": loaded.name, "device": str(loaded.device), "threads": torch.get_num_threads(),
-        "model_load_s": round(load_s, 2), "layer": layer, "n_layers": run.meta["model"]["n_layers"],
-        "question_tokens": n_tokens, "grid": args.grid,
-        "batch": args.batch or landscape.default_batch(n_tokens, loaded.device), "surface_evaluations": n_evals,
-        "surface_s": round(surface_s, 2), "surface_cpu_s": round(surface_cpu_s, 2),
+        "model": loaded.name,
+        "device": str(loaded.device),
+        "threads": torch.get_num_threads(),
+        "model_load_s": round(load_s, 2),
+        "layer": layer,
+        "n_layers": run.meta["model"]["n_layers"],
+        "question_tokens": n_tokens,
+        "grid": args.grid,
+        "batch": args.batch or landscape.default_batch(n_tokens, loaded.device),
+        "surface_evaluations": n_evals,
+        "surface_s": round(surface_s, 2),
+        "surface_cpu_s": round(surface_cpu_s, 2),
         "surface_reopen_s": round(surface_reopen_s, 4),
         # context for a busy machine: one plain forward over the question's tokens, before and after
-        "plain_forward_s": round(forward_s, 4), "plain_forward_after_s": round(forward_after_s, 4),
+        "plain_forward_s": round(forward_s, 4),
+        "plain_forward_after_s": round(forward_after_s, 4),
         "surface_loss_range": [round(float(surface.loss.min()), 4), round(float(surface.loss.max()), 4)],
         "random_landscape_grid": args.random_grid or None,
         "random_landscape_s": None if random_s is None else round(random_s, 2),
         "random_landscape_cpu_s": None if random_cpu_s is None else round(random_cpu_s, 2),
-        "load_average_1min": round(os.getloadavg()[0], 2), "cpu_count": os.cpu_count(),
-        "points": len(x), "dim": int(x.shape[1]),
-        "pca_s": round(timings["pca"][0], 3), "pca_trustworthiness": round(timings["pca"][1], 4),
-        "umap_first_s": round(timings["umap"][0], 2), "umap_warm_s": round(umap_warm_s, 2),
-        "umap_trustworthiness": round(timings["umap"][1], 4), "peak_rss_mb": round(peak_rss_mb(), 1),
+        "load_average_1min": round(os.getloadavg()[0], 2),
+        "cpu_count": os.cpu_count(),
+        "points": len(x),
+        "dim": int(x.shape[1]),
+        "pca_s": round(timings["pca"][0], 3),
+        "pca_trustworthiness": round(timings["pca"][1], 4),
+        "umap_first_s": round(timings["umap"][0], 2),
+        "umap_warm_s": round(umap_warm_s, 2),
+        "umap_trustworthiness": round(timings["umap"][1], 4),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
     }
     shutil.rmtree(store.root, ignore_errors=True)
     print(json.dumps(result))

@@ -8,6 +8,7 @@ all show the new step. Last stdout line: ``{"median_ms", "p90_ms", "n_steps", ..
 
     python tests/benchmarks/ui_bench.py [--model smollm2-135m|tiny] [--cache-dir DIR] [--presses 20]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,8 +24,10 @@ sys.path.insert(0, str(ROOT))
 
 from tests.app_server import TIME_NEXT_JS, VIEW_AT_JS, launch_chromium, streamlit_app  # noqa: E402
 
-QUESTION = ("A train leaves at 9:40 and the trip takes 2 hours 35 minutes. A second train leaves 50 minutes "
-            "later and is 15 minutes faster. When does the second train arrive?")
+QUESTION = (
+    "A train leaves at 9:40 and the trip takes 2 hours 35 minutes. A second train leaves 50 minutes "
+    "later and is 15 minutes faster. When does the second train arrive?"
+)
 ANSWER = "12:50"
 # ~320 tokens of thinking with a few reflection words; with tokens:2 segmentation it gives 150+ steps.
 TRAJECTORY = (
@@ -42,38 +45,50 @@ SEGMENTATION = "tokens:2"
 
 
 def make_run(cache_dir: Path, model: str) -> str:
-    from backend.cache import RunStore
     from backend.jobs import RunRequest, run_question
+    from backend.store.runs import RunStore
 
     loaded = None
     if model == "tiny":
         from transformers import AutoTokenizer
 
-        from backend.models import resolve
+        from backend.engine.models import resolve
         from tests.conftest import build_tiny
 
         spec = resolve("smollm2-135m")
         tok = AutoTokenizer.from_pretrained(str(spec.directory), gguf_file=spec.gguf_file)
         loaded = build_tiny("llama", tok, n_layers=8)
-    req = RunRequest(question=QUESTION, answer=ANSWER, trajectory=TRAJECTORY, segmentation=SEGMENTATION,
-                     model=loaded.name if loaded else model, label="ui-bench")
+    req = RunRequest(
+        question=QUESTION,
+        answer=ANSWER,
+        trajectory=TRAJECTORY,
+        segmentation=SEGMENTATION,
+        model=loaded.name if loaded else model,
+        label="ui-bench",
+    )
     return run_question(req, RunStore(cache_dir), loaded=loaded).key
 
 
 def expected_views(cache_dir: Path, key: str) -> list[dict]:
     """What the view must show at each boundary: label prefix, cursor x, path ring position."""
-    from app import figures
-    from backend import proxy
-    from backend.cache import RunStore
+    from backend.analysis import proxy
+    from backend.plots import figures
+    from backend.store.runs import RunStore
 
     run = RunStore(cache_dir).open(key)
     n_steps, n_tokens = len(run.steps), int(run.meta["summary"]["n_tokens"])
     cuts = figures.boundary_cuts(run.steps)
     layers = proxy.available_layers(run, "proxy")
     coords = proxy.project([run], layers[len(layers) // 2], "proxy").coords[0] if layers else None
-    return [{"label": figures.step_label(b, n_steps), "step": b, "x": float(cuts[b]) / n_tokens,
-             "path": None if coords is None else [float(coords[b, 0]), float(coords[b, 1])]}
-            for b in range(n_steps + 1)]
+    return [
+        {
+            "label": figures.step_label(b, n_steps),
+            "step": b,
+            "x": float(cuts[b]) / n_tokens,
+            "path": None if coords is None else [float(coords[b, 0]), float(coords[b, 1])],
+        }
+        for b in range(n_steps + 1)
+    ]
 
 
 def main() -> int:
@@ -112,9 +127,15 @@ def main() -> int:
     times_sorted = sorted(times)
     p90 = times_sorted[min(len(times_sorted) - 1, int(round(0.9 * (len(times_sorted) - 1))))]
     result = {
-        "median_ms": round(statistics.median(times), 1), "p90_ms": round(p90, 1), "n_steps": n_steps,
-        "presses": presses, "min_ms": round(min(times), 1), "max_ms": round(max(times), 1),
-        "model": args.model, "viewport": f"{args.width}x{args.height}", "run_setup_s": round(setup_s, 1),
+        "median_ms": round(statistics.median(times), 1),
+        "p90_ms": round(p90, 1),
+        "n_steps": n_steps,
+        "presses": presses,
+        "min_ms": round(min(times), 1),
+        "max_ms": round(max(times), 1),
+        "model": args.model,
+        "viewport": f"{args.width}x{args.height}",
+        "run_setup_s": round(setup_s, 1),
     }
     print(json.dumps(result))
     if tmp is not None:

@@ -2,7 +2,7 @@
 
 L_q(θ) = mean NLL of the answer tokens after ``prompt + template`` (the run's cut point 0).
 
-* ``loss_surface``: the single-layer proxy plane (DESIGN.md §1). D1, D2 = the top-2 PCA
+* ``loss_surface``: the single-layer proxy plane (docs/architecture.md §1). D1, D2 = the top-2 PCA
   directions of the run's proxy path at layer ℓ, as rank-1 weight matrices d_k ẑ_0ᵀ; the
   surface is L_q(θ + αD1 + βD2) on a grid, plus L_q(θ + ΔW_c) and L_q(θ + proj ΔW_c) at
   every step. Only layer ℓ's gate/up weights change, so the residual stream entering ℓ is
@@ -14,6 +14,7 @@ L_q(θ) = mean NLL of the answer tokens after ``prompt + template`` (the run's c
 
 Both are cached next to the run (``<run dir>/derived/*.npz``), so reopening is instant.
 """
+
 from __future__ import annotations
 
 import copy
@@ -21,16 +22,16 @@ import hashlib
 import json
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Callable
 
 import numpy as np
 import torch
 
-from .architecture import locate
-from .cache import RunData
-from .models import LoadedModel
-from .proxy import ProxyError, derived_dir, load_npz, project, proxy_factors, save_npz_atomic
+from backend.analysis.proxy import ProxyError, derived_dir, load_npz, project, proxy_factors, save_npz_atomic
+from backend.engine.architecture import locate
+from backend.engine.models import LoadedModel
+from backend.store.runs import RunData
 
 SURFACE_VERSION = 1
 Progress = Callable[[int, int], None]  # (done, total) loss evaluations
@@ -48,7 +49,7 @@ def question_ids(run: RunData, tokenizer) -> tuple[list[int], int]:
 
     Same construction as ``backend.jobs``: the stored prompt text, template and answer ids.
     """
-    from .trajectory import encode
+    from backend.engine.trajectory import encode
 
     meta = run.meta
     prompt_ids = encode(tokenizer, meta["prompt"])
@@ -82,12 +83,14 @@ def _resolve_model(run: RunData, loaded: LoadedModel | None) -> LoadedModel:
     """The run's model: ``loaded`` if given, else loaded by name; its weights must be the run's."""
     model_meta = run.meta["model"]
     if loaded is None:
-        from .models import load_model
+        from backend.engine.models import load_model
 
         loaded = load_model(model_meta["name"])
     if model_meta.get("fingerprint") and loaded.fingerprint != model_meta["fingerprint"]:
-        raise ProxyError(f"run {run.key} was analysed with {model_meta['name']} ({model_meta['fingerprint']}), "
-                         f"not with {loaded.name} ({loaded.fingerprint})")
+        raise ProxyError(
+            f"run {run.key} was analysed with {model_meta['name']} ({model_meta['fingerprint']}), "
+            f"not with {loaded.name} ({loaded.fingerprint})"
+        )
     return loaded
 
 
@@ -128,10 +131,13 @@ class LayerEditEvaluator:
             def hook(_module, args, kwargs):
                 if threading.get_ident() == me:
                     calls[index] = (args, dict(kwargs))
+
             return hook
 
-        handles = [self.arch.layers[j].register_forward_pre_hook(pre_hook(j), with_kwargs=True)
-                   for j in range(self.layer, self.arch.n_layers)]
+        handles = [
+            self.arch.layers[j].register_forward_pre_hook(pre_hook(j), with_kwargs=True)
+            for j in range(self.layer, self.arch.n_layers)
+        ]
         try:
             out = self.arch.base(input_ids=self.ids[None], use_cache=False)
         finally:
@@ -153,6 +159,7 @@ class LayerEditEvaluator:
                 return None
             x = inputs[0]  # [G, T, d]
             return output + (x @ self.z_hat)[..., None] * self._u[k][:, None, :]
+
         return hook
 
     @torch.inference_mode()
@@ -196,10 +203,10 @@ def default_batch(n_tokens: int, device: torch.device) -> int:
 class LossSurface:
     """L_q on the proxy plane of one run at one layer (a single-layer proxy).
 
-    alphas ``[A]``, betas ``[B]``; loss ``[B, A]`` (row = β, as plotly's z[y][x]);
-    path_coords ``[S+1, 2]`` plane coordinates (u_c·d1, u_c·d2) of each boundary;
-    path_loss_plane ``[S+1]`` = L_q(θ + proj ΔW_c); path_loss_full ``[S+1]`` = L_q(θ + ΔW_c);
-    teacher_forced ``[S+1]`` = L̂(c) at the boundaries (trajectory in context);
+    alphas ``[Nα]``, betas ``[Nβ]``; loss ``[Nβ, Nα]`` (row = β, as plotly's z[y][x]);
+    path_coords ``[K, 2]`` plane coordinates (u_c·d1, u_c·d2) of each boundary;
+    path_loss_plane ``[K]`` = L_q(θ + proj ΔW_c); path_loss_full ``[K]`` = L_q(θ + ΔW_c);
+    teacher_forced ``[K]`` = L̂(c) at the boundaries (trajectory in context);
     directions ``[2, F]`` = d1, d2 in u-space; explained_variance ``[2]``.
     """
 
@@ -220,8 +227,14 @@ class LossSurface:
 
 
 def surface_cache_key(run: RunData, layer: int, grid: int, span: float) -> str:
-    payload = {"run": run.key, "layer": int(layer), "grid": int(grid), "span": float(span),
-               "model": run.meta["model"].get("fingerprint"), "version": SURFACE_VERSION}
+    payload = {
+        "run": run.key,
+        "layer": int(layer),
+        "grid": int(grid),
+        "span": float(span),
+        "model": run.meta["model"].get("fingerprint"),
+        "version": SURFACE_VERSION,
+    }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:24]
 
 
@@ -235,7 +248,7 @@ def grid_axes(path_coords: np.ndarray, grid: int, span: float) -> tuple[np.ndarr
 
 
 def teacher_forced_at_boundaries(run: RunData) -> np.ndarray:
-    """L̂(c) at the run's boundary cuts ``[S+1]`` (from the tokens table)."""
+    """L̂(c) at the run's boundary cuts ``[K]`` (from the tokens table)."""
     cuts = run.tensor("boundary_cuts").astype(np.int64)
     loss_at = dict(zip(run.tokens["cut"].astype(int), run.tokens["loss"].astype(float)))
     return np.array([loss_at.get(int(c), np.nan) for c in cuts])
@@ -243,10 +256,20 @@ def teacher_forced_at_boundaries(run: RunData) -> np.ndarray:
 
 def _surface_from_arrays(run: RunData, layer: int, a: dict, cached: bool) -> LossSurface:
     return LossSurface(
-        run_key=run.key, layer=int(layer), alphas=a["alphas"], betas=a["betas"], loss=a["loss"],
-        path_coords=a["path_coords"], path_loss_plane=a["path_loss_plane"], path_loss_full=a["path_loss_full"],
-        teacher_forced=a["teacher_forced"], base_loss=float(a["base_loss"]), directions=a["directions"],
-        explained_variance=a["explained_variance"], seconds=float(a["seconds"]), cached=cached,
+        run_key=run.key,
+        layer=int(layer),
+        alphas=a["alphas"],
+        betas=a["betas"],
+        loss=a["loss"],
+        path_coords=a["path_coords"],
+        path_loss_plane=a["path_loss_plane"],
+        path_loss_full=a["path_loss_full"],
+        teacher_forced=a["teacher_forced"],
+        base_loss=float(a["base_loss"]),
+        directions=a["directions"],
+        explained_variance=a["explained_variance"],
+        seconds=float(a["seconds"]),
+        cached=cached,
     )
 
 
@@ -287,13 +310,13 @@ def loss_surface(
     if hit is not None:
         return hit
     t0 = time.perf_counter()
-    u, z_hat = proxy_factors(run, layer)  # [S+1, F], [d]
+    u, z_hat = proxy_factors(run, layer)  # [K, F], [d]
     proj = project([run], layer, "proxy", "pca", store=store)
     directions = proj.basis["components"].astype(np.float64)  # [2, F], orthonormal
-    path_coords = u.astype(np.float64) @ directions.T  # [S+1, 2]
+    path_coords = u.astype(np.float64) @ directions.T  # [K, 2]
     alphas, betas = grid_axes(path_coords, grid, span)
-    A, B = np.meshgrid(alphas, betas)  # [grid(β), grid(α)]
-    plane_pts = np.stack([A.ravel(), B.ravel()], 1)  # [G, 2]
+    grid_alpha, grid_beta = np.meshgrid(alphas, betas)  # [Nβ, Nα] each
+    plane_pts = np.stack([grid_alpha.ravel(), grid_beta.ravel()], 1)  # [G, 2]
 
     loaded = _resolve_model(run, loaded)
     ids, m_a = question_ids(run, loaded.tokenizer)
@@ -309,6 +332,7 @@ def loss_surface(
             done[0] = offset + n
             if progress:
                 progress(done[0], total)
+
         return report
 
     results, offset = [], 0
@@ -319,10 +343,16 @@ def loss_surface(
     finally:
         bar.close()
     arrays = {
-        "alphas": alphas, "betas": betas, "loss": results[0].reshape(len(betas), len(alphas)),
-        "path_coords": path_coords, "path_loss_plane": results[1], "path_loss_full": results[2],
-        "teacher_forced": teacher_forced_at_boundaries(run), "base_loss": np.array(evaluator.base_loss),
-        "directions": directions.astype(np.float32), "explained_variance": proj.explained_variance,
+        "alphas": alphas,
+        "betas": betas,
+        "loss": results[0].reshape(len(betas), len(alphas)),
+        "path_coords": path_coords,
+        "path_loss_plane": results[1],
+        "path_loss_full": results[2],
+        "teacher_forced": teacher_forced_at_boundaries(run),
+        "base_loss": np.array(evaluator.base_loss),
+        "directions": directions.astype(np.float32),
+        "explained_variance": proj.explained_variance,
         "seconds": np.array(time.perf_counter() - t0),
     }
     d = derived_dir(run, store)
@@ -339,7 +369,7 @@ def loss_surface(
 class RandomLandscape:
     """L_q(θ + α d1 + β d2) for two filter-normalized random directions (RaML reference).
 
-    alphas ``[A]``, betas ``[B]``, loss ``[B, A]`` (row = β); base_loss = L_q(θ);
+    alphas ``[Nα]``, betas ``[Nβ]``, loss ``[Nβ, Nα]`` (row = β); base_loss = L_q(θ);
     n_params: parameters perturbed (embeddings and LM head excluded).
     """
 
@@ -358,8 +388,15 @@ class RandomLandscape:
 
 
 def landscape_cache_key(run: RunData, grid: int, span: float, seed: int) -> str:
-    payload = {"run": run.key, "grid": int(grid), "span": float(span), "seed": int(seed),
-               "model": run.meta["model"].get("fingerprint"), "version": SURFACE_VERSION, "kind": "random"}
+    payload = {
+        "run": run.key,
+        "grid": int(grid),
+        "span": float(span),
+        "seed": int(seed),
+        "model": run.meta["model"].get("fingerprint"),
+        "version": SURFACE_VERSION,
+        "kind": "random",
+    }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:24]
 
 
@@ -392,15 +429,25 @@ def random_directions(model: torch.nn.Module, seed: int) -> tuple[dict[str, torc
     return d1, d2
 
 
-def load_random_landscape(run: RunData, grid: int = 11, span: float = 1.0, seed: int = 0,
-                          store=None) -> RandomLandscape | None:
+def load_random_landscape(
+    run: RunData, grid: int = 11, span: float = 1.0, seed: int = 0, store=None
+) -> RandomLandscape | None:
     """The cached random-direction landscape, or None (never loads a model)."""
     d = derived_dir(run, store)
     a = load_npz(d / f"landscape-{landscape_cache_key(run, grid, span, seed)}.npz") if d else None
     if not a or "loss" not in a:
         return None
-    return RandomLandscape(run.key, a["alphas"], a["betas"], a["loss"], float(a["base_loss"]), int(seed),
-                           int(a["n_params"]), float(a["seconds"]), cached=True)
+    return RandomLandscape(
+        run.key,
+        a["alphas"],
+        a["betas"],
+        a["loss"],
+        float(a["base_loss"]),
+        int(seed),
+        int(a["n_params"]),
+        float(a["seconds"]),
+        cached=True,
+    )
 
 
 @torch.inference_mode()
@@ -454,8 +501,14 @@ def random_landscape(
         del work, d1, d2
     n_params = int(sum(p.numel() for p in params.values()))
     seconds = time.perf_counter() - t0
-    arrays = {"alphas": alphas, "betas": betas, "loss": loss, "base_loss": np.array(base_loss),
-              "n_params": np.array(n_params), "seconds": np.array(seconds)}
+    arrays = {
+        "alphas": alphas,
+        "betas": betas,
+        "loss": loss,
+        "base_loss": np.array(base_loss),
+        "n_params": np.array(n_params),
+        "seconds": np.array(seconds),
+    }
     d = derived_dir(run, store)
     if d is not None:
         try:

@@ -1,4 +1,4 @@
-"""The analysis engine (DESIGN.md §4): the answer's loss at every cut point of a trajectory
+"""The analysis engine (docs/architecture.md §4): the answer's loss at every cut point of a trajectory
 in about the time of one forward pass over the probe tokens.
 
 Notation: P prompt tokens, trajectory t of n tokens, probe = template (m_t tokens) + answer
@@ -13,17 +13,18 @@ Notation: P prompt tokens, trajectory t of n tokens, probe = template (m_t token
 
 Both return a ``ProbeResult``; tests assert they agree to 1e-4 nats in float32.
 """
+
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 import torch
 
-from .architecture import Architecture, locate
-from .errors import OutOfMemoryError
+from backend.engine.architecture import Architecture, locate
+from backend.errors import OutOfMemoryError
 
 Progress = Callable[[int, int], None]  # (done, total) cut points
 
@@ -53,22 +54,22 @@ class ProbeRequest:
 
 @dataclass
 class ProbeResult:
-    """Per cut point ``[S]`` and per boundary ``[B]`` readouts; shapes in the comments."""
+    """Per cut point ``[C]`` and per boundary ``[K]`` readouts; shapes in the comments (docs/architecture.md)."""
 
-    cuts: np.ndarray  # [S] int64, sorted
-    answer_nll: np.ndarray  # [S] float32: L̂(c), mean NLL of the answer tokens (nats)
-    answer_token_nll: np.ndarray  # [S, m_a] float32
-    p_first: np.ndarray  # [S] p(first answer token) at the probe position
-    rank_first: np.ndarray  # [S] int32, 1 = the model's top token
-    entropy: np.ndarray  # [S] entropy (nats) of the next-token distribution at the probe position
-    boundary_cuts: np.ndarray  # [B] int64
-    lens_nll: np.ndarray  # [B, L] answer NLL read through final norm + LM head after each layer
-    lens_p_first: np.ndarray  # [B, L]
-    lens_top_ids: np.ndarray  # [B, L, k] int64 top tokens at the probe position per layer
-    lens_top_probs: np.ndarray  # [B, L, k]
-    hidden: np.ndarray  # [B, L, d] residual stream after each layer at the probe position
-    proxy_input: dict[int, np.ndarray]  # layer -> [B, d] MLP input z_c at the probe position
-    proxy_preact: dict[int, np.ndarray]  # layer -> [B, f] W z_c (gate and up outputs, concatenated)
+    cuts: np.ndarray  # [C] int64, sorted
+    answer_nll: np.ndarray  # [C] float32: L̂(c), mean NLL of the answer tokens (nats)
+    answer_token_nll: np.ndarray  # [C, m_a] float32
+    p_first: np.ndarray  # [C] p(first answer token) at the probe position
+    rank_first: np.ndarray  # [C] int32, 1 = the model's top token
+    entropy: np.ndarray  # [C] entropy (nats) of the next-token distribution at the probe position
+    boundary_cuts: np.ndarray  # [K] int64
+    lens_nll: np.ndarray  # [K, L] answer NLL read through final norm + LM head after each layer
+    lens_p_first: np.ndarray  # [K, L]
+    lens_top_ids: np.ndarray  # [K, L, k] int64 top tokens at the probe position per layer
+    lens_top_probs: np.ndarray  # [K, L, k]
+    hidden: np.ndarray  # [K, L, d] residual stream after each layer at the probe position
+    proxy_input: dict[int, np.ndarray]  # layer -> [K, d] MLP input z_c at the probe position
+    proxy_preact: dict[int, np.ndarray]  # layer -> [K, 2*d_ff] W z_c (gate and up outputs, concatenated)
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -94,7 +95,7 @@ class _Capture:
         self.z: dict[int, torch.Tensor] = {}
         self.pre: dict[int, list[torch.Tensor]] = {i: [] for i in self.proxy_layers}
 
-    def __enter__(self) -> "_Capture":
+    def __enter__(self) -> _Capture:
         last = self.arch.n_layers - 1
         for i, layer in enumerate(self.arch.layers):
             self.handles.append(layer.register_forward_hook(self._layer_hook(i, i == last)))
@@ -165,8 +166,8 @@ class _Accumulator:
         self.final_logits: list[torch.Tensor] = []  # naive path: [1, m_a, V] per cut
         self.final_hidden: list[torch.Tensor] = []  # engine path: [b, m_a, d] per chunk
         self.lens_hidden: list[torch.Tensor] = []  # [nb, L, m_a, d] per chunk with boundaries
-        self.z = {i: [] for i in req.proxy_layers}
-        self.pre = {i: [] for i in req.proxy_layers}
+        self.z: dict[int, list[torch.Tensor]] = {i: [] for i in req.proxy_layers}
+        self.pre: dict[int, list[torch.Tensor]] = {i: [] for i in req.proxy_layers}
 
     def add_final_logits(self, logits: torch.Tensor) -> None:
         self.final_logits.append(_readout(logits, self.answer))
@@ -178,7 +179,9 @@ class _Accumulator:
         if n_boundary == 0:
             return
         m_a = len(self.req.answer_ids)
-        self.lens_hidden.append(torch.stack([hs.view(n_boundary, m_a, -1) for hs in cap.layers], 1))
+        layers = [hs for hs in cap.layers if hs is not None]
+        assert len(layers) == len(cap.layers), "every layer's hook fired"
+        self.lens_hidden.append(torch.stack([hs.view(n_boundary, m_a, -1) for hs in layers], 1))
         for i in self.req.proxy_layers:
             self.z[i].append(cap.z[i].cpu())
             self.pre[i].append(torch.cat(cap.pre[i], -1).cpu())
@@ -202,9 +205,9 @@ class _Accumulator:
         else:
             token_nll, p_first, rank, entropy = [torch.cat([r[i].cpu() for r in self.final_logits]) for i in range(4)]
         L, k = self.arch.n_layers, self.req.top_k
-        lens_h = torch.cat(self.lens_hidden)  # [B, L, m_a, d]
-        B, m_a = lens_h.shape[0], lens_h.shape[2]
-        lens_nll, lens_p, _, _, top_ids, top_probs = self._unembed_readout(lens_h.reshape(B * L, m_a, -1), True)
+        lens_h = torch.cat(self.lens_hidden)  # [K, L, m_a, d]
+        K, m_a = lens_h.shape[0], lens_h.shape[2]
+        lens_nll, lens_p, _, _, top_ids, top_probs = self._unembed_readout(lens_h.reshape(K * L, m_a, -1), True)
         timings["readout_s"] = time.perf_counter() - t0
         f32 = lambda t: t.float().numpy()  # noqa: E731
         return ProbeResult(
@@ -215,10 +218,10 @@ class _Accumulator:
             rank_first=rank.numpy().astype(np.int32),
             entropy=f32(entropy),
             boundary_cuts=boundary,
-            lens_nll=f32(lens_nll.mean(-1)).reshape(B, L),
-            lens_p_first=f32(lens_p).reshape(B, L),
-            lens_top_ids=top_ids.numpy().astype(np.int64).reshape(B, L, k),
-            lens_top_probs=f32(top_probs).reshape(B, L, k),
+            lens_nll=f32(lens_nll.mean(-1)).reshape(K, L),
+            lens_p_first=f32(lens_p).reshape(K, L),
+            lens_top_ids=top_ids.numpy().astype(np.int64).reshape(K, L, k),
+            lens_top_probs=f32(top_probs).reshape(K, L, k),
             hidden=f32(lens_h[:, :, 0].cpu()),
             proxy_input={i: torch.cat(v).numpy().astype(np.float32) for i, v in self.z.items()},
             proxy_preact={i: torch.cat(v).numpy().astype(np.float32) for i, v in self.pre.items()},
@@ -258,8 +261,11 @@ class _ContextWindow:
     def __init__(self, cache, n_ctx: int):
         self.cache, self.n_ctx = cache, n_ctx
         layers = getattr(cache, "layers", None) or []
-        self.full = [(layer.keys, layer.values) for layer in layers] if all(
-            hasattr(layer, "keys") and hasattr(layer, "values") for layer in layers) and layers else None
+        self.full = (
+            [(layer.keys, layer.values) for layer in layers]
+            if all(hasattr(layer, "keys") and hasattr(layer, "values") for layer in layers) and layers
+            else None
+        )
 
     def limit_to(self, length: int) -> int:
         """Expose the first ``length`` cached positions; returns how many keys are visible."""
@@ -341,7 +347,7 @@ def analyze(
             mask = torch.zeros(allowed.shape, dtype=dtype, device=device)
             mask.masked_fill_(~allowed, torch.finfo(dtype).min)
             positions = (P + chunk[:, None] + arange_m[None, :]).reshape(1, -1)
-            answer_pos = (torch.arange(b, device=device)[:, None] * m + answer_offsets[None, :])  # [b, m_a]
+            answer_pos = torch.arange(b, device=device)[:, None] * m + answer_offsets[None, :]  # [b, m_a]
             cap.set_positions(
                 answer_pos.reshape(-1), answer_pos[chunk_boundary].reshape(-1), answer_pos[chunk_boundary, 0]
             )
@@ -367,6 +373,7 @@ def analyze(
                     torch.cuda.empty_cache()
                 continue
             window.restore()
+            assert cap.final is not None  # want_final=True for engine chunks
             acc.add_final_hidden(cap.final.view(b, m_a, -1))
             acc.add_boundaries(cap, len(chunk_boundary))
             start += b

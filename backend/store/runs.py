@@ -1,4 +1,4 @@
-"""Content-addressed run cache (DESIGN.md §5).
+"""Content-addressed run cache (docs/architecture.md §5).
 
 Layout::
 
@@ -6,7 +6,7 @@ Layout::
                       tokens.parquet       one row per cut point
                       steps.parquet        one row per step (boundary cut = step end)
                       lens.parquet         one row per (boundary, layer)
-                      tensors.safetensors  hidden [B, L, d] + proxy z/preact, fp16
+                      tensors.safetensors  hidden [K, L, d] fp16 + proxy z/preact fp32
     <root>/index.sqlite                    library table (WAL), derived from the run dirs
     (index.sqlite also maps generation requests to the run keys they produced)
 
@@ -20,6 +20,7 @@ to stderr and sleep at that stage, so a fault test can SIGKILL it there determin
 ``write`` (temp files complete, before the rename), ``index`` (after the rename, before the
 index row); the CLI adds ``generate`` and ``analyze``.
 """
+
 from __future__ import annotations
 
 import errno
@@ -40,7 +41,7 @@ import numpy as np
 import pandas as pd
 from filelock import FileLock
 
-from .errors import CacheError, RunNotFoundError
+from backend.errors import CacheError, RunNotFoundError
 
 SCHEMA_VERSION = 1
 KEY_PATTERN = re.compile(r"^[0-9a-f]{16,64}\Z")  # \Z, not $: "$" also matches before a final newline
@@ -48,8 +49,18 @@ RUN_FILES = ("tokens.parquet", "steps.parquet", "lens.parquet", "tensors.safeten
 # meta.json fields the library and the CLI read without checking; an entry lacking one is damaged
 REQUIRED_META = {"question": str, "answer": str, "answer_source": str, "model": dict, "summary": dict}
 INDEX_COLUMNS = (
-    "key", "question", "model", "answer", "answer_source", "correct", "n_tokens", "n_steps",
-    "final_loss", "initial_loss", "created", "label",
+    "key",
+    "question",
+    "model",
+    "answer",
+    "answer_source",
+    "correct",
+    "n_tokens",
+    "n_steps",
+    "final_loss",
+    "initial_loss",
+    "created",
+    "label",
 )
 
 
@@ -208,15 +219,25 @@ class RunStore:
     def _index_row(self, meta: dict) -> tuple:
         summary = meta.get("summary", {})
         return (
-            meta["key"], meta["question"], meta["model"]["name"], meta["answer"], meta["answer_source"],
-            None if meta.get("correct") is None else int(meta["correct"]), summary.get("n_tokens"),
-            summary.get("n_steps"), summary.get("final_loss"), summary.get("initial_loss"),
-            meta.get("created"), meta.get("label", ""),
+            meta["key"],
+            meta["question"],
+            meta["model"]["name"],
+            meta["answer"],
+            meta["answer_source"],
+            None if meta.get("correct") is None else int(meta["correct"]),
+            summary.get("n_tokens"),
+            summary.get("n_steps"),
+            summary.get("final_loss"),
+            summary.get("initial_loss"),
+            meta.get("created"),
+            meta.get("label", ""),
         )
 
     def _index_put(self, meta: dict) -> None:
         with self._db() as con:
-            con.execute(f"INSERT OR REPLACE INTO runs VALUES ({','.join('?' * len(INDEX_COLUMNS))})", self._index_row(meta))
+            con.execute(
+                f"INSERT OR REPLACE INTO runs VALUES ({','.join('?' * len(INDEX_COLUMNS))})", self._index_row(meta)
+            )
 
     def remember_request(self, request_key: str, run_key: str) -> None:
         """Map a generation request (model + question + settings) to the run it produced."""
@@ -281,8 +302,15 @@ class RunStore:
         with FileLock(str(self.locks_dir / f"{check_key(key)}.lock"), timeout=timeout):
             yield
 
-    def write(self, key: str, meta: dict, tokens: pd.DataFrame, steps: pd.DataFrame, lens: pd.DataFrame,
-              tensors: dict[str, np.ndarray]) -> Path:
+    def write(
+        self,
+        key: str,
+        meta: dict,
+        tokens: pd.DataFrame,
+        steps: pd.DataFrame,
+        lens: pd.DataFrame,
+        tensors: dict[str, np.ndarray],
+    ) -> Path:
         """Atomically store a run (temp dir + rename) and index it. Returns its directory."""
         from safetensors.numpy import save_file
 
@@ -321,8 +349,11 @@ class RunStore:
             if isinstance(exc, OSError) and exc.errno in (errno.EEXIST, errno.ENOTEMPTY) and self.has(key):
                 self._index_put(meta)  # a writer without the key lock renamed the same content first
                 return final
-            reason = (_os_reason(exc) if isinstance(exc, OSError)
-                      else f"text is not valid unicode ({getattr(exc, 'reason', exc)})")
+            reason = (
+                _os_reason(exc)
+                if isinstance(exc, OSError)
+                else f"text is not valid unicode ({getattr(exc, 'reason', exc)})"
+            )
             raise CacheError(f"cannot write run {key} to {self.root}: {reason}") from None
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -352,12 +383,16 @@ class RunStore:
         if not isinstance(meta, dict):
             raise CacheError(f"run {key}: meta.json is not a JSON object (damaged)")
         if meta.get("schema_version") != SCHEMA_VERSION:
-            raise CacheError(f"run {key}: meta.json has schema version {meta.get('schema_version')!r}, "
-                             f"not {SCHEMA_VERSION} (old or damaged entry); recompute it")
+            raise CacheError(
+                f"run {key}: meta.json has schema version {meta.get('schema_version')!r}, "
+                f"not {SCHEMA_VERSION} (old or damaged entry); recompute it"
+            )
         for field_name, kind in REQUIRED_META.items():
             if not isinstance(meta.get(field_name), kind):
-                raise CacheError(f"run {key}: meta.json field '{field_name}' is missing or not a "
-                                 f"{kind.__name__} (damaged); recompute it")
+                raise CacheError(
+                    f"run {key}: meta.json field '{field_name}' is missing or not a "
+                    f"{kind.__name__} (damaged); recompute it"
+                )
         if not isinstance(meta["model"].get("name"), str):
             raise CacheError(f"run {key}: meta.json field 'model.name' is missing (damaged); recompute it")
         checksums = meta.get("checksums")
@@ -366,15 +401,16 @@ class RunStore:
         for name in RUN_FILES:
             if not (path / name).is_file():
                 raise CacheError(f"run {key}: {name} is missing; recompute it")
-            if verify and checksums.get(name) != _sha256(path / name):
+            if verify and isinstance(checksums, dict) and checksums.get(name) != _sha256(path / name):
                 raise CacheError(f"run {key}: {name} does not match its checksum (damaged); recompute it")
         frames = {}
         for name in ("tokens", "steps", "lens"):
             try:
                 frames[name] = pd.read_parquet(path / f"{name}.parquet")
             except Exception as exc:
-                raise CacheError(f"run {key}: {name}.parquet is unreadable ({type(exc).__name__}); "
-                                 "recompute it") from None
+                raise CacheError(
+                    f"run {key}: {name}.parquet is unreadable ({type(exc).__name__}); recompute it"
+                ) from None
         run = RunData(key, path, meta, frames["tokens"], frames["steps"], frames["lens"])
         run.tensor_names()  # reads the safetensors header: a damaged one raises CacheError now
         return run

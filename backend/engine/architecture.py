@@ -4,14 +4,16 @@ and the MLP input projections used by the parameter-proxy space.
 One place knows module names, so the engine works on Llama, Qwen2/3, Mistral, Phi-3, Gemma
 and GPT-NeoX-style models alike.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 
-# MLP sub-modules whose weights multiply the MLP input z (the "W" of DESIGN.md §1), by family.
+# MLP sub-modules whose weights multiply the MLP input z (the "W" of docs/architecture.md §1), by family.
 _MLP_INPUT_PROJECTIONS = (
     ("gate_proj", "up_proj"),  # Llama, Qwen2/3, Mistral, Gemma, SmolLM
     ("gate_up_proj",),  # Phi-3 (fused)
@@ -45,8 +47,9 @@ class Architecture:
             return []
         for names in _MLP_INPUT_PROJECTIONS:
             mods = [getattr(mlp, n, None) for n in names]
-            if all(isinstance(m, nn.Linear) for m in mods):
-                return mods
+            linears = [m for m in mods if isinstance(m, nn.Linear)]
+            if len(linears) == len(mods):
+                return linears
         return []
 
     def unembed(self, hidden: torch.Tensor) -> torch.Tensor:
@@ -54,7 +57,7 @@ class Architecture:
         return self.lm_head(self.final_norm(hidden)).float()
 
 
-def locate(model: nn.Module) -> Architecture:
+def locate(model: Any) -> Architecture:
     """Find the decoder stack, final norm and LM head of a ``*ForCausalLM`` model."""
     base = model.get_decoder() if hasattr(model, "get_decoder") else getattr(model, "model", None)
     lm_head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
@@ -73,7 +76,7 @@ def locate(model: nn.Module) -> Architecture:
 
 
 def default_proxy_layers(n_layers: int, n_evenly_spaced: int = 4) -> list[int]:
-    """4 evenly spaced layers plus the last one (DESIGN.md §4), de-duplicated, sorted."""
+    """4 evenly spaced layers plus the last one (docs/architecture.md §4), de-duplicated, sorted."""
     if n_layers <= 0:
         return []
     picks = {round(i * (n_layers - 1) / n_evenly_spaced) for i in range(n_evenly_spaced)}

@@ -3,17 +3,18 @@ skipped by the content-addressed cache), failures reported per line without stop
 others. The local engine runs in this process; the Ray engine lives in ``batch_ray``.
 
 Question sets are JSONL, Parquet or a Hugging Face ``save_to_disk`` folder
-(``backend.datasets_io``), with ``--question-field/--answer-field`` naming the columns.
+(``backend.io.tables``), with ``--question-field/--answer-field`` naming the columns.
 """
+
 from __future__ import annotations
 
 import logging
 import sys
 from dataclasses import dataclass, replace
 
-from .datasets_io import FieldMap, is_table, read_questions
-from .errors import RamlError
-from .questions_io import LineError, QuestionRecord
+from backend.errors import RamlError
+from backend.io.jsonl import LineError, QuestionRecord
+from backend.io.tables import FieldMap, is_table, read_questions
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ def describe_failure(exc: BaseException) -> str:
 
 def run_request(req, store) -> tuple[str | None, bool, str | None]:
     """Run one request; returns (key, cached, error). Never raises for one bad item."""
-    from .jobs import run_question
+    from backend.jobs import run_question
 
     try:
         outcome = run_question(req, store)
@@ -126,7 +127,7 @@ def run_batch(args, make_request, store) -> int:
         errors = [e for e in errors if e.line <= last_line]
     items = plan(records, args.samples, args.limit)
     if args.engine == "ray":
-        from .batch_ray import run_items_ray
+        from backend.scale.ray_engine import run_items_ray
 
         results = run_items_ray(args, make_request, items, store)
     else:

@@ -2,7 +2,7 @@
 Face ``datasets`` directory written by ``save_to_disk`` (read with pyarrow directly; the
 ``datasets`` package is not needed).
 
-Every row goes through ``backend.questions_io.parse_line`` after the field mapping
+Every row goes through ``backend.io.jsonl.parse_line`` after the field mapping
 (``--question-field problem --answer-field answer``), so an error names the file, the row
 (1-based; the line for JSONL) and the field as it is called in that file. One bad row never
 stops the others.
@@ -10,6 +10,7 @@ stops the others.
 GSM8K stores the worked solution in ``answer`` and the number after ``####``; the number is
 taken as the reference answer ("... so 72 in total.\\n#### 72" -> "72").
 """
+
 from __future__ import annotations
 
 import json
@@ -17,7 +18,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from .questions_io import MAX_FILE_BYTES, MAX_LINE_BYTES, LineError, QuestionRecord, parse_line
+from backend.io.jsonl import MAX_FILE_BYTES, MAX_LINE_BYTES, LineError, QuestionRecord, parse_line
 
 GSM8K_MARKER = "####"
 ID_FIELDS = ("id", "unique_id", "ID", "idx")  # tried in order when no id field is named
@@ -48,9 +49,11 @@ class FieldMap:
     id: str | None = None  # None: the first of ID_FIELDS present, else "line<N>"
 
     @classmethod
-    def from_args(cls, args) -> "FieldMap":
-        return cls(question=getattr(args, "question_field", None) or "question",
-                   answer=getattr(args, "answer_field", None) or "answer")
+    def from_args(cls, args) -> FieldMap:
+        return cls(
+            question=getattr(args, "question_field", None) or "question",
+            answer=getattr(args, "answer_field", None) or "answer",
+        )
 
     def columns(self) -> dict[str, str]:
         """record field -> the file's column, to name the file's own field in errors."""
@@ -75,8 +78,15 @@ def read_questions(path: str | Path, fields: FieldMap = FieldMap()) -> tuple[lis
         return [], [rows]
     if isinstance(rows, TableRows) and fields.question not in rows.columns:  # one error, not one per row
         shown = ", ".join(rows.columns[:20])
-        return [], [LineError(source, 0, None, f"field {fields.question!r} is not a column of this file "
-                                                f"(columns: {shown}); choose one with --question-field")]
+        return [], [
+            LineError(
+                source,
+                0,
+                None,
+                f"field {fields.question!r} is not a column of this file "
+                f"(columns: {shown}); choose one with --question-field",
+            )
+        ]
     return _records(rows, source, fields)
 
 
@@ -96,8 +106,11 @@ def _records(rows, source: str, fields: FieldMap) -> tuple[list[QuestionRecord],
         parsed = parse_line(mapped, row_no, source)
         if isinstance(parsed, LineError):
             field = column_of.get(parsed.field, parsed.field)
-            errors.append(RowError(source, row_no, field, parsed.message) if is_table
-                          else LineError(source, row_no, field, parsed.message))
+            errors.append(
+                RowError(source, row_no, field, parsed.message)
+                if is_table
+                else LineError(source, row_no, field, parsed.message)
+            )
         else:
             records.append(parsed)
     if not records and not errors:
@@ -231,12 +244,18 @@ def _hf_rows(path: Path):
             return LineError(source, 0, None, "dataset_dict.json is unreadable")
         if len(splits) != 1:
             options = ", ".join(str(path / s) for s in splits)
-            return LineError(source, 0, None, f"holds several splits ({', '.join(splits)}): pass one split's folder, e.g. {options}")
+            return LineError(
+                source, 0, None, f"holds several splits ({', '.join(splits)}): pass one split's folder, e.g. {options}"
+            )
         return _hf_rows(path / splits[0])
     state_path = path / "state.json"
     if not state_path.is_file():
-        return LineError(source, 0, None, "is a folder but not a Hugging Face dataset saved with save_to_disk "
-                                          "(no state.json or dataset_dict.json)")
+        return LineError(
+            source,
+            0,
+            None,
+            "is a folder but not a Hugging Face dataset saved with save_to_disk (no state.json or dataset_dict.json)",
+        )
     try:
         state = json.loads(state_path.read_text())
         files = [path / f["filename"] for f in state["_data_files"]]

@@ -4,14 +4,20 @@ The page holds the loss-descent chart, the 2-D path (parameter-proxy space, PCA,
 layer; hidden-state space if the run stores no proxy layers), the lens heatmap and the
 trajectory text, all driven by one step slider (and the arrow keys). No Streamlit here.
 """
+
 from __future__ import annotations
 
 import html
 import json
+import os
+import tempfile
+from pathlib import Path
 
 import numpy as np
 
-from app import figures, text_view
+from backend.errors import InputError
+from backend.plots import figures
+from backend.plots import text as text_view
 
 EXPORT_CSS = """
 body { font-family: Inter, "Segoe UI", Helvetica, Arial, sans-serif; color: #1f2937; margin: 0; background: #fff; }
@@ -91,9 +97,9 @@ EXPORT_TEXT_CSS = ".raml-traj { flex-direction: column; }"
 def _path_data(run) -> tuple[np.ndarray | None, str]:
     """PCA path [B, 2] of the middle proxy layer (or hidden layer), with its caption."""
     try:
-        from backend import proxy
+        from backend.analysis import proxy
     except ImportError:
-        return None, "2-D path unavailable (backend.proxy missing)."
+        return None, "2-D path unavailable (backend.analysis.proxy missing)."
     for space in ("proxy", "hidden"):
         layers = proxy.available_layers(run, space)
         if layers:
@@ -101,13 +107,17 @@ def _path_data(run) -> tuple[np.ndarray | None, str]:
             proj = proxy.project([run], layer, space, method="pca")
             kind = "MLP ΔW proxy (single layer, exact at the probe token)" if space == "proxy" else "hidden state"
             ev = proj.explained_variance
-            axes = tuple(f"PC{i + 1} ({v:.0%} of variance)" for i, v in enumerate(ev)) if ev is not None else ("PC1", "PC2")
+            axes = (
+                tuple(f"PC{i + 1} ({v:.0%} of variance)" for i, v in enumerate(ev))
+                if ev is not None
+                else ("PC1", "PC2")
+            )
             return np.asarray(proj.coords[0], dtype=np.float64), f"{kind}, layer {layer}, PCA|{axes[0]}|{axes[1]}"
     return None, "2-D path unavailable: the run stores no layers."
 
 
 def build_export_html(run) -> str:
-    """The whole HTML document for ``run`` (a ``backend.cache.RunData``)."""
+    """The whole HTML document for ``run`` (a ``backend.store.runs.RunData``)."""
     from plotly.offline import get_plotlyjs
 
     meta, tokens, steps, lens = run.meta, run.tokens, run.steps, run.lens
@@ -122,9 +132,14 @@ def build_export_html(run) -> str:
     if coords is not None:
         kind, axis_x, axis_y = caption.split("|")
         caption = kind
-        path_fig = figures.path_figure(coords, figures.boundary_losses(tokens, steps), cursor=0,
-                                       axis_titles=(axis_x, axis_y), height=380,
-                                       step_texts=[""] + steps["text"].astype(str).tolist())
+        path_fig = figures.path_figure(
+            coords,
+            figures.boundary_losses(tokens, steps),
+            cursor=0,
+            axis_titles=(axis_x, axis_y),
+            height=380,
+            step_texts=[""] + steps["text"].astype(str).tolist(),
+        )
     payload = {
         "n_steps": n_steps,
         "labels": [figures.step_label(b, n_steps) for b in range(n_steps + 1)],
@@ -144,18 +159,21 @@ def build_export_html(run) -> str:
     s = meta["summary"]
     esc = html.escape
     title = f"RaML Explorer · {meta['question'][:80]}"
-    path_panel = (f'<div id="raml-path"></div><div class="note">{esc(caption)}</div>' if path_fig is not None
-                  else f'<div class="note">{esc(caption)}</div>')
+    path_panel = (
+        f'<div id="raml-path"></div><div class="note">{esc(caption)}</div>'
+        if path_fig is not None
+        else f'<div class="note">{esc(caption)}</div>'
+    )
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{esc(title)}</title>
 <script type="text/javascript">{get_plotlyjs()}</script>
 <style>{EXPORT_CSS}</style>
 </head><body data-step="0">
-<header><h1>{esc(meta['question'])}</h1>
-<div class="meta">answer <b>{esc(str(meta['answer']))}</b> ({esc(meta.get('answer_source', ''))}) · predicted
-<b>{esc(str(meta.get('predicted_answer') or '—'))}</b> ({verdict}) · model {esc(meta['model']['name'])} ·
-{s['n_tokens']} tokens · {s['n_steps']} steps · L̂ {s['initial_loss']:.3f} → {s['final_loss']:.3f} nats ·
+<header><h1>{esc(meta["question"])}</h1>
+<div class="meta">answer <b>{esc(str(meta["answer"]))}</b> ({esc(meta.get("answer_source", ""))}) · predicted
+<b>{esc(str(meta.get("predicted_answer") or "—"))}</b> ({verdict}) · model {esc(meta["model"]["name"])} ·
+{s["n_tokens"]} tokens · {s["n_steps"]} steps · L̂ {s["initial_loss"]:.3f} → {s["final_loss"]:.3f} nats ·
 run {esc(run.key)}</div></header>
 <div class="controls"><button id="raml-prev" title="previous step (←)">◀ Prev</button>
 <button id="raml-next" title="next step (→)">Next ▶</button><span id="raml-step-label"></span>
@@ -170,3 +188,23 @@ run {esc(run.key)}</div></header>
 <script>{EXPORT_JS}</script>
 </body></html>
 """
+
+
+def export_html(run, path: str | Path) -> Path:
+    """Write ``run`` as one HTML file at ``path`` (atomically) and return the path."""
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"export target {path} is a directory; give a file name such as run.html")
+    page = build_export_html(run)
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent if str(path.parent) else ".")
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(page)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except OSError as exc:
+        if tmp is not None and os.path.exists(tmp):
+            os.unlink(tmp)
+        raise InputError(f"cannot write {path}: {exc.strerror or exc}") from None
+    return path

@@ -4,6 +4,7 @@ Every builder returns a ``plotly.graph_objects.Figure`` so it can be unit-tested
 and reused by the HTML export. Shapes: S steps, B = S + 1 step boundaries (boundary 0 = before
 any thinking, boundary k = end of step k), L layers, n trajectory tokens, n + 1 cut points.
 """
+
 from __future__ import annotations
 
 import html
@@ -16,8 +17,15 @@ from plotly.subplots import make_subplots
 # One colour scale for loss everywhere (path points, lens heatmap, other pages): Viridis without
 # its palest yellow, so every point stays visible on white. Dark = low loss = the good end.
 LOSS_COLORSCALE = [
-    [0.0, "#440154"], [0.125, "#482878"], [0.25, "#3e4989"], [0.375, "#31688e"], [0.5, "#26828e"],
-    [0.625, "#1f9e89"], [0.75, "#35b779"], [0.875, "#6ece58"], [1.0, "#b5de2b"],
+    [0.0, "#440154"],
+    [0.125, "#482878"],
+    [0.25, "#3e4989"],
+    [0.375, "#31688e"],
+    [0.5, "#26828e"],
+    [0.625, "#1f9e89"],
+    [0.75, "#35b779"],
+    [0.875, "#6ece58"],
+    [1.0, "#b5de2b"],
 ]
 LOSS_COLORBAR_TITLE = "L̂ (nats)"
 LOSS_UNITS = "nats"
@@ -86,7 +94,9 @@ def _layout(fig: go.Figure, *, height: int, scale: float, title: str | None) -> 
     if title:
         fig.update_layout(title=dict(text=title, x=0.01, xanchor="left", font=dict(size=round(15 * scale))))
     fig.update_layout(
-        template="plotly_white", height=height, font=_font(scale),
+        template="plotly_white",
+        height=height,
+        font=_font(scale),
         margin=dict(l=64, r=24, t=56 if title else 36, b=52),
         hoverlabel=dict(font_size=round(12 * scale)),
         legend=dict(orientation="h", yanchor="bottom", y=1.01, xanchor="right", x=1.0),
@@ -119,27 +129,50 @@ def loss_descent_figure(
     token_text = [html.escape(t).replace("\n", "⏎") for t in tokens["token"].astype(str)]
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.74, 0.26], vertical_spacing=0.06)
 
-    fig.add_trace(go.Scatter(
-        x=progress, y=loss, mode="lines", name="L̂ per token", line=dict(color=RAW_COLOR, width=1),
-        customdata=np.stack([cuts, token_text], axis=1),
-        hovertemplate="cut %{customdata[0]} · token “%{customdata[1]}”<br>L̂ = %{y:.3f} nats<extra></extra>",
-    ), row=1, col=1)
-    fig.add_trace(go.Scatter(
-        x=progress, y=smooth, mode="lines", name=f"EMA (α = {alpha:g})", line=dict(color=EMA_COLOR, width=3),
-        hovertemplate="EMA L̂ = %{y:.3f} nats<extra></extra>",
-    ), row=1, col=1)
+    fig.add_trace(
+        go.Scatter(
+            x=progress,
+            y=loss,
+            mode="lines",
+            name="L̂ per token",
+            line=dict(color=RAW_COLOR, width=1),
+            customdata=np.stack([cuts, token_text], axis=1),
+            hovertemplate="cut %{customdata[0]} · token “%{customdata[1]}”<br>L̂ = %{y:.3f} nats<extra></extra>",
+        ),
+        row=1,
+        col=1,
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=progress,
+            y=smooth,
+            mode="lines",
+            name=f"EMA (α = {alpha:g})",
+            line=dict(color=EMA_COLOR, width=3),
+            hovertemplate="EMA L̂ = %{y:.3f} nats<extra></extra>",
+        ),
+        row=1,
+        col=1,
+    )
 
     refl = tokens["reflection"].astype(str).to_numpy()
     has_refl = refl != ""
     if has_refl.any():
-        fig.add_trace(go.Scatter(
-            x=progress[has_refl], y=loss[has_refl], mode="markers+text" if has_refl.sum() <= 12 else "markers",
-            name="reflection word", text=refl[has_refl],
-            textposition=["top center" if i % 2 == 0 else "bottom center" for i in range(int(has_refl.sum()))],
-            textfont=dict(color=REFLECTION_COLOR, size=round(11 * scale)),
-            marker=dict(symbol="diamond", size=9, color=REFLECTION_COLOR, line=dict(color="white", width=1)),
-            hovertemplate="“%{text}” · L̂ = %{y:.3f} nats<extra></extra>",
-        ), row=1, col=1)
+        fig.add_trace(
+            go.Scatter(
+                x=progress[has_refl],
+                y=loss[has_refl],
+                mode="markers+text" if has_refl.sum() <= 12 else "markers",
+                name="reflection word",
+                text=refl[has_refl],
+                textposition=["top center" if i % 2 == 0 else "bottom center" for i in range(int(has_refl.sum()))],
+                textfont=dict(color=REFLECTION_COLOR, size=round(11 * scale)),
+                marker=dict(symbol="diamond", size=9, color=REFLECTION_COLOR, line=dict(color="white", width=1)),
+                hovertemplate="“%{text}” · L̂ = %{y:.3f} nats<extra></extra>",
+            ),
+            row=1,
+            col=1,
+        )
 
     # step boundaries: short ticks along the bottom of the loss panel
     bcuts = boundary_cuts(steps)
@@ -147,35 +180,67 @@ def loss_descent_figure(
     tick_x = np.repeat(bx, 3)
     tick_y = np.tile([0.0, 0.05, np.nan], len(bx))
     dense = len(bx) > 60  # many steps: shorter, fainter ticks so they read as a rug, not a wall
-    fig.add_trace(go.Scatter(
-        x=tick_x, y=tick_y * (0.6 if dense else 1.0), mode="lines", yaxis="y3", name="step boundary",
-        line=dict(color=BOUNDARY_COLOR, width=1 if dense else 1.5), opacity=0.45 if dense else 1.0,
-        hoverinfo="skip",
-    ))
+    fig.add_trace(
+        go.Scatter(
+            x=tick_x,
+            y=tick_y * (0.6 if dense else 1.0),
+            mode="lines",
+            yaxis="y3",
+            name="step boundary",
+            line=dict(color=BOUNDARY_COLOR, width=1 if dense else 1.5),
+            opacity=0.45 if dense else 1.0,
+            hoverinfo="skip",
+        )
+    )
 
-    fig.add_trace(go.Scatter(
-        x=progress, y=tokens["p_answer"].to_numpy(dtype=np.float64), mode="lines", name="p(answer)",
-        line=dict(color=P_COLOR, width=1.5), showlegend=False,
-        hovertemplate="p(first answer token) = %{y:.3g}<extra></extra>",
-    ), row=2, col=1)
+    fig.add_trace(
+        go.Scatter(
+            x=progress,
+            y=tokens["p_answer"].to_numpy(dtype=np.float64),
+            mode="lines",
+            name="p(answer)",
+            line=dict(color=P_COLOR, width=1.5),
+            showlegend=False,
+            hovertemplate="p(first answer token) = %{y:.3g}<extra></extra>",
+        ),
+        row=2,
+        col=1,
+    )
 
     # shaded, not dropped: cut points after the answer text already appeared in the trajectory
     seen = tokens["after_answer_seen"].to_numpy(dtype=bool)
     if seen.any():
         x0 = float(progress[np.argmax(seen)])
         for row in (1, 2):
-            fig.add_vrect(x0=x0, x1=float(progress.max()), fillcolor=SHADE_COLOR, line_width=0, layer="below",
-                          row=row, col=1, exclude_empty_subplots=False)
-        fig.add_annotation(x=x0, y=1, xref="x", yref="y domain", text="answer already in the text",
-                           showarrow=False, xanchor="left", yanchor="top", font=dict(size=round(11 * scale),
-                           color=BOUNDARY_COLOR))
+            fig.add_vrect(
+                x0=x0,
+                x1=float(progress.max()),
+                fillcolor=SHADE_COLOR,
+                line_width=0,
+                layer="below",
+                row=row,
+                col=1,
+                exclude_empty_subplots=False,
+            )
+        fig.add_annotation(
+            x=x0,
+            y=1,
+            xref="x",
+            yref="y domain",
+            text="answer already in the text",
+            showarrow=False,
+            xanchor="left",
+            yanchor="top",
+            font=dict(size=round(11 * scale), color=BOUNDARY_COLOR),
+        )
 
     _layout(fig, height=height, scale=scale, title=title)
     fig.update_layout(yaxis3=dict(overlaying="y", range=[0, 1], visible=False, fixedrange=True))
     fig.update_yaxes(title_text="L̂ (nats)", row=1, col=1)
     fig.update_yaxes(title_text="p(answer)", row=2, col=1, rangemode="tozero", tickformat=".2~g")
-    fig.update_xaxes(title_text="progress through the trajectory (cut point / n tokens)", range=[-0.01, 1.01],
-                     row=2, col=1)
+    fig.update_xaxes(
+        title_text="progress through the trajectory (cut point / n tokens)", range=[-0.01, 1.01], row=2, col=1
+    )
     if cursor is not None:
         set_loss_cursor(fig, float(bx[int(np.clip(cursor, 0, len(bx) - 1))]))
     return fig
@@ -184,8 +249,17 @@ def loss_descent_figure(
 def set_loss_cursor(fig: go.Figure, x: float) -> go.Figure:
     """Draw (or move) the vertical cursor line at progress ``x`` across both panels."""
     shapes = [s for s in fig.layout.shapes if getattr(s, "name", None) != "cursor"]
-    cursor = dict(type="line", name="cursor", x0=x, x1=x, xref="x", y0=0, y1=1, yref="paper",
-                  line=dict(color=CURSOR_COLOR, width=2))
+    cursor = dict(
+        type="line",
+        name="cursor",
+        x0=x,
+        x1=x,
+        xref="x",
+        y0=0,
+        y1=1,
+        yref="paper",
+        line=dict(color=CURSOR_COLOR, width=2),
+    )
     fig.update_layout(shapes=[*shapes, cursor])
     return fig
 
@@ -215,24 +289,58 @@ def path_figure(
     snippets = step_texts or [""] * B
     hover = [f"{'start' if b == 0 else f'step {b}'}: {html.escape(s.strip()[:60])}" for b, s in zip(idx, snippets)]
     fig = go.Figure()
-    fig.add_trace(go.Scatter(x=coords[:, 0], y=coords[:, 1], mode="lines", line=dict(color="#cbd5e1", width=1.5),
-                             hoverinfo="skip", showlegend=False))
+    fig.add_trace(
+        go.Scatter(
+            x=coords[:, 0],
+            y=coords[:, 1],
+            mode="lines",
+            line=dict(color="#cbd5e1", width=1.5),
+            hoverinfo="skip",
+            showlegend=False,
+        )
+    )
     symbols = ["circle"] + ["arrow"] * (B - 1)
-    fig.add_trace(go.Scatter(
-        x=coords[:, 0], y=coords[:, 1], mode="markers", name="boundary", showlegend=False,
-        customdata=idx, text=hover,
-        marker=dict(symbol=symbols, angleref="previous", size=13 if B < 80 else 10, color=loss,
-                    colorscale=LOSS_COLORSCALE, cmin=float(np.nanmin(loss)), cmax=float(np.nanmax(loss)),
-                    colorbar=dict(title=dict(text=LOSS_COLORBAR_TITLE, side="right"), thickness=12, len=0.9),
-                    line=dict(color="white", width=0.5)),
-        unselected=dict(marker=dict(opacity=1.0)),
-        hovertemplate="%{text}<br>L̂ = %{marker.color:.3f} nats<br><i>click to jump here</i><extra></extra>",
-    ))
-    fig.add_annotation(x=coords[0, 0], y=coords[0, 1], text="start", showarrow=False, yshift=14,
-                       font=dict(size=round(11 * scale), color=BOUNDARY_COLOR))
+    fig.add_trace(
+        go.Scatter(
+            x=coords[:, 0],
+            y=coords[:, 1],
+            mode="markers",
+            name="boundary",
+            showlegend=False,
+            customdata=idx,
+            text=hover,
+            marker=dict(
+                symbol=symbols,
+                angleref="previous",
+                size=13 if B < 80 else 10,
+                color=loss,
+                colorscale=LOSS_COLORSCALE,
+                cmin=float(np.nanmin(loss)),
+                cmax=float(np.nanmax(loss)),
+                colorbar=dict(title=dict(text=LOSS_COLORBAR_TITLE, side="right"), thickness=12, len=0.9),
+                line=dict(color="white", width=0.5),
+            ),
+            unselected=dict(marker=dict(opacity=1.0)),
+            hovertemplate="%{text}<br>L̂ = %{marker.color:.3f} nats<br><i>click to jump here</i><extra></extra>",
+        )
+    )
+    fig.add_annotation(
+        x=coords[0, 0],
+        y=coords[0, 1],
+        text="start",
+        showarrow=False,
+        yshift=14,
+        font=dict(size=round(11 * scale), color=BOUNDARY_COLOR),
+    )
     if B > 1:
-        fig.add_annotation(x=coords[-1, 0], y=coords[-1, 1], text="end", showarrow=False, yshift=14,
-                           font=dict(size=round(11 * scale), color=BOUNDARY_COLOR))
+        fig.add_annotation(
+            x=coords[-1, 0],
+            y=coords[-1, 1],
+            text="end",
+            showarrow=False,
+            yshift=14,
+            font=dict(size=round(11 * scale), color=BOUNDARY_COLOR),
+        )
     _layout(fig, height=height, scale=scale, title=title)
     fig.update_layout(clickmode="event+select", dragmode="pan", showlegend=False)
     ranges = []
@@ -251,10 +359,17 @@ def set_path_cursor(fig: go.Figure, coords: np.ndarray, cursor: int, size: int =
     """Ring the current boundary of a 2-D path (trace named ``cursor``); coords ``[S+1, 2]``."""
     cursor = int(np.clip(cursor, 0, len(coords) - 1))
     fig.data = [t for t in fig.data if t.name != "cursor"]
-    fig.add_trace(go.Scatter(
-        x=[coords[cursor, 0]], y=[coords[cursor, 1]], mode="markers", name="cursor", showlegend=False,
-        marker=dict(symbol="circle-open", size=size, color=CURSOR_COLOR, line=dict(width=3)), hoverinfo="skip",
-    ))
+    fig.add_trace(
+        go.Scatter(
+            x=[coords[cursor, 0]],
+            y=[coords[cursor, 1]],
+            mode="markers",
+            name="cursor",
+            showlegend=False,
+            marker=dict(symbol="circle-open", size=size, color=CURSOR_COLOR, line=dict(width=3)),
+            hoverinfo="skip",
+        )
+    )
     return fig
 
 
@@ -288,20 +403,38 @@ def lens_heatmap_figure(
     if value == "nll":
         finite = grid[np.isfinite(grid)]
         zmax = float(np.percentile(finite, 95)) if finite.size else 1.0
-        z_kw = dict(colorscale=LOSS_COLORSCALE, zmin=float(finite.min()) if finite.size else 0.0, zmax=zmax,
-                    colorbar=dict(title=dict(text=f"lens {LOSS_COLORBAR_TITLE}", side="right"), thickness=12))
+        z_kw = dict(
+            colorscale=LOSS_COLORSCALE,
+            zmin=float(finite.min()) if finite.size else 0.0,
+            zmax=zmax,
+            colorbar=dict(title=dict(text=f"lens {LOSS_COLORBAR_TITLE}", side="right"), thickness=12),
+        )
         fmt = "answer NLL %{z:.3f} nats"
     else:  # high probability = low loss: the same scale, reversed, so dark stays "good"
-        z_kw = dict(colorscale=LOSS_COLORSCALE, reversescale=True, zmin=0.0, zmax=1.0,
-                    colorbar=dict(title=dict(text="p(answer)", side="right"), thickness=12))
+        z_kw = dict(
+            colorscale=LOSS_COLORSCALE,
+            reversescale=True,
+            zmin=0.0,
+            zmax=1.0,
+            colorbar=dict(title=dict(text="p(answer)", side="right"), thickness=12),
+        )
         fmt = "p(first answer token) %{z:.3f}"
-    fig = go.Figure(go.Heatmap(
-        z=grid, x=np.arange(B), y=np.arange(L), customdata=texts, xgap=0, ygap=0,
-        hovertemplate=f"boundary %{{x}} · layer %{{y}}<br>{fmt}<br>top: %{{customdata}}<extra></extra>", **z_kw,
-    ))
+    fig = go.Figure(
+        go.Heatmap(
+            z=grid,
+            x=np.arange(B),
+            y=np.arange(L),
+            customdata=texts,
+            xgap=0,
+            ygap=0,
+            hovertemplate=f"boundary %{{x}} · layer %{{y}}<br>{fmt}<br>top: %{{customdata}}<extra></extra>",
+            **z_kw,
+        )
+    )
     _layout(fig, height=height, scale=scale, title=title)
-    fig.update_xaxes(title_text="step boundary (0 = before thinking)", range=[-0.5, B - 0.5], tick0=0,
-                     dtick=max(1, round(B / 12)))
+    fig.update_xaxes(
+        title_text="step boundary (0 = before thinking)", range=[-0.5, B - 0.5], tick0=0, dtick=max(1, round(B / 12))
+    )
     fig.update_yaxes(title_text="layer", range=[-0.5, L - 0.5], tick0=0, dtick=max(1, round(L / 8)))
     if cursor is not None:
         set_lens_cursor(fig, int(cursor), L)
@@ -311,7 +444,17 @@ def lens_heatmap_figure(
 def set_lens_cursor(fig: go.Figure, cursor: int, n_layers: int) -> go.Figure:
     """Outline the current boundary's column."""
     shapes = [s for s in fig.layout.shapes if getattr(s, "name", None) != "cursor"]
-    rect = dict(type="rect", name="cursor", x0=cursor - 0.5, x1=cursor + 0.5, y0=-0.5, y1=n_layers - 0.5,
-                xref="x", yref="y", line=dict(color=CURSOR_COLOR, width=3), fillcolor="rgba(0,0,0,0)")
+    rect = dict(
+        type="rect",
+        name="cursor",
+        x0=cursor - 0.5,
+        x1=cursor + 0.5,
+        y0=-0.5,
+        y1=n_layers - 0.5,
+        xref="x",
+        yref="y",
+        line=dict(color=CURSOR_COLOR, width=3),
+        fillcolor="rgba(0,0,0,0)",
+    )
     fig.update_layout(shapes=[*shapes, rect])
     return fig

@@ -1,4 +1,4 @@
-"""The Ray engine of ``batch`` (DESIGN.md §8): one Ray task per (question, sample), run by a
+"""The Ray engine of ``batch`` (docs/architecture.md §2): one Ray task per (question, sample), run by a
 pool of actors that each load the model once and write into the same content-addressed cache
 (a shared file system on a cluster).
 
@@ -9,14 +9,15 @@ pool of actors that each load the model once and write into the same content-add
 - ``--address`` joins a running cluster; without it a local instance is started with the
   CPUs this process may use (``RAML_RAY_CPUS`` to change) and no dashboard.
 """
+
 from __future__ import annotations
 
 import logging
 import os
 from collections import deque
 
-from .batch import BatchItem, ItemResult, describe_failure, item_request, run_request
-from .errors import RamlError
+from backend.errors import RamlError
+from backend.scale.batch import BatchItem, ItemResult, describe_failure, item_request, run_request
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +28,7 @@ class RunWorker:
     """A Ray actor: one process holding one model (loaded on first use), running requests."""
 
     def __init__(self, cache_dir: str):
-        from .cache import RunStore
+        from backend.store.runs import RunStore
 
         self.store = RunStore(cache_dir)
 
@@ -38,8 +39,8 @@ class RunWorker:
 
 def cached_key(request, store, fingerprints: dict[str, str]) -> str | None:
     """The run key if this request was already computed (checked without loading the model)."""
-    from .jobs import request_key
-    from .models import resolve
+    from backend.engine.models import resolve
+    from backend.jobs import request_key
 
     if request.model not in fingerprints:
         fingerprints[request.model] = resolve(request.model).fingerprint()
@@ -105,8 +106,13 @@ def run_items_ray(args, make_request, items: list[BatchItem], store) -> list[Ite
         else:
             pending.append((i, request))
 
-    with tqdm(total=len(items), initial=len(items) - len(pending), desc="batch (ray)", unit="run",
-              disable=getattr(args, "quiet", False)) as bar:
+    with tqdm(
+        total=len(items),
+        initial=len(items) - len(pending),
+        desc="batch (ray)",
+        unit="run",
+        disable=getattr(args, "quiet", False),
+    ) as bar:
         if pending:
             for i, (key, cached, error) in _run_on_ray(args, pending, store, bar):
                 results[i] = ItemResult(items[i], key, cached, error)

@@ -2,6 +2,7 @@
 ``<think>`` part, tokenize it with character offsets, segment it into steps, and mark
 reflection words.
 """
+
 from __future__ import annotations
 
 import bisect
@@ -10,13 +11,13 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .errors import InputError
+from backend.errors import InputError
 
 RAML_TEMPLATE = "\n\n**Final Answer**\n\\boxed{"
 
 SEGMENTATIONS = ("sentences", "lines", "paragraphs", "tokens")
 
-# Reflection words (DESIGN.md §1 plus common variants). Multi-word phrases first.
+# Reflection words (docs/architecture.md §1 plus common variants). Multi-word phrases first.
 REFLECTION_PATTERN = re.compile(
     r"\b(let me (?:double[- ]?check|check|verify|re-?check)|(?:in )?any case|"
     r"wait|retry|recheck|re-check|however|alternatively|hmm+)\b",
@@ -116,7 +117,7 @@ def generate(loaded, question: str, settings: GenerationSettings) -> str:
         kwargs.update(do_sample=True, temperature=settings.temperature, top_p=settings.top_p)
     with torch.inference_mode():
         out = model.generate(ids, attention_mask=torch.ones_like(ids), **kwargs)
-    text = tok.decode(out[0, ids.shape[1]:], skip_special_tokens=False)
+    text = tok.decode(out[0, ids.shape[1] :], skip_special_tokens=False)
     for special in {tok.eos_token, tok.pad_token} - {None}:
         text = text.split(special)[0]
     return text

@@ -1,4 +1,4 @@
-"""Plotly figure builders for the Dataset page: pure functions of ``backend.dataset_stats``
+"""Plotly figure builders for the Dataset page: pure functions of ``backend.analysis.dataset_stats``
 tables (no Streamlit), so they are unit-tested on data alone.
 
 Inputs: ``curve`` [groups x bins rows: group, progress, mean, std, sem, q25, q75, n_runs],
@@ -6,6 +6,7 @@ Inputs: ``curve`` [groups x bins rows: group, progress, mean, std, sem, q25, q75
 ``reflections`` [one row per word: word, count, n_runs, mean_rel_change, ...].
 Points carry the run key as ``customdata[0]`` so a click can open the run in Explore.
 """
+
 from __future__ import annotations
 
 import html
@@ -16,8 +17,12 @@ import plotly.graph_objects as go
 
 LOSS_AXIS = "L̂ (nats)"
 GROUP_COLORS = {"all": "#2a3f7a", "correct": "#15803d", "incorrect": "#b91c1c", "unknown": "#64748b"}
-GROUP_LABELS = {"all": "all runs", "correct": "correct", "incorrect": "incorrect",
-                "unknown": "no reference (model's own answer)"}
+GROUP_LABELS = {
+    "all": "all runs",
+    "correct": "correct",
+    "incorrect": "incorrect",
+    "unknown": "no reference (model's own answer)",
+}
 GROUP_ORDER = ("correct", "incorrect", "unknown")
 BASELINE_COLOR = "#d97706"
 BANDS = {
@@ -34,7 +39,8 @@ def _rgba(hex_color: str, alpha: float) -> str:
 
 def _layout(fig: go.Figure, *, title: str, height: int, scale: float = 1.0) -> go.Figure:
     fig.update_layout(
-        template="plotly_white", height=height,
+        template="plotly_white",
+        height=height,
         font=dict(family="Inter, Segoe UI, Helvetica, Arial, sans-serif", size=round(13 * scale), color="#1f2937"),
         title=dict(text=title, x=0.01, xanchor="left", font=dict(size=round(15 * scale))),
         margin=dict(l=64, r=24, t=64, b=52),
@@ -58,8 +64,9 @@ def band_bounds(curve: pd.DataFrame, band: str) -> tuple[np.ndarray, np.ndarray]
     raise ValueError(f"unknown band '{band}': use one of {', '.join(BANDS)}")
 
 
-def mean_loss_curve_figure(curve: pd.DataFrame, band: str = "ci95", split: bool = True,
-                           scale: float = 1.0) -> go.Figure:
+def mean_loss_curve_figure(
+    curve: pd.DataFrame, band: str = "ci95", split: bool = True, scale: float = 1.0
+) -> go.Figure:
     """Mean L̂ over normalized progress c/n, one line per correctness group with a shaded band.
 
     ``split=False`` (or a single group) draws the ``all`` curve only.
@@ -76,23 +83,45 @@ def mean_loss_curve_figure(curve: pd.DataFrame, band: str = "ci95", split: bool 
         lower, upper = band_bounds(part, band)
         for start, stop in _segments(~(np.isnan(lower) | np.isnan(upper))):  # one polygon per unbroken stretch
             xs = x[start:stop]
-            fig.add_trace(go.Scatter(
-                x=np.concatenate([xs, xs[::-1]]), y=np.concatenate([upper[start:stop], lower[start:stop][::-1]]),
-                mode="lines", fill="toself", fillcolor=_rgba(color, 0.16), line=dict(width=0), hoverinfo="skip",
-                showlegend=False, legendgroup=group, name=f"{GROUP_LABELS[group]} band",
-            ))
+            fig.add_trace(
+                go.Scatter(
+                    x=np.concatenate([xs, xs[::-1]]),
+                    y=np.concatenate([upper[start:stop], lower[start:stop][::-1]]),
+                    mode="lines",
+                    fill="toself",
+                    fillcolor=_rgba(color, 0.16),
+                    line=dict(width=0),
+                    hoverinfo="skip",
+                    showlegend=False,
+                    legendgroup=group,
+                    name=f"{GROUP_LABELS[group]} band",
+                )
+            )
         n_total = int(part["n_runs"].max()) if len(part) else 0
-        fig.add_trace(go.Scatter(
-            x=x, y=part["mean"], mode="lines", name=f"{GROUP_LABELS[group]} ({_runs(n_total)})",
-            line=dict(color=color, width=2.5), connectgaps=False, legendgroup=group,
-            customdata=np.stack([part["n_runs"].to_numpy(), lower, upper], axis=1),
-            hovertemplate=(f"{GROUP_LABELS[group]}<br>progress %{{x:.2f}}<br>mean L̂ = %{{y:.3f}} nats"
-                           "<br>band %{customdata[1]:.3f} – %{customdata[2]:.3f}<br>%{customdata[0]} runs<extra></extra>"),
-        ))
+        fig.add_trace(
+            go.Scatter(
+                x=x,
+                y=part["mean"],
+                mode="lines",
+                name=f"{GROUP_LABELS[group]} ({_runs(n_total)})",
+                line=dict(color=color, width=2.5),
+                connectgaps=False,
+                legendgroup=group,
+                customdata=np.stack([part["n_runs"].to_numpy(), lower, upper], axis=1),
+                hovertemplate=(
+                    f"{GROUP_LABELS[group]}<br>progress %{{x:.2f}}<br>mean L̂ = %{{y:.3f}} nats"
+                    "<br>band %{customdata[1]:.3f} – %{customdata[2]:.3f}<br>%{customdata[0]} runs<extra></extra>"
+                ),
+            )
+        )
     fig.update_xaxes(title_text="progress through the trajectory (c / n)", range=[0, 1])
     fig.update_yaxes(title_text=f"mean {LOSS_AXIS}")
-    return _layout(fig, title=f"Mean answer loss over the trajectory · band: {BANDS.get(band, band)}",
-                   height=round(400 * scale), scale=scale)
+    return _layout(
+        fig,
+        title=f"Mean answer loss over the trajectory · band: {BANDS.get(band, band)}",
+        height=round(400 * scale),
+        scale=scale,
+    )
 
 
 def _runs(n: int) -> str:
@@ -112,8 +141,7 @@ def _hover_rows(runs: pd.DataFrame) -> list[str]:
         question = html.escape(question if len(question) <= 90 else question[:90] + "…")
         label = html.escape(str(r.label or r.key[:8]))
         predicted = "—" if r.predicted_answer is None else html.escape(str(r.predicted_answer)[:40])
-        rows.append(f"<b>{label}</b> · {question}<br>answer {html.escape(str(r.answer)[:40])}, "
-                    f"model said {predicted}")
+        rows.append(f"<b>{label}</b> · {question}<br>answer {html.escape(str(r.answer)[:40])}, model said {predicted}")
     return rows
 
 
@@ -125,13 +153,18 @@ def final_loss_vs_length_figure(runs: pd.DataFrame, scale: float = 1.0) -> go.Fi
         part = runs[runs["group"] == group]
         if part.empty:
             continue
-        fig.add_trace(go.Scatter(
-            x=part["n_tokens"], y=part["final_loss"], mode="markers", name=f"{GROUP_LABELS[group]} ({len(part)})",
-            marker=dict(color=GROUP_COLORS[group], size=8, opacity=0.8, line=dict(color="white", width=0.5)),
-            customdata=np.stack([part["key"].to_numpy(), _hover_rows(part)], axis=1),
-            hovertemplate="%{customdata[1]}<br>n = %{x} tokens · final L̂ = %{y:.3f} nats"
-                          "<br><i>click to open in Explore</i><extra></extra>",
-        ))
+        fig.add_trace(
+            go.Scatter(
+                x=part["n_tokens"],
+                y=part["final_loss"],
+                mode="markers",
+                name=f"{GROUP_LABELS[group]} ({len(part)})",
+                marker=dict(color=GROUP_COLORS[group], size=8, opacity=0.8, line=dict(color="white", width=0.5)),
+                customdata=np.stack([part["key"].to_numpy(), _hover_rows(part)], axis=1),
+                hovertemplate="%{customdata[1]}<br>n = %{x} tokens · final L̂ = %{y:.3f} nats"
+                "<br><i>click to open in Explore</i><extra></extra>",
+            )
+        )
     fig.update_xaxes(title_text="trajectory length n (tokens)")
     fig.update_yaxes(title_text=f"final {LOSS_AXIS}")
     return _layout(fig, title="Final loss vs trajectory length", height=round(380 * scale), scale=scale)
@@ -144,12 +177,19 @@ def final_loss_by_correctness_figure(runs: pd.DataFrame, scale: float = 1.0) -> 
         part = runs[runs["group"] == group]
         if part.empty:
             continue
-        fig.add_trace(go.Box(
-            y=part["final_loss"], name=f"{group} ({len(part)})", boxpoints="all", jitter=0.4, pointpos=0,
-            marker=dict(color=GROUP_COLORS[group], size=6, opacity=0.7), line=dict(color=GROUP_COLORS[group]),
-            customdata=np.stack([part["key"].to_numpy(), _hover_rows(part)], axis=1),
-            hovertemplate="%{customdata[1]}<br>final L̂ = %{y:.3f} nats<extra></extra>",
-        ))
+        fig.add_trace(
+            go.Box(
+                y=part["final_loss"],
+                name=f"{group} ({len(part)})",
+                boxpoints="all",
+                jitter=0.4,
+                pointpos=0,
+                marker=dict(color=GROUP_COLORS[group], size=6, opacity=0.7),
+                line=dict(color=GROUP_COLORS[group]),
+                customdata=np.stack([part["key"].to_numpy(), _hover_rows(part)], axis=1),
+                hovertemplate="%{customdata[1]}<br>final L̂ = %{y:.3f} nats<extra></extra>",
+            )
+        )
     fig.update_yaxes(title_text=f"final {LOSS_AXIS}")
     fig.update_layout(showlegend=False)
     return _layout(fig, title="Final loss by correctness", height=round(380 * scale), scale=scale)
@@ -159,30 +199,52 @@ def reflection_effect_figure(reflections: pd.DataFrame, baseline: dict, scale: f
     """Mean relative loss change across each reflection word (bars, count as text), with the
     per-token baseline as a dashed line in the legend."""
     table = reflections.sort_values("mean_rel_change")
-    fig = go.Figure(go.Bar(
-        x=table["mean_rel_change"], y=table["word"], orientation="h", marker_color="#2a3f7a",
-        text=[f"n={c}" for c in table["count"]], textposition="outside", cliponaxis=False,
-        customdata=np.stack([table["count"].to_numpy(), table["n_runs"].to_numpy(),
-                             table["median_rel_change"].to_numpy()], axis=1),
-        hovertemplate=("“%{y}”<br>mean |ΔL̂| / L̂ = %{x:.4f}<br>median %{customdata[2]:.4f}"
-                       "<br>%{customdata[0]} times in %{customdata[1]} runs<extra></extra>"),
-        name="reflection word (mean)", showlegend=False,
-    ))
+    fig = go.Figure(
+        go.Bar(
+            x=table["mean_rel_change"],
+            y=table["word"],
+            orientation="h",
+            marker_color="#2a3f7a",
+            text=[f"n={c}" for c in table["count"]],
+            textposition="outside",
+            cliponaxis=False,
+            customdata=np.stack(
+                [table["count"].to_numpy(), table["n_runs"].to_numpy(), table["median_rel_change"].to_numpy()], axis=1
+            ),
+            hovertemplate=(
+                "“%{y}”<br>mean |ΔL̂| / L̂ = %{x:.4f}<br>median %{customdata[2]:.4f}"
+                "<br>%{customdata[0]} times in %{customdata[1]} runs<extra></extra>"
+            ),
+            name="reflection word (mean)",
+            showlegend=False,
+        )
+    )
     top = float(table["mean_rel_change"].max()) if len(table) else 0.0
     base = baseline.get("mean_rel_change")
     if base is not None and np.isfinite(base):
-        fig.add_trace(go.Scatter(
-            x=[base, base], y=[-0.5, len(table) - 0.5], mode="lines", yaxis="y2",
-            line=dict(color=BASELINE_COLOR, width=2, dash="dash"),
-            name=f"ordinary token: {base:.4f} (n={baseline.get('count', 0)})",
-            hovertemplate="per-token baseline %{x:.4f}<extra></extra>",
-        ))
+        fig.add_trace(
+            go.Scatter(
+                x=[base, base],
+                y=[-0.5, len(table) - 0.5],
+                mode="lines",
+                yaxis="y2",
+                line=dict(color=BASELINE_COLOR, width=2, dash="dash"),
+                name=f"ordinary token: {base:.4f} (n={baseline.get('count', 0)})",
+                hovertemplate="per-token baseline %{x:.4f}<extra></extra>",
+            )
+        )
         top = max(top, float(base))
         fig.update_layout(yaxis2=dict(overlaying="y", range=[-0.5, len(table) - 0.5], visible=False))
     fig.update_xaxes(title_text="mean |ΔL̂| / L̂(before)", range=[0, top * 1.22 if top > 0 else 1], tickformat="~g")
     fig.update_yaxes(title_text=None)
-    fig = _layout(fig, title="Reflection words vs ordinary tokens", height=round(max(280, 120 + 34 * len(table)) * scale),
-                  scale=scale)
-    fig.update_layout(legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="left", x=0.0),
-                      margin=dict(l=110, r=40, t=80, b=52))
+    fig = _layout(
+        fig,
+        title="Reflection words vs ordinary tokens",
+        height=round(max(280, 120 + 34 * len(table)) * scale),
+        scale=scale,
+    )
+    fig.update_layout(
+        legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="left", x=0.0),
+        margin=dict(l=110, r=40, t=80, b=52),
+    )
     return fig

@@ -1,4 +1,4 @@
-"""Parameter-proxy space (DESIGN.md §1): the trajectory as a path of implicit weight updates.
+"""Parameter-proxy space (docs/architecture.md §1): the trajectory as a path of implicit weight updates.
 
 For a proxy layer ℓ with MLP input projections W (gate and up, stacked), z_c the MLP input at
 the probe position after cut c and z_0 the same with no trajectory,
@@ -6,12 +6,13 @@ the probe position after cut c and z_0 the same with no trajectory,
     ΔW_c = W (z_c − z_0) z_0ᵀ / ‖z_0‖²   satisfies   (W + ΔW_c) z_0 = W z_c.
 
 Every ΔW_c is ``u_c ẑ_0ᵀ`` with u_c = W (z_c − z_0) / ‖z_0‖ and the unit vector ẑ_0 shared by
-all c, so ‖ΔW_a − ΔW_b‖_F = ‖u_a − u_b‖: the path is studied in u-space ([S+1, 2·d_ff]).
+all c, so ‖ΔW_a − ΔW_b‖_F = ‖u_a − u_b‖: the path is studied in u-space ([K, 2·d_ff]).
 The hidden-state space (residual stream at the probe position) is the simpler alternative.
 
 This module: vectors per space, step geometry, and 2-D projections (PCA / UMAP) fitted once
 per view and cached on disk next to the first run (``<run dir>/derived/``).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -25,8 +26,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .cache import RunData
-from .errors import InputError
+from backend.errors import InputError
+from backend.store.runs import RunData
 
 SPACES = ("proxy", "hidden")
 METHODS = ("pca", "umap")
@@ -34,7 +35,7 @@ PROJECTION_VERSION = 1
 SEED = 0
 FIT_COUNT = 0  # number of projections actually fitted in this process (tests count refits)
 
-_memo: dict[str, "Projection"] = {}
+_memo: dict[str, Projection] = {}
 _memo_lock = threading.Lock()
 _MEMO_SIZE = 32
 
@@ -51,12 +52,12 @@ def available_layers(run: RunData, space: str) -> list[int]:
         return list(range(int(run.meta["model"]["n_layers"])))
     prefix = "proxy_preact."
     names = run.tensor_names()
-    layers = [n[len(prefix):] for n in names if n.startswith(prefix)]
+    layers = [n[len(prefix) :] for n in names if n.startswith(prefix)]
     return sorted(int(i) for i in layers if f"proxy_input.{i}" in names)
 
 
 def space_vectors(run: RunData, layer: int, space: str) -> np.ndarray:
-    """Points of the path, one per boundary: ``[S+1, D]`` float32 (row 0 = no trajectory).
+    """Points of the path, one per boundary: ``[K, D]`` float32 (row 0 = no trajectory).
 
     proxy: u_c = (W z_c − W z_0) / ‖z_0‖, D = 2·d_ff (gate and up); hidden: residual stream
     after ``layer`` at the probe position, D = d_model.
@@ -68,7 +69,7 @@ def space_vectors(run: RunData, layer: int, space: str) -> np.ndarray:
     layer = int(layer)
     if space == "hidden":
         return run.hidden_layer(layer)
-    preact = run.tensor(f"proxy_preact.{layer}").astype(np.float64)  # [S+1, 2*d_ff]
+    preact = run.tensor(f"proxy_preact.{layer}").astype(np.float64)  # [K, 2*d_ff]
     z0 = run.tensor(f"proxy_input.{layer}")[0].astype(np.float64)  # [d]
     z0_norm = float(np.linalg.norm(z0))
     if not np.isfinite(z0_norm) or z0_norm == 0.0:
@@ -77,14 +78,14 @@ def space_vectors(run: RunData, layer: int, space: str) -> np.ndarray:
 
 
 def proxy_factors(run: RunData, layer: int) -> tuple[np.ndarray, np.ndarray]:
-    """(u ``[S+1, 2·d_ff]``, ẑ_0 ``[d]``): ΔW_c = u_c ẑ_0ᵀ (gate rows first, then up)."""
+    """(u ``[K, 2·d_ff]``, ẑ_0 ``[d]``): ΔW_c = u_c ẑ_0ᵀ (gate rows first, then up)."""
     u = space_vectors(run, layer, "proxy")
     z0 = run.tensor(f"proxy_input.{layer}")[0].astype(np.float64)
     return u, (z0 / np.linalg.norm(z0)).astype(np.float32)
 
 
 def step_geometry(vectors: np.ndarray) -> pd.DataFrame:
-    """Per boundary c (rows of ``vectors`` ``[S+1, D]``): the pseudo-gradient step g_c = v_c − v_{c−1}.
+    """Per boundary c (rows of ``vectors`` ``[K, D]``): the pseudo-gradient step g_c = v_c − v_{c−1}.
 
     Columns: boundary, step_size ‖g_c‖ (NaN at 0), cosine_prev cos(g_c, g_{c−1}) (NaN at 0, 1
     or for a zero step), path_length Σ‖g‖, displacement ‖v_c − v_0‖, straightness =
@@ -92,9 +93,9 @@ def step_geometry(vectors: np.ndarray) -> pd.DataFrame:
     """
     v = np.asarray(vectors, dtype=np.float64)
     if v.ndim != 2 or len(v) == 0:
-        raise ProxyError(f"step_geometry needs a [S+1, D] array, got shape {v.shape}")
+        raise ProxyError(f"step_geometry needs a [K, D] array, got shape {v.shape}")
     n = len(v)
-    g = np.diff(v, axis=0)  # [S, D]
+    g = np.diff(v, axis=0)  # [K-1, D]
     size = np.linalg.norm(g, axis=1)
     step_size = np.concatenate([[np.nan], size])
     cosine = np.full(n, np.nan)
@@ -107,10 +108,16 @@ def step_geometry(vectors: np.ndarray) -> pd.DataFrame:
     displacement = np.linalg.norm(v - v[0], axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         straight = np.where(path > 0, displacement / np.where(path > 0, path, 1.0), np.nan)
-    return pd.DataFrame({
-        "boundary": np.arange(n), "step_size": step_size, "cosine_prev": np.clip(cosine, -1.0, 1.0),
-        "path_length": path, "displacement": displacement, "straightness": straight,
-    })
+    return pd.DataFrame(
+        {
+            "boundary": np.arange(n),
+            "step_size": step_size,
+            "cosine_prev": np.clip(cosine, -1.0, 1.0),
+            "path_length": path,
+            "displacement": displacement,
+            "straightness": straight,
+        }
+    )
 
 
 # ---------------------------------------------------------------------------- projection
@@ -135,7 +142,7 @@ class Projection:
     n_neighbors: int | None = None  # k used by trustworthiness
 
     def origin_coords(self, index: int = 0) -> np.ndarray:
-        """PCA only: run ``index`` in plane coordinates through the origin ``[S+1, 2]``
+        """PCA only: run ``index`` in plane coordinates through the origin ``[K, 2]``
         (v · components, no mean subtraction), as used by the loss surface."""
         if self.basis is None:
             raise ProxyError("plane coordinates exist for PCA projections only")
@@ -155,8 +162,14 @@ def trust_k(n_points: int) -> int | None:
 
 
 def projection_cache_key(runs: list[RunData], layer: int, space: str, method: str) -> str:
-    payload = {"runs": [r.key for r in runs], "layer": int(layer), "space": space, "method": method,
-               "version": PROJECTION_VERSION, "seed": SEED}
+    payload = {
+        "runs": [r.key for r in runs],
+        "layer": int(layer),
+        "space": space,
+        "method": method,
+        "version": PROJECTION_VERSION,
+        "seed": SEED,
+    }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:24]
 
 
@@ -236,8 +249,7 @@ def _fit(x: np.ndarray, method: str) -> dict[str, np.ndarray]:
         if total > 0:
             ratios[: min(2, len(var))] = var[:2] / total
         emb = centred @ comps.T
-        out.update(components=comps.astype(np.float32), mean=mean.astype(np.float32),
-                   explained_variance=ratios)
+        out.update(components=comps.astype(np.float32), mean=mean.astype(np.float32), explained_variance=ratios)
     else:
         if n < 4:
             raise ProxyError(f"UMAP needs at least 4 points, these runs have {n}; use PCA")
@@ -247,8 +259,13 @@ def _fit(x: np.ndarray, method: str) -> dict[str, np.ndarray]:
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            reducer = umap.UMAP(n_components=2, n_neighbors=int(min(15, n - 1)), random_state=SEED,
-                                init="spectral" if n > 10 else "random", transform_seed=SEED)
+            reducer = umap.UMAP(
+                n_components=2,
+                n_neighbors=int(min(15, n - 1)),
+                random_state=SEED,
+                init="spectral" if n > 10 else "random",
+                transform_seed=SEED,
+            )
             emb = reducer.fit_transform(x.astype(np.float32)).astype(np.float64)
     k = trust_k(n)
     trust = np.nan
@@ -262,8 +279,9 @@ def _fit(x: np.ndarray, method: str) -> dict[str, np.ndarray]:
     return out
 
 
-def project(runs: list[RunData] | RunData, layer: int, space: str = "proxy", method: str = "pca",
-            store=None) -> Projection:
+def project(
+    runs: list[RunData] | RunData, layer: int, space: str = "proxy", method: str = "pca", store=None
+) -> Projection:
     """Fit one 2-D basis on the stacked paths of ``runs`` and return each run's coordinates.
 
     Cached in memory and in ``<first run dir>/derived/projection-<hash>.npz`` (keyed by the
@@ -286,7 +304,8 @@ def project(runs: list[RunData] | RunData, layer: int, space: str = "proxy", met
     path = cache_dir / f"projection-{key}.npz" if cache_dir is not None else None
     arrays = load_npz(path) if path is not None else None
     needed = {"embedding", "trustworthiness", "n_neighbors", "lengths"} | (
-        {"components", "mean", "explained_variance"} if method == "pca" else set())
+        {"components", "mean", "explained_variance"} if method == "pca" else set()
+    )
     if arrays is None or not needed <= set(arrays):
         x, lengths = stacked_vectors(runs, layer, space)
         arrays = _fit(x, method)
@@ -306,7 +325,10 @@ def project(runs: list[RunData] | RunData, layer: int, space: str = "proxy", met
         trustworthiness=None if np.isnan(trust) else trust,
         method=method,
         basis={"components": arrays["components"], "mean": arrays["mean"]} if method == "pca" else None,
-        layer=int(layer), space=space, run_keys=[r.key for r in runs], n_neighbors=k or None,
+        layer=int(layer),
+        space=space,
+        run_keys=[r.key for r in runs],
+        n_neighbors=k or None,
     )
     with _memo_lock:
         if len(_memo) >= _MEMO_SIZE:

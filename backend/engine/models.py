@@ -4,6 +4,7 @@ SmolLM2 default) once per process, safely, and fingerprint it without loading it
 Safety defaults: ``trust_remote_code=False`` unless asked, safetensors or GGUF weights only
 (pickle checkpoints are refused), no network (hub ids resolve from the local HF cache).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from .errors import ModelLoadError
+from backend.errors import ModelLoadError
 
 log = logging.getLogger(__name__)
 
@@ -26,8 +27,12 @@ _EMBEDDED_ALIASES = {"smollm2-135m", "smollm2", "default"}
 _SAFE_WEIGHT_SUFFIXES = (".safetensors", ".gguf")
 _PICKLE_WEIGHT_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 _TEXT_FILES_IN_FINGERPRINT = (
-    "config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
-    "special_tokens_map.json", "chat_template.jinja",
+    "config.json",
+    "generation_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "chat_template.jinja",
 )
 
 
@@ -90,7 +95,7 @@ class LoadedModel:
         return 1 << 30
 
     @classmethod
-    def from_objects(cls, name: str, model: torch.nn.Module, tokenizer) -> "LoadedModel":
+    def from_objects(cls, name: str, model: torch.nn.Module, tokenizer) -> LoadedModel:
         """Wrap an in-memory model (tests, notebooks); fingerprint taken from its parameters."""
         h = hashlib.sha256(name.encode())
         for pname, p in model.state_dict().items():
@@ -175,7 +180,7 @@ def _check_directory_is_safe(spec: ModelSpec, trust_remote_code: bool) -> None:
 
 
 def pick_device(prefer: str | None = None) -> tuple[torch.device, torch.dtype]:
-    """CUDA + bf16 when available, else CPU float32 (DESIGN.md §3)."""
+    """CUDA + bf16 when available, else CPU float32 (docs/architecture.md §2)."""
     if prefer == "cpu" or not torch.cuda.is_available():
         return torch.device("cpu"), torch.float32
     return torch.device("cuda"), torch.bfloat16
@@ -188,6 +193,7 @@ def _load_uncached(spec: ModelSpec, trust_remote_code: bool, device: str | None,
     if dtype:
         dt = getattr(torch, dtype)
     kwargs: dict = {"dtype": dt, "trust_remote_code": trust_remote_code}
+    assert spec.directory is not None, "resolve() gives every loadable spec a directory"
     if spec.gguf_file:
         _check_gguf_header(spec.directory / spec.gguf_file)
         kwargs["gguf_file"] = spec.gguf_file
@@ -198,7 +204,9 @@ def _load_uncached(spec: ModelSpec, trust_remote_code: bool, device: str | None,
         kwargs["device_map"] = "auto"
     src = str(spec.directory)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(src, **{k: v for k, v in kwargs.items() if k in ("gguf_file", "trust_remote_code")})
+        tokenizer = AutoTokenizer.from_pretrained(
+            src, **{k: v for k, v in kwargs.items() if k in ("gguf_file", "trust_remote_code")}
+        )
         model = AutoModelForCausalLM.from_pretrained(src, **kwargs)
     except ModelLoadError:
         raise
@@ -211,7 +219,7 @@ def _load_uncached(spec: ModelSpec, trust_remote_code: bool, device: str | None,
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ModelLoadError(f"cannot load {spec.name}: {type(exc).__name__}: {msg[:300]}") from None
     if dev.type == "cpu":
-        model.to(dev)
+        model.to(dev)  # type: ignore[arg-type]
     model.eval()
     _check_causal(spec.name, model)
     if getattr(tokenizer, "pad_token_id", None) is None and getattr(tokenizer, "eos_token", None):
@@ -228,7 +236,7 @@ def _check_causal(name: str, model: torch.nn.Module) -> None:
     Two forwards over 6 tokens that differ only in the last one: a causal LM gives the same
     logits at the first 5 positions.
     """
-    from .architecture import locate
+    from backend.engine.architecture import locate
 
     try:
         locate(model)

@@ -2,6 +2,7 @@
 
 Pure string building (no Streamlit); every piece of run text is HTML-escaped.
 """
+
 from __future__ import annotations
 
 import html
@@ -89,5 +90,4 @@ def trajectory_html(
     if hidden_steps:
         parts.append(f'<span class="raml-more">\n… {hidden_steps} more step{"s" if hidden_steps > 1 else ""}</span>')
     style = f"--raml-h: {int(height_px)}px; --raml-fs: {font_rem:g}rem;"
-    return (f'{TEXT_CSS}<div class="raml-traj" style="{style}"><div class="raml-traj-inner">'
-            f'{"".join(parts)}</div></div>')
+    return f'{TEXT_CSS}<div class="raml-traj" style="{style}"><div class="raml-traj-inner">{"".join(parts)}</div></div>'

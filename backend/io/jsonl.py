@@ -1,9 +1,10 @@
-"""Read question files (JSONL, DESIGN.md §7) line by line: good lines become records, bad
+"""Read question files (JSONL, docs/architecture.md §2) line by line: good lines become records, bad
 lines become errors that name the file, the line and the field. One bad line never stops
 the others.
 
 Line format: ``{"id"?: str|int, "question": str, "answer"?: str|number, "trajectory"?: str}``.
 """
+
 from __future__ import annotations
 
 import json

@@ -330,7 +330,9 @@ def normalize_answer(ans: str) -> str:
     s = s.replace("\\$", "$").replace("$", "")
 
     # Box wrappers and text-like commands -> their content.
-    s = _unwrap_command(s, ("text", "textbf", "textit", "textrm", "mathrm", "mathbf", "mbox", "operatorname", "boxed", "fbox"))
+    s = _unwrap_command(
+        s, ("text", "textbf", "textit", "textrm", "mathrm", "mathbf", "mbox", "operatorname", "boxed", "fbox")
+    )
 
     # Spacing and sizing commands.
     s = re.sub(r"\\(?:left|right)\b", "", s)

@@ -1,6 +1,6 @@
-"""What holds across many questions (DESIGN.md §6 "Dataset view"): the mean loss curve over
+"""What holds across many questions (docs/architecture.md §6 "Dataset view"): the mean loss curve over
 normalized progress split by correctness, final loss against trajectory length, and the
-effect of reflection words on the loss compared with ordinary tokens (DESIGN.md §1).
+effect of reflection words on the loss compared with ordinary tokens (docs/architecture.md §1).
 
 Definitions (the tests recompute each one directly with pandas):
 
@@ -21,6 +21,7 @@ Aggregates are cached on disk under ``<cache>/aggregates/``: one small digest pe
 new run costs one read), and the combined tables per set of runs (so reopening the page on
 500 runs reads one folder).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -35,14 +36,27 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .cache import RunStore, check_key
-from .errors import CacheError
+from backend.errors import CacheError
+from backend.store.runs import RunStore, check_key
 
 STATS_VERSION = 1
 DEFAULT_BINS = 50
 GROUPS = ("correct", "incorrect", "unknown")
-RUN_COLUMNS = ("key", "label", "question", "model", "answer", "predicted_answer", "correct", "group",
-               "n_tokens", "n_steps", "initial_loss", "final_loss", "n_reflections")
+RUN_COLUMNS = (
+    "key",
+    "label",
+    "question",
+    "model",
+    "answer",
+    "predicted_answer",
+    "correct",
+    "group",
+    "n_tokens",
+    "n_steps",
+    "initial_loss",
+    "final_loss",
+    "n_reflections",
+)
 
 
 @dataclass
@@ -113,14 +127,28 @@ def run_digest(meta: dict, tokens: pd.DataFrame, bins: int, exclude_after_answer
     summary = meta["summary"]
     correct = meta.get("correct")
     row = {
-        "key": meta["key"], "label": meta.get("label", ""), "question": meta["question"],
-        "model": meta["model"]["name"], "answer": meta["answer"], "predicted_answer": meta.get("predicted_answer"),
-        "correct": None if correct is None else bool(correct), "group": group_of(correct),
-        "n_tokens": n, "n_steps": int(summary["n_steps"]), "initial_loss": float(summary["initial_loss"]),
-        "final_loss": float(summary["final_loss"]), "n_reflections": len(meta.get("reflections", [])),
+        "key": meta["key"],
+        "label": meta.get("label", ""),
+        "question": meta["question"],
+        "model": meta["model"]["name"],
+        "answer": meta["answer"],
+        "predicted_answer": meta.get("predicted_answer"),
+        "correct": None if correct is None else bool(correct),
+        "group": group_of(correct),
+        "n_tokens": n,
+        "n_steps": int(summary["n_steps"]),
+        "initial_loss": float(summary["initial_loss"]),
+        "final_loss": float(summary["final_loss"]),
+        "n_reflections": len(meta.get("reflections", [])),
     }
-    return {"row": row, "bin_loss": bin_loss, "words": words,
-            "token_sum": float(rel.sum()), "token_count": int(rel.size), "created": meta.get("created")}
+    return {
+        "row": row,
+        "bin_loss": bin_loss,
+        "words": words,
+        "token_sum": float(rel.sum()),
+        "token_count": int(rel.size),
+        "created": meta.get("created"),
+    }
 
 
 def _read_run(store: RunStore, key: str) -> tuple[dict, pd.DataFrame]:
@@ -156,8 +184,11 @@ def combine(digests: list[dict], bins: int) -> tuple[pd.DataFrame, pd.DataFrame,
         if rows.shape[0] == 0:
             continue
         frames.append(_bin_stats(rows, name, bins))
-    curve = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
-        columns=["group", "bin", "progress", "mean", "std", "sem", "q25", "q75", "n_runs"])
+    curve = (
+        pd.concat(frames, ignore_index=True)
+        if frames
+        else pd.DataFrame(columns=["group", "bin", "progress", "mean", "std", "sem", "q25", "q75", "n_runs"])
+    )
 
     token_count = sum(d["token_count"] for d in digests)
     baseline_mean = sum(d["token_sum"] for d in digests) / token_count if token_count else float("nan")
@@ -167,10 +198,16 @@ def combine(digests: list[dict], bins: int) -> tuple[pd.DataFrame, pd.DataFrame,
     if words.empty:
         reflections = pd.DataFrame(columns=["word", "count", "n_runs", "mean_rel_change", "median_rel_change", "ratio"])
     else:
-        reflections = words.groupby("word").agg(
-            count=("rel_change", "size"), n_runs=("key", "nunique"),
-            mean_rel_change=("rel_change", "mean"), median_rel_change=("rel_change", "median"),
-        ).reset_index()
+        reflections = (
+            words.groupby("word")
+            .agg(
+                count=("rel_change", "size"),
+                n_runs=("key", "nunique"),
+                mean_rel_change=("rel_change", "mean"),
+                median_rel_change=("rel_change", "median"),
+            )
+            .reset_index()
+        )
         reflections["ratio"] = reflections["mean_rel_change"] / baseline_mean if token_count else np.nan
         reflections = reflections.sort_values(["count", "word"], ascending=[False, True], ignore_index=True)
     return runs, curve, reflections, baseline
@@ -178,8 +215,10 @@ def combine(digests: list[dict], bins: int) -> tuple[pd.DataFrame, pd.DataFrame,
 
 def _with_object_correct(runs: pd.DataFrame) -> pd.DataFrame:
     """``correct`` as Python True / False / None whatever the source (pandas infers bool or NA)."""
-    values = [None if v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v)) else bool(v)
-              for v in runs["correct"].tolist()]
+    values = [
+        None if v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v)) else bool(v)
+        for v in runs["correct"].tolist()
+    ]
     return runs.assign(correct=pd.Series(values, index=runs.index, dtype=object))
 
 
@@ -197,10 +236,19 @@ def _bin_stats(values: np.ndarray, group: str, bins: int) -> pd.DataFrame:
     q75 = np.full(bins, np.nan)
     for b in np.flatnonzero(n_runs):
         q25[b], q75[b] = np.percentile(values[present[:, b], b], [25, 75])
-    return pd.DataFrame({
-        "group": group, "bin": np.arange(bins), "progress": (np.arange(bins) + 0.5) / bins,
-        "mean": mean, "std": std, "sem": sem, "q25": q25, "q75": q75, "n_runs": n_runs.astype(np.int64),
-    })
+    return pd.DataFrame(
+        {
+            "group": group,
+            "bin": np.arange(bins),
+            "progress": (np.arange(bins) + 0.5) / bins,
+            "mean": mean,
+            "std": std,
+            "sem": sem,
+            "q25": q25,
+            "q75": q75,
+            "n_runs": n_runs.astype(np.int64),
+        }
+    )
 
 
 # ---------------------------------------------------------------------------- cached entry point
@@ -279,8 +327,14 @@ def _atomic_write_text(path: Path, text: str) -> None:
         pass
 
 
-def dataset_stats(store: RunStore, keys: list[str] | None = None, *, bins: int = DEFAULT_BINS,
-                  exclude_after_answer: bool = True, use_cache: bool = True) -> DatasetStats:
+def dataset_stats(
+    store: RunStore,
+    keys: list[str] | None = None,
+    *,
+    bins: int = DEFAULT_BINS,
+    exclude_after_answer: bool = True,
+    use_cache: bool = True,
+) -> DatasetStats:
     """Aggregates over ``keys`` (default: every run in the cache); damaged runs are skipped
     and listed in ``skipped``. Cached on disk by the set of runs and the settings."""
     if not 1 <= int(bins) <= 1000:
@@ -317,6 +371,7 @@ def dataset_stats(store: RunStore, keys: list[str] | None = None, *, bins: int =
         digests.append(digest)
     runs, curve, reflections, baseline = combine(digests, bins)
     if use_cache:
-        cache.put_set(set_key, runs, curve, reflections, {"baseline": baseline, "skipped": skipped, "settings": settings})
+        cache.put_set(
+            set_key, runs, curve, reflections, {"baseline": baseline, "skipped": skipped, "settings": settings}
+        )
     return DatasetStats(runs, curve, reflections, baseline, settings, skipped)
-
