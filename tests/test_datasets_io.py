@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from backend.io.tables import FieldMap, is_table, read_questions
+from backend.io.fields import FieldMap
+from backend.io.readers import is_table, read_questions
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 

@@ -1,128 +1,128 @@
-"""Read question files (JSONL, docs/architecture.md §2) line by line: good lines become records, bad
-lines become errors that name the file, the line and the field. One bad line never stops
-the others.
+"""The one JSONL reader, for the app's upload and the CLI alike (docs/datasets.md).
 
-Line format: ``{"id"?: str|int, "question": str, "answer"?: str|number, "trajectory"?: str}``.
+Streams the file line by line (memory bounded by ``MAX_LINE_BYTES``), so a path on disk may be
+of any size. Whole-file problems are one error naming the file: UTF-16 (save as UTF-8), a
+Parquet or Arrow file under a JSONL name, binary content (NUL bytes), no questions. A bad line
+is one error naming the file, the line and the field; the other lines still load. UTF-8 BOM
+and CRLF line ends are accepted; numbers keep their digits (``0.10`` stays ``"0.10"``).
 """
 
 from __future__ import annotations
 
+import io
 import json
-import math
-from dataclasses import dataclass
+from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
+from typing import BinaryIO
 
-MAX_LINE_BYTES = 1 << 20  # 1 MiB
-MAX_FILE_BYTES = 64 << 20
+from backend.io.records import MAX_FILE_BYTES, MAX_LINE_BYTES, LineError, QuestionRecord, parse_line
 
+__all__ = [
+    "MAX_FILE_BYTES",
+    "MAX_LINE_BYTES",
+    "LineError",
+    "QuestionRecord",
+    "iter_jsonl_rows",
+    "parse_jsonl_bytes",
+    "parse_line",
+    "read_jsonl",
+]
 
-@dataclass
-class QuestionRecord:
-    line: int
-    id: str
-    question: str
-    answer: str | None = None
-    trajectory: str | None = None
-
-
-@dataclass
-class LineError:
-    source: str
-    line: int
-    field: str | None
-    message: str
-
-    def __str__(self) -> str:
-        where = f"{self.source}:{self.line}" if self.line else self.source
-        return f"{where}: {f'field {self.field!r}: ' if self.field else ''}{self.message}"
+HEAD_BYTES = 4096  # what the whole-file checks look at
 
 
-def _bad_text(value) -> str | None:
-    """Why a decoded string cannot be stored (lone surrogates from ``\\ud800`` escapes), or None."""
-    if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            return f"contains an invalid unicode escape (lone surrogate at character {exc.start})"
+def file_problem(head: bytes) -> str | None:
+    """Why content starting with ``head`` (BOM already removed) is not JSONL text, or None."""
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return "file is UTF-16; save it as UTF-8"
+    if head.startswith(b"PAR1"):
+        return "is a Parquet file: give it a .parquet name"
+    if head.startswith((b"ARROW1", b"\xff\xff\xff\xff")):
+        return "is an Arrow file: give it a .arrow name"
+    if b"\x00" in head:
+        nul_odd, nul_even = head[1::2].count(0), head[0::2].count(0)
+        if max(nul_odd, nul_even) > len(head) // 4 and min(nul_odd, nul_even) == 0:
+            return "file is UTF-16; save it as UTF-8"
+        return "is binary (it has NUL bytes), not JSONL text"
     return None
 
 
-def parse_line(obj, line_no: int, source: str) -> QuestionRecord | LineError:
-    """Validate one decoded JSON value."""
-    if not isinstance(obj, dict):
-        return LineError(source, line_no, None, f"expected a JSON object, got {type(obj).__name__}")
-    for name in ("id", "question", "answer", "trajectory"):
-        problem = _bad_text(obj.get(name))
-        if problem:
-            return LineError(source, line_no, name, problem)
-    q = obj.get("question")
-    if q is None:
-        return LineError(source, line_no, "question", "missing")
-    if not isinstance(q, str):
-        return LineError(source, line_no, "question", f"must be a string, got {type(q).__name__}")
-    if not q.strip():
-        return LineError(source, line_no, "question", "is empty")
-    answer = obj.get("answer")
-    if isinstance(answer, bool) or not (answer is None or isinstance(answer, (str, int, float))):
-        return LineError(source, line_no, "answer", f"must be a string or number, got {type(answer).__name__}")
-    if isinstance(answer, str) and not answer.strip():
-        return LineError(source, line_no, "answer", "is empty (leave it out to use the model's own answer)")
-    if isinstance(answer, float) and not math.isfinite(answer):
-        return LineError(source, line_no, "answer", f"must be a finite number, got {answer}")
-    trajectory = obj.get("trajectory")
-    if trajectory is not None and not isinstance(trajectory, str):
-        return LineError(source, line_no, "trajectory", f"must be a string, got {type(trajectory).__name__}")
-    rid = obj.get("id", f"line{line_no}")
-    if isinstance(rid, bool) or not isinstance(rid, (str, int)):
-        return LineError(source, line_no, "id", f"must be a string or integer, got {type(rid).__name__}")
-    return QuestionRecord(line_no, str(rid), q, None if answer is None else str(answer), trajectory)
-
-
 def decode_line(raw: bytes, line_no: int, source: str):
-    """One JSONL line (no line break) -> its decoded JSON value, or a ``LineError`` saying why
-    not: too long, not UTF-8, invalid JSON, or nested too deeply to decode."""
-    if len(raw) > MAX_LINE_BYTES:
-        return LineError(source, line_no, None, f"line is longer than {MAX_LINE_BYTES >> 20} MiB")
+    """One JSONL line (no line break) -> its decoded JSON value, or a ``LineError`` saying why not."""
+    if b"\x00" in raw:
+        return LineError(source, line_no, None, f"contains a NUL byte (byte {raw.index(0) + 1})")
     try:
-        return json.loads(raw.decode("utf-8"))
+        return json.loads(raw.decode("utf-8"), parse_float=Decimal)
     except UnicodeDecodeError as exc:
         return LineError(source, line_no, None, f"not valid UTF-8 (byte {exc.start})")
     except json.JSONDecodeError as exc:
         return LineError(source, line_no, None, f"invalid JSON: {exc.msg} at column {exc.colno}")
-    except RecursionError:
+    except RecursionError:  # "[[[[..." 100k deep: json.loads raises this, not JSONDecodeError
         return LineError(source, line_no, None, "invalid JSON: nested too deeply")
 
 
+def iter_jsonl_rows(stream: BinaryIO, source: str) -> Iterator[tuple[int, object]]:
+    """(line number, decoded JSON value or LineError) per non-empty line. A whole-file problem
+    is yielded once as line 0 and ends the file."""
+    head = stream.read(HEAD_BYTES)
+    if head.startswith(b"\xef\xbb\xbf"):
+        head = head[3:]
+    problem = file_problem(head)
+    if problem:
+        yield 0, LineError(source, 0, None, problem)
+        return
+    stream = io.BufferedReader(_Chain(head, stream)) if head else stream  # type: ignore[arg-type]
+    line_no = 0
+    while True:
+        raw = stream.readline(MAX_LINE_BYTES + 1)
+        if not raw:
+            return
+        line_no += 1
+        if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
+            while raw and not raw.endswith(b"\n"):  # skip the rest of the over-long line
+                raw = stream.readline(MAX_LINE_BYTES)
+            yield line_no, LineError(source, line_no, None, f"line is longer than {MAX_LINE_BYTES >> 20} MiB")
+            continue
+        raw = raw.rstrip(b"\n").rstrip(b"\r")
+        if len(raw) > MAX_LINE_BYTES:
+            yield line_no, LineError(source, line_no, None, f"line is longer than {MAX_LINE_BYTES >> 20} MiB")
+        elif raw.strip():
+            yield line_no, decode_line(raw, line_no, source)
+
+
+class _Chain(io.RawIOBase):
+    """The already-read head followed by the rest of the stream."""
+
+    def __init__(self, head: bytes, rest: BinaryIO):
+        self._head, self._rest = memoryview(head), rest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        if self._head:
+            n = min(len(buffer), len(self._head))
+            buffer[:n] = self._head[:n]
+            self._head = self._head[n:]
+            return n
+        data = self._rest.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
 def parse_jsonl_bytes(data: bytes, source: str) -> tuple[list[QuestionRecord], list[LineError]]:
-    """Parse JSONL content (UTF-8, BOM and CRLF accepted)."""
-    records: list[QuestionRecord] = []
-    errors: list[LineError] = []
-    if len(data) > MAX_FILE_BYTES:
-        return [], [LineError(source, 0, None, f"file is larger than {MAX_FILE_BYTES >> 20} MiB")]
-    if data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]
-    elif data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        return [], [LineError(source, 0, None, "file is UTF-16; save it as UTF-8")]
-    lines = data.split(b"\n")
-    for line_no, raw in enumerate(lines, start=1):
-        raw = raw.rstrip(b"\r")
-        if not raw.strip():
-            continue
-        obj = decode_line(raw, line_no, source)
-        if isinstance(obj, LineError):
-            errors.append(obj)
-            continue
-        parsed = parse_line(obj, line_no, source)
-        (errors if isinstance(parsed, LineError) else records).append(parsed)
-    if not records and not errors:
-        errors.append(LineError(source, 0, None, "file has no questions"))
-    return records, errors
+    """Records and errors of JSONL content held in memory (an upload), default field names."""
+    from backend.io.readers import read_questions_bytes
+
+    return read_questions_bytes(data, source)
 
 
 def read_jsonl(path: str | Path) -> tuple[list[QuestionRecord], list[LineError]]:
+    """Records and errors of a JSONL file on disk, default field names."""
+    from backend.io.readers import read_questions
+
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        return [], [LineError(str(path), 0, None, f"cannot read file: {exc.strerror}")]
-    return parse_jsonl_bytes(data, str(path))
+    if not path.exists():
+        return [], [LineError(str(path), 0, None, "cannot read file: No such file or directory")]
+    return read_questions(path, layout="jsonl")
