@@ -19,6 +19,7 @@ from backend.analysis.answers import answers_match, extract_final_answer
 from backend.engine import probe
 from backend.engine.architecture import default_proxy_layers, locate
 from backend.engine.models import DEFAULT_MODEL, LoadedModel, load_model, resolve
+from backend.engine.specs import parse_cuts, parse_segmentation
 from backend.engine.trajectory import (
     RAML_TEMPLATE,
     GenerationSettings,
@@ -27,7 +28,6 @@ from backend.engine.trajectory import (
     encode_with_offsets,
     first_answer_cut,
     generate,
-    parse_segmentation,
     reflection_marks,
     segment,
     split_thinking,
@@ -80,18 +80,6 @@ class RunOutcome:
     cached: bool
     seconds: float
     warnings: list[str] = field(default_factory=list)
-
-
-def parse_cuts(spec: str, n: int, boundaries: list[int] | None = None) -> list[int] | None:
-    """Cut points for ``spec`` over a trajectory of ``n`` tokens (None = every token)."""
-    kind, _, k = spec.partition(":")
-    if kind == "all":
-        return None
-    if kind == "steps":
-        return list(boundaries or [0, n])
-    if kind == "stride" and k.isdigit() and int(k) >= 1:
-        return sorted(set(range(0, n + 1, int(k))) | {n})
-    raise InputError(f"unknown cut-point option '{spec}': use all, stride:K or steps")
 
 
 def estimate_probe_tokens(n_tokens: int, cuts: str, n_probe: int, n_steps: int = 0) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from conftest import SAMPLE_TRAJECTORY
 
+from backend.engine.specs import parse_cuts
 from backend.engine.trajectory import (
     build_prompt,
     encode_with_offsets,
@@ -14,7 +15,6 @@ from backend.engine.trajectory import (
     split_thinking,
 )
 from backend.errors import InputError
-from backend.jobs import parse_cuts
 
 
 @pytest.mark.parametrize(

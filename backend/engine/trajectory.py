@@ -11,11 +11,10 @@ from dataclasses import dataclass, field
 
 import torch
 
+from backend.engine.specs import SEGMENTATIONS, parse_segmentation  # noqa: F401 (re-exported)
 from backend.errors import InputError
 
 RAML_TEMPLATE = "\n\n**Final Answer**\n\\boxed{"
-
-SEGMENTATIONS = ("sentences", "lines", "paragraphs", "tokens")
 
 # Reflection words (docs/architecture.md §1 plus common variants). Multi-word phrases first.
 REFLECTION_PATTERN = re.compile(
@@ -132,18 +131,6 @@ def _step_boundaries_chars(text: str, mode: str) -> list[int]:
     else:  # sentences: line breaks and sentence ends followed by whitespace (Thought Anchors style)
         pattern = r"\n+|(?<=[.!?])[ \t]+(?=\S)"
     return [m.end() for m in re.finditer(pattern, text) if 0 < m.end() < len(text)]
-
-
-def parse_segmentation(spec: str) -> tuple[str, int]:
-    """``"sentences"``, ``"lines"``, ``"paragraphs"`` or ``"tokens:K"`` -> (mode, K)."""
-    mode, _, k = spec.partition(":")
-    if mode not in SEGMENTATIONS:
-        raise InputError(f"unknown segmentation '{spec}': use one of sentences, lines, paragraphs, tokens:K")
-    if mode == "tokens":
-        if not k.isdigit() or int(k) < 1:
-            raise InputError(f"segmentation '{spec}': tokens needs a positive window, e.g. tokens:32")
-        return mode, int(k)
-    return mode, 0
 
 
 def segment(text: str, offsets: list[tuple[int, int]], spec: str = "sentences") -> list[Step]:
