@@ -18,6 +18,7 @@ from backend import __version__
 from backend.errors import RamlError
 
 EXIT_INPUT = 2
+PRESET_NAMES = ("openr1", "s1k", "limo", "gsm8k", "math500", "thought-anchors")  # backend.io.fields.PRESETS
 
 
 def _store(args):
@@ -105,9 +106,20 @@ def cmd_run(args) -> int:
 
 
 def cmd_batch(args) -> int:
-    from backend.scale.batch import run_batch
+    from backend.io.fields import FieldMap
+    from backend.scale.batch import BatchSpec, run_batch
 
-    return run_batch(args, _request_from, _store(args))
+    fields = FieldMap.from_args(args)
+    spec = BatchSpec(
+        args.file, fields, args.samples, args.limit, args.engine, args.address, show_progress=not args.quiet
+    )
+    report = run_batch(spec, _request_from(args, ""), _store(args))
+    for line in report.error_lines():
+        print(f"error: {line}", file=sys.stderr)
+    print(report.summary(), file=sys.stderr)
+    for line in report.key_lines():
+        print(line)
+    return report.exit_code
 
 
 def cmd_ls(args) -> int:
@@ -254,16 +266,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(p)
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser(
-        "batch", help="one run per question of a JSONL/Parquet/Arrow file or HF save_to_disk folder (resumable)"
+    p = sub.add_parser("batch", help="one run per question or trace of a dataset file or folder (resumable)")
+    p.add_argument(
+        "file",
+        help="JSONL, .parquet (or a folder of shards), .arrow, .csv, a Hugging Face save_to_disk folder, "
+        "or Thought Anchors problem folders",
     )
-    p.add_argument("file", help="JSONL, .parquet, .arrow, or a Hugging Face datasets folder (save_to_disk)")
     p.add_argument("--samples", type=int, default=1, help="K sampled trajectories per question")
     p.add_argument("--engine", choices=("local", "ray"), default="local")
     p.add_argument("--address", default=None, help="Ray cluster address (default: start a local one)")
     p.add_argument("--limit", type=int, default=None)
-    p.add_argument("--question-field", default="question")
-    p.add_argument("--answer-field", default="answer")
+    p.add_argument("--preset", default=None, choices=PRESET_NAMES, help="column names of a known dataset layout")
+    p.add_argument("--question-field", default=None, help="column with the question (default: question)")
+    p.add_argument("--answer-field", default=None, help="column with the reference answer (default: answer)")
+    p.add_argument("--trajectory-field", default=None, help="column with the trace (a list gives one run per element)")
     _add_run_options(p)
     p.set_defaults(func=cmd_batch)
 

@@ -13,7 +13,7 @@ import pytest
 from backend.analysis.answers import answers_match, extract_final_answer
 from backend.cli import main
 from backend.io.jsonl import QuestionRecord
-from backend.scale.batch import BatchItem, plan
+from backend.scale.items import BatchItem, plan
 from backend.store.runs import RunStore
 
 TRAJECTORY = "<think>Two plus four is six. Wait, let me check: 2 + 4 = 6.</think> The answer is \\boxed{6}."

@@ -23,8 +23,8 @@ from conftest import SAMPLE_QUESTION, SAMPLE_TRAJECTORY, build_tiny
 from backend import cli
 from backend.engine.trajectory import encode, encode_with_offsets
 from backend.errors import ContextTooLongError, InputError, ModelLoadError, RunNotFoundError
-from backend.io.jsonl import MAX_LINE_BYTES, parse_jsonl_bytes, read_jsonl
-from backend.io.readers import read_questions
+from backend.io.readers import parse_jsonl_bytes, read_jsonl, read_questions
+from backend.io.records import MAX_LINE_BYTES
 from backend.jobs import RunRequest, run_question
 from backend.store.runs import RunStore, check_key
 

@@ -238,5 +238,6 @@ def map_row(
             continue
         if expanded:
             parsed.id, parsed.trace_index = f"{parsed.id}#{k}", k
+        parsed.where = f"{source}, row {row_no}" if table else f"{source}:{row_no}"
         out.append(parsed)
     return out

@@ -13,7 +13,6 @@ import io
 import json
 from collections.abc import Iterator
 from decimal import Decimal
-from pathlib import Path
 from typing import BinaryIO
 
 from backend.io.records import MAX_FILE_BYTES, MAX_LINE_BYTES, LineError, QuestionRecord, parse_line
@@ -24,9 +23,7 @@ __all__ = [
     "LineError",
     "QuestionRecord",
     "iter_jsonl_rows",
-    "parse_jsonl_bytes",
     "parse_line",
-    "read_jsonl",
 ]
 
 HEAD_BYTES = 4096  # what the whole-file checks look at
@@ -109,20 +106,3 @@ class _Chain(io.RawIOBase):
         data = self._rest.read(len(buffer))
         buffer[: len(data)] = data
         return len(data)
-
-
-def parse_jsonl_bytes(data: bytes, source: str) -> tuple[list[QuestionRecord], list[LineError]]:
-    """Records and errors of JSONL content held in memory (an upload), default field names."""
-    from backend.io.readers import read_questions_bytes
-
-    return read_questions_bytes(data, source)
-
-
-def read_jsonl(path: str | Path) -> tuple[list[QuestionRecord], list[LineError]]:
-    """Records and errors of a JSONL file on disk, default field names."""
-    from backend.io.readers import read_questions
-
-    path = Path(path)
-    if not path.exists():
-        return [], [LineError(str(path), 0, None, "cannot read file: No such file or directory")]
-    return read_questions(path, layout="jsonl")

@@ -127,6 +127,7 @@ def iter_questions(path: str | Path, fields: FieldMap = FieldMap(), layout: str 
 def _as_folder_error(item: Item) -> Item:
     if isinstance(item, LineError):
         return FolderError(item.source, item.line, item.field, item.message)
+    item.where = item.where.rsplit(", row ", 1)[0]  # the problem folder names it
     return item
 
 
@@ -180,7 +181,7 @@ def read_questions(
 
 
 def read_questions_bytes(
-    data: bytes, name: str, fields: FieldMap = FieldMap()
+    data: bytes, name: str, fields: FieldMap = FieldMap(), limit: int | None = None
 ) -> tuple[list[QuestionRecord], list[LineError]]:
     """An upload held in memory: JSONL is parsed from memory; a table goes through a temporary
     file (pyarrow reads files), and errors still name the upload."""
@@ -191,8 +192,23 @@ def read_questions_bytes(
         with tempfile.TemporaryDirectory(prefix="raml-upload-") as folder:
             path = Path(folder) / f"upload{suffix}"
             path.write_bytes(data)
-            records, errors = read_questions(path, fields)
+            records, errors = read_questions(path, fields, limit=limit)
         for e in errors:
             e.source = e.source.replace(str(path), name)
+        for r in records:
+            r.where = r.where.replace(str(path), name)
         return records, errors
-    return collect(_jsonl_stream_items(io.BytesIO(data), name, fields), name)
+    return collect(_jsonl_stream_items(io.BytesIO(data), name, fields), name, limit)
+
+
+def parse_jsonl_bytes(data: bytes, source: str) -> tuple[list[QuestionRecord], list[LineError]]:
+    """Records and errors of JSONL content held in memory, default field names."""
+    return read_questions_bytes(data, source)
+
+
+def read_jsonl(path: str | Path) -> tuple[list[QuestionRecord], list[LineError]]:
+    """Records and errors of a JSONL file on disk, default field names."""
+    path = Path(path)
+    if not path.exists():
+        return [], [LineError(str(path), 0, None, "cannot read file: No such file or directory")]
+    return read_questions(path, layout="jsonl")

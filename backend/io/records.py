@@ -25,6 +25,7 @@ class QuestionRecord:
     answer: str | None = None
     trajectory: str | None = None
     trace_index: int | None = None  # element of a list-valued trace column (id ends in "#k")
+    where: str = ""  # "FILE:LINE", "FILE, row N" or a problem folder: where a failed run is reported
 
 
 @dataclass

@@ -1,135 +1,138 @@
-"""``batch``: one run per (question, sample) of a question set, resumable (cached runs are
-skipped by the content-addressed cache), failures reported per line without stopping the
-others. The local engine runs in this process; the Ray engine lives in ``batch_ray``.
+"""The typed batch API (docs/architecture.md §2, docs/datasets.md): one run per (record,
+sample) of a question or trace file, resumable (cached runs are skipped by the
+content-addressed store), failures reported per line or row without stopping the others.
 
-Question sets are JSONL, Parquet or a Hugging Face ``save_to_disk`` folder
-(``backend.io.tables``), with ``--question-field/--answer-field`` naming the columns.
+    report = run_batch(BatchSpec("openr1.parquet", FieldMap.build("openr1"), limit=20),
+                       RunRequest(question="", model="smollm2-135m"), RunStore("cache"))
+
+``template_request`` holds every run setting (model, generation, template, segmentation, cuts,
+proxy layers); each item copies it with its record's question, answer, trace and label. The
+engines live in ``local_engine`` and ``ray_engine``; neither imports the other or this module.
 """
 
 from __future__ import annotations
 
-import logging
-import sys
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field
+from pathlib import Path
 
-from backend.errors import RamlError
-from backend.io.jsonl import LineError, QuestionRecord
-from backend.io.tables import FieldMap, is_table, read_questions
+from backend.errors import InputError
+from backend.io.fields import FieldMap
+from backend.io.readers import iter_questions
+from backend.io.records import LineError, QuestionRecord
+from backend.jobs import RunRequest
+from backend.scale.items import BatchItem, ItemResult, describe_failure, item_request, plan
 
-log = logging.getLogger(__name__)
-
+ENGINES = ("local", "ray")
 DEFAULT_SAMPLING_TEMPERATURE = 0.7
 
 
-@dataclass
-class BatchItem:
-    record: QuestionRecord
-    sample: int  # 0..K-1; the seed offset
+@dataclass(frozen=True)
+class BatchSpec:
+    """What to run: which file, how its columns map, how many samples, which engine."""
+
+    source: str | Path
+    fields: FieldMap = field(default_factory=FieldMap)
+    samples: int = 1  # K sampled trajectories per question without a trace
+    limit: int | None = None  # the first N records (each element of a list-valued trace counts)
+    engine: str = "local"  # "local" | "ray"
+    address: str | None = None  # Ray cluster address; None starts a local instance
+    sampling_temperature: float = DEFAULT_SAMPLING_TEMPERATURE  # for K > 1 when the template is greedy
+    show_progress: bool = True
+
+    def validate(self) -> None:
+        if self.engine not in ENGINES:
+            raise InputError(f"unknown batch engine {self.engine!r} (--engine): use {' or '.join(ENGINES)}")
+        if self.samples < 1:
+            raise InputError(f"samples must be at least 1, got {self.samples} (--samples)")
+        if self.limit is not None and self.limit < 1:
+            raise InputError(f"limit must be at least 1, got {self.limit} (--limit)")
+        if not self.sampling_temperature > 0:
+            raise InputError(f"sampling temperature must be above 0, got {self.sampling_temperature}")
 
 
 @dataclass
-class ItemResult:
-    item: BatchItem
-    key: str | None
-    cached: bool
-    error: str | None
+class BatchReport:
+    """Every item's outcome and every unreadable line, in file order."""
+
+    spec: BatchSpec
+    results: list[ItemResult]
+    read_errors: list[tuple[int, LineError]]  # (position in the file's stream, error)
+
+    @property
+    def computed(self) -> int:
+        return sum(1 for r in self.results if r.key and not r.cached)
+
+    @property
+    def cached(self) -> int:
+        return sum(1 for r in self.results if r.cached)
+
+    @property
+    def failed(self) -> int:
+        return sum(1 for r in self.results if r.error) + len(self.read_errors)
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.failed else 0
+
+    def error_lines(self) -> list[str]:
+        """One line per unreadable line/row and per failed run, in file order."""
+        lines = [(pos, -1, str(e)) for pos, e in self.read_errors]
+        for r in self.results:
+            if r.error:
+                sample = f" (sample {r.item.sample})" if self.spec.samples > 1 else ""
+                lines.append((r.item.order, r.item.sample, f"{r.item.record.where}{sample}: {r.error}"))
+        return [text for _, _, text in sorted(lines, key=lambda t: (t[0], t[1]))]
+
+    def summary(self) -> str:
+        return f"{self.computed} computed, {self.cached} cached, {self.failed} failed"
+
+    def key_lines(self) -> list[str]:
+        """``id<TAB>sample<TAB>key`` per stored run."""
+        return [f"{r.item.record.id}\t{r.item.sample}\t{r.key}" for r in self.results if r.key]
 
 
-def plan(records: list[QuestionRecord], samples: int, limit: int | None) -> list[BatchItem]:
-    """Items to run: K samples per question; a record with its own trajectory runs once
-    (its K samples would be the same run)."""
-    records = records[:limit] if limit else records
-    k = max(1, samples)
-    return [BatchItem(r, s) for r in records for s in range(1 if r.trajectory is not None else k)]
+def read_records(spec: BatchSpec) -> tuple[list[QuestionRecord], list[int], list[tuple[int, LineError]]]:
+    """The first ``spec.limit`` records with their positions in the file, and the read errors
+    among them (errors after the last kept record belong to rows that were not run and are
+    left out). Positions count records and errors together, so a report keeps the file's order."""
+    records: list[QuestionRecord] = []
+    positions: list[int] = []
+    errors: list[tuple[int, LineError]] = []
+    for position, item in enumerate(iter_questions(spec.source, spec.fields)):
+        if spec.limit is not None and len(records) >= spec.limit:
+            break
+        if isinstance(item, QuestionRecord):
+            records.append(item)
+            positions.append(position)
+        else:
+            errors.append((position, item))
+    if not records and not errors:
+        errors.append((0, LineError(str(spec.source), 0, None, "file has no questions")))
+    return records, positions, errors
 
 
-def item_request(args, make_request, item: BatchItem):
-    """The RunRequest of one item; K > 1 samples use temperature sampling with seeds seed+k."""
-    rec = item.record
-    req = make_request(args, rec.question, rec.answer, rec.trajectory, label=rec.id, seed=args.seed + item.sample)
-    if args.samples > 1 and rec.trajectory is None and req.generation.temperature <= 0:
-        req.generation = replace(req.generation, temperature=DEFAULT_SAMPLING_TEMPERATURE)
-    return req
-
-
-def describe_failure(exc: BaseException) -> str:
-    """One line for a failed item: the user-facing message, or the bug's type and message."""
-    if isinstance(exc, RamlError):
-        return str(exc)
-    text = str(exc).splitlines()[0][:200] if str(exc) else ""
-    return f"internal error {type(exc).__name__}{': ' + text if text else ''} (a bug; rerun with -v for details)"
-
-
-def run_request(req, store) -> tuple[str | None, bool, str | None]:
-    """Run one request; returns (key, cached, error). Never raises for one bad item."""
-    from backend.jobs import run_question
-
-    try:
-        outcome = run_question(req, store)
-        return outcome.key, outcome.cached, None
-    except Exception as exc:  # one bad item must not stop a batch of hundreds
-        log.debug("item failed", exc_info=True)
-        return None, False, describe_failure(exc)
-
-
-def run_item(args, make_request, item: BatchItem, store) -> ItemResult:
-    try:
-        req = item_request(args, make_request, item)
-    except Exception as exc:
-        return ItemResult(item, None, False, describe_failure(exc))
-    return ItemResult(item, *run_request(req, store))
-
-
-def load_records(args) -> tuple[list[QuestionRecord], list[LineError]]:
-    """Records of ``args.file`` (JSONL, Parquet or HF folder) with the field mapping applied."""
-    return read_questions(args.file, FieldMap.from_args(args))
-
-
-def where(args, record: QuestionRecord) -> str:
-    """``FILE:LINE`` for JSONL, ``FILE, row N`` for tables."""
-    return f"{args.file}, row {record.line}" if is_table(args.file) else f"{args.file}:{record.line}"
-
-
-def report(args, results: list[ItemResult], errors: list[LineError]) -> int:
-    """Print per-line failures and a summary; exit code 1 if anything failed."""
-    failed = [r for r in results if r.error]
-    lines = [(e.line, -1, str(e)) for e in errors]
-    for r in failed:
-        sample = f" (sample {r.item.sample})" if args.samples > 1 else ""
-        lines.append((r.item.record.line, r.item.sample, f"{where(args, r.item.record)}{sample}: {r.error}"))
-    for _, _, message in sorted(lines):
-        print(f"error: {message}", file=sys.stderr)
-    done = sum(1 for r in results if r.key and not r.cached)
-    hits = sum(1 for r in results if r.cached)
-    print(f"{done} computed, {hits} cached, {len(failed) + len(errors)} failed", file=sys.stderr)
-    for r in results:
-        if r.key:
-            print(f"{r.item.record.id}\t{r.item.sample}\t{r.key}")
-    return 1 if failed or errors else 0
-
-
-def run_items_local(args, make_request, items: list[BatchItem], store) -> list[ItemResult]:
-    """Run items one after another in this process (the model loads once, on first need)."""
-    from tqdm import tqdm
-
-    results = []
-    with tqdm(total=len(items), desc="batch", unit="run", disable=getattr(args, "quiet", False)) as bar:
-        for item in items:
-            results.append(run_item(args, make_request, item, store))
-            bar.update(1)
-    return results
-
-
-def run_batch(args, make_request, store) -> int:
-    records, errors = load_records(args)
-    if args.limit and len(records) >= args.limit:  # errors past the last kept question are not this run's
-        last_line = records[args.limit - 1].line
-        errors = [e for e in errors if e.line <= last_line]
-    items = plan(records, args.samples, args.limit)
-    if args.engine == "ray":
+def run_batch(spec: BatchSpec, template_request: RunRequest, store) -> BatchReport:
+    """Run every (record, sample) of ``spec.source`` with the settings of ``template_request``."""
+    spec.validate()
+    records, positions, read_errors = read_records(spec)
+    items = plan(records, spec.samples)
+    requests: list[RunRequest] = []
+    runnable: list[BatchItem] = []
+    results: list[ItemResult] = []
+    for item in items:
+        item.order = positions[item.order]
+        try:
+            requests.append(item_request(template_request, item, spec.samples, spec.sampling_temperature))
+            runnable.append(item)
+        except Exception as exc:
+            results.append(ItemResult(item, None, False, describe_failure(exc)))
+    if spec.engine == "ray":
         from backend.scale.ray_engine import run_items_ray
 
-        results = run_items_ray(args, make_request, items, store)
+        results += run_items_ray(runnable, requests, store, address=spec.address, show_progress=spec.show_progress)
     else:
-        results = run_items_local(args, make_request, items, store)
-    return report(args, results, errors)
+        from backend.scale.local_engine import run_items_local
+
+        results += run_items_local(runnable, requests, store, show_progress=spec.show_progress)
+    results.sort(key=lambda r: (r.item.order, r.item.sample))
+    return BatchReport(spec, results, read_errors)

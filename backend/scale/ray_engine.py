@@ -17,7 +17,8 @@ import os
 from collections import deque
 
 from backend.errors import RamlError
-from backend.scale.batch import BatchItem, ItemResult, describe_failure, item_request, run_request
+from backend.jobs import RunRequest
+from backend.scale.items import BatchItem, ItemResult, describe_failure, run_request
 
 log = logging.getLogger(__name__)
 
@@ -86,16 +87,23 @@ def worker_options(n_items: int) -> tuple[int, dict]:
     return max(1, min(n, n_items)), options
 
 
-def run_items_ray(args, make_request, items: list[BatchItem], store) -> list[ItemResult]:
-    """Run ``items`` on Ray; results in the order of ``items``."""
+def run_items_ray(
+    items: list[BatchItem],
+    requests: list[RunRequest],
+    store,
+    *,
+    address: str | None = None,
+    show_progress: bool = True,
+) -> list[ItemResult]:
+    """Run ``items`` on Ray (``requests[i]`` is the request of ``items[i]``); results in the
+    order of ``items``."""
     from tqdm import tqdm
 
     results: list[ItemResult | None] = [None] * len(items)
     pending: deque = deque()
     fingerprints: dict[str, str] = {}
-    for i, item in enumerate(items):
+    for i, (item, request) in enumerate(zip(items, requests)):
         try:
-            request = item_request(args, make_request, item)
             request.validate()
             hit = cached_key(request, store, fingerprints)
         except Exception as exc:
@@ -111,20 +119,20 @@ def run_items_ray(args, make_request, items: list[BatchItem], store) -> list[Ite
         initial=len(items) - len(pending),
         desc="batch (ray)",
         unit="run",
-        disable=getattr(args, "quiet", False),
+        disable=not show_progress,
     ) as bar:
         if pending:
-            for i, (key, cached, error) in _run_on_ray(args, pending, store, bar):
+            for i, (key, cached, error) in _run_on_ray(address, pending, store, bar):
                 results[i] = ItemResult(items[i], key, cached, error)
     return results  # type: ignore[return-value]
 
 
-def _run_on_ray(args, pending: deque, store, bar):
+def _run_on_ray(address: str | None, pending: deque, store, bar):
     """Yield (item index, (key, cached, error)) as tasks finish; keeps every actor busy."""
     import ray
     from ray.exceptions import RayError
 
-    started = connect(getattr(args, "address", None))
+    started = connect(address)
     actors = []
     try:
         n_workers, options = worker_options(len(pending))
