@@ -168,3 +168,17 @@ def test_batch_over_every_layout_end_to_end(tmp_path, tiny_model_dir):
     assert labels == {"u-1#0", "u-1#1", "u-2#0"}  # the sample index of a list-valued trace is in the label
     again = run_batch(BatchSpec(layouts["openr1"], fields["openr1"], show_progress=False), template, stores["openr1"])
     assert again.summary() == "0 computed, 3 cached, 0 failed"
+
+
+def test_cli_batch_preset_and_trajectory_field(tmp_path, tiny_model_dir, capsys):
+    from backend.cli import main
+
+    root = write_thought_anchors(tmp_path / "ta")
+    argv = ["--cache-dir", str(tmp_path / "cache"), "batch", str(root), "--model", tiny_model_dir, "--quiet"]
+    assert main([*argv, "--preset", "thought-anchors", "--cuts", "steps"]) == 0
+    out, err = capsys.readouterr()
+    ids = [line.split("\t")[0].rsplit("/", 1)[-1] for line in out.splitlines() if line.count("\t") == 2]
+    assert ids == ["problem_2", "problem_10"] and "2 computed, 0 cached, 0 failed" in err
+    assert main([*argv, "--trajectory-field", "nope"]) == 1
+    err = capsys.readouterr().err
+    assert f"error: {root}: field 'nope'" in err and "is not a column" in err and "--trajectory-field" in err

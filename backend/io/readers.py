@@ -100,8 +100,9 @@ def iter_questions(path: str | Path, fields: FieldMap = FieldMap(), layout: str 
     if fields.preset == "thought-anchors" and found != "thought-anchors":
         yield LineError(str(path), 0, None, "preset thought-anchors needs a folder of problem folders (problem.json)")
         return
-    if found == "thought-anchors" and fields.preset is None and not fields.required:
-        fields = PRESETS["thought-anchors"]
+    if found == "thought-anchors" and fields.preset is None:  # its own column names, under the user's
+        named = {name: getattr(fields, name) for name in fields.required}
+        fields = replace(PRESETS["thought-anchors"], **named, required=fields.required)
     if found == "jsonl":
         yield from _jsonl_items(path, fields)
         return
