@@ -15,7 +15,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
-from backend.analysis.answers import answers_match, extract_final_answer
+from backend.analysis.answers import extract_final_answer
+from backend.analysis.grading import grade_answer
 from backend.engine import probe
 from backend.engine.architecture import default_proxy_layers, locate
 from backend.engine.models import DEFAULT_MODEL, LoadedModel, load_model, resolve
@@ -189,7 +190,7 @@ def run_question(
             "trajectory_source": source,
             "think_format": think_format,
             "predicted_answer": predicted,
-            "correct": None if answer_source == "self" else answers_match(predicted, answer),
+            **_grading(predicted, answer, answer_source),
             "warnings": warnings,
             "created": time.time(),
         }
@@ -200,6 +201,14 @@ def run_question(
     for w in warnings:
         log.warning(w)
     return RunOutcome(key, False, time.perf_counter() - t_start, warnings)
+
+
+def _grading(predicted: str | None, answer: str, answer_source: str) -> dict:
+    """``correct`` and the grader that decided it (none for the model's own answer)."""
+    if answer_source == "self":
+        return {"correct": None, "grader": "none"}
+    grade = grade_answer(predicted, answer)
+    return {"correct": grade.correct, "grader": grade.grader}
 
 
 def _build_probe_request(
