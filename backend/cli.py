@@ -186,10 +186,20 @@ def cmd_rm(args) -> int:
 def cmd_export(args) -> int:
     run = _store(args).open(args.key)  # key checked and run verified before anything else
 
+    if not (args.html or args.format or args.png or args.svg):
+        raise RamlError("export needs --html FILE, --format csv|parquet|json, --png or --svg")
+    from backend.plots import exports
     from backend.plots.html_export import export_html
 
-    out = export_html(run, args.html)
-    print(out)
+    written = [export_html(run, args.html, args.plotlyjs)] if args.html else []
+    out_dir = args.out or f"raml-export-{run.key}"
+    if args.format:
+        written += exports.export_tables(run, out_dir, args.format)
+    for fmt in ("png", "svg"):
+        if getattr(args, fmt):
+            written += exports.export_images(run, out_dir, fmt, scale=args.scale)
+    for path in written:
+        print(path)
     return 0
 
 
@@ -276,9 +286,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_show)
 
-    p = sub.add_parser("export", help="write a self-contained interactive HTML file")
+    p = sub.add_parser("export", help="write an interactive HTML file, the tables, or the figures as images")
     p.add_argument("key")
-    p.add_argument("--html", required=True)
+    p.add_argument("--html", default=None, help="interactive HTML file to write")
+    p.add_argument("--plotlyjs", choices=("inline", "cdn"), default="inline", help="inline (offline, 4.8 MB) or cdn")
+    p.add_argument("--format", choices=("csv", "parquet", "json"), default=None, help="tokens, steps, lens tables")
+    p.add_argument("--png", action="store_true", help="loss, lens and path figures as PNG (kaleido + chromium)")
+    p.add_argument("--svg", action="store_true", help="the same figures as SVG")
+    p.add_argument("--scale", type=float, default=1.0, help="image scale (PNG pixels = 1000x450 x scale)")
+    p.add_argument("--out", default=None, help="folder for tables and images (default raml-export-KEY)")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("demo", help="prepare the demo run (cached after the first time)")
