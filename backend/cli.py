@@ -49,6 +49,11 @@ def _request_from(args, question, answer=None, trajectory=None, label="", seed=N
         truncate=args.truncate,
         trust_remote_code=args.trust_remote_code,
         label=label,
+        generator=args.generator,
+        base_url=args.base_url,
+        generator_model=args.generator_model,
+        device=args.device,
+        dtype=args.dtype,
     )
 
 
@@ -239,6 +244,11 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--truncate", action="store_true", help="keep the last part of an over-long trajectory")
     p.add_argument("--trust-remote-code", action="store_true")
+    p.add_argument("--device", default=None, help="scorer device: cpu, cuda, cuda:N, mps (default: cuda if available)")
+    p.add_argument("--dtype", default=None, help="scorer dtype: float32, float16, bfloat16 (default: bf16 on cuda)")
+    p.add_argument("--generator", default="local", help="local (the scorer writes the trace) or openai (a server)")
+    p.add_argument("--base-url", default=None, help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1")
+    p.add_argument("--generator-model", default=None, help="model name the --base-url server serves")
     p.add_argument("--force", action="store_true", help="recompute even if cached")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
