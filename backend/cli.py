@@ -234,7 +234,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--top-p", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--template", default=RAML_TEMPLATE)
-    p.add_argument("--segmentation", default="sentences", help="sentences | lines | paragraphs | tokens:K")
+    p.add_argument(
+        "--segmentation", default="sentences", help="sentences | lines | paragraphs | thought-anchors | tokens:K"
+    )
     p.add_argument("--cuts", default="all", help="all | stride:K | steps")
     p.add_argument(
         "--proxy-layers",

@@ -24,6 +24,7 @@ from backend.engine.models import DEFAULT_MODEL, LoadedModel, load_model, resolv
 from backend.engine.openai_generator import GENERATORS, check_base_url, generate_openai
 from backend.engine.trajectory import (
     RAML_TEMPLATE,
+    SEGMENTER_VERSION,
     GenerationSettings,
     build_prompt,
     encode,
@@ -383,6 +384,7 @@ def _tables(req, loaded, built, result: probe.ProbeResult, answer, answer_source
         "trajectory": thinking,
         "template": req.template,
         "segmentation": req.segmentation,
+        "segmenter_version": SEGMENTER_VERSION,
         "cuts": req.cuts,
         "generation": asdict(req.generation),
         "proxy_layers": sorted(result.proxy_input),
