@@ -109,3 +109,19 @@ def test_run_records_grader_and_predicted_answer_in_meta_and_index(store, tiny_l
     with sqlite3.connect(store.index_path) as con:
         row = con.execute("SELECT predicted_answer, grader, correct FROM runs WHERE key = ?", (key,)).fetchone()
     assert row == (r"2\sqrt{3}", "math-verify", 1)
+
+
+def test_an_index_written_before_grading_gains_the_new_columns(tmp_path):
+    from backend.store.runs import INDEX_COLUMNS, RunStore
+
+    (tmp_path / "cache").mkdir()
+    with sqlite3.connect(tmp_path / "cache" / "index.sqlite") as con:
+        con.execute(
+            "CREATE TABLE runs (key TEXT PRIMARY KEY, question TEXT, model TEXT, answer TEXT, answer_source TEXT, "
+            "correct INTEGER, n_tokens INTEGER, n_steps INTEGER, final_loss REAL, initial_loss REAL, created REAL, "
+            "label TEXT)"
+        )
+    store = RunStore(tmp_path / "cache")
+    with sqlite3.connect(store.index_path) as con:
+        columns = [row[1] for row in con.execute("PRAGMA table_info(runs)")]
+    assert tuple(columns) == INDEX_COLUMNS
