@@ -50,6 +50,11 @@ def _request_from(args, question, answer=None, trajectory=None, label="", seed=N
         truncate=args.truncate,
         trust_remote_code=args.trust_remote_code,
         label=label,
+        generator=args.generator,
+        base_url=args.base_url,
+        generator_model=args.generator_model,
+        device=args.device,
+        dtype=args.dtype,
     )
 
 
@@ -198,10 +203,20 @@ def cmd_rm(args) -> int:
 def cmd_export(args) -> int:
     run = _store(args).open(args.key)  # key checked and run verified before anything else
 
+    if not (args.html or args.format or args.png or args.svg):
+        raise RamlError("export needs --html FILE, --format csv|parquet|json, --png or --svg")
+    from backend.plots import exports
     from backend.plots.html_export import export_html
 
-    out = export_html(run, args.html)
-    print(out)
+    written = [export_html(run, args.html, args.plotlyjs)] if args.html else []
+    out_dir = args.out or f"raml-export-{run.key}"
+    if args.format:
+        written += exports.export_tables(run, out_dir, args.format)
+    for fmt in ("png", "svg"):
+        if getattr(args, fmt):
+            written += exports.export_images(run, out_dir, fmt, scale=args.scale)
+    for path in written:
+        print(path)
     return 0
 
 
@@ -231,7 +246,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--top-p", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--template", default=RAML_TEMPLATE)
-    p.add_argument("--segmentation", default="sentences", help="sentences | lines | paragraphs | tokens:K")
+    p.add_argument(
+        "--segmentation", default="sentences", help="sentences | lines | paragraphs | thought-anchors | tokens:K"
+    )
     p.add_argument("--cuts", default="all", help="all | stride:K | steps")
     p.add_argument(
         "--proxy-layers",
@@ -241,6 +258,11 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--truncate", action="store_true", help="keep the last part of an over-long trajectory")
     p.add_argument("--trust-remote-code", action="store_true")
+    p.add_argument("--device", default=None, help="scorer device: cpu, cuda, cuda:N, mps (default: cuda if available)")
+    p.add_argument("--dtype", default=None, help="scorer dtype: float32, float16, bfloat16 (default: bf16 on cuda)")
+    p.add_argument("--generator", default="local", help="local (the scorer writes the trace) or openai (a server)")
+    p.add_argument("--base-url", default=None, help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1")
+    p.add_argument("--generator-model", default=None, help="model name the --base-url server serves")
     p.add_argument("--force", action="store_true", help="recompute even if cached")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -292,9 +314,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_show)
 
-    p = sub.add_parser("export", help="write a self-contained interactive HTML file")
+    p = sub.add_parser("export", help="write an interactive HTML file, the tables, or the figures as images")
     p.add_argument("key")
-    p.add_argument("--html", required=True)
+    p.add_argument("--html", default=None, help="interactive HTML file to write")
+    p.add_argument("--plotlyjs", choices=("inline", "cdn"), default="inline", help="inline (offline, 4.8 MB) or cdn")
+    p.add_argument("--format", choices=("csv", "parquet", "json"), default=None, help="tokens, steps, lens tables")
+    p.add_argument("--png", action="store_true", help="loss, lens and path figures as PNG (kaleido + chromium)")
+    p.add_argument("--svg", action="store_true", help="the same figures as SVG")
+    p.add_argument("--scale", type=float, default=1.0, help="image scale (PNG pixels = 1000x450 x scale)")
+    p.add_argument("--out", default=None, help="folder for tables and images (default raml-export-KEY)")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("demo", help="prepare the demo run (cached after the first time)")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -15,13 +16,16 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
-from backend.analysis.answers import answers_match, extract_final_answer
+from backend.analysis.answers import extract_final_answer
+from backend.analysis.grading import grade_answer
 from backend.engine import probe
 from backend.engine.architecture import default_proxy_layers, locate
 from backend.engine.models import DEFAULT_MODEL, LoadedModel, load_model, resolve
+from backend.engine.openai_generator import GENERATORS, check_base_url, generate_openai
 from backend.engine.specs import parse_cuts, parse_segmentation
 from backend.engine.trajectory import (
     RAML_TEMPLATE,
+    SEGMENTER_VERSION,
     GenerationSettings,
     build_prompt,
     encode,
@@ -38,6 +42,7 @@ from backend.store.runs import RunStore, content_key
 log = logging.getLogger(__name__)
 
 ANALYSIS_VERSION = 1
+DTYPES = ("float32", "float16", "bfloat16")
 # stage name, done, total — e.g. ("analyze", 120, 301)
 StageProgress = Callable[[str, int, int], None]
 
@@ -58,6 +63,11 @@ class RunRequest:
     truncate: bool = False  # over-long trajectory: keep its last part instead of failing
     trust_remote_code: bool = False
     label: str = ""  # e.g. the JSONL id; shown in the library, not part of the key
+    generator: str = "local"  # "local": the scorer model writes the trace; "openai": a remote server
+    base_url: str | None = None  # OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1
+    generator_model: str | None = None  # the model name that server serves
+    device: str | None = None  # scorer placement: None = CUDA if available, else CPU
+    dtype: str | None = None  # scorer dtype: None = bf16 on CUDA, fp32 on CPU
 
     def validate(self) -> None:
         if not isinstance(self.question, str) or not self.question.strip():
@@ -72,6 +82,16 @@ class RunRequest:
             raise InputError("max_new_tokens must be at least 1")
         parse_segmentation(self.segmentation)
         parse_cuts(self.cuts, 1)
+        if self.generator not in GENERATORS:
+            raise InputError(f"unknown --generator '{self.generator}': use local or openai")
+        if self.generator == "openai" and self.trajectory is None:
+            check_base_url(self.base_url)
+            if not self.generator_model:
+                raise InputError("--generator openai needs --generator-model NAME (the model the server serves)")
+        if self.dtype is not None and self.dtype not in DTYPES:
+            raise InputError(f"unknown --dtype '{self.dtype}': use one of {', '.join(DTYPES)}")
+        if self.device is not None and not re.fullmatch(r"cpu|mps|cuda(:\d+)?", self.device):
+            raise InputError(f"unknown --device '{self.device}': use cpu, cuda, cuda:N or mps")
 
 
 @dataclass
@@ -92,6 +112,10 @@ def estimate_probe_tokens(n_tokens: int, cuts: str, n_probe: int, n_steps: int =
 def request_key(req: RunRequest, fingerprint: str) -> str:
     """Key of a request, known before the model is loaded or the trajectory generated."""
     source = {"trajectory": req.trajectory} if req.trajectory is not None else {"generation": asdict(req.generation)}
+    if req.trajectory is None and req.generator != "local":  # keys of local requests stay as pinned
+        source["generator"] = {"kind": req.generator, "base_url": req.base_url, "model": req.generator_model}
+    if req.device or req.dtype:
+        source["placement"] = {"device": req.device, "dtype": req.dtype}
     payload = _settings(req) | source | {"model": fingerprint, "question": req.question.strip(), "answer": req.answer}
     return content_key(payload)
 
@@ -138,11 +162,20 @@ def run_question(
         return RunOutcome(hit, True, time.perf_counter() - t_start)
 
     report("load", 0, 1)
-    loaded = loaded or load_model(req.model, trust_remote_code=req.trust_remote_code)
+    loaded = loaded or load_model(
+        req.model, trust_remote_code=req.trust_remote_code, device=req.device, dtype=req.dtype
+    )
     report("load", 1, 1)
     tok = loaded.tokenizer
 
-    if req.trajectory is None:
+    generator_meta = None
+    if req.trajectory is None and req.generator == "openai":
+        report("generate", 0, req.generation.max_new_tokens)
+        response = generate_openai(str(req.base_url), str(req.generator_model), req.question, req.generation)
+        report("generate", req.generation.max_new_tokens, req.generation.max_new_tokens)
+        source = "generated"
+        generator_meta = {"kind": "openai", "base_url": req.base_url, "model": req.generator_model}
+    elif req.trajectory is None:
         report("generate", 0, req.generation.max_new_tokens)
         response = generate(loaded, req.question, req.generation)
         report("generate", req.generation.max_new_tokens, req.generation.max_new_tokens)
@@ -175,9 +208,10 @@ def run_question(
         meta_extra = {
             "response": response,
             "trajectory_source": source,
+            "generator": generator_meta or {"kind": "local" if source == "generated" else "imported"},
             "think_format": think_format,
             "predicted_answer": predicted,
-            "correct": None if answer_source == "self" else answers_match(predicted, answer),
+            **_grading(predicted, answer, answer_source),
             "warnings": warnings,
             "created": time.time(),
         }
@@ -188,6 +222,14 @@ def run_question(
     for w in warnings:
         log.warning(w)
     return RunOutcome(key, False, time.perf_counter() - t_start, warnings)
+
+
+def _grading(predicted: str | None, answer: str, answer_source: str) -> dict:
+    """``correct`` and the grader that decided it (none for the model's own answer)."""
+    if answer_source == "self":
+        return {"correct": None, "grader": "none"}
+    grade = grade_answer(predicted, answer)
+    return {"correct": grade.correct, "grader": grade.grader}
 
 
 def _build_probe_request(
@@ -330,6 +372,7 @@ def _tables(req, loaded, built, result: probe.ProbeResult, answer, answer_source
         "trajectory": thinking,
         "template": req.template,
         "segmentation": req.segmentation,
+        "segmenter_version": SEGMENTER_VERSION,
         "cuts": req.cuts,
         "generation": asdict(req.generation),
         "proxy_layers": sorted(result.proxy_input),

@@ -315,7 +315,9 @@ def _export_controls(run) -> None:
         key="explore_export_html",
         help="One self-contained file: loss chart, path and text with a step slider (plotly bundled).",
     )
-    st.caption("PNG: use the camera icon at the top right of any chart.")
+    from app.panels.downloads import render_downloads
+
+    render_downloads(run)
 
 
 def _cursor_views(view: View, redraw: bool) -> None:

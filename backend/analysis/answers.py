@@ -206,6 +206,9 @@ def _marker_answer_at(lines: list[str]) -> tuple[int, str] | None:
             if j < 0:
                 continue
             rest = lines[j].replace("**", "").strip()
+        inline_math = re.search(r"\$([^$]+)\$", rest)
+        if inline_math:  # "Final answer is $2\sqrt{3}$": the whole formula, not its first number
+            return j, inline_math.group(1).strip()
         tail = rest.rsplit("=", 1)[-1] if "=" in rest else rest
         num = _first_number(tail)
         if num is not None:

@@ -1,13 +1,13 @@
 """The small text options of a run, parsed in one place with one-line errors that name the
 option: cut points (``--cuts all|stride:K|steps``) and segmentation
-(``--segmentation sentences|lines|paragraphs|tokens:K``). See docs/architecture.md §3 (C, K).
+(``--segmentation sentences|lines|paragraphs|thought-anchors|tokens:K``). See docs/architecture.md §3 (C, K).
 """
 
 from __future__ import annotations
 
 from backend.errors import InputError
 
-SEGMENTATIONS = ("sentences", "lines", "paragraphs", "tokens")
+SEGMENTATIONS = ("sentences", "lines", "paragraphs", "tokens", "thought-anchors")
 CUT_KINDS = ("all", "stride", "steps")
 
 
@@ -30,11 +30,11 @@ def parse_cuts(spec: str, n: int, boundaries: list[int] | None = None) -> list[i
 
 
 def parse_segmentation(spec: str) -> tuple[str, int]:
-    """``"sentences"``, ``"lines"``, ``"paragraphs"`` or ``"tokens:K"`` -> (mode, K; 0 unless tokens)."""
+    """``"sentences"``, ``"lines"``, ``"paragraphs"``, ``"thought-anchors"`` or ``"tokens:K"`` -> (mode, K; 0 unless tokens)."""
     mode, sep, k = str(spec).partition(":")
     if mode not in SEGMENTATIONS or (sep and mode != "tokens"):
         raise InputError(
-            f"unknown segmentation {spec!r} (--segmentation): use one of sentences, lines, paragraphs, tokens:K"
+            f"unknown segmentation {spec!r} (--segmentation): use one of sentences, lines, paragraphs, thought-anchors, tokens:K"
         )
     if mode == "tokens":
         if not k.isdigit() or int(k) < 1:

@@ -16,6 +16,19 @@ from backend.errors import InputError
 
 RAML_TEMPLATE = "\n\n**Final Answer**\n\\boxed{"
 
+# Version of the text segmenters, recorded in each run's meta. 2: sentences keep enumerations
+# ("1. "), abbreviations ("Dr. ", "e.g. ", "i.e. ") and decimals whole and merge fragments under
+# MIN_STEP_CHARS characters; the thought-anchors mode was added.
+SEGMENTER_VERSION = 2
+MIN_STEP_CHARS = 10
+# a period after these words does not end a sentence
+_ABBREVIATION_END = re.compile(
+    r"(?:\b(?:dr|mr|mrs|ms|prof|sr|jr|st|vs|etc|approx|fig|figs|eq|eqs|no|cf|resp)|\be\.g|\bi\.e)\.\Z",
+    re.IGNORECASE,
+)
+# a line that so far is only an enumeration marker: "1.", "  a.", "iv."
+_ENUMERATION_HEAD = re.compile(r"[ \t>*_-]*(?:\d{1,3}|[a-z]|[ivx]{1,4})\.", re.IGNORECASE)
+
 # Reflection words (docs/architecture.md §1 plus common variants). Multi-word phrases first.
 REFLECTION_PATTERN = re.compile(
     r"\b(let me (?:double[- ]?check|check|verify|re-?check)|(?:in )?any case|"
@@ -122,15 +135,95 @@ def generate(loaded, question: str, settings: GenerationSettings) -> str:
     return text
 
 
+def _sentence_ends_here(text: str, space_at: int) -> bool:
+    """Is the ``.``/``!``/``?`` just before ``space_at`` a sentence end (not "Dr.", "e.g.", "1.")?"""
+    if text[space_at - 1] != ".":
+        return True
+    if _ABBREVIATION_END.search(text[max(0, space_at - 8) : space_at]):
+        return False
+    line_start = text.rfind("\n", 0, space_at) + 1
+    return not _ENUMERATION_HEAD.fullmatch(text, line_start, space_at)
+
+
+def _merge_short(text: str, starts: list[int], min_chars: int = MIN_STEP_CHARS) -> list[int]:
+    """Drop step starts so that no step has fewer than ``min_chars`` non-blank characters: a short
+    step joins the next one, a short last step joins the one before (Thought Anchors' rule)."""
+    bounds = [0, *starts, len(text)]
+    pieces = [[a, b] for a, b in zip(bounds[:-1], bounds[1:])]
+    i = 0
+    while i < len(pieces) and len(pieces) > 1:
+        a, b = pieces[i]
+        if len(text[a:b].strip()) >= min_chars:
+            i += 1
+        elif i == len(pieces) - 1:
+            pieces[i - 1][1] = b
+            pieces.pop(i)
+        else:
+            pieces[i + 1][0] = a
+            pieces.pop(i)
+    return [a for a, _ in pieces[1:]]
+
+
 def _step_boundaries_chars(text: str, mode: str) -> list[int]:
     """Character offsets where a new step starts (excluding 0)."""
+    if mode == "thought-anchors":
+        return [start for start, _, _ in thought_anchors_spans(text)[1:]]
     if mode == "lines":
         pattern = r"\n+"
     elif mode == "paragraphs":
         pattern = r"\n\s*\n+"
-    else:  # sentences: line breaks and sentence ends followed by whitespace (Thought Anchors style)
+    else:  # sentences: line breaks and sentence ends followed by whitespace
         pattern = r"\n+|(?<=[.!?])[ \t]+(?=\S)"
-    return [m.end() for m in re.finditer(pattern, text) if 0 < m.end() < len(text)]
+    starts = [
+        m.end()
+        for m in re.finditer(pattern, text)
+        if 0 < m.end() < len(text)
+        and (mode != "sentences" or "\n" in m.group(0) or _sentence_ends_here(text, m.start()))
+    ]
+    return _merge_short(text, starts) if mode == "sentences" else starts
+
+
+def thought_anchors_spans(text: str) -> list[tuple[int, int, str]]:
+    """Thought Anchors' chunking (``split_solution_into_chunks`` in their ``utils.py``), with where
+    each chunk lies in ``text``: ``(start, end, chunk)``.
+
+    Their rule: a chunk ends after ``.``, ``?`` or ``!`` followed by a space or newline, or at the
+    first newline of a blank line (``\\n\\n``); chunks are stripped; a chunk under 10 characters is
+    glued to the next one with a space (the last one to the previous). ``chunk`` is their string
+    exactly; ``[start, end)`` covers it and the whitespace before it, so the spans tile ``text``.
+    """
+    if "<think>" in text or "</think>" in text:
+        raise InputError("thought-anchors segmentation takes the thinking text without <think> tags")
+    pieces: list[list] = []  # [start, end, stripped text]
+    start = 0
+    for i, ch in enumerate(text):
+        blank_line = text.startswith("\n\n", i) or text.startswith("\r\n\r\n", i)
+        sentence_end = ch in ".?!" and i + 1 < len(text) and text[i + 1] in " \n"
+        if (blank_line or sentence_end) and text[start : i + 1].strip():
+            pieces.append([start, i + 1, text[start : i + 1].strip()])
+            start = i + 1
+    if text[start:].strip():
+        pieces.append([start, len(text), text[start:].strip()])
+    elif pieces:
+        pieces[-1][1] = len(text)
+    i = 0
+    while i < len(pieces):
+        if len(pieces[i][2]) >= MIN_STEP_CHARS:
+            i += 1
+        elif i == len(pieces) - 1:
+            if i > 0:
+                prev = pieces.pop(i - 1)
+                pieces[i - 1] = [prev[0], pieces[i - 1][1], prev[2] + " " + pieces[i - 1][2]]
+            break
+        else:
+            short = pieces.pop(i)
+            pieces[i] = [short[0], pieces[i][1], short[2] + " " + pieces[i][2]]
+    return [(a, b, chunk) for a, b, chunk in pieces]
+
+
+def thought_anchors_chunks(text: str) -> list[str]:
+    """The chunk strings of ``thought_anchors_spans``."""
+    return [chunk for _, _, chunk in thought_anchors_spans(text)]
 
 
 def segment(text: str, offsets: list[tuple[int, int]], spec: str = "sentences") -> list[Step]:

@@ -116,9 +116,25 @@ def _path_data(run) -> tuple[np.ndarray | None, str]:
     return None, "2-D path unavailable: the run stores no layers."
 
 
-def build_export_html(run) -> str:
-    """The whole HTML document for ``run`` (a ``backend.store.runs.RunData``)."""
-    from plotly.offline import get_plotlyjs
+PLOTLYJS_MODES = ("inline", "cdn")
+
+
+def plotlyjs_tag(mode: str = "inline") -> str:
+    """``inline``: plotly.js inside the page (4.8 MB, works offline); ``cdn``: a script tag that
+    loads the same plotly.js version from cdn.plot.ly (a small file that needs the network)."""
+    from plotly.offline import get_plotlyjs, get_plotlyjs_version
+
+    if mode == "inline":
+        return f'<script type="text/javascript">{get_plotlyjs()}</script>'
+    if mode == "cdn":
+        return f'<script src="https://cdn.plot.ly/plotly-{get_plotlyjs_version()}.min.js" charset="utf-8"></script>'
+    raise InputError(f"unknown --plotlyjs '{mode}': use inline or cdn")
+
+
+def build_export_html(run, plotlyjs: str = "inline") -> str:
+    """The whole HTML document for ``run`` (a ``backend.store.runs.RunData``); ``plotlyjs`` as
+    in ``plotlyjs_tag``."""
+    script_tag = plotlyjs_tag(plotlyjs)
 
     meta, tokens, steps, lens = run.meta, run.tokens, run.steps, run.lens
     n_steps = len(steps)
@@ -167,7 +183,7 @@ def build_export_html(run) -> str:
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{esc(title)}</title>
-<script type="text/javascript">{get_plotlyjs()}</script>
+{script_tag}
 <style>{EXPORT_CSS}</style>
 </head><body data-step="0">
 <header><h1>{esc(meta["question"])}</h1>
@@ -190,12 +206,12 @@ run {esc(run.key)}</div></header>
 """
 
 
-def export_html(run, path: str | Path) -> Path:
+def export_html(run, path: str | Path, plotlyjs: str = "inline") -> Path:
     """Write ``run`` as one HTML file at ``path`` (atomically) and return the path."""
     path = Path(path)
     if path.is_dir():
         raise InputError(f"export target {path} is a directory; give a file name such as run.html")
-    page = build_export_html(run)
+    page = build_export_html(run, plotlyjs)
     tmp = None
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent if str(path.parent) else ".")

@@ -61,6 +61,8 @@ INDEX_COLUMNS = (
     "initial_loss",
     "created",
     "label",
+    "predicted_answer",
+    "grader",
 )
 
 
@@ -212,8 +214,12 @@ class RunStore:
             con.execute(
                 "CREATE TABLE IF NOT EXISTS runs (key TEXT PRIMARY KEY, question TEXT, model TEXT, "
                 "answer TEXT, answer_source TEXT, correct INTEGER, n_tokens INTEGER, n_steps INTEGER, "
-                "final_loss REAL, initial_loss REAL, created REAL, label TEXT)"
+                "final_loss REAL, initial_loss REAL, created REAL, label TEXT, predicted_answer TEXT, grader TEXT)"
             )
+            present = {row[1] for row in con.execute("PRAGMA table_info(runs)")}
+            for column in ("predicted_answer", "grader"):  # indexes written before grading was recorded
+                if column not in present:
+                    con.execute(f"ALTER TABLE runs ADD COLUMN {column} TEXT")
             con.execute("CREATE TABLE IF NOT EXISTS requests (request TEXT PRIMARY KEY, key TEXT)")
 
     def _index_row(self, meta: dict) -> tuple:
@@ -231,6 +237,8 @@ class RunStore:
             summary.get("initial_loss"),
             meta.get("created"),
             meta.get("label", ""),
+            meta.get("predicted_answer"),
+            meta.get("grader"),
         )
 
     def _index_put(self, meta: dict) -> None:

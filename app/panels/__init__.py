@@ -1,0 +1,1 @@
+"""Explore page panels, one module each."""
