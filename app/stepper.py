@@ -207,7 +207,7 @@ function togglePlay() {
   paintControls(s, s.step);
 }
 function typing(el) {
-  if (!el || el === document.body) return false;
+  if (!el || el === document.body || typeof el.closest !== 'function') return false;
   const tag = (el.tagName || '').toLowerCase();
   return tag === 'input' || tag === 'textarea' || tag === 'select' || el.isContentEditable || !!el.closest('[role="listbox"],[role="slider"],[data-baseweb="select"]');
 }
