@@ -166,3 +166,47 @@ def test_path_start_is_a_filled_clickable_marker_clear_of_the_ring():
     boundary = [t for t in fig.data if t.name == "boundary"][0]
     assert boundary.marker.size[0] == 0  # no empty arrow under the start square
     assert all(abs(a.yshift) >= 20 for a in fig.layout.annotations)  # labels clear of the 26 px ring
+
+
+def test_a_bug_on_one_import_line_never_aborts_the_file(tiny_run, tmp_path, monkeypatch):
+    """Line 2 hits an unexpected exception (a bug); lines 1 and 3 still run and the bug is one line."""
+    import json
+    import shutil
+    from pathlib import Path
+
+    import backend.jobs
+    from backend.errors import InputError
+
+    store, _ = tiny_run
+    root = tmp_path / "cache"
+    shutil.copytree(store.root, root, ignore=shutil.ignore_patterns("locks", "tmp"))
+    calls = []
+
+    class Outcome:
+        def __init__(self, key):
+            self.key = key
+
+    def fake_run_question(req, store, loaded=None):
+        calls.append(req.label)
+        if req.label == "q2":
+            raise KeyError("boom")
+        if req.label == "q4":
+            raise InputError("question too long")
+        return Outcome(req.label)
+
+    monkeypatch.setattr(backend.jobs, "run_question", fake_run_question)
+    monkeypatch.setenv("RAML_CACHE_DIR", str(root))
+    main = str(Path(__file__).resolve().parent.parent / "app" / "main.py")
+    at = AppTest.from_file(main, default_timeout=60).run()
+    at.switch_page("views/runs.py").run()
+    lines = [
+        json.dumps({"id": f"q{i}", "question": f"What is {i} + 1?", "answer": str(i + 1), "trajectory": "t"})
+        for i in (1, 2, 3, 4)
+    ]
+    at.file_uploader(key="runs_import_file").upload("q.jsonl", "\n".join(lines).encode(), "application/json").run()
+    at.button(key="runs_import_start").click().run()
+    assert not at.exception and calls == ["q1", "q2", "q3", "q4"]
+    assert any("2 of 4 questions analyzed" in s.value for s in at.success)
+    errors = [e.value for e in at.error]
+    assert any(e.startswith("q.jsonl:2 (q2): a bug") and "KeyError" in e for e in errors)
+    assert "q.jsonl:4 (q4): question too long" in errors
