@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from app import data
 from app.panels.common import View, heading
 from backend.plots import text as text_view
 
@@ -13,13 +14,7 @@ FUTURE_CHARS = 360
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def _token_html(root: str, key: str, stamp: float) -> list[str]:
-    from app import data
-
-    run = data.load_run(data.get_store(), key) if root == str(data.get_store().root) else None
-    if run is None:  # pragma: no cover - a store other than the app's
-        from backend.store.runs import RunStore
-
-        run = RunStore(root).open(key)
+    run = data.load_run(data.store_at(root), key)
     return text_view.token_delta_html(run.tokens, run.steps)
 
 
