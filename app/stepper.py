@@ -262,9 +262,13 @@ export default function (component) {
     document.head.appendChild(st);
   }
   let s = window.__ramlStepper;
-  if (!s || s.data.sig !== data.sig) {  // a new run or new view settings: start where the server says
+  if (!s || s.data.run !== data.run) {  // a new run: start where the server (the URL) says
     if (s && s.timer) clearInterval(s.timer);
     s = {step: data.start, sent: data.start, times: (s && s.times) || [], timer: null, range: null};
+  } else if (s.data.sig !== data.sig) {  // new view settings or sizes: the browser's cursor stays
+    s.step = Math.min(s.step, data.n_steps);
+    s.sent = data.start;
+    if (s.step !== data.start) setTimeout(function () { sync(s); }, 0);
   }
   s.data = data;
   s.setStateValue = setStateValue;
@@ -311,6 +315,7 @@ _stepper = st.components.v2.component("raml_stepper", js=STEPPER_JS)
 def stepper_payload(
     *,
     signature: str,
+    run_key: str,
     start: int,
     n_steps: int,
     marks: dict,
@@ -321,6 +326,7 @@ def stepper_payload(
     """Everything the browser needs to move every view for boundaries 0..``n_steps`` itself."""
     return {
         "sig": signature,
+        "run": run_key,
         "start": int(start),
         "n_steps": int(n_steps),
         "marks": marks,

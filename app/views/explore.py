@@ -386,6 +386,7 @@ def _mount_stepper(view: View) -> None:
     )
     payload = stepper.stepper_payload(
         signature=signature,
+        run_key=view.key,
         start=view.cursor,
         n_steps=view.n_steps,
         marks=marks,

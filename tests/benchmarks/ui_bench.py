@@ -139,6 +139,9 @@ def time_presses(page, url: str, key: str, views: list[dict], presses: int) -> l
     page.goto(f"{url}/?run={key}&step=0", wait_until="domcontentloaded")
     page.wait_for_function("() => document.body.classList.contains('raml-live')", timeout=120_000)
     page.wait_for_function(VIEW_AT_JS, arg=views[0], timeout=120_000)
+    page.wait_for_function(  # the window height reached the server and the views were sized for it
+        "() => window.__ramlStepper && window.__ramlStepper.data.viewport_h === innerHeight", timeout=120_000
+    )
     page.wait_for_timeout(500)  # let the first render settle
     page.locator("#raml-step-label").click()
     times = []
