@@ -34,6 +34,11 @@ def get_store() -> RunStore:
     return _store_for(cache_root())
 
 
+def store_at(root: str) -> RunStore:
+    """The (cached) store at ``root``: cached figure builders key on the root string."""
+    return _store_for(root)
+
+
 def run_stamp(store: RunStore, key: str) -> float:
     """Changes when a run is recomputed (meta.json rewritten); 0.0 if it is missing."""
     try:

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import streamlit as st
 
+from app.ui import FAVICON
+
 present = str(st.query_params.get("present", "")).strip().lower() in ("1", "true", "yes", "on")
 st.set_page_config(
     page_title="RaML Explorer",
-    page_icon=":material/trending_down:",
+    page_icon=str(FAVICON),  # a local file: the favicon is never fetched from the internet
     layout="wide",
     initial_sidebar_state="collapsed" if present else "auto",
 )

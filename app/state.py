@@ -1,4 +1,5 @@
-"""View state in the URL: ``?run=KEY&step=N&layer=L&space=proxy|hidden&present=1``.
+"""View state in the URL: ``?run=KEY&step=N&layer=L&space=proxy|hidden&present=1``, plus Explore's
+settings dataclass and screen layout (chart heights from the browser's viewport height).
 
 Parsing is pure (no Streamlit) so it is unit-tested directly; every bad value becomes a
 friendly one-line warning and a valid fallback, never an exception.
@@ -15,6 +16,11 @@ SPACES = ("proxy", "hidden")
 SPACE_LABELS = {"proxy": "parameter-proxy space (MLP ΔW)", "hidden": "hidden-state space (residual stream)"}
 MAX_PARAM_CHARS = 100
 KNOWN_PARAMS = ("run", "step", "layer", "space", "present")
+# UMAP and its trustworthiness score say little about a handful of points (issue 14): below this
+# many boundaries Explore offers PCA only and shows no trustworthiness.
+MIN_UMAP_POINTS = 12
+DEFAULT_VIEWPORT_H = 900
+MIN_VIEWPORT_H, MAX_VIEWPORT_H = 480, 2400
 
 
 @dataclass
@@ -105,3 +111,43 @@ def resolve_layer(layer: int | None, available: list[int], space: str) -> tuple[
     if layer is None or layer in available:
         return (default if layer is None else layer), None
     return default, f"Layer {layer} is not stored for the {space} space of this run; showing layer {default}."
+
+
+@dataclass(frozen=True)
+class ExploreSettings:
+    """What Explore's sidebar returns: how to draw the run (not where the cursor is)."""
+
+    alpha: float
+    lens_value: str = "nll"  # "nll" | "p_answer"
+    method: str = "pca"  # "pca" | "umap"
+    speed: float = 1.0  # seconds per step while playing
+    colour_tokens: bool = False  # per-token text coloured by the loss change each token caused
+
+
+@dataclass(frozen=True)
+class ExploreLayout:
+    """Pixel sizes of Explore's views so text, loss, path and lens fit one screen of height ``viewport_h``."""
+
+    viewport_h: int
+    chart_h: int  # each of the four views' height (two rows of two)
+    text_h: int  # trajectory box (the step card sits under it, in the same row)
+    scale: float  # font scale of the charts
+
+
+def explore_layout(viewport_h: int | None, present: bool) -> ExploreLayout:
+    """Two rows of views under the header and the step controls, filling ``viewport_h``.
+
+    Fixed costs (page padding, header, controls, two view headings) are about 320 px in the
+    normal page and 240 px in presentation mode (no sidebar, no captions).
+    """
+    vh = DEFAULT_VIEWPORT_H if viewport_h is None else int(min(max(viewport_h, MIN_VIEWPORT_H), MAX_VIEWPORT_H))
+    overhead = 262 if present else 318
+    chart_h = max(200, (vh - overhead) // 2)
+    scale = 1.0 if not present else (1.25 if vh >= 1000 else 1.0)
+    text_h = max(90, chart_h - round(118 * scale))  # the compact step card sits under the text
+    return ExploreLayout(viewport_h=vh, chart_h=chart_h, text_h=text_h, scale=scale)
+
+
+def projection_methods(n_points: int) -> tuple[str, ...]:
+    """2-D projections worth offering for a path of ``n_points`` boundaries."""
+    return ("pca", "umap") if n_points >= MIN_UMAP_POINTS else ("pca",)

@@ -1,9 +1,11 @@
-"""Small shared page helpers: error guard, presentation-mode CSS, empty state."""
+"""Small shared page helpers: the one error display, presentation-mode CSS, empty state, favicon."""
 
 from __future__ import annotations
 
 import logging
+import traceback
 from collections.abc import Callable
+from pathlib import Path
 
 import streamlit as st
 
@@ -20,24 +22,40 @@ EMPTY_STATE = (
 
 
 def guard(body: Callable[[], None]) -> None:
-    """Run a page body; any error becomes one ``st.error`` line with its cause, never a traceback."""
+    """Run a page body (or one panel) through the one error display (:func:`show_error`)."""
     try:
         body()
-    except RamlError as exc:
-        st.error(str(exc))
-    except Exception as exc:  # a bug: say what failed, keep the details in the server log
-        # (st.rerun / st.stop / st.switch_page raise BaseException subclasses and pass through)
-        log.exception("page failed")
-        st.error(f"Something went wrong: {type(exc).__name__}: {str(exc)[:300]}. Details are in the server log.")
+    except Exception as exc:  # st.rerun / st.stop / st.switch_page raise BaseException subclasses and pass through
+        show_error(exc)
+
+
+def show_error(exc: BaseException, *, where: str | None = None) -> None:
+    """The one error display of every page.
+
+    A :class:`RamlError` is the user's to fix: its one-line message, nothing else. Anything else
+    is a bug: a one-line message plus the traceback in a closed expander (and the server log).
+    """
+    prefix = f"{where}: " if where else ""
+    if isinstance(exc, RamlError):
+        st.error(prefix + str(exc))
+        return
+    log.error("page failed", exc_info=exc)
+    st.error(f"{prefix}Something went wrong (a bug, please report it): {type(exc).__name__}: {str(exc)[:300]}")
+    with st.expander("Details (traceback)"):
+        st.code("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)), language="text")
+
+
+FAVICON = Path(__file__).resolve().parent / "static" / "favicon.png"  # served locally, never fetched
 
 
 PRESENT_CSS = """
 <style>
 [data-testid="stSidebar"], [data-testid="stSidebarCollapsedControl"], [data-testid="stToolbar"],
 [data-testid="stHeader"] { display: none !important; }
-html, body, [data-testid="stAppViewContainer"] { font-size: 19px; }
+html, body, [data-testid="stAppViewContainer"] { font-size: 17px; }
 [data-testid="stMainBlockContainer"], .block-container { padding-top: 1.2rem; max-width: 100%; }
 h1 { font-size: 2.0rem !important; }
+.raml-title { font-size: 1.25rem; }
 </style>
 """
 
@@ -49,11 +67,18 @@ BASE_CSS = """
 .raml-badge { display: inline-block; padding: 0 0.5em; border-radius: 999px; font-size: 0.85em; font-weight: 600; }
 .raml-badge.ok { background: #dcfce7; color: #166534; } .raml-badge.bad { background: #fee2e2; color: #991b1b; }
 .raml-badge.na { background: #e2e8f0; color: #334155; }
-.raml-h { font-weight: 600; color: #334155; font-size: 0.98rem; margin-top: 0.3rem; }
-.raml-card { border: 1px solid #e2e8f0; border-radius: 8px; padding: 0.6rem 0.9rem; font-size: 0.95rem; }
-.raml-grid { display: grid; grid-template-columns: repeat(4, minmax(0, 1fr)); gap: 0.4rem; margin: 0.5rem 0; }
-.raml-k { color: #64748b; font-size: 0.8rem; } .raml-v { font-size: 1.25rem; font-weight: 600; color: #1f2937; }
-.raml-tokens { color: #475569; font-size: 0.88rem; line-height: 1.9; }
+.raml-h { font-weight: 600; color: #334155; font-size: 0.98rem; }
+.raml-title { font-size: 1.12rem; font-weight: 600; color: #111827; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
+.raml-meta { color: #475569; font-size: 0.9rem; }
+[class*="st-key-explore_h_"] { min-height: 0; }
+[class*="st-key-explore_help_"] button { padding: 0 0.3rem; min-height: 1.6rem; font-size: 0.82rem; color: #64748b; }
+.st-key-explore_stepper_host { display: none; }
+.raml-card { border: 1px solid #e2e8f0; border-radius: 8px; padding: 0.35rem 0.7rem; font-size: 0.9rem; }
+.raml-card-head { white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
+.raml-grid { display: grid; grid-template-columns: repeat(4, minmax(0, 1fr)); gap: 0.3rem; margin: 0.15rem 0; }
+.raml-k { color: #64748b; font-size: 0.75rem; white-space: nowrap; } .raml-v { font-size: 1.05rem; font-weight: 600; color: #1f2937; }
+.raml-tokens { color: #475569; font-size: 0.82rem; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
+[data-testid="stMain"] [data-testid="stVerticalBlock"] { gap: 0.5rem; }
 .raml-chip { display: inline-block; background: #eef2ff; border-radius: 6px; padding: 0 0.4em; margin-right: 0.3em; }
 .raml-chip code { background: transparent; color: #2a3f7a; font-size: 0.92em; padding: 0; }
 .raml-refl { background: #fde3c4; color: #9a3412; border-radius: 3px; padding: 0 2px; }

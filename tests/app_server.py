@@ -90,7 +90,7 @@ def launch_chromium(playwright):
 
 # In-page probe: is the Explore view fully at boundary `want.step`? The step label, the
 # highlighted text, and the cursor marks the browser draws over the loss chart, lens heatmap and
-# path chart (app/cursor_sync.py); the loss chart's line must sit at progress `want.x`.
+# path chart (app/stepper.py); the loss chart's line must sit at progress `want.x`.
 VIEW_AT_JS = """
 (want) => {
   const label = document.getElementById('raml-step-label');

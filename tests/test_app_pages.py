@@ -58,7 +58,7 @@ def _spec_cursor(at, chart: str) -> dict | None:
 
 
 def _payload(at) -> dict:
-    """Cursor positions sent to the browser-side marks (app/cursor_sync.py)."""
+    """Cursor positions sent to the browser-side marks (app/stepper.py)."""
     return at.session_state["explore_cursor_payload"]
 
 
@@ -196,12 +196,12 @@ def test_explore_damaged_run_is_an_error_line_not_a_traceback(own_cache, monkeyp
     assert any("checksum" in e.value or "damaged" in e.value for e in at.error)
 
 
-def test_presentation_mode_hides_controls_and_autoplays(cache, monkeypatch):
+def test_presentation_mode_hides_controls_and_does_not_autoplay(cache, monkeypatch):
     store, key, _ = cache
     at = _app(store.root, monkeypatch, run=key, present="1")
     _no_errors(at)
     assert not at.sidebar.selectbox and not at.sidebar.radio  # no sidebar controls
-    assert at.button(key="explore_play").label == "Pause"  # autoplay is on
+    assert at.button(key="explore_play").label == "Play"  # no autoplay (issue 14): the presenter starts it
     assert "stSidebar" in _html(at)  # the presentation CSS hides the sidebar
 
 

@@ -128,3 +128,182 @@ def test_runs_page_renders(app_url, browser):
     assert "Traceback" not in page.content()
     page.screenshot(path=str(ARTIFACTS / "runs_1280x800.png"))
     page.close()
+
+
+# ----------------------------------------------------------------------------- browser-side stepping (issue 14)
+# Every view at boundary `b`, checked in the same JS task as the key press: the stepper updates
+# label, text, step card and the three chart marks synchronously, so they share one frame.
+ALL_VIEWS_AT_JS = """
+(b) => {
+  const s = window.__ramlStepper;
+  const label = document.getElementById('raml-step-label').textContent.trim();
+  const cur = document.getElementById('raml-current');
+  const card = document.getElementById('raml-step-card').textContent;
+  const charts = ['explore_loss_chart', 'explore_lens_chart', 'explore_path_chart'].map(
+    (k) => document.querySelector('.st-key-' + k + ' .js-plotly-plot'));
+  const ring = charts[2].__ramlMark, path = charts[2]._fullLayout, m = s.data.marks.charts.find((c) => c.kind === 'ring');
+  const ringX = path.xaxis._offset + path.xaxis.l2p(m.x[b]) - 14;
+  return {
+    label: label, text: b === 0 ? cur === null : (cur !== null && cur.dataset.step === String(b)),
+    card: b === 0 ? card.includes('Before any thinking') : card.includes('Step ' + b),
+    charts: charts.map((gd) => gd.dataset.ramlCursor === String(b) && gd.__ramlMark.style.display !== 'none'),
+    ring: Math.abs(parseFloat(ring.style.left) - ringX) < 1.5, range: document.querySelector('input.raml-range').value,
+  };
+}
+"""
+PRESS_AND_READ_JS = """
+([key, b]) => {
+  document.body.dispatchEvent(new KeyboardEvent('keydown', {key: key, bubbles: true, cancelable: true}));
+  return (%s)(b);
+}
+""" % ALL_VIEWS_AT_JS.strip()
+
+
+def _live(page, url: str) -> None:
+    page.goto(url, wait_until="domcontentloaded")
+    page.wait_for_function("() => document.body.classList.contains('raml-live')", timeout=90_000)
+
+
+def _assert_all_at(state: dict, b: int, n_steps: int) -> None:
+    label = "Start · 0 / " + str(n_steps) if b == 0 else f"Step {b} / {n_steps}"
+    assert state == {
+        "label": label,
+        "text": True,
+        "card": True,
+        "charts": [True, True, True],
+        "ring": True,
+        "range": str(b),
+    }
+
+
+def test_stepping_moves_every_view_in_the_same_frame(app_url, browser):
+    url, key, run = app_url
+    n_steps = len(run.steps)
+    page = browser.new_page(viewport={"width": 1440, "height": 900})
+    _live(page, f"{url}/?run={key}&step=0")
+    for b in range(1, n_steps + 1):  # every boundary, read in the same task as the key press
+        _assert_all_at(page.evaluate(PRESS_AND_READ_JS, ["ArrowRight", b]), b, n_steps)
+    _assert_all_at(page.evaluate(PRESS_AND_READ_JS, ["ArrowRight", n_steps]), n_steps, n_steps)  # clamped
+    _assert_all_at(page.evaluate(PRESS_AND_READ_JS, ["Home", 0]), 0, n_steps)
+    _assert_all_at(page.evaluate(PRESS_AND_READ_JS, ["End", n_steps]), n_steps, n_steps)
+    page.wait_for_function(f"() => location.search.includes('step={n_steps}')", timeout=15_000)  # URL mirrored
+
+    # the native slider, the Prev button and real key presses go through the same path
+    page.evaluate(
+        "() => { const r = document.querySelector('input.raml-range'); r.value = '2'; r.dispatchEvent(new Event('input')); }"
+    )
+    _assert_all_at(page.evaluate(ALL_VIEWS_AT_JS, 2), 2, n_steps)
+    page.locator(".st-key-explore_prev button").first.click()
+    _assert_all_at(page.evaluate(ALL_VIEWS_AT_JS, 1), 1, n_steps)
+    page.locator("body").press("ArrowRight")
+    _assert_all_at(page.evaluate(ALL_VIEWS_AT_JS, 2), 2, n_steps)
+    page.wait_for_function("() => location.search.includes('step=2')", timeout=15_000)
+
+    # Play runs in the browser and stops at the end; it never started by itself
+    page.keyboard.press("End")
+    page.keyboard.press("Home")
+    page.locator(".st-key-explore_play button").first.click()
+    page.wait_for_function("() => document.body.dataset.ramlCursor === '2'", timeout=10_000)
+    assert page.locator(".st-key-explore_play button").first.inner_text().strip().endswith("Pause")
+    page.locator(".st-key-explore_play button").first.click()
+    stopped = page.evaluate("() => window.__ramlStepper.step")
+    page.wait_for_timeout(1500)
+    assert page.evaluate("() => window.__ramlStepper.step") == stopped
+    page.screenshot(path=str(ARTIFACTS / "explore_stepping_1440x900.png"))
+    page.close()
+
+
+def _chart_point(page, chart: str, x: float, y: float) -> tuple[float, float]:
+    """Page pixel of data point (x, y) in a chart."""
+    return tuple(
+        page.evaluate(
+            """([k, x, y]) => {
+                 const gd = document.querySelector('.st-key-' + k + ' .js-plotly-plot');
+                 const fl = gd._fullLayout, r = gd.getBoundingClientRect();
+                 return [r.left + fl.xaxis._offset + fl.xaxis.l2p(x), r.top + fl.yaxis._offset + fl.yaxis.l2p(y)];
+               }""",
+            [chart, x, y],
+        )
+    )
+
+
+def test_clicks_on_path_loss_and_lens_jump(app_url, browser):
+    url, key, run = app_url
+    n_steps, n_tokens = len(run.steps), run.meta["summary"]["n_tokens"]
+    page = browser.new_page(viewport={"width": 1440, "height": 900})
+    _live(page, f"{url}/?run={key}&step=0")
+    ring = page.evaluate("() => window.__ramlStepper.data.marks.charts.find((c) => c.kind === 'ring')")
+
+    def at() -> int:
+        return int(page.evaluate("() => window.__ramlStepper.step"))
+
+    def click_path(b: int) -> None:
+        page.mouse.click(*_chart_point(page, "explore_path_chart", ring["x"][b], ring["y"][b]))
+
+    click_path(4)
+    page.wait_for_function("() => window.__ramlStepper.step === 4", timeout=5_000)
+    page.keyboard.press("ArrowRight")
+    assert at() == 5
+    click_path(4)  # the same point again jumps again (a selection toggle would ignore it)
+    page.wait_for_function("() => window.__ramlStepper.step === 4", timeout=5_000)
+    click_path(0)  # the start marker is a point like the others
+    page.wait_for_function("() => window.__ramlStepper.step === 0", timeout=5_000)
+
+    page.mouse.click(*_chart_point(page, "explore_lens_chart", 6, 1))
+    page.wait_for_function("() => window.__ramlStepper.step === 6", timeout=5_000)
+
+    cut = int(run.steps["end"].iloc[1])  # boundary 2 on the loss curve
+    loss = float(run.tokens.set_index("cut")["loss"].loc[cut])
+    page.mouse.click(*_chart_point(page, "explore_loss_chart", cut / n_tokens, loss))
+    page.wait_for_function("() => window.__ramlStepper.step === 2", timeout=5_000)
+    assert page.locator("#raml-step-label").inner_text().strip() == f"Step 2 / {n_steps}"
+    page.close()
+
+
+VIEWS = (".raml-traj", ".st-key-explore_loss_chart", ".st-key-explore_path_chart", ".st-key-explore_lens_chart")
+
+
+def _views_on_screen(page) -> list[bool]:
+    """Whether each view (text, loss, path, lens) lies fully inside the window, no scrolling."""
+    return page.evaluate(
+        """(sel) => sel.map((s) => { const r = document.querySelector(s).getBoundingClientRect();
+             return r.height > 80 && r.top >= 0 && r.bottom <= innerHeight + 1 && r.left >= 0 && r.right <= innerWidth + 1; })""",
+        list(VIEWS),
+    )
+
+
+def test_one_screen_and_presentation_mode(app_url, browser):
+    url, key, run = app_url
+    page = browser.new_page(viewport={"width": 1440, "height": 900})
+    _live(page, f"{url}/?run={key}&step=3")
+    assert _views_on_screen(page) == [True] * 4
+    page.screenshot(path=str(ARTIFACTS / "explore_1440x900.png"))
+
+    page.locator(".st-key-explore_present button").first.click()  # the button ...
+    page.wait_for_function("() => location.search.includes('present=1')", timeout=30_000)
+    page.locator(".st-key-explore_exit_present button").first.wait_for(timeout=60_000)
+    page.wait_for_function("() => document.body.classList.contains('raml-live')", timeout=60_000)
+    assert "step=3" in page.url and not page.locator("[data-testid='stSidebar']").is_visible()
+    page.wait_for_timeout(1500)
+    assert page.evaluate("() => window.__ramlStepper.step") == 3  # no auto-play
+    page.keyboard.press("Escape")  # ... and the way out
+    page.wait_for_function("() => !location.search.includes('present')", timeout=30_000)
+    page.locator(".st-key-explore_present button").first.wait_for(timeout=60_000)
+    page.wait_for_function("() => document.body.classList.contains('raml-live')", timeout=60_000)
+    page.locator("#raml-step-label").click()
+    page.keyboard.press("p")  # ... and the p key
+    page.locator(".st-key-explore_exit_present button").first.wait_for(timeout=60_000)
+    page.close()
+
+    for width, height in ((1920, 1080), (1280, 720)):
+        page = browser.new_page(viewport={"width": width, "height": height})
+        _live(page, f"{url}/?run={key}&step=3&present=1")
+        page.wait_for_function(  # the window height reached the server and the views were sized for it
+            f"() => window.__ramlStepper.data.viewport_h === {height}", timeout=60_000
+        )
+        page.wait_for_function("() => document.body.classList.contains('raml-live')", timeout=60_000)
+        page.wait_for_timeout(800)
+        assert _views_on_screen(page) == [True] * 4, (width, height)
+        assert page.locator(".st-key-explore_play button").first.inner_text().strip().endswith("Play")
+        page.screenshot(path=str(ARTIFACTS / f"present_{width}x{height}.png"))
+        page.close()

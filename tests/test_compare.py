@@ -211,7 +211,7 @@ def test_surface_contour_figure_draws_path_on_grid_and_says_proxy():
     assert contour.type == "contour" and np.asarray(contour.z).shape == (4, 5)
     path = [t for t in fig.data if t.name == "path (step boundaries)"][0]
     np.testing.assert_allclose(path.x, s.path_coords[:, 0])
-    assert "L̂ (teacher-forced) = 0.900" in path.text[2] and "L_q(θ + proj ΔW) = 3.200" in path.text[2]
+    assert "L̂ (teacher-forced) = 0.900" in path.text[2] and "L<sub>q</sub>(θ + proj ΔW) = 3.200" in path.text[2]
     cursor = [t for t in fig.data if t.name == "cursor"][0]
     assert (cursor.x[0], cursor.y[0]) == (1.2, -0.2)
     texts = " ".join(a.text for a in fig.layout.annotations)

@@ -333,7 +333,7 @@ def _landscape_tab(store: RunStore, runs: list[RunData], labels: list[str]) -> N
     from backend.analysis import landscape, proxy
 
     st.caption(
-        "How the answer's loss L_q changes around the model's weights θ with no trajectory in context. "
+        "How the answer's loss $L_q$ changes around the model's weights θ with no trajectory in context. "
         "The proxy plane is spanned by the top-2 PCA directions of one run's ΔW path at one layer "
         "(a single-layer proxy); the random landscape perturbs every layer as in the RaML reference."
     )
@@ -379,7 +379,7 @@ def _landscape_tab(store: RunStore, runs: list[RunData], labels: list[str]) -> N
         st.plotly_chart(fig, key="compare_surface_chart", config=PLOTLY_CONFIG)
         st.plotly_chart(figures_proxy.path_losses_figure(surface), key="compare_surface_path", config=PLOTLY_CONFIG)
         st.caption(
-            f"L_q(θ) = {surface.base_loss:.3f} nats; computed in {surface.seconds:.1f} s"
+            f"$L_q(θ)$ = {surface.base_loss:.3f} nats; computed in {surface.seconds:.1f} s"
             f"{' (from the cache)' if surface.cached else ''}."
         )
     else:
@@ -432,7 +432,7 @@ def _landscape_tab(store: RunStore, runs: list[RunData], labels: list[str]) -> N
             key="compare_random_chart",
             config=PLOTLY_CONFIG,
         )
-        st.caption(f"{random_view.n_params:,} parameters perturbed; L_q(θ) = {random_view.base_loss:.3f} nats.")
+        st.caption(f"{random_view.n_params:,} parameters perturbed; $L_q(θ)$ = {random_view.base_loss:.3f} nats.")
 
 
 def _compute(job, what: str):

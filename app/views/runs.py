@@ -362,18 +362,21 @@ def _import_jsonl(store) -> None:
     done, failed = [], []
     for i, rec in enumerate(records):
         bar.progress(i / len(records), text=f"Question {i + 1}/{len(records)} ({rec.id})…")
-        req = RunRequest(
-            question=rec.question,
-            answer=rec.answer,
-            trajectory=rec.trajectory,
-            model=model,
-            label=rec.id,
-            generation=GenerationSettings(max_new_tokens=int(max_new)),
-        )
-        try:
+        try:  # one bad line never aborts the file: it is reported and the next line runs
+            req = RunRequest(
+                question=rec.question,
+                answer=rec.answer,
+                trajectory=rec.trajectory,
+                model=model,
+                label=rec.id,
+                generation=GenerationSettings(max_new_tokens=int(max_new)),
+            )
             done.append(run_question(req, store, loaded=loaded).key)
         except RamlError as exc:
             failed.append(f"{rec.where} ({rec.id}): {exc}")
+        except Exception as exc:  # a bug on this line: say so (details in the server log), keep going
+            ui.log.exception("import of %s failed", rec.where)
+            failed.append(f"{rec.where} ({rec.id}): a bug, please report it: {type(exc).__name__}: {exc}")
     bar.progress(1.0, text="Done")
     st.success(f"{len(done)} of {len(records)} questions analyzed (cached ones reused).")
     for f in failed:

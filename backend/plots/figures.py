@@ -127,7 +127,7 @@ def loss_descent_figure(
     n_tokens = int(cuts.max()) if len(cuts) else 0
     smooth = ema(loss, alpha)
     token_text = [html.escape(t).replace("\n", "⏎") for t in tokens["token"].astype(str)]
-    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.74, 0.26], vertical_spacing=0.06)
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.66, 0.34], vertical_spacing=0.09)
 
     fig.add_trace(
         go.Scatter(
@@ -222,14 +222,14 @@ def loss_descent_figure(
                 col=1,
                 exclude_empty_subplots=False,
             )
-        fig.add_annotation(
-            x=x0,
+        fig.add_annotation(  # anchored at the right end, so it is never cut off by the plot edge
+            x=float(progress.max()),
             y=1,
             xref="x",
             yref="y domain",
             text="answer already in the text",
             showarrow=False,
-            xanchor="left",
+            xanchor="right",
             yanchor="top",
             font=dict(size=round(11 * scale), color=BOUNDARY_COLOR),
         )
@@ -299,7 +299,9 @@ def path_figure(
             showlegend=False,
         )
     )
-    symbols = ["circle"] + ["arrow"] * (B - 1)
+    symbols = ["circle"] + ["arrow"] * (B - 1)  # point 0 has no "previous": drawn by the start trace
+    size = 13 if B < 80 else 10
+    sizes = [0] + [size] * (B - 1)
     fig.add_trace(
         go.Scatter(
             x=coords[:, 0],
@@ -312,7 +314,7 @@ def path_figure(
             marker=dict(
                 symbol=symbols,
                 angleref="previous",
-                size=13 if B < 80 else 10,
+                size=sizes,
                 color=loss,
                 colorscale=LOSS_COLORSCALE,
                 cmin=float(np.nanmin(loss)),
@@ -324,12 +326,33 @@ def path_figure(
             hovertemplate="%{text}<br>L̂ = %{marker.color:.3f} nats<br><i>click to jump here</i><extra></extra>",
         )
     )
+    fig.add_trace(  # the start: a filled square (arrows need a previous point), clickable like the others
+        go.Scatter(
+            x=coords[:1, 0],
+            y=coords[:1, 1],
+            mode="markers",
+            name="start",
+            showlegend=False,
+            customdata=idx[:1],
+            text=hover[:1],
+            marker=dict(
+                symbol="square",
+                size=size,
+                color=loss[:1],
+                colorscale=LOSS_COLORSCALE,
+                cmin=float(np.nanmin(loss)),
+                cmax=float(np.nanmax(loss)),
+                line=dict(color="#1f2937", width=1.5),
+            ),
+            hovertemplate="%{text}<br>L̂ = %{marker.color:.3f} nats<br><i>click to jump here</i><extra></extra>",
+        )
+    )
     fig.add_annotation(
         x=coords[0, 0],
         y=coords[0, 1],
         text="start",
         showarrow=False,
-        yshift=14,
+        yshift=24,  # clear of the 26 px cursor ring
         font=dict(size=round(11 * scale), color=BOUNDARY_COLOR),
     )
     if B > 1:
@@ -338,7 +361,7 @@ def path_figure(
             y=coords[-1, 1],
             text="end",
             showarrow=False,
-            yshift=14,
+            yshift=24,
             font=dict(size=round(11 * scale), color=BOUNDARY_COLOR),
         )
     _layout(fig, height=height, scale=scale, title=title)
@@ -411,11 +434,15 @@ def lens_heatmap_figure(
         )
         fmt = "answer NLL %{z:.3f} nats"
     else:  # high probability = low loss: the same scale, reversed, so dark stays "good"
+        finite = grid[np.isfinite(grid)]
+        p_range = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+        if p_range[1] - p_range[0] < 1e-6:
+            p_range = (max(p_range[0] - 1e-3, 0.0), p_range[1] + 1e-3)
         z_kw = dict(
             colorscale=LOSS_COLORSCALE,
             reversescale=True,
-            zmin=0.0,
-            zmax=1.0,
+            zmin=p_range[0],  # this run's own range: a fixed 0-1 scale paints small p one colour
+            zmax=p_range[1],
             colorbar=dict(title=dict(text="p(answer)", side="right"), thickness=12),
         )
         fmt = "p(first answer token) %{z:.3f}"

@@ -70,8 +70,8 @@ def _path_hover(surface) -> list[str]:
     tf = np.asarray(surface.teacher_forced, dtype=np.float64)
     return [
         f"{'start (no trajectory)' if b == 0 else f'step {b}'}<br>"
-        f"L_q(θ + proj ΔW) = {surface.path_loss_plane[b]:.3f}<br>"
-        f"L_q(θ + ΔW) = {surface.path_loss_full[b]:.3f}<br>"
+        f"L<sub>q</sub>(θ + proj ΔW) = {surface.path_loss_plane[b]:.3f}<br>"
+        f"L<sub>q</sub>(θ + ΔW) = {surface.path_loss_full[b]:.3f}<br>"
         f"L̂ (teacher-forced) = {tf[b]:.3f} nats"
         for b in range(B)
     ]
@@ -92,12 +92,12 @@ def surface_contour_figure(
             x=alphas,
             y=betas,
             z=loss,
-            name="L_q",
+            name="L<sub>q</sub>",
             colorscale=LOSS_COLORSCALE,
             ncontours=18,
             contours=dict(coloring="heatmap", showlabels=True, labelfont=dict(size=round(10 * scale), color="white")),
-            colorbar=dict(title=dict(text="L_q (nats)", side="right"), thickness=12, len=0.9),
-            hovertemplate="α = %{x:.3g}, β = %{y:.3g}<br>L_q = %{z:.3f} nats<extra>surface</extra>",
+            colorbar=dict(title=dict(text="L<sub>q</sub> (nats)", side="right"), thickness=12, len=0.9),
+            hovertemplate="α = %{x:.3g}, β = %{y:.3g}<br>L<sub>q</sub> = %{z:.3f} nats<extra>surface</extra>",
         )
     )
     fig.add_trace(
@@ -175,11 +175,11 @@ def surface_3d_figure(
             y=betas,
             z=loss,
             colorscale=LOSS_COLORSCALE,
-            name="L_q",
+            name="L<sub>q</sub>",
             opacity=0.92,
-            colorbar=dict(title=dict(text="L_q (nats)", side="right"), thickness=12, len=0.8),
+            colorbar=dict(title=dict(text="L<sub>q</sub> (nats)", side="right"), thickness=12, len=0.8),
             contours=dict(z=dict(show=True, usecolormap=True, width=1)),
-            hovertemplate="α = %{x:.3g}, β = %{y:.3g}<br>L_q = %{z:.3f}<extra>surface</extra>",
+            hovertemplate="α = %{x:.3g}, β = %{y:.3g}<br>L<sub>q</sub> = %{z:.3f}<extra>surface</extra>",
         )
     )
     fig.add_trace(
@@ -220,7 +220,7 @@ def surface_3d_figure(
         scene=dict(
             xaxis_title=titles[0].split(" (")[0],
             yaxis_title=titles[1].split(" (")[0],
-            zaxis_title="L_q (nats)",
+            zaxis_title="L<sub>q</sub> (nats)",
             camera=dict(eye=dict(x=1.5, y=-1.5, z=0.9)),
         ),
     )
@@ -236,8 +236,8 @@ def path_losses_figure(
     fig = go.Figure()
     series = (
         ("L̂(c), trajectory in context", surface.teacher_forced, "#2a3f7a", "solid"),
-        (f"L_q(θ + ΔW_c), layer {surface.layer} edit", surface.path_loss_full, "#D55E00", "dash"),
-        ("L_q(θ + ΔW_c projected on the plane)", surface.path_loss_plane, "#009E73", "dot"),
+        (f"L<sub>q</sub>(θ + ΔW_c), layer {surface.layer} edit", surface.path_loss_full, "#D55E00", "dash"),
+        ("L<sub>q</sub>(θ + ΔW_c projected on the plane)", surface.path_loss_plane, "#009E73", "dot"),
     )
     for name, values, color, dash in series:
         fig.add_trace(
@@ -280,8 +280,8 @@ def random_landscape_figure(
                 contours=dict(
                     coloring="heatmap", showlabels=True, labelfont=dict(size=round(10 * scale), color="white")
                 ),
-                colorbar=dict(title=dict(text="L_q (nats)", side="right"), thickness=12, len=0.9),
-                hovertemplate="α = %{x:.3g}, β = %{y:.3g}<br>L_q = %{z:.3f} nats<extra></extra>",
+                colorbar=dict(title=dict(text="L<sub>q</sub> (nats)", side="right"), thickness=12, len=0.9),
+                hovertemplate="α = %{x:.3g}, β = %{y:.3g}<br>L<sub>q</sub> = %{z:.3f} nats<extra></extra>",
             )
         )
         fig.add_trace(
@@ -307,15 +307,18 @@ def random_landscape_figure(
                 y=betas,
                 z=loss,
                 colorscale=LOSS_COLORSCALE,
-                colorbar=dict(title=dict(text="L_q (nats)", side="right"), thickness=12, len=0.8),
+                colorbar=dict(title=dict(text="L<sub>q</sub> (nats)", side="right"), thickness=12, len=0.8),
                 contours=dict(z=dict(show=True, usecolormap=True, width=1)),
-                hovertemplate="α = %{x:.3g}, β = %{y:.3g}<br>L_q = %{z:.3f}<extra></extra>",
+                hovertemplate="α = %{x:.3g}, β = %{y:.3g}<br>L<sub>q</sub> = %{z:.3f}<extra></extra>",
             )
         )
         _style(fig, height=height, scale=scale, title=title)
         fig.update_layout(
             scene=dict(
-                xaxis_title="α", yaxis_title="β", zaxis_title="L_q (nats)", camera=dict(eye=dict(x=1.5, y=-1.5, z=0.9))
+                xaxis_title="α",
+                yaxis_title="β",
+                zaxis_title="L<sub>q</sub> (nats)",
+                camera=dict(eye=dict(x=1.5, y=-1.5, z=0.9)),
             )
         )
     return fig

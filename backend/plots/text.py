@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import html
 
+import numpy as np
 import pandas as pd
 
 TEXT_CSS = """
@@ -21,6 +22,8 @@ TEXT_CSS = """
 .raml-refl { background: #fde3c4; color: #9a3412; border-radius: 3px; padding: 0 2px; font-weight: 600; }
 .raml-step.future .raml-refl { background: transparent; color: #e0a878; }
 .raml-more { color: #94a3b8; font-style: italic; }
+.raml-step.hidden, .raml-more.hidden { display: none; }
+.raml-tok { border-radius: 2px; }
 </style>
 """
 
@@ -56,6 +59,8 @@ def trajectory_html(
     future_chars: int = 360,
     height_px: int = 340,
     font_rem: float = 0.95,
+    every_step: bool = False,
+    step_inner_html: list[str] | None = None,
 ) -> str:
     """HTML of the trajectory with boundary ``cursor`` (0..S): step ``cursor`` is the current one.
 
@@ -63,6 +68,11 @@ def trajectory_html(
     meta ``reflections`` entries (``word``, ``char_start``). Text after the current step is
     shown dimmed up to ``future_chars`` characters; the box scrolls and starts at its bottom,
     so the current step is always in view.
+
+    ``every_step``: emit every step (for a browser that moves the cursor itself): future steps
+    past the ``future_chars`` budget get the class ``hidden`` instead of being left out, and are
+    never cut mid-step. ``step_inner_html`` [S]: ready HTML of each step's text (e.g.
+    :func:`token_delta_html`) instead of the escaped text with reflection marks.
     """
     spans = step_char_spans(steps)
     marks = sorted((int(r["char_start"]), int(r["char_start"]) + len(str(r["word"]))) for r in reflections)
@@ -71,23 +81,75 @@ def trajectory_html(
     future_left = future_chars
     hidden_steps = 0
     for i, (text, (start, _)) in enumerate(zip(steps["text"].astype(str), spans)):
+        hide = False
         if i < current:
             cls = "past"
         elif i == current:
             cls = "current"
         else:
+            cls = "future"
             if future_left <= 0:
                 hidden_steps += 1
-                continue
-            cls = "future"
-            if len(text) > future_left:
+                if not every_step:
+                    continue
+                hide = True
+            elif not every_step and len(text) > future_left:
                 text = text[:future_left] + "…"
             future_left -= len(text)
         ident = ' id="raml-current"' if cls == "current" else ""
-        parts.append(f'<span class="raml-step {cls}" data-step="{i + 1}"{ident}>{_marked(text, start, marks)}</span>')
+        inner = step_inner_html[i] if step_inner_html is not None else _marked(text, start, marks)
+        parts.append(
+            f'<span class="raml-step {cls}{" hidden" if hide else ""}" data-step="{i + 1}"{ident}>{inner}</span>'
+        )
+    before = '<span class="raml-more" id="raml-before">(before any thinking: the model sees only the question)\n</span>'
     if current < 0:
-        parts.insert(0, '<span class="raml-more">(before any thinking: the model sees only the question)\n</span>')
+        parts.insert(0, before)
+    elif every_step:
+        parts.insert(0, before.replace('class="raml-more"', 'class="raml-more hidden"'))
+    more = f"\n… {hidden_steps} more step{'s' if hidden_steps != 1 else ''}"
     if hidden_steps:
-        parts.append(f'<span class="raml-more">\n… {hidden_steps} more step{"s" if hidden_steps > 1 else ""}</span>')
+        parts.append(f'<span class="raml-more" id="raml-more">{more}</span>')
+    elif every_step:
+        parts.append('<span class="raml-more hidden" id="raml-more"></span>')
     style = f"--raml-h: {int(height_px)}px; --raml-fs: {font_rem:g}rem;"
     return f'{TEXT_CSS}<div class="raml-traj" style="{style}"><div class="raml-traj-inner">{"".join(parts)}</div></div>'
+
+
+def token_deltas(tokens: pd.DataFrame) -> np.ndarray:
+    """Loss change each trajectory token caused, [n]: L̂(c) − L̂(c − 1) for the token read at cut c."""
+    loss = tokens.sort_values("cut")["loss"].to_numpy(dtype=np.float64)
+    return np.diff(loss)
+
+
+def token_delta_html(tokens: pd.DataFrame, steps: pd.DataFrame) -> list[str]:
+    """Each step's text as token spans coloured by the loss change the token caused, [S].
+
+    Blue = the answer got more likely (L̂ fell), red = less likely; the colour saturates at the
+    95th percentile of |ΔL̂| over the run. ``tokens`` needs every cut point (``cut``, ``loss``,
+    ``token``); with a sparser cut grid the steps are returned uncoloured.
+    """
+    ordered = tokens.sort_values("cut")
+    cuts = ordered["cut"].to_numpy()
+    texts = ordered["token"].astype(str).tolist()
+    if len(cuts) < 2 or not np.array_equal(cuts, np.arange(cuts[0], cuts[0] + len(cuts))):
+        return [html.escape(t) for t in steps["text"].astype(str)]
+    delta = token_deltas(ordered)
+    finite = np.abs(delta[np.isfinite(delta)])
+    top = float(np.percentile(finite, 95)) if finite.size else 1.0
+    top = top if top > 0 else 1.0
+    out = []
+    for start, end in zip(steps["start"].astype(int), steps["end"].astype(int)):
+        spans = []
+        for c in range(start + 1, end + 1):  # the token read at cut c moved L̂ from c − 1 to c
+            j = c - int(cuts[0])
+            if j <= 0 or j >= len(texts):
+                continue
+            d = float(delta[j - 1])
+            a = 0.0 if not np.isfinite(d) else min(abs(d) / top, 1.0) * 0.55
+            rgb = "37, 99, 235" if d < 0 else "220, 38, 38"
+            spans.append(
+                f'<span class="raml-tok" style="background: rgba({rgb}, {a:.2f})" '
+                f'title="ΔL̂ {d:+.3f} nats">{html.escape(texts[j])}</span>'
+            )
+        out.append("".join(spans))
+    return out

@@ -1,0 +1,49 @@
+"""The run's header: question, answer, prediction, model, sizes, where the trace came from."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from app import ui
+from app.panels.common import esc
+
+
+def source_label(meta: dict) -> str:
+    """Where the trajectory came from: an imported trace, or generated greedy / sampled (T, top-p, seed)."""
+    if meta.get("trajectory_source") == "imported":
+        return "imported trace"
+    gen = meta.get("generation") or {}
+    temperature = float(gen.get("temperature", 0.0) or 0.0)
+    if meta.get("trajectory_source") != "generated" and not gen:
+        return "trace of unknown origin"
+    if temperature <= 0:
+        return "generated, greedy"
+    top_p = gen.get("top_p")
+    parts = [f"T = {temperature:g}"] + ([f"top-p {float(top_p):g}"] if top_p not in (None, 1, 1.0) else [])
+    return f"generated, sampled ({', '.join(parts)}, seed {gen.get('seed', '?')})"
+
+
+def md_escape(text: str) -> str:
+    return "".join("\\" + c if c in "\\`*_{}[]()#+-.!|<>$~" else c for c in text)
+
+
+def draw(run, present: bool) -> None:
+    meta = run.meta
+    q = meta["question"].strip()
+    limit = 120 if present else 160
+    title = q if len(q) <= limit else q[:limit] + "…"
+    st.html(f'<div class="raml-title" title="{esc(q)}">{esc(title)}</div>')
+    predicted = meta.get("predicted_answer")
+    source = "reference" if meta.get("answer_source") == "reference" else "model's own (no reference given)"
+    summary = meta["summary"]
+    st.html(
+        f'<div class="raml-meta">answer <b>{esc(meta["answer"])}</b> ({source}) · predicted '
+        f"<b>{esc(predicted) if predicted else '—'}</b> {ui.correctness_badge(meta.get('correct'))} · "
+        f"{esc(meta['model']['name'])} · {esc(source_label(meta))} · {summary['n_tokens']} tokens · "
+        f"{summary['n_steps']} steps ({esc(meta.get('segmentation', ''))}) · "
+        f"L̂ {summary['initial_loss']:.2f} → {summary['final_loss']:.2f} nats</div>"
+    )
+    if not present:
+        warnings = meta.get("warnings", []) or []
+        if warnings:
+            st.caption(" · ".join(f"⚠ {w}" for w in warnings))

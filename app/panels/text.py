@@ -1,0 +1,41 @@
+"""The reasoning text: current step highlighted, earlier dimmed, optionally coloured per token by ΔL̂."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from app import data
+from app.panels.common import View, heading
+from backend.plots import text as text_view
+
+SLOT = "left1"
+FUTURE_CHARS = 360
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _token_html(root: str, key: str, stamp: float) -> list[str]:
+    run = data.load_run(data.store_at(root), key)
+    return text_view.token_delta_html(run.tokens, run.steps)
+
+
+def draw(view: View) -> None:
+    if not view.present:
+        heading("Reasoning", "text")
+    inner = _token_html(view.root, view.key, view.stamp) if view.settings.colour_tokens else None
+    st.html(
+        text_view.trajectory_html(
+            view.run.steps,
+            view.run.meta.get("reflections", []),
+            view.cursor,
+            future_chars=FUTURE_CHARS,
+            height_px=view.layout.text_h,
+            font_rem=0.95 * view.scale,
+            every_step=not view.redraw,
+            step_inner_html=inner,
+        )
+    )
+
+
+def marks(view: View) -> dict:
+    """Characters of each step [S]: the browser re-classes the step spans and hides far-future ones."""
+    return {"text": {"chars": [len(t) for t in view.run.steps["text"].astype(str)], "future_chars": FUTURE_CHARS}}
