@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import socket
 import sqlite3
 import threading
@@ -40,6 +41,8 @@ JOBS_DB = "jobs.sqlite"
 STATES = ("queued", "running", "finished", "failed", "cancelled")
 ACTIVE = ("queued", "running")
 PROGRESS_WRITE_INTERVAL_S = 0.25
+# Stages after which the work is stored: a cancel arriving then lets the job finish.
+UNSTOPPABLE_STAGES = frozenset({"write", "done"})
 STALE_HEARTBEAT_S = 600  # a running job on another host with no progress for this long is dead
 
 Handler = Callable[[dict, "JobContext"], None]
@@ -246,7 +249,7 @@ class JobQueue:
                     (time.time(), job_id),
                 )
         if dead:
-            self.store.cleanup_tmp(older_than_s=0)
+            remove_orphan_tmp(self.store)
         return dead
 
     def claim(self) -> Job | None:
@@ -335,6 +338,24 @@ class JobQueue:
         return float(row[0]) if row else None
 
 
+def remove_orphan_tmp(store: RunStore) -> int:
+    """Remove temp dirs of writers that died: a temp dir ``<key>.*`` whose per-key lock is free
+    has no live writer (a live one holds the lock for the whole write). Returns how many."""
+    from filelock import Timeout
+
+    removed = 0
+    tmp_dir = Path(store.root) / "tmp"
+    for path in tmp_dir.iterdir() if tmp_dir.is_dir() else ():
+        key = path.name.split(".", 1)[0]
+        try:
+            with store.lock(key, timeout=0):
+                shutil.rmtree(path, ignore_errors=True)
+                removed += 1
+        except (Timeout, RamlError):
+            continue  # a live writer, or not a run's temp dir
+    return removed
+
+
 def _job(row: sqlite3.Row) -> Job:
     return Job(
         id=int(row["id"]),
@@ -390,7 +411,7 @@ class JobContext:
                 results=json.dumps(self.results),
                 messages=json.dumps(self.messages),
             )
-            if self.queue._cancel_requested(self.job.id):
+            if stage not in UNSTOPPABLE_STAGES and self.queue._cancel_requested(self.job.id):
                 raise JobCancelled()
 
     def add_result(self, key: str) -> None:
@@ -439,6 +460,8 @@ class Worker(threading.Thread):
         except RamlError as exc:
             log.warning("job queue recovery failed: %s", exc)
         while not self.stopping.is_set():
+            if not Path(self.queue.store.root).is_dir():
+                return  # the cache was removed (a test's temp dir): nothing left to work on
             try:
                 job = self.queue.claim()
                 if job is not None:
