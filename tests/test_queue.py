@@ -163,3 +163,34 @@ def test_estimates_warn_above_a_minute_and_include_the_load():
     big = [RunRequest(question="q", answer="6", trajectory="word " * 4000) for _ in range(20)]
     assert estimates.estimate_batch(big, None, "cpu", model_state_=("f" * 16, True, False)).warn
     assert "first guess" in fresh.describe()
+
+
+def test_surface_and_landscape_jobs_store_derived_data_and_record_rates(tiny_run, tiny_llama, monkeypatch, tmp_path):
+    """The grid jobs on a copy of the tiny run: results linked, the derived data is then a
+    cache hit for the analysis functions, and seconds per grid point are recorded."""
+    import shutil
+
+    from backend.analysis.landscape import load_random_landscape, load_surface
+    from backend.store.runs import RunStore
+
+    monkeypatch.setitem(handlers.MODEL_OVERRIDES, tiny_llama.name, tiny_llama)
+    src, key = tiny_run
+    store = RunStore(tmp_path / "cache")
+    shutil.copytree(src.root / "runs" / key, store.root / "runs" / key)
+    store.reconcile()
+    queue = JobQueue(store)
+    run = store.open(key)
+    layer = run.meta["proxy_layers"][-1]
+    surface = queue.submit("surface", {"key": key, "layer": layer, "grid": 3, "span": 1.0})
+    landscape = queue.submit("landscape", {"key": key, "grid": 2, "span": 0.5, "seed": 1})
+    for job_id in (surface, landscape):
+        job = queue.run_next()
+        assert job.id == job_id and job.state == "finished", job.error
+        assert job.results == [key] and job.total == job.done > 0
+    assert load_surface(run, layer, 3, 1.0, store) is not None
+    assert load_random_landscape(run, 2, 0.5, 1, store) is not None
+    fp = run.meta["model"]["fingerprint"]
+    assert queue.measured(fp, job.device, "surface_point_s") > 0
+    assert queue.measured(fp, job.device, "landscape_point_s") > 0
+    est = estimates.estimate_grid("landscape", 121, queue, fp, job.device, in_memory=True)
+    assert est.measured and est.parts["load"] == 0.0
