@@ -45,13 +45,13 @@ def cache_copy(tiny_run, tmp_path):
 
 
 def _fill_new_run(page, model: str, question: str, trajectory: str) -> None:
-    page.get_by_role("tab", name="New run").click()
+    page.get_by_role("tab", name="New run").click(timeout=180_000)  # a busy machine renders slowly
     page.locator(".st-key-runs_new_model input").fill(model)
     page.locator(".st-key-runs_new_question textarea").fill(question)
     page.locator(".st-key-runs_new_answer input").fill("6")
     page.locator(".st-key-runs_new_trajectory textarea").fill(trajectory)
     page.get_by_role("button", name="Estimate cost").click()
-    page.get_by_text("Estimated cost:", exact=False).first.wait_for(timeout=60_000)
+    page.get_by_text("Estimated cost:", exact=False).first.wait_for(timeout=180_000)
     page.locator(".st-key-runs_new_start button").click()
 
 
@@ -59,7 +59,7 @@ def _card(page, job_id: int):
     return page.locator(f".st-key-job_{job_id}")
 
 
-def _wait_card_text(page, job_id: int, text: str, timeout: float = 120_000) -> None:
+def _wait_card_text(page, job_id: int, text: str, timeout: float = 400_000) -> None:
     _card(page, job_id).get_by_text(text, exact=False).first.wait_for(timeout=timeout)
 
 
@@ -72,30 +72,30 @@ def test_run_survives_navigation_opens_and_a_queued_job_cancels(cache_copy, tiny
 
     store = cache_copy
     before = set(store.list_runs()["key"])
-    # the first job pauses 6 s with its files complete, so it is surely running while we navigate
+    # the first job pauses 20 s with its files complete, so it is surely running while we navigate
     monkeypatch.setenv("RAML_TEST_PAUSE_AT", "write")
-    monkeypatch.setenv("RAML_TEST_PAUSE_SECONDS", "6")
+    monkeypatch.setenv("RAML_TEST_PAUSE_SECONDS", "20")
     ARTIFACTS.mkdir(exist_ok=True)
     with streamlit_app(store.root) as url:
         page = browser.new_page(viewport={"width": 1440, "height": 900})
         page.goto(f"{url}/runs", wait_until="domcontentloaded")
         _fill_new_run(page, tiny_model_dir, SAMPLE_QUESTION, SAMPLE_TRAJECTORY)
-        _card(page, 1).wait_for(timeout=60_000)
+        _card(page, 1).wait_for(timeout=180_000)
         page.screenshot(path=str(ARTIFACTS / "jobs_panel_running_1440x900.png"))
 
         # a second job queues behind the first; cancel it from the panel
         _fill_new_run(page, tiny_model_dir, "What is 7 - 4?", "Seven minus four. Check: 7 - 4 = 3. So 3.")
-        _card(page, 2).get_by_text("queued", exact=False).first.wait_for(timeout=60_000)
+        _card(page, 2).get_by_text("queued", exact=False).first.wait_for(timeout=180_000)
         _card(page, 2).get_by_role("button", name="Cancel").click()
         _wait_card_text(page, 2, "cancelled")
         assert JobQueue(store).get(1).state in ("queued", "running"), "the first job is still at work"
 
         _nav(page, "Compare")
-        page.wait_for_url("**/compare", timeout=30_000)
+        page.wait_for_url("**/compare", timeout=120_000)
         _nav(page, "Dataset")
-        page.wait_for_url("**/dataset", timeout=30_000)
+        page.wait_for_url("**/dataset", timeout=120_000)
         _nav(page, "Runs")
-        page.wait_for_url("**/runs", timeout=30_000)
+        page.wait_for_url("**/runs", timeout=120_000)
         _wait_card_text(page, 1, "finished in")
         page.screenshot(path=str(ARTIFACTS / "jobs_panel_finished_1440x900.png"))
         job = JobQueue(store).get(1)

@@ -243,7 +243,7 @@ class JobQueue:
             dead = [int(r["id"]) for r in rows if not _owner_alive(r["owner"], r["heartbeat"])]
             for job_id in dead:
                 con.execute(
-                    "UPDATE jobs SET state = 'failed', resumable = 1, finished = ?, "
+                    "UPDATE jobs SET state = 'failed', resumable = 1, finished = COALESCE(heartbeat, ?), "
                     "error = 'the server stopped during this job; nothing partial was stored; resume to run it again' "
                     "WHERE id = ? AND state = 'running'",
                     (time.time(), job_id),
