@@ -27,4 +27,9 @@ pages = [
     st.Page("views/dataset.py", title="Dataset", icon=":material/bar_chart:"),
 ]
 
-st.navigation(pages, position="hidden" if present else "sidebar").run()
+page = st.navigation(pages, position="hidden" if present else "sidebar")
+if not present:
+    from app import jobs_panel
+
+    jobs_panel.render()  # every page: the backend job queue's running/queued/finished jobs
+page.run()

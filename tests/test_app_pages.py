@@ -314,11 +314,24 @@ def test_runs_jsonl_import_shows_line_errors_and_runs_good_lines(own_cache, tiny
     assert any("2 questions ready" in s.value for s in at.success)
     before = set(store.list_runs()["key"])
     at.text_input(key="runs_import_model").input("tiny-test").run()
+    assert any("Estimated cost of 2 questions" in i.value for i in at.info)
     at.button(key="runs_import_start").click().run()
     assert not at.exception
-    assert any("2 of 2 questions analyzed" in s.value for s in at.success)
+    assert any("Queue 2 questions from questions.jsonl" in w.value for w in at.warning), "asks to confirm"
+    assert len(store.list_runs()) == len(before), "nothing runs before the confirmation"
+    at.button(key="runs_import_confirm").click().run()
+    assert not at.exception
+    assert any("Queued as job #" in s.value for s in at.success)
+    job = _wait_job(store, at.session_state["runs_last_job"])
+    assert job.kind == "batch" and job.state == "finished" and len(job.results) == 2
     added = store.list_runs()
-    assert set(added["label"]) >= {"q1", "q2"} and len(set(added["key"]) - before) == 2
+    assert set(added["label"]) >= {"q1", "q2"} and set(added["key"]) - before == set(job.results)
+
+
+def _wait_job(store, job_id):
+    from backend.scale.queue import JobQueue, wait_for
+
+    return wait_for(JobQueue(store), job_id, timeout=180)
 
 
 def test_runs_new_run_form_estimates_runs_and_opens(own_cache, tiny_llama, monkeypatch):
@@ -338,9 +351,13 @@ def test_runs_new_run_form_estimates_runs_and_opens(own_cache, tiny_llama, monke
     before = set(store.list_runs()["key"])
     at.button(key="runs_new_start").click().run()
     _no_errors(at)
+    job = _wait_job(store, at.session_state["runs_last_job"])  # the server's worker ran it
+    assert job.kind == "run" and job.state == "finished", job.error
     new = set(store.list_runs()["key"]) - before
-    assert len(new) == 1
+    assert new == set(job.results) and len(new) == 1
     (new_key,) = new
+    at.run()
+    at.button(key="runs_last_job_open").click().run()
     assert new_key in str(at.query_params["run"])  # opened in Explore
     assert _step_label(at).startswith("Start")
 

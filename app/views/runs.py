@@ -1,7 +1,9 @@
-"""Runs: the library (filter, open, delete), a new-run form with a live progress bar, JSONL import.
+"""Runs: the library (filter, open, delete), a new-run form and a JSONL import.
 
-Jobs run in the Streamlit process through ``backend.jobs.run_question``; the page only shows
-their progress and never touches the model itself.
+New runs and imports are jobs of the backend queue (``backend.scale.queue``, run by this
+server's worker thread): the page shows the estimate from this machine's measured
+throughput, submits, and links the result; the sidebar's jobs panel shows the progress
+on every page, so leaving this page loses nothing.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from backend.errors import RamlError
 EXPLORE_PAGE = "views/explore.py"
 CONFIRM_DELETE = "runs_confirm_delete"
 PENDING = "runs_pending_request"
+LAST_JOB = "runs_last_job"
+IMPORT_CONFIRM = "runs_import_confirm_pending"
 SEGMENTATIONS = ["sentences", "lines", "paragraphs", "tokens:8", "tokens:16", "tokens:32"]
 CUTS = {
     "all": "every token (as the paper)",
@@ -25,13 +29,6 @@ CUTS = {
     "steps": "step boundaries only",
 }
 CPU_TOKENS_PER_S = 400  # SmolLM2-135M forward throughput on this 2-core CPU (docs/architecture.md §4)
-STAGE_SPAN = {"load": (0.0, 0.1), "generate": (0.1, 0.4), "analyze": (0.4, 0.95), "write": (0.95, 1.0)}
-STAGE_TEXT = {
-    "load": "Loading the model",
-    "generate": "Generating the trajectory",
-    "analyze": "Analyzing cut points",
-    "write": "Writing to the cache",
-}
 
 
 def render() -> None:
@@ -46,6 +43,7 @@ def _render() -> None:
     with library:
         ui.guard(lambda: _library(store))
     with new_run:
+        ui.guard(_last_job)
         ui.guard(lambda: _new_run_form(store))
     with import_tab:
         ui.guard(lambda: _import_jsonl(store))
@@ -174,16 +172,6 @@ def estimate_cost(trajectory: str | None, answer: str | None, max_new_tokens: in
     }
 
 
-def _progress_callback(bar):
-    def report(stage: str, done: int, total: int) -> None:
-        lo, hi = STAGE_SPAN.get(stage, (0.0, 1.0))
-        frac = lo + (hi - lo) * (done / total if total else 1.0)
-        detail = f" {done}/{total}" if stage == "analyze" and total else ""
-        bar.progress(min(max(frac, 0.0), 1.0), text=f"{STAGE_TEXT.get(stage, stage)}{detail}…")
-
-    return report
-
-
 def _new_run_form(store) -> None:
     from backend.engine.models import DEFAULT_MODEL
     from backend.engine.trajectory import GenerationSettings
@@ -240,35 +228,66 @@ def _new_run_form(store) -> None:
     if req is None:
         return
     cost = estimate_cost(req.trajectory, req.answer, req.generation.max_new_tokens, req.cuts)
+    estimate = _estimate_run(req)
     source = "imported trajectory" if req.trajectory else f"up to {req.generation.max_new_tokens} generated tokens"
     st.info(
-        f"**Estimated cost:** ≈ {cost['probe_tokens']:,} tokens of forward compute "
-        f"(≈ {cost['n_tokens']} trajectory tokens from the {source}, {CUTS[req.cuts]}), "
-        f"about {max(1, round(cost['seconds']))} s on this CPU with SmolLM2, plus ~20 s to load a model the first time. "
+        f"**Estimated cost:** {estimate.describe()}: ≈ {cost['probe_tokens']:,} tokens of forward compute "
+        f"(≈ {cost['n_tokens']} trajectory tokens from the {source}, {CUTS[req.cuts]}). "
         "A cached identical run opens at once."
     )
+    if estimate.warn:
+        st.warning(f"This run should take more than a minute ({estimate.describe()}).")
     b1, b2, _ = st.columns([1.2, 1, 6])
     start = b1.button("Start run", type="primary", key="runs_new_start")
     if b2.button("Cancel", key="runs_new_cancel"):
         st.session_state.pop(PENDING, None)
         st.rerun()
-    if not start:
-        return
-    from backend.jobs import run_question
+    if start:
+        from app import jobs_panel
+        from backend.scale.handlers import request_params
 
-    bar = st.progress(0.0, text="Starting…")
-    report = _progress_callback(bar)
-    report("load", 0, 1)
-    outcome = run_question(req, store, loaded=data.model_override(req.model), progress=report)
-    bar.progress(1.0, text="Done")
-    st.session_state.pop(PENDING, None)
-    for w in outcome.warnings:
-        st.warning(w)
-    st.success(
-        f"Run {outcome.key[:12]} {'was already cached' if outcome.cached else 'finished'} in {outcome.seconds:.1f} s."
-    )
-    st.session_state["runs_last_key"] = outcome.key
-    st.switch_page(EXPLORE_PAGE, query_params={"run": outcome.key})
+        job_id = jobs_panel.submit(
+            "run", request_params(req), title=f"Run: {req.question.strip()[:60]}", estimate_s=estimate.seconds
+        )
+        st.session_state[LAST_JOB] = job_id
+        st.session_state.pop(PENDING, None)
+        st.rerun()
+
+
+def _estimate_run(req):
+    from app import jobs_panel
+    from backend.scale.estimates import estimate_run
+
+    queue = jobs_panel.get_queue()
+    override = data.model_override(req.model)
+    model_state = (override.fingerprint, True, False) if override is not None else None
+    return estimate_run(req, queue, _device(), model_state_=model_state)
+
+
+def _device() -> str:
+    from backend.scale.queue import default_device
+
+    return default_device()
+
+
+def _last_job() -> None:
+    """The job this session submitted last: its progress line and, once finished, its run."""
+    job_id = st.session_state.get(LAST_JOB)
+    if job_id is None:
+        return
+    from app import jobs_panel
+
+    job = jobs_panel.get_queue().get(job_id)
+    if job is None:
+        return
+    with st.container(border=True, key="runs_last_job"):
+        st.markdown(f"**Job #{job.id}** · {job.title}")
+        st.caption(jobs_panel.job_line(job))
+        if job.state in ("queued", "running"):
+            st.caption("It runs in the server: open other pages meanwhile; the Jobs panel in the sidebar follows it.")
+        for key in job.results[:1]:
+            if st.button("Open the run in Explore", type="primary", key="runs_last_job_open"):
+                st.switch_page(EXPLORE_PAGE, query_params={"run": key})
 
 
 # ----------------------------------------------------------------------------- JSONL import
@@ -349,38 +368,56 @@ def _import_jsonl(store) -> None:
     c1, c2 = st.columns(2)
     model = c1.text_input("Model", value=DEFAULT_MODEL, key="runs_import_model")
     max_new = c2.number_input("Max new tokens (generated lines)", 1, 4096, 256, key="runs_import_max_tokens")
-    if not st.button(
-        f"Run {len(records)} question{'s' if len(records) > 1 else ''}", type="primary", key="runs_import_start"
-    ):
-        return
     from backend.engine.trajectory import GenerationSettings
-    from backend.jobs import RunRequest, run_question
+    from backend.jobs import RunRequest
 
-    bar = st.progress(0.0, text="Starting…")
     model = model.strip() or DEFAULT_MODEL
-    loaded = data.model_override(model)
-    done, failed = [], []
-    for i, rec in enumerate(records):
-        bar.progress(i / len(records), text=f"Question {i + 1}/{len(records)} ({rec.id})…")
-        try:  # one bad line never aborts the file: it is reported and the next line runs
-            req = RunRequest(
-                question=rec.question,
-                answer=rec.answer,
-                trajectory=rec.trajectory,
-                model=model,
-                label=rec.id,
-                generation=GenerationSettings(max_new_tokens=int(max_new)),
-            )
-            done.append(run_question(req, store, loaded=loaded).key)
-        except RamlError as exc:
-            failed.append(f"{rec.where} ({rec.id}): {exc}")
-        except Exception as exc:  # a bug on this line: say so (details in the server log), keep going
-            ui.log.exception("import of %s failed", rec.where)
-            failed.append(f"{rec.where} ({rec.id}): a bug, please report it: {type(exc).__name__}: {exc}")
-    bar.progress(1.0, text="Done")
-    st.success(f"{len(done)} of {len(records)} questions analyzed (cached ones reused).")
-    for f in failed:
-        st.error(f)
+    requests = [
+        RunRequest(
+            question=rec.question,
+            answer=rec.answer,
+            trajectory=rec.trajectory,
+            model=model,
+            label=rec.id,
+            generation=GenerationSettings(max_new_tokens=int(max_new)),
+        )
+        for rec in records
+    ]
+    from app import jobs_panel
+    from backend.scale.estimates import estimate_batch
+
+    override = data.model_override(model)
+    model_state = (override.fingerprint, True, False) if override is not None else None
+    estimate = estimate_batch(requests, jobs_panel.get_queue(), _device(), model_state_=model_state)
+    n = len(records)
+    plural = "s" if n > 1 else ""
+    st.info(f"**Estimated cost of {n} question{plural}:** {estimate.describe()}. Cached runs are reused.")
+    confirm_id = f"{name}:{n}:{model}:{int(max_new)}"
+    if st.button(f"Run {n} question{plural}…", type="primary", key="runs_import_start"):
+        st.session_state[IMPORT_CONFIRM] = confirm_id
+    if st.session_state.get(IMPORT_CONFIRM) != confirm_id:
+        return
+    warn = " That is more than a minute." if estimate.warn else ""
+    st.warning(f"Queue {n} question{plural} from {name} ({estimate.describe()})?{warn}")
+    c1, c2, _ = st.columns([1.4, 1, 6])
+    if c2.button("Cancel", key="runs_import_cancel"):
+        st.session_state.pop(IMPORT_CONFIRM, None)
+        st.rerun()
+    if not c1.button("Yes, queue them", type="primary", key="runs_import_confirm"):
+        return
+    from backend.scale.handlers import request_params
+
+    st.session_state.pop(IMPORT_CONFIRM, None)
+    params = {
+        "requests": [request_params(r) | {"line": rec.line} for r, rec in zip(requests, records)],
+        "source": name,
+    }
+    job_id = jobs_panel.submit("batch", params, title=f"Import {name} ({n})", estimate_s=estimate.seconds)
+    st.session_state[LAST_JOB] = job_id
+    st.success(
+        f"Queued as job #{job_id}: it runs in the server, so you can leave this page; "
+        "the Jobs panel in the sidebar shows its progress and links the runs."
+    )
 
 
 if __name__ == "__main__":  # executed as a page script by st.navigation

@@ -12,12 +12,14 @@ import importlib.util
 import json
 import logging
 import os
+import shutil
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
+from backend.engine import converted
 from backend.errors import ModelLoadError
 
 log = logging.getLogger(__name__)
@@ -187,22 +189,41 @@ def pick_device(prefer: str | None = None) -> tuple[torch.device, torch.dtype]:
 
 
 def _load_uncached(spec: ModelSpec, trust_remote_code: bool, device: str | None, dtype: str | None) -> LoadedModel:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     dev, dt = pick_device(device)
     if dtype:
         dt = getattr(torch, dtype)
     kwargs: dict = {"dtype": dt, "trust_remote_code": trust_remote_code}
     assert spec.directory is not None, "resolve() gives every loadable spec a directory"
+    fingerprint = spec.fingerprint()
+    if dev.type == "cuda":
+        kwargs["device_map"] = "auto"
+    conversion = None
     if spec.gguf_file:
+        conversion = converted.converted_dir(fingerprint, str(dt).replace("torch.", ""))
+        if converted.is_complete(conversion):
+            assert conversion is not None
+            try:  # the converted copy (docs/models.md): safetensors, no de-quantizing
+                model, tokenizer = _from_pretrained(spec, str(conversion), kwargs | {"use_safetensors": True})
+                return _finish(spec, model, tokenizer, dev, fingerprint)
+            except ModelLoadError as exc:
+                log.warning("converted copy %s is unusable (%s); converting the GGUF again", conversion, exc)
+                shutil.rmtree(conversion, ignore_errors=True)
         _check_gguf_header(spec.directory / spec.gguf_file)
         kwargs["gguf_file"] = spec.gguf_file
     else:
         _check_directory_is_safe(spec, trust_remote_code)
         kwargs["use_safetensors"] = not any(p.suffix == ".gguf" for p in spec.weight_files())
-    if dev.type == "cuda":
-        kwargs["device_map"] = "auto"
-    src = str(spec.directory)
+    model, tokenizer = _from_pretrained(spec, str(spec.directory), kwargs)
+    loaded = _finish(spec, model, tokenizer, dev, fingerprint)
+    if conversion is not None and spec.gguf_file:
+        converted.store_converted(conversion, model, tokenizer, spec.directory / spec.gguf_file, fingerprint)
+    return loaded
+
+
+def _from_pretrained(spec: ModelSpec, src: str, kwargs: dict):
+    """(model, tokenizer) from ``src``; every failure becomes one ``ModelLoadError`` line."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
     try:
         tokenizer = AutoTokenizer.from_pretrained(
             src, **{k: v for k, v in kwargs.items() if k in ("gguf_file", "trust_remote_code")}
@@ -218,14 +239,18 @@ def _load_uncached(spec: ModelSpec, trust_remote_code: bool, device: str | None,
     except Exception as exc:  # corrupt files surface as many exception types
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ModelLoadError(f"cannot load {spec.name}: {type(exc).__name__}: {msg[:300]}") from None
+    return model, tokenizer
+
+
+def _finish(spec: ModelSpec, model, tokenizer, dev: torch.device, fingerprint: str) -> LoadedModel:
     if dev.type == "cpu":
-        model.to(dev)  # type: ignore[arg-type]
+        model.to(dev)
     model.eval()
     _check_causal(spec.name, model)
     if getattr(tokenizer, "pad_token_id", None) is None and getattr(tokenizer, "eos_token", None):
         tokenizer.pad_token = tokenizer.eos_token
     param = next(model.parameters())
-    return LoadedModel(spec.name, model, tokenizer, spec.fingerprint(), param.device, param.dtype)
+    return LoadedModel(spec.name, model, tokenizer, fingerprint, param.device, param.dtype)
 
 
 @torch.inference_mode()
@@ -298,3 +323,13 @@ def load_model(
             _loaded.clear()  # keep one model in memory at a time
             _loaded[key] = _load_uncached(spec, trust_remote_code, device, dtype)
         return _loaded[key]
+
+
+def is_loaded(name: str) -> bool:
+    """Whether ``name`` is already in memory in this process (a job would not pay the load)."""
+    try:
+        spec = resolve(name)
+    except ModelLoadError:
+        return False
+    with _load_lock:
+        return any(k[0] == spec.directory and k[1] == spec.gguf_file for k in _loaded)

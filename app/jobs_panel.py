@@ -1,0 +1,149 @@
+"""The jobs panel shown in the sidebar of every page (one call from ``app/main.py``).
+
+Jobs belong to the backend queue (``backend.scale.queue``), not to a page's script run: a
+worker thread of this server process runs them, so a run keeps going when the user opens
+another page. This panel only polls the queue (an ``st.fragment`` rerun every
+``POLL_S`` seconds) and shows running / queued / finished / failed jobs with progress,
+elapsed and remaining time, Cancel / Resume, and a link to each run a job produced.
+"""
+
+from __future__ import annotations
+
+import time
+
+import streamlit as st
+
+from app import data
+from backend.scale import handlers
+from backend.scale.queue import Job, JobQueue, ensure_worker
+
+EXPLORE_PAGE = "views/explore.py"
+POLL_S = 1.5
+SHOWN_FINISHED = 5
+STATE_ICON = {
+    "queued": ":material/schedule:",
+    "running": ":material/autorenew:",
+    "finished": ":material/check_circle:",
+    "failed": ":material/error:",
+    "cancelled": ":material/cancel:",
+}
+STAGE_TEXT = {
+    "start": "starting",
+    "load": "loading the model",
+    "generate": "generating",
+    "analyze": "analyzing cut points",
+    "write": "writing to the cache",
+    "question": "questions",
+    "surface": "surface points",
+    "landscape": "landscape points",
+    "done": "done",
+}
+
+
+@st.cache_resource(show_spinner=False)
+def _queue_for(root: str) -> JobQueue:
+    if data.model_override not in handlers.MODEL_LOOKUPS:
+        handlers.MODEL_LOOKUPS.append(data.model_override)
+    store = data.get_store()
+    ensure_worker(store)
+    return JobQueue(store)
+
+
+def get_queue() -> JobQueue:
+    """This server's queue for the app's cache; its worker thread is started on first use."""
+    queue = _queue_for(data.cache_root())
+    ensure_worker(queue.store)  # cheap; restarts a worker that died
+    return queue
+
+
+def submit(kind: str, params: dict, *, title: str, estimate_s: float | None = None) -> int:
+    """Queue a job from a page; the panel shows it from the next poll on."""
+    job_id = get_queue().submit(kind, params, title=title, estimate_s=estimate_s)
+    st.session_state["jobs_last_submitted"] = job_id
+    return job_id
+
+
+def fmt_seconds(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    seconds = max(0.0, float(seconds))
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.1f} min"
+
+
+def job_line(job: Job, now: float | None = None) -> str:
+    """One line of progress/times for a job (also what the browser test reads)."""
+    now = now or time.time()
+    if job.state == "queued":
+        return f"queued · estimate {fmt_seconds(job.estimate_s)}"
+    if job.state == "running":
+        stage = STAGE_TEXT.get(job.stage or "start", job.stage)
+        count = f" {job.done}/{job.total}" if job.total > 1 else ""
+        left = job.remaining_s(now)
+        left_text = f" · ~{fmt_seconds(left)} left" if left is not None else ""
+        stop = " · stopping…" if job.cancel_requested else ""
+        return f"{stage}{count} · {fmt_seconds(job.elapsed_s(now))} elapsed{left_text}{stop}"
+    took = f" in {fmt_seconds(job.elapsed_s(now))}" if job.started else ""
+    if job.state == "finished":
+        return f"finished{took}"
+    if job.state == "cancelled" and job.started is None:
+        return "cancelled before it started"
+    return f"{job.state}{took}: {job.error or ''}"
+
+
+def render() -> None:
+    """The panel, in the sidebar of every page."""
+    with st.sidebar:
+        _panel()
+
+
+@st.fragment(run_every=POLL_S)
+def _panel() -> None:
+    try:
+        queue = get_queue()
+        jobs = queue.list(limit=SHOWN_FINISHED)
+    except Exception as exc:  # never take a page down for the panel
+        st.caption(f"Jobs unavailable: {exc}")
+        return
+    active = [j for j in jobs if j.state in ("queued", "running")]
+    # a job that was active at the last poll and is over now: rerun the whole page once, so
+    # the page's own views (the Runs library, the last job's link) show its result
+    was_active = st.session_state.get("jobs_panel_active", set())
+    now_active = {j.id for j in active}
+    st.session_state["jobs_panel_active"] = now_active
+    if was_active - now_active:
+        st.rerun(scope="app")
+    with st.container(key="jobs_panel"):
+        st.markdown(f"**Jobs** · {len(active)} active" if active else "**Jobs**")
+        if not jobs:
+            st.caption("No jobs yet. New runs and imports from the Runs page run here and survive navigation.")
+            return
+        for job in jobs[: len(active) + SHOWN_FINISHED]:
+            _job_card(queue, job)
+
+
+def _job_card(queue: JobQueue, job: Job) -> None:
+    with st.container(border=True, key=f"job_{job.id}"):
+        title = job.title or job.kind
+        st.markdown(f"{STATE_ICON.get(job.state, '')} **#{job.id}** {title}")
+        if job.state == "running":
+            frac = job.done / job.total if job.total else 0.0
+            st.progress(min(max(frac, 0.0), 1.0))
+        st.caption(job_line(job), help=None)
+        for message in job.messages[:3]:
+            st.caption(f"⚠ {message}")
+        if job.state in ("queued", "running") and not job.cancel_requested:
+            if st.button("Cancel", key=f"job_cancel_{job.id}", width="stretch"):
+                queue.cancel(job.id)
+                st.rerun(scope="fragment")
+        if job.state in ("failed", "cancelled") and job.resumable:
+            if st.button("Resume", key=f"job_resume_{job.id}", width="stretch"):
+                queue.resume(job.id)
+                st.rerun(scope="fragment")
+        for key in job.results[:3]:
+            st.page_link(
+                EXPLORE_PAGE, label=f"Open run {key[:12]}", icon=":material/open_in_new:", query_params={"run": key}
+            )
+        if len(job.results) > 3:
+            st.caption(f"+ {len(job.results) - 3} more runs (see the Runs library)")

@@ -1,0 +1,103 @@
+"""Converted-model cache: a GGUF is de-quantized once and stored as safetensors + config +
+tokenizer files, keyed by the GGUF's fingerprint; later loads read those files (seconds
+instead of a full GGUF conversion).
+
+Layout: ``<cache root>/models/<fingerprint>/`` with ``config.json``, ``model.safetensors``,
+the tokenizer files and ``converted.json`` (source file, fingerprint, dtype). The folder is
+written to a temp directory beside it and renamed into place, so a crash never leaves a
+half-written conversion. The run keys still use the GGUF's own fingerprint
+(``ModelSpec.fingerprint``), so converting changes no cache address.
+
+The cache root is ``RAML_MODEL_CACHE`` if set (an empty value turns the cache off), else
+``$RAML_CACHE_DIR/models`` (default ``cache/models``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+MARKER = "converted.json"
+_FINGERPRINT = re.compile(r"^[0-9a-f]{8,64}$")
+
+
+def converted_root() -> Path | None:
+    """Where converted models live, or None when the cache is switched off."""
+    explicit = os.environ.get("RAML_MODEL_CACHE")
+    if explicit is not None:
+        return Path(explicit).expanduser() if explicit.strip() else None
+    return Path(os.environ.get("RAML_CACHE_DIR", "cache")).expanduser() / "models"
+
+
+def converted_dir(fingerprint: str, dtype_name: str, root: Path | None = None) -> Path | None:
+    """Folder of the converted weights for a GGUF fingerprint and dtype (None: cache off)."""
+    root = root if root is not None else converted_root()
+    if root is None or not _FINGERPRINT.match(fingerprint):
+        return None
+    return root / f"{fingerprint}-{dtype_name}"
+
+
+def is_complete(path: Path | None) -> bool:
+    """A finished conversion: the marker is written last, inside the renamed folder."""
+    return path is not None and (path / MARKER).is_file() and (path / "config.json").is_file()
+
+
+def store_converted(path: Path, model, tokenizer, source: Path, fingerprint: str) -> bool:
+    """Write ``model`` + ``tokenizer`` to ``path`` atomically; False (logged) if it cannot.
+
+    A failure here (read-only or full disk) never fails the load: the model is in memory.
+    """
+    tmp: Path | None = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+        _save_dequantized(model, tmp)
+        tokenizer.save_pretrained(tmp)
+        info = {
+            "source": source.name,
+            "fingerprint": fingerprint,
+            "dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
+            "created": time.time(),
+        }
+        (tmp / MARKER).write_text(json.dumps(info, indent=1))
+        try:
+            tmp.rename(path)
+        except OSError:
+            if not is_complete(path):  # another process won the race with a complete copy
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
+        tmp = None
+        return True
+    except Exception as exc:  # never fail a load that already succeeded in memory
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else f"{type(exc).__name__}: {exc}"
+        log.warning("could not store the converted model in %s: %s", path, str(reason)[:200])
+        return False
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _save_dequantized(model, directory: Path) -> None:
+    """``save_pretrained`` of a GGUF-loaded model: its tensors are already de-quantized to the
+    load dtype, but transformers keeps the GGUF quantizer attached and refuses to serialize;
+    it is detached for the save (and the ``quantization_config`` kept out of config.json)."""
+    quantizer = model.__dict__.get("hf_quantizer", None)
+    had_qconf = "quantization_config" in model.config.__dict__
+    qconf = model.config.__dict__.get("quantization_config")
+    try:
+        model.hf_quantizer = None
+        if had_qconf:
+            del model.config.quantization_config
+        model.save_pretrained(directory, safe_serialization=True)
+    finally:
+        model.hf_quantizer = quantizer
+        if had_qconf:
+            model.config.quantization_config = qconf

@@ -1,0 +1,511 @@
+"""The job queue: every long computation (new run, import, batch, proxy surface, random
+landscape, ...) is a job = kind + JSON params + a registered handler, owned by the backend
+rather than by a page's script run (docs/jobs.md).
+
+State lives in ``<cache root>/jobs.sqlite`` beside the run index: one row per job with its
+state (queued → running → finished | failed | cancelled), progress (stage, done, total),
+times, the run keys it produced and its messages. A ``Worker`` thread per server process
+claims queued jobs one at a time and holds a per-device file lock while a job runs, so two
+servers (or a server and a CLI batch) on one machine never run two heavy jobs on one device.
+
+Cancel is cooperative: ``cancel`` flags the row and the job stops at its next progress
+report (between probe chunks, questions or grid points). A server killed mid-job leaves the
+row ``running`` with a dead owner; the next worker on that cache marks it ``failed`` with
+``resumable = 1`` (runs are written atomically, so nothing partial exists), and ``resume``
+queues it again (the runs it already finished are cache hits).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import socket
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from filelock import FileLock
+
+from backend.errors import CacheError, InputError, RamlError
+from backend.store.runs import RunStore
+
+log = logging.getLogger(__name__)
+
+JOBS_DB = "jobs.sqlite"
+STATES = ("queued", "running", "finished", "failed", "cancelled")
+ACTIVE = ("queued", "running")
+PROGRESS_WRITE_INTERVAL_S = 0.25
+# Stages after which the work is stored: a cancel arriving then lets the job finish.
+UNSTOPPABLE_STAGES = frozenset({"write", "done"})
+STALE_HEARTBEAT_S = 600  # a running job on another host with no progress for this long is dead
+
+Handler = Callable[[dict, "JobContext"], None]
+HANDLERS: dict[str, Handler] = {}
+
+
+class JobCancelled(Exception):
+    """Raised inside a handler (by ``JobContext.progress``) when the user cancelled the job."""
+
+
+def handler(kind: str) -> Callable[[Handler], Handler]:
+    """Register ``fn(params, ctx)`` as the handler of jobs of ``kind``."""
+
+    def register(fn: Handler) -> Handler:
+        HANDLERS[kind] = fn
+        return fn
+
+    return register
+
+
+@dataclass
+class Job:
+    """One row of the queue."""
+
+    id: int
+    kind: str
+    params: dict
+    state: str
+    title: str = ""
+    stage: str = ""
+    done: int = 0
+    total: int = 0
+    created: float = 0.0
+    started: float | None = None
+    finished: float | None = None
+    estimate_s: float | None = None
+    error: str | None = None
+    resumable: bool = False
+    cancel_requested: bool = False
+    results: list[str] = field(default_factory=list)
+    messages: list[str] = field(default_factory=list)
+    device: str = "cpu"
+    owner: str | None = None
+
+    def elapsed_s(self, now: float | None = None) -> float | None:
+        if self.started is None:
+            return None
+        return (self.finished or now or time.time()) - self.started
+
+    def remaining_s(self, now: float | None = None) -> float | None:
+        """Seconds left: the estimate minus the time spent, or the current stage's rate."""
+        if self.state != "running" or self.started is None:
+            return self.estimate_s if self.state == "queued" else None
+        elapsed = self.elapsed_s(now) or 0.0
+        if self.estimate_s is not None:
+            return max(self.estimate_s - elapsed, 0.0)
+        if self.total and self.done:
+            return elapsed * (self.total - self.done) / self.done
+        return None
+
+
+def _owner_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _owner_alive(owner: str | None, heartbeat: float | None) -> bool:
+    if not owner:
+        return False
+    host, _, pid = owner.rpartition(":")
+    if host == socket.gethostname() and pid.isdigit():
+        if int(pid) == os.getpid():
+            return True
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    return heartbeat is not None and time.time() - heartbeat < STALE_HEARTBEAT_S
+
+
+def default_device() -> str:
+    try:
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    except ImportError:  # pragma: no cover - torch is a hard dependency
+        return "cpu"
+
+
+class JobQueue:
+    """The queue of one cache directory (``<root>/jobs.sqlite``)."""
+
+    def __init__(self, store: RunStore):
+        self.store = store
+        self.path = Path(store.root) / JOBS_DB
+        self._write_lock = threading.Lock()
+        with self._db() as con:
+            con.executescript(
+                """
+                CREATE TABLE IF NOT EXISTS jobs (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    kind TEXT NOT NULL, title TEXT NOT NULL DEFAULT '', params TEXT NOT NULL,
+                    state TEXT NOT NULL, stage TEXT NOT NULL DEFAULT '', done INTEGER NOT NULL DEFAULT 0,
+                    total INTEGER NOT NULL DEFAULT 0, created REAL NOT NULL, started REAL, finished REAL,
+                    heartbeat REAL, estimate_s REAL, error TEXT, resumable INTEGER NOT NULL DEFAULT 0,
+                    cancel_requested INTEGER NOT NULL DEFAULT 0, results TEXT NOT NULL DEFAULT '[]',
+                    messages TEXT NOT NULL DEFAULT '[]', device TEXT NOT NULL DEFAULT 'cpu', owner TEXT
+                );
+                CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state, id);
+                CREATE TABLE IF NOT EXISTS throughput (
+                    model TEXT NOT NULL, device TEXT NOT NULL, metric TEXT NOT NULL,
+                    value REAL NOT NULL, n INTEGER NOT NULL, updated REAL NOT NULL,
+                    PRIMARY KEY (model, device, metric)
+                );
+                """
+            )
+
+    @contextmanager
+    def _db(self):
+        try:
+            con = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise CacheError(f"job queue {self.path} is unusable: {exc}") from None
+        try:
+            con.row_factory = sqlite3.Row
+            yield con
+        except sqlite3.Error as exc:
+            raise CacheError(f"job queue {self.path}: {exc}") from None
+        finally:
+            con.close()
+
+    # ------------------------------------------------------------------ submit / read
+    def submit(
+        self, kind: str, params: dict, *, title: str = "", estimate_s: float | None = None, device: str | None = None
+    ) -> int:
+        """Queue a job; returns its id. Params must be JSON (they are stored, not pickled)."""
+        if kind not in HANDLERS:
+            raise InputError(f"unknown job kind '{kind}' (known: {', '.join(sorted(HANDLERS)) or 'none'})")
+        blob = json.dumps(params, ensure_ascii=False)
+        with self._db() as con:
+            cur = con.execute(
+                "INSERT INTO jobs (kind, title, params, state, created, estimate_s, device) "
+                "VALUES (?, ?, ?, 'queued', ?, ?, ?)",
+                (kind, title[:200], blob, time.time(), estimate_s, device or default_device()),
+            )
+            job_id = int(cur.lastrowid or 0)
+        _wake_workers()
+        return job_id
+
+    def get(self, job_id: int) -> Job | None:
+        with self._db() as con:
+            row = con.execute("SELECT * FROM jobs WHERE id = ?", (int(job_id),)).fetchone()
+        return _job(row) if row else None
+
+    def list(self, limit: int = 50) -> list[Job]:
+        """Active jobs first (oldest first), then the most recent finished ones."""
+        with self._db() as con:
+            active = con.execute("SELECT * FROM jobs WHERE state IN ('queued', 'running') ORDER BY id").fetchall()
+            done = con.execute(
+                "SELECT * FROM jobs WHERE state NOT IN ('queued', 'running') ORDER BY id DESC LIMIT ?", (limit,)
+            ).fetchall()
+        return [_job(r) for r in [*active, *done]]
+
+    # ------------------------------------------------------------------ control
+    def cancel(self, job_id: int) -> bool:
+        """Cancel a queued job at once, or ask a running one to stop; False if already over."""
+        with self._db() as con:
+            cur = con.execute(
+                "UPDATE jobs SET state = 'cancelled', finished = ?, error = 'cancelled before it started' "
+                "WHERE id = ? AND state = 'queued'",
+                (time.time(), int(job_id)),
+            )
+            if cur.rowcount:
+                return True
+            cur = con.execute("UPDATE jobs SET cancel_requested = 1 WHERE id = ? AND state = 'running'", (int(job_id),))
+            return bool(cur.rowcount)
+
+    def resume(self, job_id: int) -> bool:
+        """Queue a failed or cancelled job again (finished runs are cache hits); False if not possible."""
+        with self._db() as con:
+            cur = con.execute(
+                "UPDATE jobs SET state = 'queued', stage = '', done = 0, total = 0, started = NULL, finished = NULL, "
+                "error = NULL, resumable = 0, cancel_requested = 0, owner = NULL, messages = '[]' "
+                "WHERE id = ? AND state IN ('failed', 'cancelled')",
+                (int(job_id),),
+            )
+            ok = bool(cur.rowcount)
+        if ok:
+            _wake_workers()
+        return ok
+
+    def recover(self) -> list[int]:
+        """Mark jobs whose server died mid-job as failed and resumable; returns their ids."""
+        with self._db() as con:
+            rows = con.execute("SELECT id, owner, heartbeat FROM jobs WHERE state = 'running'").fetchall()
+            dead = [int(r["id"]) for r in rows if not _owner_alive(r["owner"], r["heartbeat"])]
+            for job_id in dead:
+                con.execute(
+                    "UPDATE jobs SET state = 'failed', resumable = 1, finished = COALESCE(heartbeat, ?), "
+                    "error = 'the server stopped during this job; nothing partial was stored; resume to run it again' "
+                    "WHERE id = ? AND state = 'running'",
+                    (time.time(), job_id),
+                )
+        if dead:
+            remove_orphan_tmp(self.store)
+        return dead
+
+    def claim(self) -> Job | None:
+        """Atomically take the oldest queued job for this process (None if there is none)."""
+        with self._db() as con:
+            con.execute("BEGIN IMMEDIATE")
+            row = con.execute("SELECT id FROM jobs WHERE state = 'queued' ORDER BY id LIMIT 1").fetchone()
+            if row is None:
+                con.execute("COMMIT")
+                return None
+            now = time.time()
+            con.execute(
+                "UPDATE jobs SET state = 'running', started = ?, heartbeat = ?, owner = ? WHERE id = ?",
+                (now, now, _owner_id(), row["id"]),
+            )
+            con.execute("COMMIT")
+        return self.get(int(row["id"]))
+
+    def _update(self, job_id: int, **values) -> None:
+        cols = ", ".join(f"{k} = ?" for k in values)
+        with self._db() as con:
+            con.execute(f"UPDATE jobs SET {cols} WHERE id = ?", (*values.values(), int(job_id)))
+
+    def _cancel_requested(self, job_id: int) -> bool:
+        with self._db() as con:
+            row = con.execute("SELECT cancel_requested FROM jobs WHERE id = ?", (int(job_id),)).fetchone()
+        return bool(row and row[0])
+
+    # ------------------------------------------------------------------ run
+    def run_job(self, job: Job) -> Job:
+        """Run a claimed job to its end (holding the device lock); returns the final row."""
+        ctx = JobContext(self, job)
+        fn = HANDLERS.get(job.kind)
+        lock = FileLock(str(Path(self.store.root) / "locks" / f"device-{job.device}.lock"))
+        Path(self.store.root, "locks").mkdir(parents=True, exist_ok=True)
+        try:
+            if fn is None:
+                raise InputError(f"no handler for job kind '{job.kind}' in this server")
+            with lock:
+                ctx.progress("start", 0, 0)
+                fn(job.params, ctx)
+            ctx.flush()
+            self._update(job.id, state="finished", finished=time.time())
+        except JobCancelled:
+            ctx.flush()
+            self._update(job.id, state="cancelled", finished=time.time(), error="cancelled", resumable=1)
+        except RamlError as exc:
+            ctx.flush()
+            self._update(job.id, state="failed", finished=time.time(), error=str(exc))
+        except Exception as exc:  # a bug: one line for the user, the traceback in the log
+            log.exception("job %s (%s) failed", job.id, job.kind)
+            ctx.flush()
+            msg = str(exc).splitlines()[0][:200] if str(exc) else ""
+            self._update(
+                job.id, state="failed", finished=time.time(), error=f"internal error {type(exc).__name__}: {msg}"
+            )
+        return self.get(job.id) or job
+
+    def run_next(self) -> Job | None:
+        """Claim and run one queued job in this thread (tests, CLI); None if the queue is empty."""
+        job = self.claim()
+        return self.run_job(job) if job else None
+
+    # ------------------------------------------------------------------ throughput (estimates)
+    def record(self, model: str, device: str, metric: str, value: float) -> None:
+        """Fold one measurement into this machine's throughput table (mean of the last few)."""
+        with self._db() as con:
+            row = con.execute(
+                "SELECT value, n FROM throughput WHERE model = ? AND device = ? AND metric = ?", (model, device, metric)
+            ).fetchone()
+            if row is None:
+                new, n = value, 1
+            else:
+                n = min(int(row["n"]) + 1, 5)  # a running mean over about the last five jobs
+                new = row["value"] + (value - row["value"]) / n
+            con.execute(
+                "INSERT OR REPLACE INTO throughput VALUES (?, ?, ?, ?, ?, ?)",
+                (model, device, metric, float(new), n, time.time()),
+            )
+
+    def measured(self, model: str, device: str, metric: str) -> float | None:
+        with self._db() as con:
+            row = con.execute(
+                "SELECT value FROM throughput WHERE model = ? AND device = ? AND metric = ?", (model, device, metric)
+            ).fetchone()
+        return float(row[0]) if row else None
+
+
+def remove_orphan_tmp(store: RunStore) -> int:
+    """Remove temp dirs of writers that died: a temp dir ``<key>.*`` whose per-key lock is free
+    has no live writer (a live one holds the lock for the whole write). Returns how many."""
+    from filelock import Timeout
+
+    removed = 0
+    tmp_dir = Path(store.root) / "tmp"
+    for path in tmp_dir.iterdir() if tmp_dir.is_dir() else ():
+        key = path.name.split(".", 1)[0]
+        try:
+            with store.lock(key, timeout=0):
+                shutil.rmtree(path, ignore_errors=True)
+                removed += 1
+        except (Timeout, RamlError):
+            continue  # a live writer, or not a run's temp dir
+    return removed
+
+
+def _job(row: sqlite3.Row) -> Job:
+    return Job(
+        id=int(row["id"]),
+        kind=row["kind"],
+        title=row["title"],
+        params=json.loads(row["params"]),
+        state=row["state"],
+        stage=row["stage"],
+        done=int(row["done"]),
+        total=int(row["total"]),
+        created=float(row["created"]),
+        started=row["started"],
+        finished=row["finished"],
+        estimate_s=row["estimate_s"],
+        error=row["error"],
+        resumable=bool(row["resumable"]),
+        cancel_requested=bool(row["cancel_requested"]),
+        results=json.loads(row["results"]),
+        messages=json.loads(row["messages"]),
+        device=row["device"],
+        owner=row["owner"],
+    )
+
+
+class JobContext:
+    """What a handler gets: progress (which also checks for cancel), results, messages, timings."""
+
+    def __init__(self, queue: JobQueue, job: Job):
+        self.queue, self.job = queue, job
+        self.store = queue.store
+        self.results: list[str] = list(job.results)
+        self.messages: list[str] = []
+        self.stage_seconds: dict[str, float] = {}
+        self._stage, self._stage_t0 = "", time.perf_counter()
+        self._last_write = 0.0
+        self._dirty = False
+
+    def progress(self, stage: str, done: int, total: int) -> None:
+        """Report progress; raises ``JobCancelled`` when the user asked to stop."""
+        now = time.perf_counter()
+        if stage != self._stage:
+            if self._stage:
+                self.stage_seconds[self._stage] = self.stage_seconds.get(self._stage, 0.0) + now - self._stage_t0
+            self._stage, self._stage_t0 = stage, now
+        if now - self._last_write >= PROGRESS_WRITE_INTERVAL_S or done == 0 or done >= total:
+            self._last_write = now
+            self.queue._update(
+                self.job.id,
+                stage=stage,
+                done=int(done),
+                total=int(total),
+                heartbeat=time.time(),
+                results=json.dumps(self.results),
+                messages=json.dumps(self.messages),
+            )
+            if stage not in UNSTOPPABLE_STAGES and self.queue._cancel_requested(self.job.id):
+                raise JobCancelled()
+
+    def add_result(self, key: str) -> None:
+        if key not in self.results:
+            self.results.append(key)
+        self._dirty = True
+
+    def message(self, text: str) -> None:
+        self.messages.append(text[:500])
+        self._dirty = True
+
+    def close_stage(self) -> None:
+        """End the current stage's clock (before recording throughput)."""
+        now = time.perf_counter()
+        if self._stage:
+            self.stage_seconds[self._stage] = self.stage_seconds.get(self._stage, 0.0) + now - self._stage_t0
+        self._stage, self._stage_t0 = "", now
+
+    def flush(self) -> None:
+        self.queue._update(self.job.id, results=json.dumps(self.results), messages=json.dumps(self.messages))
+
+
+# ---------------------------------------------------------------------- workers
+_workers: dict[str, Worker] = {}
+_workers_lock = threading.Lock()
+
+
+def _wake_workers() -> None:
+    for worker in list(_workers.values()):
+        worker.wake.set()
+
+
+class Worker(threading.Thread):
+    """One per server process and cache: recovers dead jobs, then runs queued jobs one at a time."""
+
+    def __init__(self, queue: JobQueue, poll_s: float = 1.0):
+        super().__init__(name=f"raml-jobs-{queue.path}", daemon=True)
+        self.queue, self.poll_s = queue, poll_s
+        self.wake = threading.Event()
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        _configure_threads()
+        try:
+            self.queue.recover()
+        except RamlError as exc:
+            log.warning("job queue recovery failed: %s", exc)
+        while not self.stopping.is_set():
+            if not Path(self.queue.store.root).is_dir():
+                return  # the cache was removed (a test's temp dir): nothing left to work on
+            try:
+                job = self.queue.claim()
+                if job is not None:
+                    self.queue.run_job(job)
+                    continue
+            except RamlError as exc:
+                log.warning("job queue: %s", exc)
+            self.wake.wait(self.poll_s)
+            self.wake.clear()
+
+
+def _configure_threads() -> None:
+    """Torch threads from the cores really available (backend.engine.threads, where present)."""
+    try:
+        from backend.engine.threads import configure_torch_threads  # type: ignore[import-not-found]
+    except ImportError:
+        return
+    try:
+        configure_torch_threads()
+    except Exception as exc:  # never let thread tuning stop the worker
+        log.warning("could not configure torch threads: %s", exc)
+
+
+def ensure_worker(store: RunStore) -> Worker:
+    """The worker of this process for ``store``'s cache (started on first call)."""
+    from backend.scale import handlers  # noqa: F401  (registers the built-in job kinds)
+
+    root = str(Path(store.root).resolve())
+    with _workers_lock:
+        worker = _workers.get(root)
+        if worker is None or not worker.is_alive():
+            worker = Worker(JobQueue(store))
+            _workers[root] = worker
+            worker.start()
+        return worker
+
+
+def wait_for(queue: JobQueue, job_id: int, timeout: float = 600.0, poll_s: float = 0.1) -> Job:
+    """Block until a job is over (tests, CLI); raises ``TimeoutError``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        job = queue.get(job_id)
+        if job is not None and job.state not in ACTIVE:
+            return job
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"job {job_id} still {job.state if job else 'missing'} after {timeout:.0f} s")
+        time.sleep(poll_s)
