@@ -168,25 +168,21 @@ def test_path_start_is_a_filled_clickable_marker_clear_of_the_ring():
     assert all(abs(a.yshift) >= 20 for a in fig.layout.annotations)  # labels clear of the 26 px ring
 
 
-def test_a_bug_on_one_import_line_never_aborts_the_file(tiny_run, tmp_path, monkeypatch):
-    """Line 2 hits an unexpected exception (a bug); lines 1 and 3 still run and the bug is one line."""
-    import json
-    import shutil
-    from pathlib import Path
-
-    import backend.jobs
+def test_a_bug_on_one_import_line_never_aborts_the_file(tmp_path, monkeypatch):
+    """An import runs as a batch job: line 2 hits an unexpected exception (a bug), line 4 a user
+    error; lines 1 and 3 still run, and each failure is one message naming the file and line."""
+    import backend.scale.handlers
     from backend.errors import InputError
+    from backend.scale.queue import JobQueue
+    from backend.store.runs import RunStore
 
-    store, _ = tiny_run
-    root = tmp_path / "cache"
-    shutil.copytree(store.root, root, ignore=shutil.ignore_patterns("locks", "tmp"))
     calls = []
 
     class Outcome:
         def __init__(self, key):
-            self.key = key
+            self.key, self.cached, self.warnings = key, True, []
 
-    def fake_run_question(req, store, loaded=None):
+    def fake_run_question(req, store, loaded=None, progress=None):
         calls.append(req.label)
         if req.label == "q2":
             raise KeyError("boom")
@@ -194,19 +190,14 @@ def test_a_bug_on_one_import_line_never_aborts_the_file(tiny_run, tmp_path, monk
             raise InputError("question too long")
         return Outcome(req.label)
 
-    monkeypatch.setattr(backend.jobs, "run_question", fake_run_question)
-    monkeypatch.setenv("RAML_CACHE_DIR", str(root))
-    main = str(Path(__file__).resolve().parent.parent / "app" / "main.py")
-    at = AppTest.from_file(main, default_timeout=60).run()
-    at.switch_page("views/runs.py").run()
-    lines = [
-        json.dumps({"id": f"q{i}", "question": f"What is {i} + 1?", "answer": str(i + 1), "trajectory": "t"})
+    monkeypatch.setattr(backend.scale.handlers, "run_question", fake_run_question)
+    queue = JobQueue(RunStore(tmp_path / "cache"))
+    items = [
+        {"question": f"What is {i} + 1?", "answer": str(i + 1), "trajectory": "t", "label": f"q{i}", "line": i}
         for i in (1, 2, 3, 4)
     ]
-    at.file_uploader(key="runs_import_file").upload("q.jsonl", "\n".join(lines).encode(), "application/json").run()
-    at.button(key="runs_import_start").click().run()
-    assert not at.exception and calls == ["q1", "q2", "q3", "q4"]
-    assert any("2 of 4 questions analyzed" in s.value for s in at.success)
-    errors = [e.value for e in at.error]
-    assert any(e.startswith("q.jsonl:2 (q2): a bug") and "KeyError" in e for e in errors)
-    assert "q.jsonl:4 (q4): question too long" in errors
+    queue.submit("batch", {"requests": items, "source": "q.jsonl"}, title="import q.jsonl")
+    job = queue.run_next()
+    assert job.state == "finished" and calls == ["q1", "q2", "q3", "q4"] and job.results == ["q1", "q3"]
+    assert any(m.startswith("q.jsonl:2 (q2): a bug") and "KeyError" in m for m in job.messages)
+    assert "q.jsonl:4 (q4): question too long" in job.messages

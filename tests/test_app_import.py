@@ -35,9 +35,14 @@ def test_import_shard_folder_by_path_with_preset_runs_each_generation(tmp_path, 
     assert any("3 questions ready" in s.value for s in at.success)
     at.text_input(key="runs_import_model").input("tiny-test").run()
     at.button(key="runs_import_start").click().run()
-    assert not at.exception
-    assert any("3 of 3 questions analyzed" in s.value for s in at.success)
-    assert set(RunStore(tmp_path / "cache").list_runs()["label"]) == {"u-1#0", "u-1#1", "u-2#0"}
+    at.button(key="runs_import_confirm").click().run()
+    assert not at.exception and any("Queued as job #" in s.value for s in at.success)
+    from backend.scale.queue import JobQueue, wait_for
+
+    store = RunStore(tmp_path / "cache")
+    job = wait_for(JobQueue(store), at.session_state["runs_last_job"], timeout=180)  # the server's worker ran it
+    assert job.kind == "batch" and job.state == "finished" and len(job.results) == 3, job.error
+    assert set(store.list_runs()["label"]) == {"u-1#0", "u-1#1", "u-2#0"}
 
 
 def test_uploaded_parquet_with_named_columns_reports_bad_rows(tmp_path, monkeypatch):

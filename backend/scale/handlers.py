@@ -11,6 +11,7 @@ Models kept in memory by tests or notebooks are looked up in ``MODEL_OVERRIDES``
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import asdict
 
@@ -18,6 +19,8 @@ from backend.engine.trajectory import GenerationSettings
 from backend.errors import InputError, RamlError
 from backend.jobs import RunRequest, run_question
 from backend.scale.queue import JobContext, handler
+
+log = logging.getLogger(__name__)
 
 # name -> LoadedModel, or a callable name -> LoadedModel | None (the app's overrides)
 MODEL_OVERRIDES: dict = {}
@@ -116,8 +119,15 @@ def batch_job(params: dict, ctx: JobContext) -> None:
             outcome = run_question(req, ctx.store, loaded=override(req.model), progress=_inner(ctx, i, len(items)))
         except RamlError as exc:
             failed += 1
-            where = f"{source}:{item.get('line', i + 1)}" if source else f"question {i + 1}"
-            ctx.message(f"{where} ({req.label or 'no id'}): {exc}")
+            ctx.message(f"{_where(source, item, i)} ({req.label or 'no id'}): {exc}")
+            continue
+        except Exception as exc:  # a bug on one question: reported as such (traceback in the log), the rest run
+            failed += 1
+            log.exception("batch job %s: question %d failed", ctx.job.id, i + 1)
+            ctx.message(
+                f"{_where(source, item, i)} ({req.label or 'no id'}): a bug, please report it: "
+                f"{type(exc).__name__}: {exc}"
+            )
             continue
         ctx.add_result(outcome.key)
         if not outcome.cached:
@@ -125,6 +135,10 @@ def batch_job(params: dict, ctx: JobContext) -> None:
     ctx.progress("question", len(items), len(items))
     if failed == len(items) and items:
         raise InputError(f"all {len(items)} questions failed (first: {ctx.messages[0] if ctx.messages else '?'})")
+
+
+def _where(source: str, item: dict, i: int) -> str:
+    return f"{source}:{item.get('line', i + 1)}" if source else f"question {i + 1}"
 
 
 def _inner(ctx: JobContext, i: int, n: int):
