@@ -170,3 +170,90 @@ def test_other_architectures_are_exact(smol_tokenizer, kind):
     np.testing.assert_allclose(update.target_loss, naive, atol=1e-5)
     edited = ex.edited_losses(model, update, prompt, template + answer)
     np.testing.assert_allclose(edited, naive, atol=1e-4)
+
+
+# ---------------------------------------------------------------------------- SmolLM2, a real run
+@pytest.fixture(scope="module")
+def smol_exact_run(tmp_path_factory, smollm2):
+    from backend.analysis import exact_run
+    from backend.jobs import RunRequest, run_question
+    from backend.store.runs import RunStore
+
+    store = RunStore(tmp_path_factory.mktemp("exact_cache"))
+    req = RunRequest(
+        question=SAMPLE_QUESTION, answer="6", trajectory=SAMPLE_TRAJECTORY * 2, model=smollm2.name, cuts="stride:8"
+    )
+    key = run_question(req, store, loaded=smollm2).key
+    run = store.open(key)
+    return store, run, exact_run.ensure(run, loaded=smollm2, store=store)
+
+
+def test_smollm2_run_exact_within_1e3_nats(smol_exact_run, smollm2):
+    store, run, result = smol_exact_run
+    assert run.meta["summary"]["n_tokens"] >= 200
+    engine_loss = dict(zip(run.tokens["cut"].tolist(), run.tokens["loss"].tolist()))
+    cuts = result.update.boundary_cuts.tolist()
+    assert len(cuts) == run.meta["summary"]["n_steps"] + 1
+    expected = np.array([engine_loss[c] for c in cuts])
+    np.testing.assert_allclose(result.edited_loss, expected, atol=1e-3)
+    # one boundary again on an explicitly edited deep copy (float32 weights)
+    k = len(cuts) // 2
+    from backend.analysis.exact_run import run_inputs
+
+    inputs = run_inputs(run, smollm2.tokenizer)
+    edited = _edited_copy(smollm2.model, result.update, k)
+    loss = ex.plain_loss(edited, inputs["prompt_ids"] + inputs["probe_ids"], result.update.m_a)
+    assert abs(loss - expected[k]) <= 1e-3
+    assert result.update.rank.max() <= result.update.m
+    meta = result.meta
+    assert meta["P"] == len(inputs["prompt_ids"]) and meta["m"] == len(inputs["probe_ids"])
+    assert meta["max_rank"] <= meta["m"] and meta["worst_condition"] > 1
+    fid = meta["fidelity"]
+    assert fid["exact"]["fraction"] == pytest.approx(1.0, abs=1e-3 / abs(fid["descent"]))
+    assert set(fid["single_layer_proxy"]) == {str(i) for i in run.meta["proxy_layers"]}
+    assert set(fid["exact_top_k"]) == {"1", "2", "4", "8"}
+
+
+def test_show_json_and_exact_command(smol_exact_run, capsys):
+    import json
+
+    from backend.cli import main, show_payload
+
+    store, run, result = smol_exact_run
+    payload = show_payload(run)
+    norms = np.sqrt(np.diag(result.gram))
+    for step in payload["steps"]:
+        k = result.update.boundary_cuts.tolist().index(step["end"])
+        assert step["exact_update_loss"] == pytest.approx(result.edited_loss[k])
+        assert step["exact_update_norm"] == pytest.approx(norms[k]) and step["exact_update_norm"] > 0
+    assert payload["fidelity"]["exact"]["fraction"] == result.meta["fidelity"]["exact"]["fraction"]
+    assert main(["--cache-dir", str(store.root), "exact", run.key, "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["meta"]["K"] == result.update.K
+    assert [b["exact_update_loss"] for b in printed["boundaries"]] == pytest.approx(result.edited_loss.tolist())
+
+
+def test_plane_edit_from_factors_matches_explicit_edits(tiny_exact):
+    from backend.analysis import exact_landscape as el
+
+    loaded, (prompt, traj, template, answer), update = tiny_exact
+    ids = prompt + template + answer
+    picks = [0, update.K // 2, update.K - 1]
+    coef = np.eye(update.K)[picks]  # coefficient e_k: θ + ΔW_k
+    losses = el.plane_losses(loaded.model, update, ids, coef)
+    np.testing.assert_allclose(losses, update.target_loss[picks], atol=1e-4)
+    grams = geo.layer_gram(update.left, update.right).sum(0)
+    p = el.plane(grams)
+    emb = geo.isometric_embedding(grams)
+    # D1, D2 are orthonormal in Frobenius norm; distances are what the plane misses of each ΔW_c
+    np.testing.assert_allclose(p["weights"] @ grams @ p["weights"].T, np.eye(2), atol=1e-6)
+    np.testing.assert_allclose((emb**2).sum(1), (p["coords"] ** 2).sum(1) + p["distance"] ** 2, rtol=1e-6, atol=1e-9)
+    # a point of the plane: θ + proj ΔW_c, evaluated once through the combination and once densely
+    k = update.K - 1
+    combo = p["coords"][k] @ p["weights"]  # [K]
+    mixed = ex.ExactUpdate(**{**update.__dict__})
+    mixed.left = np.concatenate([update.left[j] * combo[j] for j in range(update.K)], axis=2)[None]  # [1, L, d, K·m]
+    mixed.right = np.concatenate(list(update.right), axis=1)[None]  # [1, L, K·m, H]
+    with ex.edited_weights(loaded.model, mixed, 0):
+        dense = ex.plain_loss(loaded.model, ids, update.m_a)
+    assert el.plane_losses(loaded.model, update, ids, combo[None])[0] == pytest.approx(dense, abs=1e-4)
