@@ -11,8 +11,12 @@ from dataclasses import dataclass, field
 
 from backend.store.runs import KEY_PATTERN
 
-SPACES = ("proxy", "hidden")
-SPACE_LABELS = {"proxy": "parameter-proxy space (MLP ΔW)", "hidden": "hidden-state space (residual stream)"}
+SPACES = ("proxy", "hidden", "exact")
+SPACE_LABELS = {
+    "proxy": "parameter-proxy space (MLP ΔW)",
+    "hidden": "hidden-state space (residual stream)",
+    "exact": "exact all-layer update (W_o ΔW; layer -1 = all)",
+}
 MAX_PARAM_CHARS = 100
 KNOWN_PARAMS = ("run", "step", "layer", "space", "present")
 

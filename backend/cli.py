@@ -160,7 +160,7 @@ def show_payload(run) -> dict:
 
 def _add_exact_fields(run, payload: dict) -> None:
     """Steps gain exact_update_loss/norm and the payload a fidelity block once ``exact KEY`` ran."""
-    from backend.analysis.exact_run import show_fields
+    from backend.analysis.exact_data import show_fields
 
     per_cut, fidelity = show_fields(run)
     for step in payload["steps"]:

@@ -188,6 +188,7 @@ def smol_exact_run(tmp_path_factory, smollm2):
     return store, run, exact_run.ensure(run, loaded=smollm2, store=store)
 
 
+@pytest.mark.slow
 def test_smollm2_run_exact_within_1e3_nats(smol_exact_run, smollm2):
     store, run, result = smol_exact_run
     assert run.meta["summary"]["n_tokens"] >= 200
@@ -214,6 +215,7 @@ def test_smollm2_run_exact_within_1e3_nats(smol_exact_run, smollm2):
     assert set(fid["exact_top_k"]) == {"1", "2", "4", "8"}
 
 
+@pytest.mark.slow
 def test_show_json_and_exact_command(smol_exact_run, capsys):
     import json
 

@@ -119,9 +119,7 @@ def plane_losses(model, update: ex.ExactUpdate, ids: list[int], coef: np.ndarray
     return np.concatenate(out)
 
 
-def surface(
-    run: RunData, exact: ExactRun, loaded, grid: int = 15, span: float = 1.5, store=None
-) -> ExactSurface:
+def surface(run: RunData, exact: ExactRun, loaded, grid: int = 15, span: float = 1.5, store=None) -> ExactSurface:
     """The exact-space landscape of ``run`` (cached next to the run)."""
     _check_grid(grid, span)
     tag = hashlib.sha256(
@@ -157,6 +155,4 @@ def surface(
                 save_npz_atomic(path, arrays)
             except OSError:
                 pass
-    return ExactSurface(
-        run_key=run.key, **{k: (float(v) if k == "seconds" else v) for k, v in arrays.items()}
-    )
+    return ExactSurface(run_key=run.key, **{k: (float(v) if k == "seconds" else v) for k, v in arrays.items()})

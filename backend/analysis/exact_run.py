@@ -7,50 +7,18 @@ forwards, measures the fidelity of each proxy, and caches factors, Gram matrices
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
-from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from backend.analysis import exact_geometry as geo
 from backend.analysis import exact_update as ex
-from backend.analysis.proxy import derived_dir, load_npz, save_npz_atomic
+from backend.analysis.exact_data import ExactRun, cache_path, load, show_fields  # noqa: F401
+from backend.analysis.proxy import save_npz_atomic
 from backend.store.runs import RunData
 
 TOP_K_LAYERS = (1, 2, 4, 8)  # truncations of the exact update reported as fidelity
-
-
-@dataclass
-class ExactRun:
-    """A run's exact update: factors, per-layer Gram ``[L, K, K]``, losses ``[K]`` and meta."""
-
-    update: ex.ExactUpdate
-    layer_grams: np.ndarray  # [L, K, K]
-    edited_loss: np.ndarray  # [K] L(θ + ΔW_c) by a forward with the edit written into W_o
-    meta: dict  # P, m, rank, worst condition, timings, fidelity
-
-    @property
-    def gram(self) -> np.ndarray:
-        return self.layer_grams.sum(0)
-
-    def table(self):
-        """Per boundary: cut, L̂(c), exact_update_loss, exact_update_norm, step size, cosine, top layer."""
-        t = geo.path_table(self.layer_grams)
-        t.insert(1, "cut", self.update.boundary_cuts)
-        t.insert(2, "target_loss", self.update.target_loss)
-        t.insert(3, "exact_update_loss", self.edited_loss)
-        return t
-
-
-def cache_path(run: RunData, store=None) -> Path | None:
-    d = derived_dir(run, store)
-    if d is None:
-        return None
-    tag = hashlib.sha256(json.dumps({"run": run.key, "version": ex.EXACT_VERSION}).encode()).hexdigest()[:16]
-    return d / f"exact-{tag}.npz"
 
 
 def run_inputs(run: RunData, tokenizer) -> dict:
@@ -66,29 +34,6 @@ def run_inputs(run: RunData, tokenizer) -> dict:
         "m_a": len(answer_ids),
         "boundary_cuts": [int(c) for c in run.tensor("boundary_cuts")],
     }
-
-
-def load(run: RunData, store=None) -> ExactRun | None:
-    """The cached exact update of ``run``, or None if it was never computed."""
-    path = cache_path(run, store)
-    arrays = load_npz(path) if path is not None else None
-    if arrays is None or "meta" not in arrays:
-        return None
-    meta = json.loads(str(arrays["meta"]))
-    update = ex.ExactUpdate(
-        boundary_cuts=arrays["boundary_cuts"],
-        left=arrays["left"],
-        right=arrays["right"],
-        condition=arrays["condition"],
-        rank=arrays["rank"],
-        target_loss=arrays["target_loss"],
-        construction_loss=arrays["construction_loss"],
-        P=meta["P"],
-        m=meta["m"],
-        m_a=meta["m_a"],
-        timings=meta.get("timings", {}),
-    )
-    return ExactRun(update, arrays["layer_grams"], arrays["edited_loss"], meta)
 
 
 def fidelity(run: RunData, loaded, inputs: dict, update: ex.ExactUpdate, layer_grams, edited_loss) -> dict:
@@ -172,17 +117,3 @@ def ensure(run: RunData, loaded=None, store=None, progress=None) -> ExactRun:
         except OSError:
             pass  # caching is an optimisation
     return result
-
-
-def show_fields(run: RunData, store=None) -> tuple[dict[int, dict], dict | None]:
-    """For ``show --json``: {cut: {exact_update_loss, exact_update_norm}} and the fidelity block
-    (empty / None while ``raml exact KEY`` has not been run)."""
-    hit = load(run, store)
-    if hit is None:
-        return {}, None
-    norms = np.sqrt(np.clip(np.diag(hit.gram), 0, None))
-    per_cut = {
-        int(c): {"exact_update_loss": float(loss), "exact_update_norm": float(norm)}
-        for c, loss, norm in zip(hit.update.boundary_cuts, hit.edited_loss, norms)
-    }
-    return per_cut, hit.meta.get("fidelity")

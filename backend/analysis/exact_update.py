@@ -25,16 +25,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from torch import nn
 
+from backend.analysis.exact_data import EXACT_VERSION, ExactUpdate  # noqa: F401
 from backend.engine.architecture import Architecture, locate
 from backend.errors import InputError
 
-EXACT_VERSION = 1
 MAX_CONDITION = 1e8  # cond([V_0, V_P]) above this: the constraints are numerically dependent
 Progress = Callable[[int, int], None]  # (done, total) boundaries
 
@@ -71,56 +70,6 @@ def output_projections(model: nn.Module, arch: Architecture | None = None) -> li
             )
         found.append(proj)
     return found
-
-
-# ---------------------------------------------------------------------------- result
-@dataclass
-class ExactUpdate:
-    """ΔW_c for every boundary as factors: ΔW_o^ℓ(c) = left[c, ℓ] @ right[c, ℓ].
-
-    left ``[K, L, d, m]`` = W_o (V_c − V_0); right ``[K, L, m, H]`` = pinv(V_0⊥) (float32 on
-    disk, float64 while solving). Row 0 (c = 0) is zero.
-    """
-
-    boundary_cuts: np.ndarray  # [K]
-    left: np.ndarray  # [K, L, d, m]
-    right: np.ndarray  # [K, L, m, H]
-    condition: np.ndarray  # [K, L] cond([V_0, V_P]) (NaN at c = 0, where ΔW = 0)
-    rank: np.ndarray  # [K, L] numerical rank of ΔW_o^ℓ
-    target_loss: np.ndarray  # [K] L̂(c) of the with-context forward
-    construction_loss: np.ndarray  # [K] loss of the no-context forward with the edit applied by hooks
-    P: int
-    m: int
-    m_a: int
-    timings: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def K(self) -> int:
-        return len(self.boundary_cuts)
-
-    @property
-    def n_layers(self) -> int:
-        return self.left.shape[1]
-
-    def meta(self) -> dict:
-        cond = self.condition[np.isfinite(self.condition)]
-        return {
-            "P": self.P,
-            "m": self.m,
-            "m_a": self.m_a,
-            "K": self.K,
-            "n_layers": self.n_layers,
-            "d": int(self.left.shape[2]),
-            "H": int(self.right.shape[3]),
-            "max_rank": int(self.rank.max()) if self.rank.size else 0,
-            "worst_condition": float(cond.max()) if cond.size else None,
-            "timings": {k: round(float(v), 4) for k, v in self.timings.items()},
-            "version": EXACT_VERSION,
-        }
-
-    def dense(self, k: int, layer: int) -> np.ndarray:
-        """ΔW_o^ℓ(c_k) ``[d, H]`` float64 (tests and small checks only)."""
-        return self.left[k, layer].astype(np.float64) @ self.right[k, layer].astype(np.float64)
 
 
 def _answer_nll(logits: torch.Tensor, answer: torch.Tensor) -> float:

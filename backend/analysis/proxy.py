@@ -52,9 +52,9 @@ def available_layers(run: RunData, space: str) -> list[int]:
     if space == "hidden":
         return list(range(int(run.meta["model"]["n_layers"])))
     if space == "exact":  # all layers (-1) or one layer's block, once `raml exact KEY` has run
-        from backend.analysis import exact_run
+        from backend.analysis import exact_data
 
-        hit = exact_run.load(run)
+        hit = exact_data.load(run)
         return [] if hit is None else [EXACT_ALL_LAYERS, *range(hit.update.n_layers)]
     prefix = "proxy_preact."
     names = run.tensor_names()
@@ -227,9 +227,9 @@ def exact_vectors(runs: list[RunData], layer: int) -> list[np.ndarray]:
     """Each run's exact-update path ``[K_i, r]`` in one orthonormal basis of the joint span of
     all paths: Euclidean geometry of the rows = Frobenius geometry of the ΔW_c (all layers for
     layer −1, else that layer's W_o), computed from the low-rank factors (never densified)."""
-    from backend.analysis import exact_geometry, exact_run
+    from backend.analysis import exact_data, exact_geometry
 
-    hits = [exact_run.load(r) for r in runs]
+    hits = [exact_data.load(r) for r in runs]
     for r, h in zip(runs, hits):
         if h is None:
             raise ProxyError(f"run {r.key} has no exact update yet: run `raml exact {r.key}`")
