@@ -12,8 +12,12 @@ from dataclasses import dataclass, field
 
 from backend.store.runs import KEY_PATTERN
 
-SPACES = ("proxy", "hidden")
-SPACE_LABELS = {"proxy": "parameter-proxy space (MLP ΔW)", "hidden": "hidden-state space (residual stream)"}
+SPACES = ("proxy", "hidden", "exact")
+SPACE_LABELS = {
+    "proxy": "parameter-proxy space (MLP ΔW)",
+    "hidden": "hidden-state space (residual stream)",
+    "exact": "exact all-layer update (W_o ΔW; layer -1 = all)",
+}
 MAX_PARAM_CHARS = 100
 KNOWN_PARAMS = ("run", "step", "layer", "space", "present")
 # UMAP and its trustworthiness score say little about a handful of points (issue 14): below this

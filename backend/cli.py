@@ -145,7 +145,7 @@ def cmd_ls(args) -> int:
 def show_payload(run) -> dict:
     """The JSON object printed by ``show --json`` (fields fixed by issue #3)."""
     meta = run.meta
-    return {
+    payload = {
         "key": run.key,
         "model": meta["model"]["name"],
         "question": meta["question"],
@@ -171,6 +171,18 @@ def show_payload(run) -> dict:
             for r in run.steps.to_dict("records")
         ],
     }
+    _add_exact_fields(run, payload)
+    return payload
+
+
+def _add_exact_fields(run, payload: dict) -> None:
+    """Steps gain exact_update_loss/norm and the payload a fidelity block once ``exact KEY`` ran."""
+    from backend.analysis.exact_data import show_fields
+
+    per_cut, fidelity = show_fields(run)
+    for step in payload["steps"]:
+        step.update(per_cut.get(step["end"], {"exact_update_loss": None, "exact_update_norm": None}))
+    payload["fidelity"] = fidelity
 
 
 def cmd_show(args) -> int:
@@ -270,7 +282,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
 # Commands that live in their own modules: each module defines ``register(subparsers)``, which
 # adds its sub-parser(s) with ``set_defaults(func=...)``. A new command is a new module plus
 # one line here; its module imports heavy libraries inside the command function only.
-COMMAND_MODULES: tuple[str, ...] = ("backend.commands.jobs",)
+COMMAND_MODULES: tuple[str, ...] = ("backend.commands.jobs", "backend.commands.exact")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -26,7 +26,11 @@ except ImportError:  # pragma: no cover
 
 EXPLORE_PAGE = "views/explore.py"
 MAX_DEFAULT_RUNS = 8
-SPACE_LABELS = {"proxy": "parameter-proxy (MLP ΔW)", "hidden": "hidden state (residual stream)"}
+SPACE_LABELS = {
+    "proxy": "parameter-proxy (MLP ΔW)",
+    "hidden": "hidden state (residual stream)",
+    "exact": "exact all-layer update (layer -1 = all)",
+}
 METHOD_LABELS = {"pca": "PCA", "umap": "UMAP"}
 
 

@@ -149,8 +149,9 @@ def _render() -> None:
     space = url.space
     proxy_ok = data.proxy_available()
     layers = data.available_layers(store, key, space) if proxy_ok else []
-    if proxy_ok and space == "proxy" and not layers:
-        warnings.append("This run stores no proxy layers; showing the hidden-state space.")
+    if proxy_ok and space in ("proxy", "exact") and not layers:
+        what = "no proxy layers" if space == "proxy" else f"no exact update yet (`raml exact {key}`)"
+        warnings.append(f"This run has {what}; showing the hidden-state space.")
         space, layers = "hidden", data.available_layers(store, key, "hidden")
     layer, warning = state.resolve_layer(url.layer, layers, space)
     warnings += [warning] if warning else []

@@ -29,7 +29,8 @@ import pandas as pd
 from backend.errors import InputError
 from backend.store.runs import RunData
 
-SPACES = ("proxy", "hidden")
+SPACES = ("proxy", "hidden", "exact")
+EXACT_ALL_LAYERS = -1  # the exact space's "layer" for the full all-layer update (docs/exact_update.md)
 METHODS = ("pca", "umap")
 PROJECTION_VERSION = 1
 SEED = 0
@@ -50,6 +51,11 @@ def available_layers(run: RunData, space: str) -> list[int]:
     _check_space(space)
     if space == "hidden":
         return list(range(int(run.meta["model"]["n_layers"])))
+    if space == "exact":  # all layers (-1) or one layer's block, once `raml exact KEY` has run
+        from backend.analysis import exact_data
+
+        hit = exact_data.load(run)
+        return [] if hit is None else [EXACT_ALL_LAYERS, *range(hit.update.n_layers)]
     prefix = "proxy_preact."
     names = run.tensor_names()
     layers = [n[len(prefix) :] for n in names if n.startswith(prefix)]
@@ -69,6 +75,8 @@ def space_vectors(run: RunData, layer: int, space: str) -> np.ndarray:
     layer = int(layer)
     if space == "hidden":
         return run.hidden_layer(layer)
+    if space == "exact":
+        return exact_vectors([run], layer)[0]
     preact = run.tensor(f"proxy_preact.{layer}").astype(np.float64)  # [K, 2*d_ff]
     z0 = run.tensor(f"proxy_input.{layer}")[0].astype(np.float64)  # [d]
     z0_norm = float(np.linalg.norm(z0))
@@ -215,8 +223,41 @@ def load_npz(path: Path) -> dict[str, np.ndarray] | None:
         return None
 
 
+def exact_vectors(runs: list[RunData], layer: int) -> list[np.ndarray]:
+    """Each run's exact-update path ``[K_i, r]`` in one orthonormal basis of the joint span of
+    all paths: Euclidean geometry of the rows = Frobenius geometry of the ΔW_c (all layers for
+    layer −1, else that layer's W_o), computed from the low-rank factors (never densified)."""
+    from backend.analysis import exact_data, exact_geometry
+
+    hits = [exact_data.load(r) for r in runs]
+    for r, h in zip(runs, hits):
+        if h is None:
+            raise ProxyError(f"run {r.key} has no exact update yet: run `raml exact {r.key}`")
+    sizes = [len(h.update.boundary_cuts) for h in hits]
+    blocks = [[None] * len(hits) for _ in hits]
+    for a, ha in enumerate(hits):
+        for b, hb in enumerate(hits):
+            if b < a:
+                blocks[a][b] = blocks[b][a].T
+                continue
+            if a == b:
+                g = ha.layer_grams
+            else:
+                g = exact_geometry.layer_gram(ha.update.left, ha.update.right, hb.update.left, hb.update.right)
+            blocks[a][b] = g.sum(0) if layer == EXACT_ALL_LAYERS else g[layer]
+    emb = exact_geometry.isometric_embedding(np.block(blocks))
+    bounds = np.cumsum([0, *sizes])
+    return [emb[i:j].astype(np.float32) for i, j in zip(bounds[:-1], bounds[1:])]
+
+
 def stacked_vectors(runs: list[RunData], layer: int, space: str) -> tuple[np.ndarray, list[int]]:
     """All runs' vectors stacked ``[Σ(S_i+1), D]`` and each run's row count."""
+    if space == "exact" and len(runs) > 1:  # one basis for all paths needs their cross inner products
+        for r in runs:
+            if layer not in available_layers(r, space):
+                raise ProxyError(f"layer {layer} is not available in the exact space of run {r.key}")
+        blocks = exact_vectors(runs, layer)
+        return np.concatenate(blocks), [len(b) for b in blocks]
     blocks = [space_vectors(r, layer, space) for r in runs]
     dims = {b.shape[1] for b in blocks}
     if len(dims) > 1:

@@ -1,1 +1,1 @@
-"""CLI commands added after the first version: one module per command, each with ``register(subparsers)``."""
+"""CLI sub-commands, one module each with ``register(subparsers)`` (listed in ``backend.cli.COMMAND_MODULES``)."""

@@ -1,0 +1,307 @@
+"""The trajectory as an exact all-layer weight update (docs/exact_update.md).
+
+For every step boundary c, one edit ΔW_c = {ΔW_o^ℓ} of the attention output projections W_o
+(all layers ℓ) such that the model *without* the trajectory in context, with weights
+θ + ΔW_c, gives the probe tokens exactly the residual streams they have *with* t[:c] in
+context, so L(θ + ΔW_c) = L̂(c). Per layer, from the bottom:
+
+    ΔW_o^ℓ = [W_o (V_c − V_0), 0] · pinv([V_0, V_P])          (minimum Frobenius norm)
+
+V_c ``[H, m]``: o_proj input at the m probe tokens with context; V_0 ``[H, m]``: the same
+without context, read from the network already edited below ℓ; V_P ``[H, P]``: the prompt
+tokens' o_proj input (identical in both inputs). With V_0⊥ = (I − Π_P) V_0 the solution
+factors as ΔW_o^ℓ = U · R with U = W_o (V_c − V_0) ``[d, m]`` and R = pinv(V_0⊥) ``[m, H]``:
+rank ≤ m, rows of ΔW_o^ℓ orthogonal to span(V_P), so ΔW_o^ℓ V_P = 0. Only the factors are
+stored (never the dense d × H matrices).
+
+Cost per run: one prefill of prompt + trajectory (n tokens) and, per boundary, one
+with-context forward of the m probe tokens over the cached prefix and one no-context
+forward of the m probe tokens over the cached prompt (the prompt's keys are the first P
+of the same cache, since the prompt precedes the trajectory).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+
+import numpy as np
+import torch
+from torch import nn
+
+from backend.analysis.exact_data import EXACT_VERSION, ExactUpdate  # noqa: F401
+from backend.engine.architecture import Architecture, locate
+from backend.errors import InputError
+
+MAX_CONDITION = 1e8  # cond([V_0, V_P]) above this: the constraints are numerically dependent
+Progress = Callable[[int, int], None]  # (done, total) boundaries
+
+
+class ExactUpdateError(InputError, ValueError):
+    """The exact update cannot be built for this model or run (one-line message)."""
+
+
+# ---------------------------------------------------------------------------- architecture checks
+def output_projections(model: nn.Module, arch: Architecture | None = None) -> list[nn.Linear]:
+    """The attention output projection W_o (``[d, H]``) of every layer, or ExactUpdateError.
+
+    Refused: absolute position embeddings (the trajectory then shifts the probe tokens'
+    input, not only what attention reads) and output projections that are not ``nn.Linear``.
+    """
+    arch = arch or locate(model)
+    base = arch.base
+    for name in ("wpe", "embed_positions", "position_embeddings"):
+        if isinstance(getattr(base, name, None), nn.Module):
+            raise ExactUpdateError(
+                f"{type(model).__name__} adds absolute position embeddings ({name}): the trajectory shifts the "
+                "probe's input embeddings, so no attention-output edit reproduces it; exact update unsupported"
+            )
+    found = []
+    for i, layer in enumerate(arch.layers):
+        attn = next((getattr(layer, n) for n in ("self_attn", "attention", "attn") if hasattr(layer, n)), None)
+        proj = None
+        if attn is not None:
+            proj = next((getattr(attn, n) for n in ("o_proj", "dense", "out_proj") if hasattr(attn, n)), None)
+        if not isinstance(proj, nn.Linear):
+            what = "no attention module" if attn is None else f"output projection {type(proj).__name__}"
+            raise ExactUpdateError(
+                f"layer {i} of {type(model).__name__}: {what} (need an nn.Linear o_proj/dense/out_proj)"
+            )
+        found.append(proj)
+    return found
+
+
+def _answer_nll(logits: torch.Tensor, answer: torch.Tensor) -> float:
+    """logits ``[m_a, V]`` predicting ``answer`` ``[m_a]`` -> mean NLL."""
+    logp = torch.log_softmax(logits.double(), -1)
+    return float(-logp.gather(-1, answer[:, None]).mean())
+
+
+@contextmanager
+def _cache_prefix(cache, length: int):
+    """Show a forward only the first ``length`` cached positions (views, no copy); restore after."""
+    full = [(layer.keys, layer.values) for layer in cache.layers]
+    for layer, (keys, values) in zip(cache.layers, full):
+        layer.keys, layer.values = keys[..., :length, :], values[..., :length, :]
+    try:
+        yield cache
+    finally:
+        for layer, (keys, values) in zip(cache.layers, full):
+            layer.keys, layer.values = keys, values
+
+
+class _Hooks:
+    """Pre-hooks on every W_o: record its input at the probe tokens; optionally edit its output."""
+
+    def __init__(self, projections: list[nn.Linear], m: int = 0):
+        self.projections, self.m = projections, m
+        self.inputs: list[torch.Tensor | None] = [None] * len(projections)
+        self.solve: Callable[[int, torch.Tensor], torch.Tensor | None] | None = None
+        self.handles: list = []
+
+    def __enter__(self) -> _Hooks:
+        for i, proj in enumerate(self.projections):
+            self.handles.append(proj.register_forward_hook(self._hook(i)))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for h in self.handles:
+            h.remove()
+
+    def _hook(self, index: int):
+        def hook(_module, inputs, output):
+            v = inputs[0][0]  # [T, H] (batch row 0)
+            self.inputs[index] = v
+            if self.solve is not None:
+                probe_v = v[-self.m :]  # [m, H]: the probe tokens are the last m of the query
+                extra = self.solve(index, probe_v)  # [m, d] or None
+                if extra is not None:
+                    out = output.clone()
+                    out[0, -self.m :] += extra.to(output.dtype)
+                    return out
+            return None
+
+        return hook
+
+
+def _prompt_basis(v_prompt: torch.Tensor) -> torch.Tensor:
+    """Orthonormal basis ``[H, P]`` of span(V_P), V_P given as rows ``[P, H]``."""
+    q, _ = torch.linalg.qr(v_prompt.T)
+    return q
+
+
+def _sliding_window(model: nn.Module) -> bool:
+    """True when some layer attends through a sliding window (its KV cache is then not a plain prefix)."""
+    cfg = model.config
+    window = getattr(cfg, "sliding_window", None)
+    return bool(window) and getattr(cfg, "use_sliding_window", True) is not False
+
+
+@torch.inference_mode()
+def compute(
+    model: nn.Module,
+    prompt_ids: list[int],
+    trajectory_ids: list[int],
+    probe_ids: list[int],
+    m_a: int,
+    boundary_cuts: list[int] | np.ndarray,
+    *,
+    solve_dtype: torch.dtype = torch.float64,
+    progress: Progress | None = None,
+) -> ExactUpdate:
+    """Factors of ΔW_c for every boundary cut (see the module docstring)."""
+    arch = locate(model)
+    projections = output_projections(model, arch)
+    P, m, n = len(prompt_ids), len(probe_ids), len(trajectory_ids)
+    L = arch.n_layers
+    d, H = projections[0].out_features, projections[0].in_features
+    cuts = np.array(sorted(set(int(c) for c in boundary_cuts)), dtype=np.int64)
+    if not len(cuts) or cuts[0] < 0 or cuts[-1] > n:
+        raise ExactUpdateError(f"boundary cuts must lie in 0..{n}")
+    if not 1 <= m_a < m:
+        raise ExactUpdateError(f"the probe needs at least one template token before the {m_a} answer tokens")
+    if P + m > H:
+        raise ExactUpdateError(
+            f"prompt ({P} tokens) + probe ({m} tokens) = {P + m} constraints exceed the attention width H = {H}: "
+            "no exact attention-output edit leaves the prompt untouched; use a shorter question or template"
+        )
+    device = next(model.parameters()).device
+    probe = torch.tensor([probe_ids], device=device)
+    answer = torch.tensor(probe_ids[m - m_a :], device=device)
+    timings: dict[str, float] = {}
+
+    t0 = time.perf_counter()
+    with _Hooks(projections) as hooks:
+        prefill = arch.base(input_ids=torch.tensor([prompt_ids + trajectory_ids], device=device), use_cache=True)
+        cache = prefill.past_key_values
+        prompt_v = [v[:P].to(solve_dtype) for v in hooks.inputs if v is not None]  # L × [P, H]
+        bases = [_prompt_basis(v) for v in prompt_v]
+    timings["prefill_s"] = time.perf_counter() - t0
+    weights = [p.weight.detach().to(solve_dtype) for p in projections]  # [d, H] each
+
+    K = len(cuts)
+    left = np.zeros((K, L, d, m), dtype=np.float32)
+    right = np.zeros((K, L, m, H), dtype=np.float32)
+    condition = np.full((K, L), np.nan)
+    rank = np.zeros((K, L), dtype=np.int64)
+    target = np.zeros(K)
+    construction = np.zeros(K)
+    t_ctx = t_solve = t_free = 0.0
+
+    def logits_of(out) -> torch.Tensor:
+        return arch.lm_head(out.last_hidden_state[0, -m_a - 1 : -1]).float()
+
+    sliding = _sliding_window(model)
+    with _Hooks(projections, m) as hooks:
+        for k, c in enumerate(cuts):
+            t0 = time.perf_counter()
+            if sliding:  # cached prefixes are not exact under sliding-window caches: plain forwards
+                ids = torch.tensor([prompt_ids + trajectory_ids[: int(c)] + probe_ids], device=device)
+                out = arch.base(input_ids=ids, use_cache=False)
+            else:
+                positions = torch.arange(P + c, P + c + m, device=device)[None]
+                with _cache_prefix(cache, P + int(c)) as prefix:
+                    out = arch.base(input_ids=probe, position_ids=positions, past_key_values=prefix, use_cache=True)
+            target[k] = _answer_nll(logits_of(out), answer)
+            v_ctx = [v[-m:].to(solve_dtype) for v in hooks.inputs if v is not None]  # L × [m, H]
+            t_ctx += time.perf_counter() - t0
+
+            t0 = time.perf_counter()
+            solve_s = 0.0
+
+            def solve(i: int, v0: torch.Tensor, k=k, v_ctx=v_ctx):
+                nonlocal solve_s
+                ts = time.perf_counter()
+                v0 = v0.to(solve_dtype)  # [m, H] from the network already edited below ℓ
+                delta = v_ctx[i] - v0  # [m, H]
+                if not bool(delta.abs().max() > 0):
+                    solve_s += time.perf_counter() - ts
+                    return None
+                q = bases[i]
+                v_perp = v0 - (v0 @ q) @ q.T  # [m, H] rows: (I − Π_P) V_0 columns
+                u_, s_, vh_ = torch.linalg.svd(v_perp, full_matrices=False)
+                tol = s_.max() * max(m, H) * torch.finfo(solve_dtype).eps
+                r_ = int((s_ > tol).sum())
+                pinv = (vh_[:r_].T / s_[:r_]) @ u_[:, :r_].T  # [H, m] = pinv(V_0⊥ as [H, m])
+                R = pinv.T  # [m, H]
+                U = delta @ weights[i].T  # [m, d] rows: W_o (v_c − v_0)
+                left[k, i] = U.T.cpu().numpy()
+                right[k, i] = R.cpu().numpy()
+                sv = torch.linalg.svdvals(torch.cat([v0, prompt_v[i]]))  # cond([V_0, V_P])
+                condition[k, i] = float(sv.max() / sv.min()) if float(sv.min()) > 0 else float("inf")
+                rank[k, i] = r_
+                solve_s += time.perf_counter() - ts
+                return (v0 @ R.T) @ U  # [m, d] = ΔW_o V_0 (probe columns)
+
+            hooks.solve = solve
+            try:
+                if sliding:
+                    out = arch.base(input_ids=torch.tensor([prompt_ids + probe_ids], device=device), use_cache=False)
+                else:
+                    with _cache_prefix(cache, P) as prefix:
+                        positions = torch.arange(P, P + m, device=device)[None]
+                        out = arch.base(input_ids=probe, position_ids=positions, past_key_values=prefix, use_cache=True)
+            finally:
+                hooks.solve = None
+            construction[k] = _answer_nll(logits_of(out), answer)
+            t_free += time.perf_counter() - t0 - solve_s
+            t_solve += solve_s
+            if progress:
+                progress(k + 1, K)
+    worst = np.nanmax(condition) if np.isfinite(condition).any() else 0.0
+    if worst > MAX_CONDITION:
+        k, i = np.unravel_index(np.nanargmax(condition), condition.shape)
+        raise ExactUpdateError(
+            f"constraints [V_0, V_P] are numerically dependent at layer {i}, boundary {k} (condition {worst:.2e} > "
+            f"{MAX_CONDITION:.0e}): the probe's attention output lies in the prompt's span; no stable exact update"
+        )
+    timings.update(with_context_s=t_ctx, no_context_s=t_free, solve_s=t_solve)
+    return ExactUpdate(cuts, left, right, condition, rank, target, construction, P, m, m_a, timings)
+
+
+# ---------------------------------------------------------------------------- explicit edits
+@contextmanager
+def edited_weights(model: nn.Module, update: ExactUpdate, k: int, layers: list[int] | None = None):
+    """The model with W_o^ℓ += ΔW_o^ℓ(c_k) written into its weights (``layers``: default all);
+    the original weights are restored from a copy on exit."""
+    projections = output_projections(model)
+    layers = list(range(update.n_layers)) if layers is None else list(layers)
+    saved = {i: projections[i].weight.detach().clone() for i in layers}
+    try:
+        with torch.no_grad():
+            for i in layers:
+                w = projections[i].weight
+                delta = torch.from_numpy(update.dense(k, i)).to(w.device)
+                w.copy_((w.double() + delta).to(w.dtype))
+        yield model
+    finally:
+        with torch.no_grad():
+            for i, w in saved.items():
+                projections[i].weight.copy_(w)
+
+
+@torch.inference_mode()
+def plain_loss(model: nn.Module, ids: list[int], m_a: int) -> float:
+    """Answer NLL of one plain forward of ``ids`` = prompt + probe ``[P + m]`` (no trajectory)."""
+    device = next(model.parameters()).device
+    x = torch.tensor([ids], device=device)
+    logits = model(input_ids=x, logits_to_keep=m_a + 1).logits[0, :-1]
+    return _answer_nll(logits, x[0, -m_a:])
+
+
+def edited_losses(
+    model: nn.Module,
+    update: ExactUpdate,
+    prompt_ids: list[int],
+    probe_ids: list[int],
+    layers_per_boundary: list[list[int] | None] | None = None,
+) -> np.ndarray:
+    """L(θ + ΔW_c) ``[K]`` by a plain forward of prompt + probe with the edit written into W_o
+    (row k uses the layers ``layers_per_boundary[k]``, default all)."""
+    out = np.zeros(update.K)
+    for k in range(update.K):
+        layers = layers_per_boundary[k] if layers_per_boundary is not None else None
+        with edited_weights(model, update, k, layers):
+            out[k] = plain_loss(model, list(prompt_ids) + list(probe_ids), update.m_a)
+    return out
