@@ -282,7 +282,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
 # Commands that live in their own modules: each module defines ``register(subparsers)``, which
 # adds its sub-parser(s) with ``set_defaults(func=...)``. A new command is a new module plus
 # one line here; its module imports heavy libraries inside the command function only.
-COMMAND_MODULES: tuple[str, ...] = ("backend.commands.jobs", "backend.commands.exact")
+COMMAND_MODULES: tuple[str, ...] = ("backend.commands.jobs", "backend.commands.exact", "backend.commands.stats")
 
 
 def build_parser() -> argparse.ArgumentParser:

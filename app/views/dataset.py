@@ -1,9 +1,11 @@
-"""Dataset: what holds across many questions. Mean loss over normalized progress (correct vs
-incorrect), final loss vs trajectory length and vs correctness, the reflection-word effect
-table, and every question in a table; a click on a point or a row opens the run in Explore.
+"""Dataset: RaML's claims tested on many questions, each aggregate with n and a bootstrap 95%
+interval: descent over progress, reflection words against a matched control, length, two
+models on the same questions, samples of one question, a map of tasks by their implicit
+updates, inner-loop statistics, and every question in a table; a click on a point or a row
+opens the run in Explore.
 
-All numbers come from ``backend.analysis.dataset_stats`` (cached on disk per set of runs, and in memory
-here), so the page stays quick on hundreds of runs. State in the URL: ``?model=&q=``.
+All numbers come from ``backend.analysis.claims`` (cached on disk per set of runs and
+settings, and in memory here), so reopening the page is quick. State in the URL: ``?model=&q=``.
 """
 
 from __future__ import annotations
@@ -11,23 +13,12 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from app import data, ui
-from backend.analysis import dataset_stats
-from backend.plots import dataset as figures_dataset
-from backend.plots.figures import PLOTLY_CONFIG
-from backend.store.runs import RunStore
+from app import claims_panels, data, ui
+from backend.analysis.claims import ClaimsSettings
+from backend.analysis.progress_curves import PAPER_EMA_ALPHA
 
 EXPLORE_PAGE = "views/explore.py"
-BIN_OPTIONS = (20, 50, 100)
 ALL_MODELS = "all models"
-
-
-@st.cache_data(show_spinner="Aggregating runs…", max_entries=16)
-def _stats(root: str, run_ids: tuple[tuple[str, float], ...], bins: int, exclude_after_answer: bool):
-    """``run_ids``: (key, created) pairs, so a recomputed run refreshes the aggregate."""
-    return dataset_stats.dataset_stats(
-        RunStore(root), [k for k, _ in run_ids], bins=bins, exclude_after_answer=exclude_after_answer
-    )
 
 
 def render() -> None:
@@ -44,17 +35,7 @@ def filter_runs(runs: pd.DataFrame, model: str, text: str) -> pd.DataFrame:
     return view
 
 
-def _clicked_key(event) -> str | None:
-    """Run key of the point clicked on a chart (``customdata[0]``), else None."""
-    try:
-        points = event["selection"]["points"]
-    except (KeyError, TypeError):
-        return None
-    for point in points or []:
-        custom = point.get("customdata") if isinstance(point, dict) else None
-        if isinstance(custom, (list, tuple)) and custom:
-            return str(custom[0])
-    return None
+_clicked_key = claims_panels.clicked_key  # point or row -> run key (customdata[0])
 
 
 def _open(key: str | None) -> None:
@@ -78,7 +59,7 @@ def _render() -> None:
     if wanted not in model_options:
         st.warning(f"No runs of model '{wanted[:60]}' in the cache; showing {most_runs}.")
         wanted = most_runs
-    c1, c2, c3, c4 = st.columns([2.2, 2.6, 1.1, 1.6], vertical_alignment="bottom")
+    c1, c2, c3 = st.columns([2.2, 2.6, 1.6], vertical_alignment="bottom")
     model = c1.selectbox(
         "Model",
         model_options,
@@ -88,8 +69,9 @@ def _render() -> None:
     text = c2.text_input(
         "Filter questions", value=str(st.query_params.get("q", ""))[:100], placeholder="word in the question or its id"
     )
-    bins = c3.selectbox("Bins", BIN_OPTIONS, index=BIN_OPTIONS.index(dataset_stats.DEFAULT_BINS))
-    band = c4.selectbox("Band", list(figures_dataset.BANDS), format_func=figures_dataset.BANDS.get)
+    smooth = c3.checkbox(
+        "Smooth curves (EMA α = 0.01)", value=False, help="the reference's smoothing, per run, before averaging"
+    )
     exclude = st.checkbox(
         "Drop cut points after the answer already appears in the text (as the paper does)",
         value=True,
@@ -108,41 +90,13 @@ def _render() -> None:
         return
     if model == ALL_MODELS and view["model"].nunique() > 1:
         st.caption("Runs of several models are pooled: their losses are not on one scale.")
-    run_ids = tuple((str(k), float(c) if pd.notna(c) else 0.0) for k, c in zip(view["key"], view["created"]))
-    stats = _stats(str(store.root), run_ids, int(bins), bool(exclude))
-    for line in stats.skipped[:5]:
+    settings = ClaimsSettings(ema_alpha=PAPER_EMA_ALPHA if smooth else None, exclude_after_answer=bool(exclude))
+    report = claims_panels.report_for(store, view, settings)
+    for line in report.skipped[:5]:
         st.warning(f"Skipped a damaged run: {line}")
-    _summary(stats)
-
-    st.plotly_chart(
-        figures_dataset.mean_loss_curve_figure(stats.curve, band=band), config=PLOTLY_CONFIG, key="dataset_curve"
-    )
-    st.caption(
-        f"x = cut point / trajectory length, in {bins} bins; each run counts once per bin (the mean L̂ of "
-        "its cut points there). Click a point below to open that run in Explore."
-    )
-    left, right = st.columns(2)
-    with left:
-        event = st.plotly_chart(
-            figures_dataset.final_loss_vs_length_figure(stats.runs),
-            config=PLOTLY_CONFIG,
-            on_select="rerun",
-            selection_mode="points",
-            key="dataset_scatter",
-        )
-        _open(_clicked_key(event))
-    with right:
-        event = st.plotly_chart(
-            figures_dataset.final_loss_by_correctness_figure(stats.runs),
-            config=PLOTLY_CONFIG,
-            on_select="rerun",
-            selection_mode="points",
-            key="dataset_box",
-        )
-        _open(_clicked_key(event))
-
-    _reflections(stats)
-    _questions(stats)
+    _summary(report)
+    pairs_report = claims_panels.report_for(store, filter_runs(runs, ALL_MODELS, text), settings)
+    claims_panels.draw(report, _open, pairs_report=pairs_report, questions=lambda: _questions(report))
 
 
 def _summary(stats) -> None:
@@ -159,41 +113,8 @@ def _summary(stats) -> None:
     m4.metric("Median length", f"{runs['n_tokens'].median():.0f} tokens")
 
 
-def _reflections(stats) -> None:
-    st.subheader("Reflection words")
-    base = stats.baseline
-    table = stats.reflections
-    if table.empty:
-        st.info("No reflection words (wait, however, alternatively, …) were found in these trajectories.")
-        return
-    st.caption(
-        f"Relative loss change across each word, |L̂(after) − L̂(before)| / L̂(before), against the same change "
-        f"per ordinary token (baseline {base['mean_rel_change']:.4f} over {base['count']} tokens). "
-        "Ratio > 1: the word moves the answer loss more than an ordinary token does."
-    )
-    left, right = st.columns([1.25, 1])
-    left.dataframe(
-        table,
-        hide_index=True,
-        key="dataset_reflections",
-        column_config={
-            "word": st.column_config.TextColumn("word"),
-            "count": st.column_config.NumberColumn("times"),
-            "n_runs": st.column_config.NumberColumn("runs"),
-            "mean_rel_change": st.column_config.NumberColumn("mean", format="%.4f", help="mean |ΔL̂| / L̂(before)"),
-            "median_rel_change": st.column_config.NumberColumn("median", format="%.4f"),
-            "ratio": st.column_config.NumberColumn("× token", format="%.2f", help="mean over the per-token baseline"),
-        },
-    )
-    with right:
-        st.plotly_chart(
-            figures_dataset.reflection_effect_figure(table, base), config=PLOTLY_CONFIG, key="dataset_reflection_chart"
-        )
-
-
 def _questions(stats) -> None:
-    st.subheader("Questions")
-    st.caption("Select a row to open that run in Explore.")
+    st.caption("Every run of this view; select a row to open it in Explore.")
     runs = stats.runs.sort_values(["final_loss"], ascending=False, ignore_index=True)
     table = runs.assign(correct=runs["group"].map({"correct": "✓", "incorrect": "✗"}).fillna("–"))[
         [

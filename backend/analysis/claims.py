@@ -1,0 +1,418 @@
+"""RaML's claims across a dataset, in one cached report (the Dataset page and ``raml stats``).
+
+Each view answers one claim of the paper (docs/dataset_claims.md says which):
+
+- descent: mean L̂ over progress x = c/n, by correctness, with bootstrap bands (progress_curves);
+- reflection: reflection words against matched ordinary windows, and the event-aligned
+  average around them (reflection_effect);
+- length: final L̂ and the area under the curve against trajectory length (the runs table);
+- two models on the same questions (model_pairs) and samples of one question (samples),
+  computed on request from the runs table and the stored curves;
+- the map of tasks by their final implicit update, against the question-only control
+  (task_map), per model;
+- inner-loop statistics: step size and step cosine over progress (inner_loop).
+
+One digest per run (a small npz under the run's ``derived/`` folder, keyed by the settings)
+holds everything the views need from that run, so a new run costs one read and a set of
+runs is combined in memory; the combined report is cached per set of runs and settings
+under ``<cache>/aggregates/claims/`` so that reopening the page reads one file.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from io import StringIO
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from backend.analysis import inner_loop, progress_curves, reflection_effect, task_map
+from backend.analysis.intervals import mean_interval, paired_statistic_interval, spearman
+from backend.analysis.proxy import available_layers, derived_dir, load_npz, save_npz_atomic, space_vectors
+from backend.errors import CacheError, InputError
+from backend.store.runs import RunData, RunStore, check_key, content_key
+
+CLAIMS_VERSION = 1
+GROUP_ORDER = ("all", "correct", "incorrect", "unknown")
+
+
+@dataclass(frozen=True)
+class ClaimsSettings:
+    """What the aggregates depend on (part of every cache key)."""
+
+    grid_points: int = progress_curves.DEFAULT_GRID_POINTS
+    ema_alpha: float | None = None  # None: raw L̂; 0.01: the reference's EMA
+    exclude_after_answer: bool = True  # drop cut points after the answer text appeared, as the reference does
+    layer: int | None = None  # proxy layer of the inner-loop stats and the task map (None: each run's middle one)
+    window: int = reflection_effect.DEFAULT_WINDOW
+    bins: int = inner_loop.DEFAULT_BINS
+
+    def validate(self) -> ClaimsSettings:
+        progress_curves.progress_grid(self.grid_points)
+        if self.ema_alpha is not None and not 0 < float(self.ema_alpha) <= 1:
+            raise InputError(f"EMA alpha must be in (0, 1], got {self.ema_alpha}")
+        if not 1 <= int(self.window) <= 256:
+            raise InputError(f"reflection window must be 1..256 tokens, got {self.window}")
+        if not 2 <= int(self.bins) <= 100:
+            raise InputError(f"inner-loop bins must be 2..100, got {self.bins}")
+        return self
+
+    def tag(self) -> str:
+        return content_key({"claims_version": CLAIMS_VERSION, **asdict(self)})[:16]
+
+
+@dataclass
+class ClaimsReport:
+    """Every aggregate of the Dataset page. Tables are pandas frames; see ``to_json``."""
+
+    settings: ClaimsSettings
+    runs: pd.DataFrame  # one row per run (RUN_COLUMNS)
+    grid: np.ndarray  # [G] progress values
+    curves: np.ndarray  # [R, G] each run's L̂ on the grid (rows follow ``runs``)
+    descent: pd.DataFrame  # group, progress, mean, low, high, n
+    descent_summary: pd.DataFrame  # group, statistic (initial/final/drop/auc), mean, low, high, n
+    length: pd.DataFrame  # x, y, spearman, low, high, n: does longer thinking mean more descent?
+    reflection_words: pd.DataFrame  # per word + pooled (reflection_effect.word_effects)
+    reflection_events: pd.DataFrame  # series, offset, mean, low, high, n
+    inner_loop: pd.DataFrame  # measure, group, bin, progress, mean, low, high, n
+    vectors: dict[str, np.ndarray]  # task-map space -> [R, D] (NaN rows where a run has none)
+    skipped: list[str] = field(default_factory=list)
+    from_cache: bool = False
+
+    def task_map(self, space: str = "update", model: str | None = None, method: str = "pca") -> dict:
+        """The map of tasks of one model: coords, neighbours, and agreement with the control."""
+        if space not in task_map.SPACES:
+            raise InputError(f"unknown task-map space {space!r} (choose {', '.join(task_map.SPACES)})")
+        models = self.runs["model"].unique().tolist()
+        model = model or (self.runs["model"].value_counts().index[0] if len(self.runs) else None)
+        if model not in models:
+            raise InputError(f"no runs of model {model!r}")
+        rows = np.flatnonzero((self.runs["model"] == model).to_numpy() & np.isfinite(self.vectors[space]).all(axis=1))
+        keys = self.runs["key"].to_numpy()[rows].tolist()
+        fitted = task_map.fit_map(keys, self.vectors[space][rows], method)
+        control = task_map.cosine_similarity(self.vectors["question"][rows])
+        table = self.runs.iloc[rows][["key", "label", "question", "group", "n_tokens", "final_loss"]].reset_index(
+            drop=True
+        )
+        table["x"], table["y"] = fitted.coords[:, 0], fitted.coords[:, 1]
+        return {
+            "model": model,
+            "space": space,
+            "description": task_map.SPACES[space],
+            "points": table,
+            "neighbours": task_map.neighbours(fitted.similarity, keys),
+            "trustworthiness": fitted.trustworthiness,
+            "warning": fitted.warning,
+            "neighbour_overlap_with_control": task_map.neighbour_overlap(fitted.similarity, control),
+            "similarity_agreement_with_control": task_map.similarity_agreement(fitted.similarity, control),
+        }
+
+    def to_json(self) -> dict:
+        """Every aggregate as plain JSON (``raml stats --json``)."""
+
+        def records(frame: pd.DataFrame) -> list[dict]:
+            return json.loads(frame.to_json(orient="records"))
+
+        report = {
+            "settings": asdict(self.settings),
+            "n_runs": len(self.runs),
+            "skipped": self.skipped,
+            "runs": records(self.runs),
+            "descent": records(self.descent),
+            "descent_summary": records(self.descent_summary),
+            "length": records(self.length),
+            "reflection_words": records(self.reflection_words),
+            "reflection_events": records(self.reflection_events),
+            "inner_loop": records(self.inner_loop),
+            "task_maps": {},
+        }
+        for model in self.runs["model"].unique().tolist():
+            for space in task_map.SPACES:
+                try:
+                    tm = self.task_map(space, model)
+                except InputError:
+                    continue
+                report["task_maps"][f"{model}/{space}"] = {
+                    k: records(v) if isinstance(v, pd.DataFrame) else v for k, v in tm.items()
+                }
+        return report
+
+
+RUN_COLUMNS = (
+    "key",
+    "label",
+    "question",
+    "model",
+    "source",
+    "temperature",
+    "seed",
+    "answer",
+    "predicted_answer",
+    "correct",
+    "group",
+    "n_tokens",
+    "n_steps",
+    "initial_loss",
+    "final_loss",
+    "auc",
+    "n_reflections",
+    "layer",
+    "created",
+)
+
+
+def group_of(correct) -> str:
+    if correct is None or (isinstance(correct, float) and np.isnan(correct)):
+        return "unknown"
+    return "correct" if bool(correct) else "incorrect"
+
+
+# ---------------------------------------------------------------------------- one run
+def _middle_proxy_layer(run: RunData, wanted: int | None) -> int | None:
+    layers = available_layers(run, "proxy")
+    if not layers:
+        return None
+    if wanted is not None:
+        return int(wanted) if int(wanted) in layers else None
+    return layers[len(layers) // 2]
+
+
+def run_digest(run: RunData, settings: ClaimsSettings) -> dict[str, np.ndarray]:
+    """What the report needs from one run, as arrays (the row and tables as JSON strings)."""
+    meta, tokens = run.meta, run.tokens
+    n_tokens = int(meta["summary"]["n_tokens"])
+    grid = progress_curves.progress_grid(settings.grid_points)
+    cuts = tokens["cut"].to_numpy(np.int64)
+    loss = tokens["loss"].to_numpy(np.float64)
+    seen = tokens["after_answer_seen"].to_numpy(bool)
+    keep = ~seen if settings.exclude_after_answer else np.ones(len(cuts), bool)
+    curve = progress_curves.curve_on_grid(cuts, loss, n_tokens, grid, keep=keep, ema_alpha=settings.ema_alpha)
+    table, event, control = reflection_effect.occurrences(
+        cuts, loss, keep, n_tokens, meta.get("reflections", []), window=settings.window
+    )
+    layer = _middle_proxy_layer(run, settings.layer)
+    boundary_cuts = np.concatenate([[0], run.steps["end"].to_numpy(np.int64)])
+    profile = {m: np.full(settings.bins, np.nan) for m in inner_loop.MEASURES}
+    d_model = int(meta["model"].get("d_model") or 0)
+    update = np.full(1, np.nan)
+    shift = question = np.full(max(d_model, 1), np.nan)
+    if layer is not None:
+        u = space_vectors(run, layer, "proxy").astype(np.float64)  # [K, F]
+        if len(u) == len(boundary_cuts):
+            profile = inner_loop.run_profile(u, boundary_cuts, n_tokens, settings.bins)
+        update = u[-1]
+        hidden = run.hidden_layer(layer).astype(np.float64)  # [K, d]
+        shift, question = hidden[-1] - hidden[0], hidden[0]
+    generation = meta.get("generation") or {}
+    correct = meta.get("correct")
+    row = {
+        "key": run.key,
+        "label": meta.get("label", ""),
+        "question": meta["question"],
+        "model": meta["model"]["name"],
+        "source": meta.get("trajectory_source", ""),
+        "temperature": float(generation.get("temperature", 0.0) or 0.0),
+        "seed": int(generation.get("seed", 0) or 0),
+        "answer": meta.get("answer"),
+        "predicted_answer": meta.get("predicted_answer"),
+        "correct": None if correct is None else bool(correct),
+        "group": group_of(correct),
+        "n_tokens": n_tokens,
+        "n_steps": int(meta["summary"]["n_steps"]),
+        "initial_loss": float(meta["summary"]["initial_loss"]),
+        "final_loss": float(meta["summary"]["final_loss"]),
+        "auc": progress_curves.area_under_curve(curve, grid),
+        "n_reflections": len(meta.get("reflections", [])),
+        "layer": -1 if layer is None else int(layer),
+        "created": meta.get("created"),
+    }
+    return {
+        "row": np.array(json.dumps(row)),
+        "curve": curve,
+        "occurrences": np.array(table.to_json(orient="split")),
+        "event": event,
+        "control": control,
+        **{f"inner.{m}": profile[m] for m in inner_loop.MEASURES},
+        "vec.update": update,
+        "vec.shift": shift,
+        "vec.question": question,
+    }
+
+
+def _cached_digest(store: RunStore, run: RunData, settings: ClaimsSettings) -> dict[str, np.ndarray]:
+    folder = derived_dir(run, store)
+    path = folder / f"claims-{settings.tag()}.npz" if folder is not None else None
+    if path is not None and (hit := load_npz(path)) is not None:
+        return hit
+    digest = run_digest(run, settings)
+    if path is not None:
+        try:
+            save_npz_atomic(path, digest)
+        except OSError:
+            pass  # a read-only cache still works, without this speed-up
+    return digest
+
+
+# ---------------------------------------------------------------------------- combine
+def _stack_vectors(digests: list[dict], name: str) -> np.ndarray:
+    """``[R, D]`` with NaN rows for runs of another width or without the vector."""
+    arrays = [np.asarray(d[f"vec.{name}"], dtype=np.float64) for d in digests]
+    widths = [a.size for a in arrays if np.isfinite(a).all()]
+    width = max(set(widths), key=widths.count) if widths else 1
+    out = np.full((len(arrays), width), np.nan)
+    for i, a in enumerate(arrays):
+        if a.size == width and np.isfinite(a).all():
+            out[i] = a
+    return out
+
+
+def combine(digests: list[dict], settings: ClaimsSettings, skipped: list[str]) -> ClaimsReport:
+    grid = progress_curves.progress_grid(settings.grid_points)
+    runs = pd.DataFrame([json.loads(str(d["row"])) for d in digests], columns=list(RUN_COLUMNS))
+    runs["correct"] = pd.Series([None if v is None or v != v else bool(v) for v in runs["correct"]], dtype=object)
+    curves = np.array([d["curve"] for d in digests], dtype=np.float64).reshape(len(digests), len(grid))
+    groups = runs["group"].to_numpy()
+    descent = progress_curves.group_curves(curves, groups, grid, order=GROUP_ORDER)
+
+    summary_rows = []
+    for name in GROUP_ORDER:
+        part = runs if name == "all" else runs[runs["group"] == name]
+        if part.empty:
+            continue
+        for statistic, values in (
+            ("initial_loss", part["initial_loss"]),
+            ("final_loss", part["final_loss"]),
+            ("drop", part["initial_loss"] - part["final_loss"]),
+            ("auc", part["auc"]),
+            ("n_tokens", part["n_tokens"]),
+        ):
+            summary_rows.append({"group": name, "statistic": statistic, **mean_interval(values).as_dict()})
+    descent_summary = pd.DataFrame(summary_rows, columns=["group", "statistic", "mean", "low", "high", "n"])
+
+    length = length_effects(runs)
+
+    tables = [pd.read_json(StringIO(str(d["occurrences"])), orient="split") for d in digests]
+    occurrences = pd.concat([t for t in tables if len(t)], ignore_index=True) if any(len(t) for t in tables) else None
+    width = 2 * settings.window + 1
+    event = (
+        np.concatenate([np.asarray(d["event"]).reshape(-1, width) for d in digests])
+        if digests
+        else np.zeros((0, width))
+    )
+    control = (
+        np.concatenate([np.asarray(d["control"]).reshape(-1, width) for d in digests])
+        if digests
+        else np.zeros((0, width))
+    )
+    if occurrences is None:
+        occurrences = pd.DataFrame(
+            columns=["word", "progress", "span", "rel_change", "control_rel_change", "n_control"]
+        )
+    reflection_words = reflection_effect.word_effects(occurrences)
+    reflection_events = reflection_effect.event_aligned(event, control, settings.window)
+
+    profiles = [{m: np.asarray(d[f"inner.{m}"], dtype=np.float64) for m in inner_loop.MEASURES} for d in digests]
+    inner = inner_loop.dataset_profile(profiles, groups, settings.bins)
+    vectors = {name: _stack_vectors(digests, name) for name in ("update", "shift", "question")}
+    return ClaimsReport(
+        settings,
+        runs,
+        grid,
+        curves,
+        descent,
+        descent_summary,
+        length,
+        reflection_words,
+        reflection_events,
+        inner,
+        vectors,
+        skipped,
+    )
+
+
+def length_effects(runs: pd.DataFrame) -> pd.DataFrame:
+    """Spearman correlations of trajectory length with the descent, with bootstrap intervals."""
+    pairs = (("n_tokens", "drop"), ("n_tokens", "final_loss"), ("n_steps", "drop"), ("n_reflections", "drop"))
+    values = runs.assign(drop=runs["initial_loss"] - runs["final_loss"])
+    rows = []
+    for x, y in pairs:
+        iv = paired_statistic_interval(values[x].to_numpy(float), values[y].to_numpy(float), spearman)
+        rows.append({"x": x, "y": y, "spearman": iv.estimate, "low": iv.low, "high": iv.high, "n": iv.n})
+    return pd.DataFrame(rows, columns=["x", "y", "spearman", "low", "high", "n"])
+
+
+# ---------------------------------------------------------------------------- cached entry point
+def _set_path(store: RunStore, settings: ClaimsSettings, run_ids: list[tuple[str, float | None]]) -> Path:
+    key = content_key({"tag": settings.tag(), "runs": sorted([k, c] for k, c in run_ids)})
+    return store.root / "aggregates" / "claims" / f"{key}.npz"
+
+
+_FRAMES = ("runs", "descent", "descent_summary", "length", "reflection_words", "reflection_events", "inner_loop")
+
+
+def _save_report(path: Path, report: ClaimsReport) -> None:
+    arrays = {f"frame.{n}": np.array(getattr(report, n).to_json(orient="split")) for n in _FRAMES}
+    arrays |= {f"vec.{k}": v for k, v in report.vectors.items()}
+    arrays |= {"grid": report.grid, "curves": report.curves, "skipped": np.array(json.dumps(report.skipped))}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_npz_atomic(path, arrays)
+    except OSError:
+        pass
+
+
+def _load_report(path: Path, settings: ClaimsSettings) -> ClaimsReport | None:
+    arrays = load_npz(path)
+    if arrays is None:
+        return None
+    try:
+        frames = {n: pd.read_json(StringIO(str(arrays[f"frame.{n}"])), orient="split") for n in _FRAMES}
+    except (KeyError, ValueError):
+        return None
+    runs = frames["runs"]
+    runs["correct"] = pd.Series([None if v is None or v != v else bool(v) for v in runs["correct"]], dtype=object)
+    runs["label"] = runs["label"].fillna("").astype(str)
+    vectors = {k[len("vec.") :]: v for k, v in arrays.items() if k.startswith("vec.")}
+    return ClaimsReport(
+        settings,
+        runs,
+        arrays["grid"],
+        arrays["curves"],
+        frames["descent"],
+        frames["descent_summary"],
+        frames["length"],
+        frames["reflection_words"],
+        frames["reflection_events"],
+        frames["inner_loop"],
+        vectors,
+        json.loads(str(arrays["skipped"])),
+        from_cache=True,
+    )
+
+
+def dataset_claims(
+    store: RunStore, keys: list[str] | None = None, settings: ClaimsSettings | None = None, *, use_cache: bool = True
+) -> ClaimsReport:
+    """The report over ``keys`` (default: every run); damaged runs are skipped and listed."""
+    settings = (settings or ClaimsSettings()).validate()
+    index = store.list_runs()
+    created_of = dict(zip(index["key"], index["created"]))
+    keys = list(dict.fromkeys(check_key(k) for k in (index["key"] if keys is None else keys)))
+    path = _set_path(store, settings, [(k, created_of.get(k)) for k in keys])
+    if use_cache and (hit := _load_report(path, settings)) is not None:
+        return hit
+    digests, skipped = [], []
+    for key in keys:
+        try:
+            run = store.open(key)
+            digests.append(_cached_digest(store, run, settings) if use_cache else run_digest(run, settings))
+        except CacheError as exc:
+            skipped.append(str(exc))
+        except (KeyError, TypeError, ValueError) as exc:
+            skipped.append(f"run {key}: unexpected content ({type(exc).__name__}: {exc})")
+    report = combine(digests, settings, skipped)
+    if use_cache:
+        _save_report(path, report)
+    return report

@@ -1,0 +1,104 @@
+"""``raml stats [SELECTION ...] [--json]``: every aggregate of the Dataset page, for scripts.
+
+SELECTION picks runs: a question file (JSONL, Parquet, Arrow or a save_to_disk folder: the
+runs of its questions), ``field=value`` on the library's columns (``model=``, ``label=``,
+``correct=true|false|none``), or ``q=TEXT`` (question or label contains TEXT). Several
+selections are combined with AND; none selects every run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+FILTER_FIELDS = ("model", "label", "answer_source", "correct", "q")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("stats", help="dataset aggregates with bootstrap 95%% intervals (the Dataset page)")
+    p.add_argument("selection", nargs="*", help="question file, field=value (model, label, correct) or q=TEXT")
+    p.add_argument("--json", action="store_true", help="print every aggregate as JSON")
+    p.add_argument("--grid", type=int, default=51, help="points of the progress grid (default 51)")
+    p.add_argument("--ema", type=float, default=None, help="smooth each curve with this EMA alpha (reference: 0.01)")
+    p.add_argument("--keep-after-answer", action="store_true", help="keep cut points after the answer appears")
+    p.add_argument("--layer", type=int, default=None, help="proxy layer (default: each run's middle stored layer)")
+    p.add_argument("--question-field", default="question", help="question column of a question file")
+    p.set_defaults(func=cmd_stats)
+
+
+def select_keys(runs, selection: list[str], question_field: str = "question") -> list[str]:
+    """Keys of the index rows ``runs`` matching every selection item (one-line errors)."""
+    from backend.analysis.model_pairs import question_id
+    from backend.errors import InputError
+
+    view = runs
+    for item in selection:
+        if "=" in item and not Path(item).exists():
+            field, _, value = item.partition("=")
+            field = field.strip()
+            if field not in FILTER_FIELDS:
+                raise InputError(f"unknown filter field '{field}' in '{item}' (use {', '.join(FILTER_FIELDS)})")
+            if field == "q":
+                text = value.strip().lower()
+                hay = view["question"].fillna("").str.lower() + " " + view["label"].fillna("").str.lower()
+                view = view[hay.str.contains(text, regex=False)]
+            elif field == "correct":
+                wanted = {"true": True, "false": False, "none": None}.get(value.strip().lower(), "bad")
+                if wanted == "bad":
+                    raise InputError(f"correct= takes true, false or none, got '{value}'")
+                view = view[[(None if v is None or v != v else bool(v)) is wanted for v in view["correct"]]]
+            else:
+                view = view[view[field].fillna("").astype(str) == value]
+            continue
+        path = Path(item)
+        if not path.exists():
+            raise InputError(f"'{item}' is neither a file nor a field=value filter")
+        from backend.io.fields import FieldMap
+        from backend.io.readers import read_questions
+
+        records, _errors = read_questions(path, FieldMap.build(None, question_field))
+        wanted_questions = {question_id(r.question) for r in records}
+        view = view[view["question"].map(question_id).isin(wanted_questions)]
+    return view["key"].tolist()
+
+
+def _finite(obj):
+    """JSON without NaN (null instead), so any JSON parser reads it."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    from backend.analysis.claims import ClaimsSettings, dataset_claims
+    from backend.store.runs import RunStore
+
+    store = RunStore(args.cache_dir)
+    runs = store.list_runs()
+    keys = select_keys(runs, args.selection, args.question_field) if args.selection else runs["key"].tolist()
+    settings = ClaimsSettings(
+        grid_points=args.grid, ema_alpha=args.ema, exclude_after_answer=not args.keep_after_answer, layer=args.layer
+    )
+    report = dataset_claims(store, keys, settings)
+    if args.json:
+        print(json.dumps(_finite(report.to_json()), ensure_ascii=False))
+        return 0
+    print(f"{len(report.runs)} runs ({report.runs['question'].nunique() if len(report.runs) else 0} questions)")
+    for line in report.skipped:
+        print(f"skipped: {line}")
+    for row in report.descent_summary.itertuples():
+        if row.group == "all":
+            print(f"  {row.statistic:>13}: {row.mean:.4g}  95% CI [{row.low:.4g}, {row.high:.4g}]  n={row.n}")
+    pooled = report.reflection_words[report.reflection_words["word"] == "all words"]
+    if len(pooled):
+        r = pooled.iloc[0]
+        print(
+            f"  reflection words vs matched windows: ratio {r['ratio']:.3g} [{r['ratio_low']:.3g}, {r['ratio_high']:.3g}], n={r['n_matched']}"
+        )
+    return 0
