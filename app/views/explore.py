@@ -128,8 +128,11 @@ def _render() -> None:
         st.info(ui.EMPTY_STATE)
         return
     keys = runs["key"].tolist()
-    key, warning = state.resolve_run(url.run, keys, data.default_run(runs))
-    warnings = url.warnings + ([warning] if warning else [])
+    fallback = None if url.run in keys else data.default_run(runs, store)  # newest healthy run
+    key, warning = state.resolve_run(url.run, keys, fallback)
+    for w in url.warnings + ([warning] if warning else []):
+        st.warning(w)  # before the run loads: a damaged run's error must not hide them
+    warnings: list[str] = []
 
     labels = {r.key: _run_label(r) for r in runs.itertuples()}
     if not url.present:
@@ -169,7 +172,7 @@ def _render() -> None:
     st.session_state[CURSOR] = step
     st.session_state[SLIDER] = step
 
-    n_tokens = int(run.meta["summary"]["n_tokens"])
+    n_tokens = run.n_tokens
     alpha_default = figures.default_ema_alpha(n_tokens)
     settings = {"alpha": alpha_default, "lens_value": "nll", "method": "pca", "speed": 1.0}
     if not url.present:
@@ -272,23 +275,22 @@ def _run_label(row) -> str:
 
 
 def _header(run, present: bool) -> None:
-    meta = run.meta
-    q = meta["question"].strip()
+    q = run.question.strip()
     title = q if len(q) <= 160 else q[:160] + "…"
     st.markdown(f"#### {_md_escape(title)}")
-    predicted = meta.get("predicted_answer")
-    source = "reference" if meta.get("answer_source") == "reference" else "model's own (no reference given)"
-    summary = meta["summary"]
+    predicted = run.predicted_answer
+    source = "reference" if run.answer_source == "reference" else "model's own (no reference given)"
+    summary = run.summary
     st.html(
-        f'<div style="color:#475569">answer <b>{_html(meta["answer"])}</b> ({source}) · predicted '
-        f"<b>{_html(predicted) if predicted else '—'}</b> {ui.correctness_badge(meta.get('correct'))} · "
-        f"{_html(meta['model']['name'])} · {summary['n_tokens']} tokens · {summary['n_steps']} steps "
-        f"({_html(meta.get('segmentation', ''))}) · L̂ {summary['initial_loss']:.2f} → {summary['final_loss']:.2f} nats</div>"
+        f'<div style="color:#475569">answer <b>{_html(run.answer)}</b> ({source}) · predicted '
+        f"<b>{_html(predicted) if predicted else '—'}</b> {ui.correctness_badge(run.correct)} · "
+        f"{_html(run.model_name)} · {summary.n_tokens} tokens · {summary.n_steps} steps "
+        f"({_html(run.segmentation)}) · L̂ {summary.initial_loss:.2f} → {summary.final_loss:.2f} nats</div>"
     )
     if not present and len(q) > 160:
         with st.expander("Full question"):
             st.text(q)
-    for w in meta.get("warnings", []) or []:
+    for w in run.warnings:
         st.caption(f"⚠ {w}")
 
 
@@ -382,7 +384,7 @@ def _cursor_views(view: View, redraw: bool) -> None:
         st.html(
             text_view.trajectory_html(
                 view.run.steps,
-                view.run.meta.get("reflections", []),
+                view.run.reflections,
                 cursor,
                 height_px=round(300 * view.scale),
                 font_rem=0.95 * view.scale,
@@ -408,7 +410,7 @@ def _cursor_views(view: View, redraw: bool) -> None:
 
 def _loss_x(run, cursor: int) -> float:
     """Progress (x of the loss chart) of boundary ``cursor``."""
-    return float(figures.boundary_cuts(run.steps)[cursor]) / max(int(run.meta["summary"]["n_tokens"]), 1)
+    return float(figures.boundary_cuts(run.steps)[cursor]) / max(run.n_tokens, 1)
 
 
 def _draw_charts(view: View, cursor: int | None) -> None:
