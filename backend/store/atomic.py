@@ -53,6 +53,9 @@ def resolve_target(path: str | Path, *, follow_symlinks: bool = False) -> Path:
     try:
         mode = os.stat(path).st_mode
     except FileNotFoundError:
+        folder = path.parent if str(path.parent) else Path(".")
+        if not folder.is_dir():
+            raise WriteError(f"cannot write {path}: its folder does not exist") from None
         return path
     except OSError as exc:
         raise WriteError(f"cannot write {path}: {os_reason(exc)}") from None

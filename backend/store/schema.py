@@ -186,10 +186,13 @@ def parse_tensor_name(name: str) -> tuple[str, int | None]:
     if match is None:
         raise ValueError(f"{name!r} is not a stored tensor name")
     kind, layer = match.group(1), match.group(2)
-    parsed = (kind, None if layer is None else int(layer))
-    if kind not in TENSOR_KINDS or tensor_name(*parsed) != name:  # e.g. "hidden.3" or "proxy_input.03"
-        raise ValueError(f"{name!r} is not a stored tensor name")
-    return parsed
+    parsed: tuple[str, int | None] = (kind, None if layer is None else int(layer))
+    try:
+        if tensor_name(*parsed) == name:  # refuses "hidden.3", "proxy_input", "proxy_input.03"
+            return parsed
+    except ValueError:
+        pass
+    raise ValueError(f"{name!r} is not a stored tensor name")
 
 
 def layers_of(names, kind: str) -> list[int]:
