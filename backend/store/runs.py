@@ -506,9 +506,12 @@ class RunStore:
 
     def _cheap_damage(self, key: str) -> str:
         """Damage visible without reading files: '' when meta.json and every run file are there."""
-        path = self.runs_dir / key
+        try:
+            present = set(os.listdir(self.runs_dir / key))  # one call per run, not one per file
+        except OSError:
+            return f"run {key}: its folder is unreadable or gone"
         for name in (schema.META_FILE, *RUN_FILES):
-            if not (path / name).is_file():
+            if name not in present:
                 return f"run {key}: {name} is missing"
         return ""
 
