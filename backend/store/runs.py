@@ -7,8 +7,13 @@ Layout::
                       steps.parquet        one row per step (boundary cut = step end)
                       lens.parquet         one row per (boundary, layer)
                       tensors.safetensors  hidden [K, L, d] fp16 + proxy z/preact fp32
-    <root>/index.sqlite                    library table (WAL), derived from the run dirs
+    <root>/index.sqlite                    library table (WAL; DELETE with RAML_CACHE_NETWORK_FS=1),
+                                           derived from the run dirs; written by the driver only
+    <root>/locks/<key>.lock                per-key writer lock (removed with the run)
     (index.sqlite also maps generation requests to the run keys they produced)
+
+Every name above is defined in ``backend.store.schema``; files are written through
+``backend.store.atomic`` (mode 0644) and keys come from ``backend.store.hashing``.
 
 A run is written into ``<root>/tmp/`` and renamed into place under a per-key file lock, so
 readers never see half a run and concurrent writers of one key produce one entry. Every
