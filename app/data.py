@@ -7,7 +7,6 @@ or refits anything.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -41,10 +40,7 @@ def store_at(root: str) -> RunStore:
 
 def run_stamp(store: RunStore, key: str) -> float:
     """Changes when a run is recomputed (meta.json rewritten); 0.0 if it is missing."""
-    try:
-        return os.stat(store.path(key) / "meta.json").st_mtime
-    except OSError:
-        return 0.0
+    return store.stamp(key)
 
 
 def list_runs(store: RunStore) -> pd.DataFrame:
@@ -109,12 +105,16 @@ def model_override(name: str):
     return MODEL_OVERRIDES.get(name)
 
 
-def default_run(runs: pd.DataFrame) -> str | None:
+def default_run(runs: pd.DataFrame, store: RunStore | None = None) -> str | None:
     """The run Explore opens without ``?run=``: the demo run (label ``demo``) if cached, else the newest.
 
     Found from the index alone (``make run`` labels the demo run "demo"), so no model code loads.
+    With ``store``, only a healthy run qualifies (``RunStore.newest_healthy_run``: it opens, checksums
+    verified); damaged runs are skipped.
     """
     if runs.empty:
         return None
+    if store is not None:
+        return store.newest_healthy_run(label="demo")
     demo = runs[runs["label"].fillna("") == "demo"]
     return str((demo if not demo.empty else runs)["key"].iloc[0])

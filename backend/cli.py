@@ -135,27 +135,31 @@ def cmd_ls(args) -> int:
     if df.empty:
         print("no runs in", args.cache_dir)
         return 0
-    cols = ["key", "model", "n_tokens", "n_steps", "final_loss", "correct", "question"]
+    cols = ["key", "status", "model", "n_tokens", "n_steps", "final_loss", "correct", "question"]
     view = df[cols].copy()
-    view["question"] = view["question"].str.slice(0, 50)
+    view["question"] = view["question"].fillna("").str.slice(0, 50)
+    damaged = df["status"] != "ok"
+    view.loc[damaged, "question"] = df.loc[damaged, "cause"].str.slice(0, 80)  # what is wrong, in its place
     print(view.to_string(index=False))
+    if damaged.any():
+        print(f"{int(damaged.sum())} damaged run(s): recompute them or remove them with rm", file=sys.stderr)
     return 0
 
 
 def show_payload(run) -> dict:
     """The JSON object printed by ``show --json`` (fields fixed by issue #3)."""
-    meta = run.meta
+    summary = run.summary
     payload = {
         "key": run.key,
-        "model": meta["model"]["name"],
-        "question": meta["question"],
-        "answer": meta["answer"],
-        "answer_source": meta["answer_source"],
-        "correct": meta.get("correct"),
-        "predicted_answer": meta.get("predicted_answer"),
-        "n_tokens": meta["summary"]["n_tokens"],
-        "n_steps": meta["summary"]["n_steps"],
-        "timings": meta.get("timings", {}),
+        "model": run.model_name,
+        "question": run.question,
+        "answer": run.answer,
+        "answer_source": run.answer_source,
+        "correct": run.correct,
+        "predicted_answer": run.predicted_answer,
+        "n_tokens": summary.n_tokens,
+        "n_steps": summary.n_steps,
+        "timings": run.timings,
         "tokens": [{"cut": int(c), "loss": float(v)} for c, v in zip(run.tokens["cut"], run.tokens["loss"])],
         "steps": [
             {
@@ -191,13 +195,13 @@ def cmd_show(args) -> int:
     if args.json:
         print(json.dumps(payload, ensure_ascii=False))
         return 0
-    s = run.meta["summary"]
+    s = run.summary
     print(f"run      {run.key}\nmodel    {payload['model']}\nquestion {payload['question']}")
     print(
         f"answer   {payload['answer']} ({payload['answer_source']}), predicted {payload['predicted_answer']!r}, "
         f"correct={payload['correct']}"
     )
-    print(f"tokens   {s['n_tokens']}, steps {s['n_steps']}, loss {s['initial_loss']:.3f} -> {s['final_loss']:.3f} nats")
+    print(f"tokens   {s.n_tokens}, steps {s.n_steps}, loss {s.initial_loss:.3f} -> {s.final_loss:.3f} nats")
     for st in payload["steps"]:
         flag = " [reflection]" if st["reflection"] else ""
         print(f"  {st['index']:3d}  L={st['loss']:.3f}  {st['text'].strip()[:70]!s}{flag}")
@@ -220,7 +224,13 @@ def cmd_export(args) -> int:
     from backend.plots import exports
     from backend.plots.html_export import export_html
 
-    written = [export_html(run, args.html, args.plotlyjs)] if args.html else []
+    if args.html == "-":
+        from backend.plots.html_export import build_export_html
+
+        sys.stdout.write(build_export_html(run, args.plotlyjs))
+        sys.stdout.flush()
+        return 0
+    written = [export_html(run, args.html, args.plotlyjs, follow_symlinks=args.follow_symlinks)] if args.html else []
     out_dir = args.out or f"raml-export-{run.key}"
     if args.format:
         written += exports.export_tables(run, out_dir, args.format)
@@ -328,7 +338,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("export", help="write an interactive HTML file, the tables, or the figures as images")
     p.add_argument("key")
-    p.add_argument("--html", default=None, help="interactive HTML file to write")
+    p.add_argument("--html", default=None, help="interactive HTML file to write, or - for stdout")
+    p.add_argument(
+        "--follow-symlinks", action="store_true", help="if --html is a symbolic link, replace the file it points to"
+    )
     p.add_argument("--plotlyjs", choices=("inline", "cdn"), default="inline", help="inline (offline, 4.8 MB) or cdn")
     p.add_argument("--format", choices=("csv", "parquet", "json"), default=None, help="tokens, steps, lens tables")
     p.add_argument("--png", action="store_true", help="loss, lens and path figures as PNG (kaleido + chromium)")

@@ -31,3 +31,7 @@ class RunNotFoundError(CacheError):
 
 class OutOfMemoryError(RamlError):
     """Even the smallest probe chunk does not fit in memory."""
+
+
+class WriteError(InputError):
+    """A file could not be written (or may not be replaced): the message names the path and why."""

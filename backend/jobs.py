@@ -37,7 +37,9 @@ from backend.engine.trajectory import (
     split_thinking,
 )
 from backend.errors import ContextTooLongError, InputError
+from backend.store import schema
 from backend.store.runs import RunStore, content_key
+from backend.store.schema import Meta, ModelMeta, SummaryMeta
 
 log = logging.getLogger(__name__)
 
@@ -206,14 +208,14 @@ def run_question(
         result = probe.analyze(loaded.model, built["request"], progress=lambda d, t: report("analyze", d, t))
         report("write", 0, 1)
         meta_extra = {
-            "response": response,
-            "trajectory_source": source,
-            "generator": generator_meta or {"kind": "local" if source == "generated" else "imported"},
-            "think_format": think_format,
-            "predicted_answer": predicted,
+            Meta.RESPONSE: response,
+            Meta.TRAJECTORY_SOURCE: source,
+            Meta.GENERATOR: generator_meta or {"kind": "local" if source == "generated" else "imported"},
+            Meta.THINK_FORMAT: think_format,
+            Meta.PREDICTED_ANSWER: predicted,
             **_grading(predicted, answer, answer_source),
-            "warnings": warnings,
-            "created": time.time(),
+            Meta.WARNINGS: warnings,
+            Meta.CREATED: time.time(),
         }
         tables = _tables(req, loaded, built, result, answer, answer_source, meta_extra)
         store.write(key, *tables)
@@ -227,9 +229,9 @@ def run_question(
 def _grading(predicted: str | None, answer: str, answer_source: str) -> dict:
     """``correct`` and the grader that decided it (none for the model's own answer)."""
     if answer_source == "self":
-        return {"correct": None, "grader": "none"}
+        return {Meta.CORRECT: None, Meta.GRADER: "none"}
     grade = grade_answer(predicted, answer)
-    return {"correct": grade.correct, "grader": grade.grader}
+    return {Meta.CORRECT: grade.correct, Meta.GRADER: grade.grader}
 
 
 def _build_probe_request(
@@ -346,48 +348,51 @@ def _tables(req, loaded, built, result: probe.ProbeResult, answer, answer_source
             "top_probs": [row.tolist() for row in result.lens_top_probs.reshape(-1, k)],
         }
     )
-    tensors = {"hidden": result.hidden.astype(np.float16), "boundary_cuts": result.boundary_cuts}
+    tensors = {
+        schema.tensor_name(schema.HIDDEN): result.hidden.astype(np.float16),
+        schema.tensor_name(schema.BOUNDARY_CUTS): result.boundary_cuts,
+    }
     for layer in result.proxy_input:
         # float32 on purpose: the exactness identity of the proxy space is checked to 1e-4
-        tensors[f"proxy_input.{layer}"] = result.proxy_input[layer]
-        tensors[f"proxy_preact.{layer}"] = result.proxy_preact[layer]
+        tensors[schema.tensor_name(schema.PROXY_INPUT, layer)] = result.proxy_input[layer]
+        tensors[schema.tensor_name(schema.PROXY_PREACT, layer)] = result.proxy_preact[layer]
     model = loaded.model
     cfg = model.config
     meta = {
-        "question": req.question.strip(),
-        "answer": answer,
-        "answer_source": answer_source,
-        "label": req.label,
-        "model": {
-            "name": loaded.name,
-            "fingerprint": loaded.fingerprint,
-            "class": type(model).__name__,
-            "n_layers": L,
-            "d_model": int(result.hidden.shape[-1]),
-            "vocab_size": int(cfg.vocab_size),
-            "dtype": str(loaded.dtype).replace("torch.", ""),
-            "device": str(loaded.device),
+        Meta.QUESTION: req.question.strip(),
+        Meta.ANSWER: answer,
+        Meta.ANSWER_SOURCE: answer_source,
+        Meta.LABEL: req.label,
+        Meta.MODEL: {
+            ModelMeta.NAME: loaded.name,
+            ModelMeta.FINGERPRINT: loaded.fingerprint,
+            ModelMeta.CLASS: type(model).__name__,
+            ModelMeta.N_LAYERS: L,
+            ModelMeta.D_MODEL: int(result.hidden.shape[-1]),
+            ModelMeta.VOCAB_SIZE: int(cfg.vocab_size),
+            ModelMeta.DTYPE: str(loaded.dtype).replace("torch.", ""),
+            ModelMeta.DEVICE: str(loaded.device),
         },
-        "prompt": built["prompt"],
-        "trajectory": thinking,
-        "template": req.template,
-        "segmentation": req.segmentation,
-        "segmenter_version": SEGMENTER_VERSION,
-        "cuts": req.cuts,
-        "generation": asdict(req.generation),
-        "proxy_layers": sorted(result.proxy_input),
-        "answer_ids": built["request"].answer_ids,
-        "first_answer_cut": seen,
-        "truncated_tokens": built["truncated"],
-        "reflections": [asdict(m) for m in built["marks"]],
-        "timings": {k: round(float(v), 4) for k, v in result.timings.items()},
-        "summary": {
-            "n_tokens": n,
-            "n_steps": len(steps),
-            "n_cuts": int(len(cuts)),
-            "initial_loss": float(result.answer_nll[0]),
-            "final_loss": float(result.answer_nll[-1]),
+        Meta.PROMPT: built["prompt"],
+        Meta.TRAJECTORY: thinking,
+        Meta.TEMPLATE: req.template,
+        Meta.SEGMENTATION: req.segmentation,
+        Meta.SEGMENTER_VERSION: SEGMENTER_VERSION,
+        Meta.CUTS: req.cuts,
+        Meta.GENERATION: asdict(req.generation),
+        Meta.PROXY_LAYERS: sorted(result.proxy_input),
+        Meta.ANSWER_IDS: built["request"].answer_ids,
+        Meta.FIRST_ANSWER_CUT: seen,
+        Meta.TRUNCATED_TOKENS: built["truncated"],
+        Meta.REFLECTIONS: [asdict(m) for m in built["marks"]],
+        Meta.TIMINGS: {k: round(float(v), 4) for k, v in result.timings.items()},
+        Meta.SUMMARY: {
+            SummaryMeta.N_TOKENS: n,
+            SummaryMeta.N_STEPS: len(steps),
+            SummaryMeta.N_CUTS: int(len(cuts)),
+            SummaryMeta.INITIAL_LOSS: float(result.answer_nll[0]),
+            SummaryMeta.FINAL_LOSS: float(result.answer_nll[-1]),
         },
-        "analysis_version": ANALYSIS_VERSION,
+        Meta.ANALYSIS_VERSION: ANALYSIS_VERSION,
     } | meta_extra
     return meta, tokens, steps_df, lens, tensors

@@ -43,11 +43,10 @@ def test_umap_is_offered_only_for_paths_long_enough():
 def test_source_label_says_greedy_sampled_or_imported():
     from app.panels.header import source_label
 
-    assert source_label({"trajectory_source": "imported", "generation": {"temperature": 0.7}}) == "imported trace"
-    greedy = {"trajectory_source": "generated", "generation": {"temperature": 0.0, "seed": 3}}
-    assert source_label(greedy) == "generated, greedy"
-    sampled = {"trajectory_source": "generated", "generation": {"temperature": 0.7, "top_p": 0.95, "seed": 3}}
-    assert source_label(sampled) == "generated, sampled (T = 0.7, top-p 0.95, seed 3)"
+    assert source_label("imported", {"temperature": 0.7}) == "imported trace"
+    assert source_label("generated", {"temperature": 0.0, "seed": 3}) == "generated, greedy"
+    sampled = {"temperature": 0.7, "top_p": 0.95, "seed": 3}
+    assert source_label("generated", sampled) == "generated, sampled (T = 0.7, top-p 0.95, seed 3)"
 
 
 def test_whitespace_chips_are_told_apart():

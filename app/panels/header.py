@@ -8,13 +8,12 @@ from app import ui
 from app.panels.common import esc
 
 
-def source_label(meta: dict) -> str:
+def source_label(trajectory_source: str, gen: dict) -> str:
     """Where the trajectory came from: an imported trace, or generated greedy / sampled (T, top-p, seed)."""
-    if meta.get("trajectory_source") == "imported":
+    if trajectory_source == "imported":
         return "imported trace"
-    gen = meta.get("generation") or {}
     temperature = float(gen.get("temperature", 0.0) or 0.0)
-    if meta.get("trajectory_source") != "generated" and not gen:
+    if trajectory_source != "generated" and not gen:
         return "trace of unknown origin"
     if temperature <= 0:
         return "generated, greedy"
@@ -28,22 +27,21 @@ def md_escape(text: str) -> str:
 
 
 def draw(run, present: bool) -> None:
-    meta = run.meta
-    q = meta["question"].strip()
+    q = run.question.strip()
     limit = 120 if present else 160
     title = q if len(q) <= limit else q[:limit] + "…"
     st.html(f'<div class="raml-title" title="{esc(q)}">{esc(title)}</div>')
-    predicted = meta.get("predicted_answer")
-    source = "reference" if meta.get("answer_source") == "reference" else "model's own (no reference given)"
-    summary = meta["summary"]
+    predicted = run.predicted_answer
+    source = "reference" if run.answer_source == "reference" else "model's own (no reference given)"
+    summary = run.summary
     st.html(
-        f'<div class="raml-meta">answer <b>{esc(meta["answer"])}</b> ({source}) · predicted '
-        f"<b>{esc(predicted) if predicted else '—'}</b> {ui.correctness_badge(meta.get('correct'))} · "
-        f"{esc(meta['model']['name'])} · {esc(source_label(meta))} · {summary['n_tokens']} tokens · "
-        f"{summary['n_steps']} steps ({esc(meta.get('segmentation', ''))}) · "
-        f"L̂ {summary['initial_loss']:.2f} → {summary['final_loss']:.2f} nats</div>"
+        f'<div class="raml-meta">answer <b>{esc(run.answer)}</b> ({source}) · predicted '
+        f"<b>{esc(predicted) if predicted else '—'}</b> {ui.correctness_badge(run.correct)} · "
+        f"{esc(run.model_name)} · {esc(source_label(run.trajectory_source, run.generation))} · "
+        f"{summary.n_tokens} tokens · {summary.n_steps} steps ({esc(run.segmentation)}) · "
+        f"L̂ {summary.initial_loss:.2f} → {summary.final_loss:.2f} nats</div>"
     )
     if not present:
-        warnings = meta.get("warnings", []) or []
+        warnings = run.warnings
         if warnings:
             st.caption(" · ".join(f"⚠ {w}" for w in warnings))

@@ -29,7 +29,7 @@ def _figure(root: str, key: str, stamp: float, alpha: float, scale: float, heigh
 
 def cursor_x(view: View) -> list[float]:
     """Progress (x of the loss chart) of every boundary, [B]."""
-    n_tokens = max(int(view.run.meta["summary"]["n_tokens"]), 1)
+    n_tokens = max(int(view.run.n_tokens), 1)
     return [float(c) / n_tokens for c in figures.boundary_cuts(view.run.steps)]
 
 

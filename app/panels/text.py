@@ -25,7 +25,7 @@ def draw(view: View) -> None:
     st.html(
         text_view.trajectory_html(
             view.run.steps,
-            view.run.meta.get("reflections", []),
+            view.run.reflections,
             view.cursor,
             future_chars=FUTURE_CHARS,
             height_px=view.layout.text_h,

@@ -63,9 +63,9 @@ def question_groups(runs: pd.DataFrame) -> pd.DataFrame:
 
 def shared_space_problem(runs: list[RunData]) -> str | None:
     """Why these runs cannot share one basis (different hidden sizes), or None if they can."""
-    sizes = {int(r.meta["model"].get("d_model", -1)) for r in runs}
+    sizes = {r.d_model or -1 for r in runs}
     if len(sizes) > 1:
-        per_model = sorted({(r.meta["model"]["name"], int(r.meta["model"].get("d_model", -1))) for r in runs})
+        per_model = sorted({(r.model_name, r.d_model or -1) for r in runs})
         listed = ", ".join(f"{name}: {d}" for name, d in per_model)
         return (
             f"These runs come from models with different hidden sizes ({listed}). Their hidden states and "
@@ -94,7 +94,7 @@ def curve_of(run: RunData, label: str) -> figures_proxy.CompareCurve:
         progress=t["progress"].to_numpy(np.float64),
         loss=t["loss"].to_numpy(np.float64),
         after_answer=t["after_answer_seen"].to_numpy(bool),
-        correct=figures_proxy.correctness(run.meta.get("correct")),
+        correct=figures_proxy.correctness(run.correct),
     )
 
 
@@ -112,19 +112,19 @@ def _num(value) -> float:
 def summary_table(runs: list[RunData], labels: list[str]) -> pd.DataFrame:
     rows = []
     for r, label in zip(runs, labels):
-        s = r.meta.get("summary", {})
-        ok = figures_proxy.correctness(r.meta.get("correct"))
+        s = r.summary
+        ok = figures_proxy.correctness(r.correct)
         rows.append(
             {
                 "run": label,
-                "model": r.meta["model"]["name"],
+                "model": r.model_name,
                 "ended": figures_proxy.CORRECT_TEXT[ok],
-                "model said": r.meta.get("predicted_answer") or "",
-                "tokens": s.get("n_tokens"),
-                "steps": s.get("n_steps"),
-                "L̂ start": s.get("initial_loss"),
-                "L̂ end": s.get("final_loss"),
-                "ΔL̂": _num(s.get("final_loss")) - _num(s.get("initial_loss")),
+                "model said": r.predicted_answer or "",
+                "tokens": s.n_tokens,
+                "steps": s.n_steps,
+                "L̂ start": s.initial_loss,
+                "L̂ end": s.final_loss,
+                "ΔL̂": _num(s.final_loss) - _num(s.initial_loss),
                 "key": r.key,
             }
         )
@@ -231,10 +231,10 @@ def _render() -> None:
         return
     runs = [data.load_run(store, k) for k in chosen]
     labels = [labels_of[k] for k in chosen]
-    n_ok = sum(figures_proxy.correctness(r.meta.get("correct")) is True for r in runs)
+    n_ok = sum(figures_proxy.correctness(r.correct) is True for r in runs)
     st.caption(
         f"{len(runs)} run(s) · {n_ok} ended correct · reference answer: "
-        f"{runs[0].meta.get('answer', '')!s:.60} ({runs[0].meta.get('answer_source', '')})"
+        f"{runs[0].answer!s:.60} ({runs[0].answer_source})"
     )
 
     tab_runs, tab_landscape = st.tabs(["Runs in one basis", "Loss landscapes"])
@@ -304,13 +304,13 @@ def _runs_tab(store: RunStore, runs: list[RunData], labels: list[str]) -> None:
         axis, fidelity = ("UMAP 1", "UMAP 2"), "UMAP (seed 0)"
     trust = proj["trustworthiness"]
     fidelity += f"; trustworthiness {trust:.2f}" if trust is not None else "; too few points for trustworthiness"
-    models = {r.meta["model"]["name"] for r in runs}
+    models = {r.model_name for r in runs}
     note = " Runs of different models share the basis but not the parameters." if len(models) > 1 else ""
     fig = figures_proxy.compare_paths_figure(
         proj["coords"],
         [boundary_loss(r) for r in runs],
         labels,
-        [r.meta.get("correct") for r in runs],
+        [r.correct for r in runs],
         keys=list(keys),
         axis_titles=axis,
         title=f"Paths in one {METHOD_LABELS[method]} basis · {SPACE_LABELS[space]} · layer {layer}",
@@ -368,7 +368,7 @@ def _landscape_tab(store: RunStore, runs: list[RunData], labels: list[str]) -> N
             lambda progress: landscape.loss_surface(
                 run,
                 int(layer),
-                loaded=data.model_override(run.meta["model"]["name"]),
+                loaded=data.model_override(run.model_name),
                 grid=grid,
                 store=store,
                 progress=progress,
@@ -420,7 +420,7 @@ def _landscape_tab(store: RunStore, runs: list[RunData], labels: list[str]) -> N
         random_view = _compute(
             lambda progress: landscape.random_landscape(
                 run,
-                loaded=data.model_override(run.meta["model"]["name"]),
+                loaded=data.model_override(run.model_name),
                 grid=rgrid,
                 span=span,
                 seed=seed,

@@ -120,8 +120,11 @@ def _render() -> None:
         st.info(ui.EMPTY_STATE)
         return
     keys = runs["key"].tolist()
-    key, warning = state.resolve_run(url.run, keys, data.default_run(runs))
-    warnings = url.warnings + ([warning] if warning else [])
+    fallback = None if url.run in keys else data.default_run(runs, store)  # newest healthy run
+    key, warning = state.resolve_run(url.run, keys, fallback)
+    for w in url.warnings + ([warning] if warning else []):
+        st.warning(w)  # before the run loads: a damaged run's error must not hide them
+    warnings: list[str] = []
     if not url.present:
         labels = {r.key: _run_label(r) for r in runs.itertuples()}
         with st.sidebar:
@@ -200,7 +203,7 @@ def _render() -> None:
 
 
 def _sidebar(run, key: str, space: str, layers: list[int], layer, n_steps: int, present: bool) -> state.ExploreSettings:
-    n_tokens = int(run.meta["summary"]["n_tokens"])
+    n_tokens = int(run.n_tokens)
     alpha_default = figures.default_ema_alpha(n_tokens)
     if present:
         return state.ExploreSettings(alpha=alpha_default)

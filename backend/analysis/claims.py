@@ -30,9 +30,11 @@ import pandas as pd
 
 from backend.analysis import inner_loop, progress_curves, reflection_effect, task_map
 from backend.analysis.intervals import mean_interval, paired_statistic_interval, spearman
-from backend.analysis.proxy import available_layers, derived_dir, load_npz, save_npz_atomic, space_vectors
+from backend.analysis.proxy import available_layers, space_vectors
 from backend.errors import CacheError, InputError
-from backend.store.runs import RunData, RunStore, check_key, content_key
+from backend.store.derived import derived_dir, load_npz, save_npz_atomic
+from backend.store.hashing import content_hash
+from backend.store.runs import RunData, RunStore, check_key
 
 CLAIMS_VERSION = 1
 GROUP_ORDER = ("all", "correct", "incorrect", "unknown")
@@ -60,7 +62,7 @@ class ClaimsSettings:
         return self
 
     def tag(self) -> str:
-        return content_key({"claims_version": CLAIMS_VERSION, **asdict(self)})[:16]
+        return content_hash({"claims_version": CLAIMS_VERSION, **asdict(self)}, length=16)
 
 
 @dataclass
@@ -181,8 +183,8 @@ def _middle_proxy_layer(run: RunData, wanted: int | None) -> int | None:
 
 def run_digest(run: RunData, settings: ClaimsSettings) -> dict[str, np.ndarray]:
     """What the report needs from one run, as arrays (the row and tables as JSON strings)."""
-    meta, tokens = run.meta, run.tokens
-    n_tokens = int(meta["summary"]["n_tokens"])
+    tokens, summary = run.tokens, run.summary
+    n_tokens = int(summary.n_tokens)
     grid = progress_curves.progress_grid(settings.grid_points)
     cuts = tokens["cut"].to_numpy(np.int64)
     loss = tokens["loss"].to_numpy(np.float64)
@@ -190,12 +192,12 @@ def run_digest(run: RunData, settings: ClaimsSettings) -> dict[str, np.ndarray]:
     keep = ~seen if settings.exclude_after_answer else np.ones(len(cuts), bool)
     curve = progress_curves.curve_on_grid(cuts, loss, n_tokens, grid, keep=keep, ema_alpha=settings.ema_alpha)
     table, event, control = reflection_effect.occurrences(
-        cuts, loss, keep, n_tokens, meta.get("reflections", []), window=settings.window
+        cuts, loss, keep, n_tokens, run.reflections, window=settings.window
     )
     layer = _middle_proxy_layer(run, settings.layer)
     boundary_cuts = np.concatenate([[0], run.steps["end"].to_numpy(np.int64)])
     profile = {m: np.full(settings.bins, np.nan) for m in inner_loop.MEASURES}
-    d_model = int(meta["model"].get("d_model") or 0)
+    d_model = int(run.d_model or 0)
     update = np.full(1, np.nan)
     shift = question = np.full(max(d_model, 1), np.nan)
     if layer is not None:
@@ -205,28 +207,28 @@ def run_digest(run: RunData, settings: ClaimsSettings) -> dict[str, np.ndarray]:
         update = u[-1]
         hidden = run.hidden_layer(layer).astype(np.float64)  # [K, d]
         shift, question = hidden[-1] - hidden[0], hidden[0]
-    generation = meta.get("generation") or {}
-    correct = meta.get("correct")
+    generation = run.generation
+    correct = run.correct
     row = {
         "key": run.key,
-        "label": meta.get("label", ""),
-        "question": meta["question"],
-        "model": meta["model"]["name"],
-        "source": meta.get("trajectory_source", ""),
+        "label": run.label,
+        "question": run.question,
+        "model": run.model_name,
+        "source": run.trajectory_source,
         "temperature": float(generation.get("temperature", 0.0) or 0.0),
         "seed": int(generation.get("seed", 0) or 0),
-        "answer": meta.get("answer"),
-        "predicted_answer": meta.get("predicted_answer"),
+        "answer": run.answer,
+        "predicted_answer": run.predicted_answer,
         "correct": None if correct is None else bool(correct),
         "group": group_of(correct),
         "n_tokens": n_tokens,
-        "n_steps": int(meta["summary"]["n_steps"]),
-        "initial_loss": float(meta["summary"]["initial_loss"]),
-        "final_loss": float(meta["summary"]["final_loss"]),
+        "n_steps": int(summary.n_steps),
+        "initial_loss": float(summary.initial_loss),
+        "final_loss": float(summary.final_loss),
         "auc": progress_curves.area_under_curve(curve, grid),
-        "n_reflections": len(meta.get("reflections", [])),
+        "n_reflections": len(run.reflections),
         "layer": -1 if layer is None else int(layer),
-        "created": meta.get("created"),
+        "created": run.created,
     }
     return {
         "row": np.array(json.dumps(row)),
@@ -345,7 +347,7 @@ def length_effects(runs: pd.DataFrame) -> pd.DataFrame:
 
 # ---------------------------------------------------------------------------- cached entry point
 def _set_path(store: RunStore, settings: ClaimsSettings, run_ids: list[tuple[str, float | None]]) -> Path:
-    key = content_key({"tag": settings.tag(), "runs": sorted([k, c] for k, c in run_ids)})
+    key = content_hash({"tag": settings.tag(), "runs": sorted([k, c] for k, c in run_ids)})
     return store.root / "aggregates" / "claims" / f"{key}.npz"
 
 

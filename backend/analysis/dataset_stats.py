@@ -24,8 +24,8 @@ new run costs one read), and the combined tables per set of runs (so reopening t
 
 from __future__ import annotations
 
-import hashlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -36,8 +36,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from backend.errors import CacheError
-from backend.store.runs import RunStore, check_key
+from backend.errors import CacheError, WriteError
+from backend.store import atomic, schema
+from backend.store.hashing import RUN_KEY_LENGTH, content_hash
+from backend.store.runs import MetaView, RunStore, check_key
+
+log = logging.getLogger(__name__)
 
 STATS_VERSION = 1
 DEFAULT_BINS = 50
@@ -91,14 +95,15 @@ def group_of(correct) -> str:
 
 
 # ---------------------------------------------------------------------------- one run
-def run_digest(meta: dict, tokens: pd.DataFrame, bins: int, exclude_after_answer: bool) -> dict:
+def run_digest(meta: MetaView, tokens: pd.DataFrame, bins: int, exclude_after_answer: bool) -> dict:
     """Everything the aggregates need from one run, small enough to cache as JSON.
 
     tokens: the run's per-cut table (cut, loss, after_answer_seen). Returns the run's row,
     its per-bin mean loss ``bin_loss`` [bins] (None where it has no cut point), the relative
     changes of its reflection words, and the sum and count of its per-token changes.
     """
-    n = int(meta["summary"]["n_tokens"])
+    summary = meta.summary
+    n = summary.n_tokens
     cuts = tokens["cut"].to_numpy(dtype=np.int64)
     loss = tokens["loss"].to_numpy(dtype=np.float64)
     late = tokens["after_answer_seen"].to_numpy(dtype=bool) if exclude_after_answer else np.zeros(len(cuts), bool)
@@ -113,7 +118,7 @@ def run_digest(meta: dict, tokens: pd.DataFrame, bins: int, exclude_after_answer
     late_at = dict(zip(cuts.tolist(), late.tolist()))
     words = []
     inside_word = np.zeros(n + 1, dtype=bool)  # cut c reads a token of a reflection word
-    for mark in meta.get("reflections", []):
+    for mark in meta.reflections:
         before, after = int(mark["cut_before"]), int(mark["cut_after"])
         inside_word[before + 1 : after + 1] = True
         if before in loss_at and after in loss_at and not late_at[after] and loss_at[before] > 0:
@@ -124,22 +129,21 @@ def run_digest(meta: dict, tokens: pd.DataFrame, bins: int, exclude_after_answer
     ordinary &= np.nan_to_num(prev_loss, nan=0.0) > 0
     rel = np.abs(loss[ordinary] - prev_loss[ordinary]) / prev_loss[ordinary]
 
-    summary = meta["summary"]
-    correct = meta.get("correct")
+    correct = meta.correct
     row = {
-        "key": meta["key"],
-        "label": meta.get("label", ""),
-        "question": meta["question"],
-        "model": meta["model"]["name"],
-        "answer": meta["answer"],
-        "predicted_answer": meta.get("predicted_answer"),
-        "correct": None if correct is None else bool(correct),
+        "key": meta.key,
+        "label": meta.label,
+        "question": meta.question,
+        "model": meta.model_name,
+        "answer": meta.answer,
+        "predicted_answer": meta.predicted_answer,
+        "correct": correct,
         "group": group_of(correct),
         "n_tokens": n,
-        "n_steps": int(summary["n_steps"]),
-        "initial_loss": float(summary["initial_loss"]),
-        "final_loss": float(summary["final_loss"]),
-        "n_reflections": len(meta.get("reflections", [])),
+        "n_steps": summary.n_steps,
+        "initial_loss": summary.initial_loss,
+        "final_loss": summary.final_loss,
+        "n_reflections": len(meta.reflections),
     }
     return {
         "row": row,
@@ -147,26 +151,13 @@ def run_digest(meta: dict, tokens: pd.DataFrame, bins: int, exclude_after_answer
         "words": words,
         "token_sum": float(rel.sum()),
         "token_count": int(rel.size),
-        "created": meta.get("created"),
+        "created": meta.created,
     }
 
 
-def _read_run(store: RunStore, key: str) -> tuple[dict, pd.DataFrame]:
-    """meta.json and tokens.parquet of one run (tokens checked against its checksum)."""
-    path = store.path(key)
-    try:
-        meta = json.loads((path / "meta.json").read_text())
-    except (OSError, ValueError) as exc:
-        raise CacheError(f"run {key}: meta.json is unreadable ({exc})") from None
-    tokens_path = path / "tokens.parquet"
-    expected = meta.get("checksums", {}).get("tokens.parquet") if isinstance(meta, dict) else None
-    if not tokens_path.is_file() or expected != hashlib.sha256(tokens_path.read_bytes()).hexdigest():
-        raise CacheError(f"run {key}: tokens.parquet is missing or damaged")
-    try:
-        tokens = pd.read_parquet(tokens_path, columns=["cut", "loss", "after_answer_seen"])
-    except Exception as exc:
-        raise CacheError(f"run {key}: cannot read tokens.parquet ({type(exc).__name__})") from None
-    return meta, tokens
+def _read_run(store: RunStore, key: str) -> tuple[MetaView, pd.DataFrame]:
+    """meta.json and tokens.parquet of one run (tokens checked against its checksum by the store)."""
+    return store.read_tokens(key, columns=["cut", "loss", "after_answer_seen"])
 
 
 # ---------------------------------------------------------------------------- combine
@@ -257,15 +248,14 @@ def _settings_tag(bins: int, exclude_after_answer: bool) -> str:
 
 
 def _aggregate_key(tag: str, run_ids: list[tuple[str, float | None]]) -> str:
-    blob = json.dumps([tag, sorted((k, c) for k, c in run_ids)], separators=(",", ":"))
-    return hashlib.sha256(blob.encode()).hexdigest()[:32]
+    return content_hash([tag, sorted((k, c) for k, c in run_ids)], RUN_KEY_LENGTH)
 
 
 class StatsCache:
     """``<cache>/aggregates/``: ``digests/<key>.<tag>.json`` and ``sets/<hash>/`` tables."""
 
     def __init__(self, store: RunStore):
-        self.root = store.root / "aggregates"
+        self.root = store.root / schema.AGGREGATES_DIR
         self.digests = self.root / "digests"
         self.sets = self.root / "sets"
 
@@ -287,7 +277,10 @@ class StatsCache:
     def put_digest(self, key: str, tag: str, digest: dict) -> None:
         if not self._ready():
             return
-        _atomic_write_text(self.digests / f"{key}.{tag}.json", json.dumps(digest))
+        try:
+            atomic.write_json(self.digests / f"{key}.{tag}.json", digest)
+        except WriteError as exc:  # a speed-up only: the page still shows the numbers
+            log.warning("run digest not cached: %s", exc)
 
     def get_set(self, set_key: str):
         folder = self.sets / set_key
@@ -302,29 +295,21 @@ class StatsCache:
     def put_set(self, set_key: str, runs, curve, reflections, info: dict) -> None:
         if not self._ready():
             return
-        final = self.sets / set_key
+        final, tmp = self.sets / set_key, None
         try:
             tmp = Path(tempfile.mkdtemp(prefix=f".{set_key}.", dir=self.sets))
             runs.to_parquet(tmp / "runs.parquet", index=False)
             curve.to_parquet(tmp / "curve.parquet", index=False)
             reflections.to_parquet(tmp / "reflections.parquet", index=False)
-            (tmp / "info.json").write_text(json.dumps(info))
+            atomic.write_json(tmp / "info.json", info)
             if final.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
                 return
             os.rename(tmp, final)
-        except OSError:
-            shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except OSError:
-        pass
+        except (OSError, WriteError) as exc:  # a speed-up only: the page still shows the numbers
+            log.warning("dataset statistics not cached in %s: %s", self.sets, exc)
+            if tmp is not None:
+                shutil.rmtree(tmp, ignore_errors=True)
 
 
 def dataset_stats(

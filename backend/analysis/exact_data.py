@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from backend.analysis import exact_geometry as geo
-from backend.analysis.proxy import derived_dir, load_npz
+from backend.store.derived import derived_dir, load_npz
 from backend.store.runs import RunData
 
 EXACT_VERSION = 1
@@ -103,7 +103,7 @@ def load(run: RunData, store=None) -> ExactRun | None:
     arrays = load_npz(path) if path is not None else None
     if arrays is None or "meta" not in arrays:
         return None
-    meta = json.loads(str(arrays["meta"]))
+    info = json.loads(str(arrays["meta"]))
     update = ExactUpdate(
         boundary_cuts=arrays["boundary_cuts"],
         left=arrays["left"],
@@ -112,12 +112,12 @@ def load(run: RunData, store=None) -> ExactRun | None:
         rank=arrays["rank"],
         target_loss=arrays["target_loss"],
         construction_loss=arrays["construction_loss"],
-        P=meta["P"],
-        m=meta["m"],
-        m_a=meta["m_a"],
-        timings=meta.get("timings", {}),
+        P=info["P"],
+        m=info["m"],
+        m_a=info["m_a"],
+        timings=info.get("timings", {}),
     )
-    return ExactRun(update, arrays["layer_grams"], arrays["edited_loss"], meta)
+    return ExactRun(update, arrays["layer_grams"], arrays["edited_loss"], info)
 
 
 def show_fields(run: RunData, store=None) -> tuple[dict[int, dict], dict | None]:
@@ -131,4 +131,5 @@ def show_fields(run: RunData, store=None) -> tuple[dict[int, dict], dict | None]
         int(c): {"exact_update_loss": float(loss), "exact_update_norm": float(norm)}
         for c, loss, norm in zip(hit.update.boundary_cuts, hit.edited_loss, norms)
     }
-    return per_cut, hit.meta.get("fidelity")
+    info = hit.meta
+    return per_cut, info.get("fidelity")

@@ -22,7 +22,7 @@ from backend.analysis import exact_geometry as geo
 from backend.analysis import exact_update as ex
 from backend.analysis.exact_run import ExactRun, run_inputs
 from backend.analysis.landscape import _check_grid, grid_axes
-from backend.analysis.proxy import derived_dir, load_npz, save_npz_atomic
+from backend.store.derived import derived_dir, load_npz, save_npz_atomic
 from backend.store.runs import RunData
 
 

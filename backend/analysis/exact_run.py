@@ -15,7 +15,7 @@ import numpy as np
 from backend.analysis import exact_geometry as geo
 from backend.analysis import exact_update as ex
 from backend.analysis.exact_data import ExactRun, cache_path, load, show_fields  # noqa: F401
-from backend.analysis.proxy import save_npz_atomic
+from backend.store.derived import save_npz_atomic
 from backend.store.runs import RunData
 
 TOP_K_LAYERS = (1, 2, 4, 8)  # truncations of the exact update reported as fidelity
@@ -25,14 +25,13 @@ def run_inputs(run: RunData, tokenizer) -> dict:
     """prompt, trajectory, probe ids and m_a exactly as ``backend.jobs`` built them, plus the boundary cuts."""
     from backend.engine.trajectory import encode, encode_with_offsets
 
-    meta = run.meta
-    answer_ids = [int(i) for i in meta.get("answer_ids") or encode(tokenizer, meta["answer"])]
+    answer_ids = [int(i) for i in run.answer_ids or encode(tokenizer, run.answer)]
     return {
-        "prompt_ids": encode(tokenizer, meta["prompt"]),
-        "trajectory_ids": encode_with_offsets(tokenizer, meta["trajectory"])[0],
-        "probe_ids": encode(tokenizer, meta["template"]) + answer_ids,
+        "prompt_ids": encode(tokenizer, run.prompt),
+        "trajectory_ids": encode_with_offsets(tokenizer, run.trajectory)[0],
+        "probe_ids": encode(tokenizer, run.template) + answer_ids,
         "m_a": len(answer_ids),
-        "boundary_cuts": [int(c) for c in run.tensor("boundary_cuts")],
+        "boundary_cuts": [int(c) for c in run.boundary_cuts()],
     }
 
 
@@ -92,10 +91,10 @@ def ensure(run: RunData, loaded=None, store=None, progress=None) -> ExactRun:
     t0 = time.perf_counter()
     grams = geo.layer_gram(update.left, update.right)
     update.timings["gram_s"] = time.perf_counter() - t0
-    meta = update.meta()
-    meta["max_abs_error"] = float(np.abs(edited - update.target_loss).max())
-    meta["fidelity"] = fidelity(run, loaded, inputs, update, grams, edited)
-    result = ExactRun(update, grams, edited, meta)
+    info = update.meta()
+    info["max_abs_error"] = float(np.abs(edited - update.target_loss).max())
+    info["fidelity"] = fidelity(run, loaded, inputs, update, grams, edited)
+    result = ExactRun(update, grams, edited, info)
     path = cache_path(run, store)
     if path is not None:
         try:
@@ -111,7 +110,7 @@ def ensure(run: RunData, loaded=None, store=None, progress=None) -> ExactRun:
                     "construction_loss": update.construction_loss,
                     "layer_grams": grams,
                     "edited_loss": edited,
-                    "meta": np.array(json.dumps(meta)),
+                    "meta": np.array(json.dumps(info)),
                 },
             )
         except OSError:

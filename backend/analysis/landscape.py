@@ -18,8 +18,6 @@ Both are cached next to the run (``<run dir>/derived/*.npz``), so reopening is i
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 import threading
 import time
 from collections.abc import Callable
@@ -28,9 +26,11 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from backend.analysis.proxy import ProxyError, derived_dir, load_npz, project, proxy_factors, save_npz_atomic
+from backend.analysis.proxy import ProxyError, project, proxy_factors
 from backend.engine.architecture import locate
 from backend.engine.models import LoadedModel
+from backend.store.derived import derived_dir, load_npz, save_npz_or_warn
+from backend.store.hashing import DERIVED_KEY_LENGTH, content_hash
 from backend.store.runs import RunData
 
 SURFACE_VERSION = 1
@@ -51,10 +51,9 @@ def question_ids(run: RunData, tokenizer) -> tuple[list[int], int]:
     """
     from backend.engine.trajectory import encode
 
-    meta = run.meta
-    prompt_ids = encode(tokenizer, meta["prompt"])
-    template_ids = encode(tokenizer, meta["template"])
-    answer_ids = [int(i) for i in meta.get("answer_ids") or encode(tokenizer, meta["answer"])]
+    prompt_ids = encode(tokenizer, run.prompt)
+    template_ids = encode(tokenizer, run.template)
+    answer_ids = run.answer_ids or encode(tokenizer, run.answer)
     if not template_ids or not answer_ids:
         raise ProxyError(f"run {run.key}: template or answer tokenizes to nothing")
     return prompt_ids + template_ids + answer_ids, len(answer_ids)
@@ -81,14 +80,13 @@ def direct_loss(model: torch.nn.Module, ids: list[int], m_a: int) -> float:
 
 def _resolve_model(run: RunData, loaded: LoadedModel | None) -> LoadedModel:
     """The run's model: ``loaded`` if given, else loaded by name; its weights must be the run's."""
-    model_meta = run.meta["model"]
     if loaded is None:
         from backend.engine.models import load_model
 
-        loaded = load_model(model_meta["name"])
-    if model_meta.get("fingerprint") and loaded.fingerprint != model_meta["fingerprint"]:
+        loaded = load_model(run.model_name)
+    if run.model_fingerprint and loaded.fingerprint != run.model_fingerprint:
         raise ProxyError(
-            f"run {run.key} was analysed with {model_meta['name']} ({model_meta['fingerprint']}), "
+            f"run {run.key} was analysed with {run.model_name} ({run.model_fingerprint}), "
             f"not with {loaded.name} ({loaded.fingerprint})"
         )
     return loaded
@@ -232,10 +230,10 @@ def surface_cache_key(run: RunData, layer: int, grid: int, span: float) -> str:
         "layer": int(layer),
         "grid": int(grid),
         "span": float(span),
-        "model": run.meta["model"].get("fingerprint"),
+        "model": run.model_fingerprint,
         "version": SURFACE_VERSION,
     }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:24]
+    return content_hash(payload, DERIVED_KEY_LENGTH)
 
 
 def grid_axes(path_coords: np.ndarray, grid: int, span: float) -> tuple[np.ndarray, np.ndarray]:
@@ -249,7 +247,7 @@ def grid_axes(path_coords: np.ndarray, grid: int, span: float) -> tuple[np.ndarr
 
 def teacher_forced_at_boundaries(run: RunData) -> np.ndarray:
     """L̂(c) at the run's boundary cuts ``[K]`` (from the tokens table)."""
-    cuts = run.tensor("boundary_cuts").astype(np.int64)
+    cuts = run.boundary_cuts()
     loss_at = dict(zip(run.tokens["cut"].astype(int), run.tokens["loss"].astype(float)))
     return np.array([loss_at.get(int(c), np.nan) for c in cuts])
 
@@ -357,10 +355,7 @@ def loss_surface(
     }
     d = derived_dir(run, store)
     if d is not None:
-        try:
-            save_npz_atomic(d / f"surface-{surface_cache_key(run, layer, grid, span)}.npz", arrays)
-        except OSError:
-            pass
+        save_npz_or_warn(d / f"surface-{surface_cache_key(run, layer, grid, span)}.npz", arrays)
     return _surface_from_arrays(run, layer, arrays, False)
 
 
@@ -393,11 +388,11 @@ def landscape_cache_key(run: RunData, grid: int, span: float, seed: int) -> str:
         "grid": int(grid),
         "span": float(span),
         "seed": int(seed),
-        "model": run.meta["model"].get("fingerprint"),
+        "model": run.model_fingerprint,
         "version": SURFACE_VERSION,
         "kind": "random",
     }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:24]
+    return content_hash(payload, DERIVED_KEY_LENGTH)
 
 
 def perturbed_parameters(model: torch.nn.Module) -> list[tuple[str, torch.nn.Parameter]]:
@@ -511,8 +506,5 @@ def random_landscape(
     }
     d = derived_dir(run, store)
     if d is not None:
-        try:
-            save_npz_atomic(d / f"landscape-{landscape_cache_key(run, grid, span, seed)}.npz", arrays)
-        except OSError:
-            pass
+        save_npz_or_warn(d / f"landscape-{landscape_cache_key(run, grid, span, seed)}.npz", arrays)
     return RandomLandscape(run.key, alphas, betas, loss, float(base_loss), int(seed), n_params, seconds)

@@ -15,18 +15,15 @@ per view and cached on disk next to the first run (``<run dir>/derived/``).
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import tempfile
 import threading
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from backend.errors import InputError
+from backend.store.derived import derived_dir, load_npz, save_npz_or_warn
+from backend.store.hashing import DERIVED_KEY_LENGTH, content_hash
 from backend.store.runs import RunData
 
 SPACES = ("proxy", "hidden", "exact")
@@ -47,19 +44,14 @@ class ProxyError(InputError, ValueError):
 
 # ---------------------------------------------------------------------------- vectors
 def available_layers(run: RunData, space: str) -> list[int]:
-    """Layers that ``space`` can show for this run (proxy: the stored proxy layers)."""
+    """Layers that ``space`` can show for this run (proxy: ``meta.json`` → ``proxy_layers``)."""
     _check_space(space)
-    if space == "hidden":
-        return list(range(int(run.meta["model"]["n_layers"])))
     if space == "exact":  # all layers (-1) or one layer's block, once `raml exact KEY` has run
         from backend.analysis import exact_data
 
         hit = exact_data.load(run)
         return [] if hit is None else [EXACT_ALL_LAYERS, *range(hit.update.n_layers)]
-    prefix = "proxy_preact."
-    names = run.tensor_names()
-    layers = [n[len(prefix) :] for n in names if n.startswith(prefix)]
-    return sorted(int(i) for i in layers if f"proxy_input.{i}" in names)
+    return run.layers_available(space)
 
 
 def space_vectors(run: RunData, layer: int, space: str) -> np.ndarray:
@@ -77,8 +69,8 @@ def space_vectors(run: RunData, layer: int, space: str) -> np.ndarray:
         return run.hidden_layer(layer)
     if space == "exact":
         return exact_vectors([run], layer)[0]
-    preact = run.tensor(f"proxy_preact.{layer}").astype(np.float64)  # [K, 2*d_ff]
-    z0 = run.tensor(f"proxy_input.{layer}")[0].astype(np.float64)  # [d]
+    preact = run.proxy_preact(layer).astype(np.float64)  # [K, 2*d_ff]
+    z0 = run.proxy_input(layer)[0].astype(np.float64)  # [d]
     z0_norm = float(np.linalg.norm(z0))
     if not np.isfinite(z0_norm) or z0_norm == 0.0:
         raise ProxyError(f"run {run.key}: MLP input z_0 at layer {layer} is zero; the proxy space is undefined")
@@ -88,7 +80,7 @@ def space_vectors(run: RunData, layer: int, space: str) -> np.ndarray:
 def proxy_factors(run: RunData, layer: int) -> tuple[np.ndarray, np.ndarray]:
     """(u ``[K, 2·d_ff]``, ẑ_0 ``[d]``): ΔW_c = u_c ẑ_0ᵀ (gate rows first, then up)."""
     u = space_vectors(run, layer, "proxy")
-    z0 = run.tensor(f"proxy_input.{layer}")[0].astype(np.float64)
+    z0 = run.proxy_input(layer)[0].astype(np.float64)
     return u, (z0 / np.linalg.norm(z0)).astype(np.float32)
 
 
@@ -178,49 +170,7 @@ def projection_cache_key(runs: list[RunData], layer: int, space: str, method: st
         "version": PROJECTION_VERSION,
         "seed": SEED,
     }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:24]
-
-
-def derived_dir(run: RunData, store=None) -> Path | None:
-    """Where derived results for ``run`` are cached: ``<run dir>/derived`` (or the store's
-    ``derived/`` when the run directory is read-only); None when neither is writable."""
-    candidates = [Path(run.path) / "derived"]
-    if store is not None:
-        candidates.append(Path(store.root) / "derived")
-    for d in candidates:
-        try:
-            d.mkdir(parents=True, exist_ok=True)
-            if os.access(d, os.W_OK):
-                return d
-        except OSError:
-            continue
-    return None
-
-
-def save_npz_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Write ``arrays`` to ``path`` via a temp file + rename (readers never see half a file)."""
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
-def load_npz(path: Path) -> dict[str, np.ndarray] | None:
-    """Arrays of a cached file, or None if it is missing or unreadable (then recomputed)."""
-    if not path.is_file():
-        return None
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            return {k: f[k] for k in f.files}
-    except (OSError, ValueError, EOFError):
-        return None
+    return content_hash(payload, DERIVED_KEY_LENGTH)
 
 
 def exact_vectors(runs: list[RunData], layer: int) -> list[np.ndarray]:
@@ -352,10 +302,7 @@ def project(
         arrays = _fit(x, method)
         arrays["lengths"] = np.array(lengths)
         if path is not None:
-            try:
-                save_npz_atomic(path, arrays)
-            except OSError:
-                pass  # caching is an optimisation; a read-only cache still works
+            save_npz_or_warn(path, arrays)  # caching is an optimisation; a read-only cache still works
     bounds = np.cumsum([0, *arrays["lengths"].tolist()])
     emb = arrays["embedding"]
     trust = float(arrays["trustworthiness"])

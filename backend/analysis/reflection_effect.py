@@ -52,7 +52,7 @@ def occurrences(
     """Per occurrence of a reflection word in one run.
 
     cuts/loss/keep ``[C]``: the run's cut points, L̂ and which are kept. reflections: the
-    run's ``meta["reflections"]`` (word, cut_before, cut_after). Returns (table with word,
+    run's reflection marks (``RunData.reflections``: word, cut_before, cut_after). Returns (table with word,
     progress, span, rel_change, control_rel_change, n_control; event ``[E, 2W+1]``;
     control_event ``[E, 2W+1]``) with E occurrences whose own change is measurable.
     """

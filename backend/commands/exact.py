@@ -25,13 +25,13 @@ def cmd_exact(args) -> int:
     if args.json:
         print(json.dumps({"meta": result.meta, "boundaries": json.loads(table.to_json(orient="records"))}))
         return 0
-    meta = result.meta
+    info = result.meta
     print(
-        f"run {run.key}: P={meta['P']} m={meta['m']} K={meta['K']} layers={meta['n_layers']} "
-        f"max rank {meta['max_rank']}, worst condition {meta['worst_condition']:.3g}, "
-        f"max |L(θ+ΔW_c) − L̂(c)| = {meta['max_abs_error']:.2e} nats"
+        f"run {run.key}: P={info['P']} m={info['m']} K={info['K']} layers={info['n_layers']} "
+        f"max rank {info['max_rank']}, worst condition {info['worst_condition']:.3g}, "
+        f"max |L(θ+ΔW_c) − L̂(c)| = {info['max_abs_error']:.2e} nats"
     )
-    fid = meta["fidelity"]
+    fid = info["fidelity"]
     parts = [f"exact {fid['exact']['fraction']}"]
     parts += [f"top-{k} layers {v['fraction']}" for k, v in fid["exact_top_k"].items()]
     parts += [f"proxy@{k} {v['fraction']}" for k, v in fid["single_layer_proxy"].items()]

@@ -94,7 +94,7 @@ def run_figures(run) -> dict:
     from backend.plots.html_export import _path_data
 
     tokens, steps = run.tokens, run.steps
-    alpha = figures.default_ema_alpha(max(int(run.meta["summary"]["n_tokens"]), 1))
+    alpha = figures.default_ema_alpha(max(int(run.n_tokens), 1))
     out = {
         "loss": figures.loss_descent_figure(tokens, steps, alpha=alpha, height=FIGURE_HEIGHT),
         "lens": figures.lens_heatmap_figure(run.lens, height=FIGURE_HEIGHT),

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import html
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +16,7 @@ import numpy as np
 from backend.errors import InputError
 from backend.plots import figures
 from backend.plots import text as text_view
+from backend.store import atomic
 
 EXPORT_CSS = """
 body { font-family: Inter, "Segoe UI", Helvetica, Arial, sans-serif; color: #1f2937; margin: 0; background: #fff; }
@@ -136,9 +135,9 @@ def build_export_html(run, plotlyjs: str = "inline") -> str:
     in ``plotlyjs_tag``."""
     script_tag = plotlyjs_tag(plotlyjs)
 
-    meta, tokens, steps, lens = run.meta, run.tokens, run.steps, run.lens
+    tokens, steps, lens = run.tokens, run.steps, run.lens
     n_steps = len(steps)
-    n_tokens = max(int(meta["summary"]["n_tokens"]), 1)
+    n_tokens = max(run.n_tokens, 1)
     alpha = figures.default_ema_alpha(n_tokens)
     bcuts = figures.boundary_cuts(steps)
     loss_fig = figures.loss_descent_figure(tokens, steps, cursor=0, alpha=alpha, height=400)
@@ -169,12 +168,12 @@ def build_export_html(run, plotlyjs: str = "inline") -> str:
         },
     }
     data_json = json.dumps(payload, ensure_ascii=False).replace("</", "<\\/")
-    text = text_view.trajectory_html(steps, meta.get("reflections", []), 0, future_chars=10**9, height_px=420)
-    correct = meta.get("correct")
+    text = text_view.trajectory_html(steps, run.reflections, 0, future_chars=10**9, height_px=420)
+    correct = run.correct
     verdict = "no reference" if correct is None else ("correct" if correct else "incorrect")
-    s = meta["summary"]
+    s = run.summary
     esc = html.escape
-    title = f"RaML Explorer · {meta['question'][:80]}"
+    title = f"RaML Explorer · {run.question[:80]}"
     path_panel = (
         f'<div id="raml-path"></div><div class="note">{esc(caption)}</div>'
         if path_fig is not None
@@ -186,10 +185,10 @@ def build_export_html(run, plotlyjs: str = "inline") -> str:
 {script_tag}
 <style>{EXPORT_CSS}</style>
 </head><body data-step="0">
-<header><h1>{esc(meta["question"])}</h1>
-<div class="meta">answer <b>{esc(str(meta["answer"]))}</b> ({esc(meta.get("answer_source", ""))}) · predicted
-<b>{esc(str(meta.get("predicted_answer") or "—"))}</b> ({verdict}) · model {esc(meta["model"]["name"])} ·
-{s["n_tokens"]} tokens · {s["n_steps"]} steps · L̂ {s["initial_loss"]:.3f} → {s["final_loss"]:.3f} nats ·
+<header><h1>{esc(run.question)}</h1>
+<div class="meta">answer <b>{esc(run.answer)}</b> ({esc(run.answer_source)}) · predicted
+<b>{esc(str(run.predicted_answer or "—"))}</b> ({verdict}) · model {esc(run.model_name)} ·
+{s.n_tokens} tokens · {s.n_steps} steps · L̂ {s.initial_loss:.3f} → {s.final_loss:.3f} nats ·
 run {esc(run.key)}</div></header>
 <div class="controls"><button id="raml-prev" title="previous step (←)">◀ Prev</button>
 <button id="raml-next" title="next step (→)">Next ▶</button><span id="raml-step-label"></span>
@@ -206,21 +205,16 @@ run {esc(run.key)}</div></header>
 """
 
 
-def export_html(run, path: str | Path, plotlyjs: str = "inline") -> Path:
-    """Write ``run`` as one HTML file at ``path`` (atomically) and return the path."""
+def export_html(run, path: str | Path, plotlyjs: str = "inline", *, follow_symlinks: bool = False) -> Path:
+    """Write ``run`` as one HTML file at ``path`` (atomically, mode 0644) and return the path.
+
+    ``path`` must be a regular file or absent: a directory, device, pipe or socket is refused,
+    and a symbolic link is written through (its target replaced) only with ``follow_symlinks``.
+    ``plotlyjs``: ``inline`` (works offline) or ``cdn`` (a script tag; small file).
+    """
     path = Path(path)
-    if path.is_dir():
+    if path.is_dir() and not path.is_symlink():
         raise InputError(f"export target {path} is a directory; give a file name such as run.html")
-    page = build_export_html(run, plotlyjs)
-    tmp = None
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent if str(path.parent) else ".")
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(page)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except OSError as exc:
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
-        raise InputError(f"cannot write {path}: {exc.strerror or exc}") from None
+    atomic.resolve_target(path, follow_symlinks=follow_symlinks)  # refuse before building the page
+    atomic.write_text(path, build_export_html(run, plotlyjs), follow_symlinks=follow_symlinks)
     return path

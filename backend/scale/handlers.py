@@ -61,19 +61,18 @@ def _record_run(ctx: JobContext, req: RunRequest, key: str, loaded_before: bool,
 
     ctx.close_stage()
     run = ctx.store.open(key, verify=False)
-    model = run.meta["model"]
-    fingerprint, device = model["fingerprint"], ctx.job.device
+    fingerprint, device = run.model_fingerprint, ctx.job.device
     seconds = ctx.stage_seconds
     if not loaded_before and seconds.get("load", 0.0) > 0.2:
         ctx.queue.record(fingerprint, device, "load_gguf_s" if needs_conversion else "load_s", seconds["load"])
-    generated = run.meta.get("trajectory_source") == "generated"
-    n_tokens = int(run.meta["summary"]["n_tokens"])
+    generated = run.trajectory_source == "generated"
+    n_tokens = int(run.n_tokens)
     if generated and seconds.get("generate", 0.0) > 0.05:
         ctx.queue.record(fingerprint, device, "generate_tps", n_tokens / seconds["generate"])
     if seconds.get("analyze", 0.0) > 0.05:
         loaded = override(req.model) or load_model(req.model, trust_remote_code=req.trust_remote_code)
-        m = len(encode(loaded.tokenizer, run.meta["template"])) + len(run.meta["answer_ids"])
-        probe_tokens = n_tokens + int(run.meta["summary"]["n_cuts"]) * m
+        m = len(encode(loaded.tokenizer, run.template)) + len(run.answer_ids or [])
+        probe_tokens = n_tokens + int(run.summary.n_cuts or n_tokens + 1) * m
         ctx.queue.record(fingerprint, device, "analyze_tps", probe_tokens / seconds["analyze"])
 
 
@@ -199,7 +198,7 @@ def _load_for(ctx: JobContext, run):
     """The run's model, loaded as its own stage (so the grid's rate excludes the load)."""
     from backend.engine.models import load_model
 
-    name = run.meta["model"]["name"]
+    name = run.model_name
     loaded_before, needs_conversion = _model_flags(name)
     ctx.progress("load", 0, 1)
     loaded = override(name) or load_model(name)
@@ -207,7 +206,7 @@ def _load_for(ctx: JobContext, run):
     ctx.close_stage()
     if not loaded_before and ctx.stage_seconds.get("load", 0.0) > 0.2:
         metric = "load_gguf_s" if needs_conversion else "load_s"
-        ctx.queue.record(run.meta["model"]["fingerprint"], ctx.job.device, metric, ctx.stage_seconds["load"])
+        ctx.queue.record(run.model_fingerprint, ctx.job.device, metric, ctx.stage_seconds["load"])
     return loaded
 
 
@@ -215,4 +214,4 @@ def _record_grid(ctx: JobContext, run, kind: str, points: int) -> None:
     ctx.close_stage()
     seconds = ctx.stage_seconds.get(kind, 0.0)
     if seconds > 0.05 and points:
-        ctx.queue.record(run.meta["model"]["fingerprint"], ctx.job.device, f"{kind}_point_s", seconds / points)
+        ctx.queue.record(run.model_fingerprint, ctx.job.device, f"{kind}_point_s", seconds / points)

@@ -31,7 +31,7 @@ class RunWorker:
     def __init__(self, cache_dir: str):
         from backend.store.runs import RunStore
 
-        self.store = RunStore(cache_dir)
+        self.store = RunStore(cache_dir, indexing=False)  # only the driver writes the index
 
     def run(self, request) -> tuple[str | None, bool, str | None]:
         """(key, cached, error) of one RunRequest."""
@@ -40,12 +40,16 @@ class RunWorker:
 
 def cached_key(request, store, fingerprints: dict[str, str]) -> str | None:
     """The run key if this request was already computed (checked without loading the model)."""
+    return store.run_for_request(_request_key(request, fingerprints))
+
+
+def _request_key(request, fingerprints: dict[str, str]) -> str:
     from backend.engine.models import resolve
     from backend.jobs import request_key
 
     if request.model not in fingerprints:
         fingerprints[request.model] = resolve(request.model).fingerprint()
-    return store.run_for_request(request_key(request, fingerprints[request.model]))
+    return request_key(request, fingerprints[request.model])
 
 
 def usable_cpus() -> int:
@@ -124,6 +128,9 @@ def run_items_ray(
         if pending:
             for i, (key, cached, error) in _run_on_ray(address, pending, store, bar):
                 results[i] = ItemResult(items[i], key, cached, error)
+                if key is not None:  # workers write runs only; the driver indexes them
+                    store.index_runs([key])
+                    store.remember_request(_request_key(requests[i], fingerprints), key)
     return results  # type: ignore[return-value]
 
 
