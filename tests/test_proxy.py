@@ -169,7 +169,7 @@ def test_step_geometry_of_a_run_matches_steps_table(tiny):
 
 
 def test_step_geometry_rejects_bad_shape():
-    with pytest.raises(ValueError, match=r"\[S\+1, D\]"):
+    with pytest.raises(ValueError, match=r"\[K, D\]"):  # K boundaries (docs/architecture.md §3)
         proxy.step_geometry(np.zeros(5))
 
 
