@@ -58,6 +58,8 @@ class RunRequest:
     truncate: bool = False  # over-long trajectory: keep its last part instead of failing
     trust_remote_code: bool = False
     label: str = ""  # e.g. the JSONL id; shown in the library, not part of the key
+    # a branch of another run (issue 13): {"parent": key, "branch_at": step, "kind": ..., settings}; in the key
+    branch: dict | None = None
 
     def validate(self) -> None:
         if not isinstance(self.question, str) or not self.question.strip():
@@ -109,7 +111,8 @@ def request_key(req: RunRequest, fingerprint: str) -> str:
 
 
 def _settings(req: RunRequest) -> dict:
-    return {
+    branch = {"branch": req.branch} if req.branch else {}  # absent for ordinary runs: their keys stay as pinned
+    return branch | {
         "template": req.template,
         "segmentation": req.segmentation,
         "cuts": req.cuts,
@@ -193,6 +196,8 @@ def run_question(
             "warnings": warnings,
             "created": time.time(),
         }
+        if req.branch:
+            meta_extra |= {"parent": req.branch["parent"], "branch_at": int(req.branch["branch_at"]), "branch": req.branch}
         tables = _tables(req, loaded, built, result, answer, answer_source, meta_extra)
         store.write(key, *tables)
         store.remember_request(req_key, key)

@@ -67,7 +67,7 @@ class _Segment:
         return len(self.suffix) + len(self.probes) * m
 
 
-def _steps(req: ProbeRequest) -> list[tuple[int, int]]:
+def step_spans(req: ProbeRequest) -> list[tuple[int, int]]:
     bounds = sorted(set(int(c) for c in req.boundary_cuts))
     if len(bounds) < 2:
         raise ValueError("ablation needs at least one step (two boundary cuts)")
@@ -85,13 +85,13 @@ def _segments(req: ProbeRequest, every_boundary: bool) -> list[_Segment]:
     K, n = len(bounds), len(traj)
     full_targets = range(K) if every_boundary else [K - 1]
     segments = [_Segment(-1, P + bounds[b], [], [(b, 0)]) for b in full_targets]
-    for k, (s, e) in enumerate(_steps(req)):
+    for k, (s, e) in enumerate(step_spans(req)):
         targets = [b for b in range(K) if bounds[b] >= e] if every_boundary else [K - 1]
         segments.append(_Segment(k, P + s, traj[e:n], [(b, bounds[b] - e) for b in targets]))
     return segments
 
 
-class _PrefixCache:
+class PrefixCache:
     """The prefill's KV cache shown to one forward as views of its first ``length`` keys."""
 
     def __init__(self, cache):
@@ -175,7 +175,7 @@ def ablate(
     """Fast ablation importance: shared-prefix KV cache, suffixes packed several per forward."""
     arch = locate(model)
     bounds = np.array(sorted(set(int(c) for c in req.boundary_cuts)), dtype=np.int64)
-    steps = _steps(req)
+    steps = step_spans(req)
     device = next(model.parameters()).device
     dtype = next(model.parameters()).dtype
     m_t, probe = len(req.template_ids), req.probe_ids
@@ -188,7 +188,7 @@ def ablate(
 
     t0 = time.perf_counter()
     context = torch.tensor([req.prompt_ids + list(req.trajectory_ids)], device=device)
-    prefix = _PrefixCache(arch.base(input_ids=context, use_cache=True).past_key_values)
+    prefix = PrefixCache(arch.base(input_ids=context, use_cache=True).past_key_values)
     timings["prefill_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -250,7 +250,7 @@ def ablate(
 def ablate_naive(model: torch.nn.Module, req: ProbeRequest, *, every_boundary: bool = False) -> AblationResult:
     """Reference: rebuild ``prompt + t[:s_k] + t[e_k:c] + template + answer`` and score it from scratch."""
     bounds = np.array(sorted(set(int(c) for c in req.boundary_cuts)), dtype=np.int64)
-    steps = _steps(req)
+    steps = step_spans(req)
     device = next(model.parameters()).device
     m_t, m = len(req.template_ids), len(req.probe_ids)
     answer = torch.tensor(req.answer_ids, device=device)

@@ -61,6 +61,8 @@ INDEX_COLUMNS = (
     "initial_loss",
     "created",
     "label",
+    "parent",  # branches (issue 13): the run this one branched from, and the step it branched at
+    "branch_at",
 )
 
 
@@ -215,6 +217,10 @@ class RunStore:
                 "final_loss REAL, initial_loss REAL, created REAL, label TEXT)"
             )
             con.execute("CREATE TABLE IF NOT EXISTS requests (request TEXT PRIMARY KEY, key TEXT)")
+            have = {row[1] for row in con.execute("PRAGMA table_info(runs)")}
+            for column, kind in (("parent", "TEXT"), ("branch_at", "INTEGER")):  # indexes from before branches
+                if column not in have:
+                    con.execute(f"ALTER TABLE runs ADD COLUMN {column} {kind}")
 
     def _index_row(self, meta: dict) -> tuple:
         summary = meta.get("summary", {})
@@ -231,6 +237,8 @@ class RunStore:
             summary.get("initial_loss"),
             meta.get("created"),
             meta.get("label", ""),
+            meta.get("parent"),
+            meta.get("branch_at"),
         )
 
     def _index_put(self, meta: dict) -> None:
@@ -426,6 +434,12 @@ class RunStore:
             con.execute("DELETE FROM runs WHERE key = ?", (key,))
             con.execute("DELETE FROM requests WHERE key = ?", (key,))
         return existed
+
+    def children(self, key: str) -> list[str]:
+        """Keys of the runs that branched from ``key`` (index column ``parent``), oldest first."""
+        with self._db() as con:
+            rows = con.execute("SELECT key FROM runs WHERE parent = ? ORDER BY created", (check_key(key),)).fetchall()
+        return [r[0] for r in rows]
 
     def cleanup_tmp(self, older_than_s: float = 3600) -> int:
         """Remove temp dirs left by killed writers; returns how many were removed."""
