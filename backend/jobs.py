@@ -197,7 +197,11 @@ def run_question(
             "created": time.time(),
         }
         if req.branch:
-            meta_extra |= {"parent": req.branch["parent"], "branch_at": int(req.branch["branch_at"]), "branch": req.branch}
+            meta_extra |= {
+                "parent": req.branch["parent"],
+                "branch_at": int(req.branch["branch_at"]),
+                "branch": req.branch,
+            }
         tables = _tables(req, loaded, built, result, answer, answer_source, meta_extra)
         store.write(key, *tables)
         store.remember_request(req_key, key)

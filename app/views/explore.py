@@ -241,6 +241,11 @@ def _render() -> None:
         _cursor_views(view, redraw)
 
     cursor_views()
+    if not url.present:  # issue 13: importance strip and branches (app/panels/), below the linked views
+        from app.panels import branches, importance
+
+        importance.render(store, run, st.session_state.get(CURSOR, step), lambda b: _go_to(b, n_steps))
+        branches.render(store, run, st.session_state.get(CURSOR, step))
 
 
 @dataclass

@@ -169,7 +169,9 @@ def probe_attention(
 
 
 @torch.inference_mode()
-def probe_attention_naive(model: torch.nn.Module, req: ProbeRequest, *, every_boundary: bool = False) -> AttentionResult:
+def probe_attention_naive(
+    model: torch.nn.Module, req: ProbeRequest, *, every_boundary: bool = False
+) -> AttentionResult:
     """Reference: one eager forward over ``prompt + t[:c] + template + answer`` per cut."""
     steps = step_spans(req)
     bounds = sorted(set(int(c) for c in req.boundary_cuts))

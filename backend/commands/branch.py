@@ -25,9 +25,7 @@ def cmd_branch(args) -> int:
             raise InputError(f"cannot read edit file {args.edit_file}: {exc}") from None
         cost = branching.estimate(run, args.step, 1, args.max_new_tokens, regenerate=args.regenerate)
         print(_cost_line(cost), file=sys.stderr)
-        outcomes = [
-            branching.edit(store, args.key, args.step, text, regenerate=args.regenerate, settings=settings)
-        ]
+        outcomes = [branching.edit(store, args.key, args.step, text, regenerate=args.regenerate, settings=settings)]
     else:
         if args.regenerate:
             raise InputError("--regenerate goes with --edit-file (resampled branches are always generated)")

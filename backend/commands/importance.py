@@ -29,7 +29,9 @@ def cmd_importance(args) -> int:
         att = "" if head[k] is None else f"{head[k]:9.4f}"
         print(f"{k:5d}  {payload['ablation'][k]:+8.4f}  {att:>9}  {texts[k].strip()[:60]}")
     if payload["attention"]:
-        heads = ", ".join(f"L{h['layer']}H{h['head']} ({h['kurtosis']:.1f})" for h in payload["attention"]["receiver_heads"])
+        heads = ", ".join(
+            f"L{h['layer']}H{h['head']} ({h['kurtosis']:.1f})" for h in payload["attention"]["receiver_heads"]
+        )
         print(f"receiver heads (kurtosis): {heads}")
     print(f"ablation {payload['timings']['ablate_s']:.2f} s", file=sys.stderr)
     return 0
