@@ -53,6 +53,14 @@ def _check_sampling(samples: int, settings: GenerationSettings) -> None:
         raise InputError(f"--top-p {settings.top_p} must lie in (0, 1]")
 
 
+def validate(run: RunData, step: int, samples: int, settings: GenerationSettings) -> None:
+    """Every limit of a branch request, checked before any model work (one-line ``InputError``)."""
+    _check_step(run, step)
+    _check_sampling(samples, settings)
+    if settings.greedy and samples > 1:
+        raise InputError("--temperature 0 is greedy: every sample would be the same; use --temperature > 0")
+
+
 def prefix_text(run: RunData, step: int) -> str:
     """The trajectory text before step ``step`` (steps are contiguous slices of it)."""
     return "".join(run.steps["text"].iloc[:step])
@@ -140,10 +148,7 @@ def resample(
     settings = settings or GenerationSettings(temperature=0.7, top_p=0.95)
     report = progress or (lambda stage, done, total: None)
     run = store.open(key)
-    _check_step(run, step)
-    _check_sampling(samples, settings)
-    if settings.greedy and samples > 1:
-        raise InputError("--temperature 0 is greedy: every sample would be the same; use --temperature > 0")
+    validate(run, step, samples, settings)
     loaded = _model_for(run, loaded)
     prefix = prefix_text(run, step)
     outcomes = []

@@ -23,6 +23,7 @@ def cmd_branch(args) -> int:
             text = Path(args.edit_file).read_text(encoding="utf-8-sig")
         except (OSError, UnicodeDecodeError) as exc:
             raise InputError(f"cannot read edit file {args.edit_file}: {exc}") from None
+        branching.validate(run, args.step, 1, settings)
         cost = branching.estimate(run, args.step, 1, args.max_new_tokens, regenerate=args.regenerate)
         print(_cost_line(cost), file=sys.stderr)
         outcomes = [branching.edit(store, args.key, args.step, text, regenerate=args.regenerate, settings=settings)]
@@ -30,8 +31,7 @@ def cmd_branch(args) -> int:
         if args.regenerate:
             raise InputError("--regenerate goes with --edit-file (resampled branches are always generated)")
         samples = 1 if args.samples is None else args.samples
-        if args.temperature <= 0 and samples > 1:
-            raise InputError("--temperature 0 is greedy: every sample would be the same; use --temperature > 0")
+        branching.validate(run, args.step, samples, settings)
         cost = branching.estimate(run, args.step, samples, args.max_new_tokens)
         print(_cost_line(cost), file=sys.stderr)
         outcomes = branching.resample(store, args.key, args.step, samples, settings=settings)
