@@ -30,8 +30,8 @@ def test_compute_importance_branch_and_see_the_overlay(tmp_path, tiny_model_dir)
         browser = launch_chromium(pw)
         page = browser.new_page(viewport={"width": 1280, "height": 1600})
         page.goto(f"{url}/?run={key}&step=3", wait_until="domcontentloaded")
-        page.locator(".st-key-importance_compute button").click(timeout=90_000)
-        strip = page.locator(".st-key-importance_strip .js-plotly-plot")
+        page.locator(".st-key-importance_compute button").first.click(timeout=90_000)
+        strip = page.locator(".st-key-importance_strip .js-plotly-plot").first
         strip.wait_for(timeout=180_000)
         rows = page.evaluate(
             "() => document.querySelector('.st-key-importance_strip .js-plotly-plot').data[0].z.length"
@@ -44,14 +44,14 @@ def test_compute_importance_branch_and_see_the_overlay(tmp_path, tiny_model_dir)
         strip.scroll_into_view_if_needed()
         page.screenshot(path=str(ARTIFACTS / "importance_strip_1280.png"), full_page=True)
 
-        page.get_by_text("Branch here (step 2)").click()
-        page.locator(".st-key-branch_samples input").fill("1")
-        page.locator(".st-key-branch_samples input").press("Enter")
-        page.locator(".st-key-branch_max_new input").fill("8")
-        page.locator(".st-key-branch_max_new input").press("Enter")
+        page.get_by_text("Branch here (step 2)").first.click()
+        page.locator(".st-key-branch_samples input").first.fill("1")
+        page.locator(".st-key-branch_samples input").first.press("Enter")
+        page.locator(".st-key-branch_max_new input").first.fill("8")
+        page.locator(".st-key-branch_max_new input").first.press("Enter")
         page.get_by_text("8 tokens to generate", exact=False).wait_for(timeout=60_000)  # the cost, told first
-        page.locator(".st-key-branch_start button").click()
-        overlay = page.locator(".st-key-branch_overlay .js-plotly-plot")
+        page.locator(".st-key-branch_start button").first.click()
+        overlay = page.locator(".st-key-branch_overlay .js-plotly-plot").first
         overlay.wait_for(timeout=180_000)
         names = page.evaluate(
             "() => document.querySelector('.st-key-branch_overlay .js-plotly-plot').data.map(t => t.name)"
