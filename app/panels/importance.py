@@ -13,6 +13,7 @@ from backend.branching import counterfactual
 from backend.plots import importance as plots
 
 TABLE = "importance_table"
+LAST_PICK = "importance_last_pick"  # the table row already jumped to
 
 
 def _loaded(run):
@@ -61,10 +62,11 @@ def render(store, run, cursor: int, go_to: Callable[[int], None]) -> None:
         width="stretch",
     )
     selected = list(getattr(getattr(event, "selection", None), "rows", []) or [])
-    if selected:
-        step = int(table["step"].iloc[selected[0]])
-        if step + 1 != cursor:
-            go_to(step + 1)
+    picked = int(table["step"].iloc[selected[0]]) if selected else None
+    if picked != st.session_state.get(LAST_PICK):  # act once per new selection, not on every rerun
+        st.session_state[LAST_PICK] = picked
+        if picked is not None and picked + 1 != cursor:
+            go_to(picked + 1)
             st.rerun()
     if payload and payload.get("attention"):
         heads = ", ".join(f"L{h['layer']}H{h['head']}" for h in payload["attention"]["receiver_heads"])
