@@ -64,6 +64,7 @@ def importance_strip(rows: dict[str, np.ndarray], texts: list[str], cursor_step:
         height=60 + 34 * len(names),
         margin=dict(l=10, r=10, t=24, b=24),
         xaxis=dict(title=None, dtick=max(1, len(texts) // 20)),
+        yaxis=dict(autorange="reversed"),  # ablation on top, in the order of the rows
         title=dict(text="Step importance (red: the answer's loss rises without the step)", font=dict(size=13)),
     )
     return fig
