@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 import numpy as np
 from common import median_time, peak_rss_mb, trajectory_ids
@@ -28,6 +29,7 @@ def main() -> None:
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--device", default=None)
     ap.add_argument("--naive", action="store_true", help="also time the naive reference once")
+    ap.add_argument("--warmup", type=int, default=1, help="0: no warm-up call of each method")
     args = ap.parse_args()
 
     from backend.analysis.importance import ablate, ablate_naive
@@ -50,11 +52,14 @@ def main() -> None:
         proxy_layers=default_proxy_layers(locate(loaded.model).n_layers),
     )
     model = loaded.model
-    analyze(model, req)  # warm-ups
-    ablate(model, req)
-    probe_attention(model, req)
+    if args.warmup:
+        analyze(model, req)
+        ablate(model, req)
+        probe_attention(model, req)
     engine_s, _ = median_time(lambda: analyze(model, req), args.repeats)
+    print(f"engine {engine_s:.2f} s", file=sys.stderr, flush=True)  # partial results, for a loaded machine
     ablation_s, fast = median_time(lambda: ablate(model, req), args.repeats)
+    print(f"ablation {ablation_s:.2f} s ({ablation_s / engine_s:.2f}x)", file=sys.stderr, flush=True)
     attention_s, _ = median_time(lambda: probe_attention(model, req), args.repeats)
     out = {
         "model": loaded.name,
