@@ -190,9 +190,13 @@ def _add_exact_fields(run, payload: dict) -> None:
 
 
 def cmd_show(args) -> int:
-    run = _store(args).open(args.key)
+    store = _store(args)
+    run = store.open(args.key)
     payload = show_payload(run)
     if args.json:
+        from backend.branching import show_fields
+
+        payload |= show_fields(store, run)
         print(json.dumps(payload, ensure_ascii=False))
         return 0
     s = run.summary
@@ -210,6 +214,9 @@ def cmd_show(args) -> int:
 
 def cmd_rm(args) -> int:
     store = _store(args)
+    from backend.branching import confirm_orphaning
+
+    confirm_orphaning(store, args.keys, args.yes)  # asks (or refuses) before orphaning branches
     missing = [k for k in args.keys if not store.delete(k)]
     for k in missing:
         print(f"no run {k}", file=sys.stderr)
@@ -292,7 +299,13 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
 # Commands that live in their own modules: each module defines ``register(subparsers)``, which
 # adds its sub-parser(s) with ``set_defaults(func=...)``. A new command is a new module plus
 # one line here; its module imports heavy libraries inside the command function only.
-COMMAND_MODULES: tuple[str, ...] = ("backend.commands.jobs", "backend.commands.exact", "backend.commands.stats")
+COMMAND_MODULES: tuple[str, ...] = (
+    "backend.commands.jobs",
+    "backend.commands.exact",
+    "backend.commands.stats",
+    "backend.commands.importance",
+    "backend.commands.branch",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -356,6 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("rm", help="delete runs")
     p.add_argument("keys", nargs="+")
+    p.add_argument("--yes", action="store_true", help="delete even if branches of it would be orphaned")
     p.set_defaults(func=cmd_rm)
 
     for module in COMMAND_MODULES:

@@ -70,6 +70,8 @@ class RunRequest:
     generator_model: str | None = None  # the model name that server serves
     device: str | None = None  # scorer placement: None = CUDA if available, else CPU
     dtype: str | None = None  # scorer dtype: None = bf16 on CUDA, fp32 on CPU
+    # a branch of another run (issue 13): {"parent": key, "branch_at": step, "kind": ..., settings}; in the key
+    branch: dict | None = None
 
     def validate(self) -> None:
         if not isinstance(self.question, str) or not self.question.strip():
@@ -123,7 +125,8 @@ def request_key(req: RunRequest, fingerprint: str) -> str:
 
 
 def _settings(req: RunRequest) -> dict:
-    return {
+    branch = {"branch": req.branch} if req.branch else {}  # absent for ordinary runs: their keys stay as pinned
+    return branch | {
         "template": req.template,
         "segmentation": req.segmentation,
         "cuts": req.cuts,
@@ -217,6 +220,12 @@ def run_question(
             Meta.WARNINGS: warnings,
             Meta.CREATED: time.time(),
         }
+        if req.branch:
+            meta_extra |= {
+                Meta.PARENT: req.branch["parent"],
+                Meta.BRANCH_AT: int(req.branch["branch_at"]),
+                Meta.BRANCH: req.branch,
+            }
         tables = _tables(req, loaded, built, result, answer, answer_source, meta_extra)
         store.write(key, *tables)
         store.remember_request(req_key, key)

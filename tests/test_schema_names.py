@@ -39,7 +39,7 @@ def test_columns_are_pinned():
     assert schema.LENS_COLUMNS == ("boundary", "cut", "layer", "nll", "p_answer", "top_tokens", "top_probs")
     assert schema.INDEX_COLUMNS == (
         "key", "question", "model", "answer", "answer_source", "correct", "n_tokens", "n_steps", "final_loss",
-        "initial_loss", "created", "label", "predicted_answer", "grader",
+        "initial_loss", "created", "label", "predicted_answer", "grader", "parent", "branch_at",
     )  # fmt: skip
     assert schema.STATUS_COLUMNS == ("status", "cause")
     assert (schema.STATUS_OK, schema.STATUS_DAMAGED) == ("ok", "damaged")
@@ -52,7 +52,7 @@ def test_meta_fields_are_pinned():
             "model", "prompt", "trajectory", "template", "segmentation", "cuts", "generation", "proxy_layers",
             "answer_ids", "first_answer_cut", "truncated_tokens", "reflections", "timings", "summary",
             "analysis_version", "response", "trajectory_source", "think_format", "predicted_answer", "correct",
-            "grader", "segmenter_version", "generator", "warnings",
+            "grader", "segmenter_version", "generator", "parent", "branch_at", "branch", "warnings",
         ),
         "ModelMeta": ("name", "fingerprint", "class", "n_layers", "d_model", "vocab_size", "dtype", "device"),
         "SummaryMeta": ("n_tokens", "n_steps", "n_cuts", "initial_loss", "final_loss"),

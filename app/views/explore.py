@@ -200,6 +200,11 @@ def _render() -> None:
     cursor_views()
     if not view.redraw:
         _mount_stepper(view)
+    if not url.present:  # issue 13: importance strip and branches (app/panels/), below the linked views
+        from app.panels import branches, importance
+
+        importance.render(store, run, st.session_state.get(CURSOR, step), lambda b: _go_to(b, n_steps))
+        branches.render(store, run, st.session_state.get(CURSOR, step))
 
 
 def _sidebar(run, key: str, space: str, layers: list[int], layer, n_steps: int, present: bool) -> state.ExploreSettings:

@@ -243,6 +243,30 @@ class MetaView:
         return None if value is None else str(value)
 
     @property
+    def think_format(self) -> bool:
+        return bool(self.meta.get(Meta.THINK_FORMAT))
+
+    @property
+    def cuts(self) -> str:
+        return str(self.meta.get(Meta.CUTS, "all"))
+
+    @property
+    def parent(self) -> str | None:
+        """A branch: the run it branched from (None for an ordinary run)."""
+        value = self.meta.get(Meta.PARENT)
+        return None if value is None else str(value)
+
+    @property
+    def branch_at(self) -> int | None:
+        value = self.meta.get(Meta.BRANCH_AT)
+        return None if value is None else int(value)
+
+    @property
+    def branch(self) -> dict:
+        """A branch: how it was made (kind, generation settings); empty for an ordinary run."""
+        return dict(self.meta.get(Meta.BRANCH) or {})
+
+    @property
     def timings(self) -> dict[str, float]:
         return dict(self.meta.get(Meta.TIMINGS) or {})
 
@@ -423,6 +447,10 @@ class RunStore:
                 if column not in present:
                     con.execute(f"ALTER TABLE runs ADD COLUMN {column} TEXT")
             con.execute("CREATE TABLE IF NOT EXISTS requests (request TEXT PRIMARY KEY, key TEXT)")
+            have = {row[1] for row in con.execute("PRAGMA table_info(runs)")}
+            for column, kind in (("parent", "TEXT"), ("branch_at", "INTEGER")):  # indexes from before branches
+                if column not in have:
+                    con.execute(f"ALTER TABLE runs ADD COLUMN {column} {kind}")
 
     def _index_row(self, meta: dict) -> tuple:
         summary = meta.get(Meta.SUMMARY, {})
@@ -441,6 +469,8 @@ class RunStore:
             meta.get(Meta.LABEL, ""),
             meta.get(Meta.PREDICTED_ANSWER),
             meta.get(Meta.GRADER),
+            meta.get(Meta.PARENT),
+            meta.get(Meta.BRANCH_AT),
         )
 
     def _index_put(self, meta: dict) -> None:
@@ -804,6 +834,12 @@ class RunStore:
                 con.execute("DELETE FROM runs WHERE key = ?", (key,))
                 con.execute("DELETE FROM requests WHERE key = ?", (key,))
         return existed
+
+    def children(self, key: str) -> list[str]:
+        """Keys of the runs that branched from ``key`` (index column ``parent``), oldest first."""
+        with self._db() as con:
+            rows = con.execute("SELECT key FROM runs WHERE parent = ? ORDER BY created", (check_key(key),)).fetchall()
+        return [r[0] for r in rows]
 
     def cleanup_tmp(self, older_than_s: float = 3600) -> int:
         """Remove temp dirs left by killed writers; returns how many were removed."""

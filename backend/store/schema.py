@@ -101,6 +101,9 @@ class Meta:
     GRADER: Final = "grader"  # which grader decided ``correct`` (backend.analysis.grading)
     SEGMENTER_VERSION: Final = "segmenter_version"
     GENERATOR: Final = "generator"  # {"kind": local|imported|openai, ...}
+    PARENT: Final = "parent"  # a branch: the run it branched from (backend.branching)
+    BRANCH_AT: Final = "branch_at"  # a branch: the step boundary it branched at
+    BRANCH: Final = "branch"  # a branch: how it was made (resample / edit, settings)
     WARNINGS: Final = "warnings"
 
 
@@ -156,6 +159,8 @@ INDEX_COLUMNS: Final = (  # index.sqlite table ``runs``
     "label",
     "predicted_answer",
     "grader",
+    "parent",  # branches: the run this one branched from, and the step it branched at
+    "branch_at",
 )
 STATUS_COLUMNS: Final = ("status", "cause")  # added by ``RunStore.list_runs`` (not stored)
 STATUS_OK: Final = "ok"

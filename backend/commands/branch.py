@@ -1,0 +1,61 @@
+"""``raml branch KEY --step K --samples N`` (resample) or ``--edit-file F [--regenerate]`` (edit)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from backend.errors import InputError
+
+
+def cmd_branch(args) -> int:
+    from backend import branching
+    from backend.engine.trajectory import GenerationSettings
+    from backend.store.runs import RunStore
+
+    store = RunStore(args.cache_dir)
+    run = store.open(args.key)
+    settings = GenerationSettings(args.max_new_tokens, args.temperature, args.top_p, args.seed)
+    if args.edit_file is not None:
+        if args.samples is not None:
+            raise InputError("--samples and --edit-file exclude each other (an edit is one branch)")
+        try:
+            text = Path(args.edit_file).read_text(encoding="utf-8-sig")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputError(f"cannot read edit file {args.edit_file}: {exc}") from None
+        branching.validate(run, args.step, 1, settings)
+        cost = branching.estimate(run, args.step, 1, args.max_new_tokens, regenerate=args.regenerate)
+        print(_cost_line(cost), file=sys.stderr)
+        outcomes = [branching.edit(store, args.key, args.step, text, regenerate=args.regenerate, settings=settings)]
+    else:
+        if args.regenerate:
+            raise InputError("--regenerate goes with --edit-file (resampled branches are always generated)")
+        samples = 1 if args.samples is None else args.samples
+        branching.validate(run, args.step, samples, settings)
+        cost = branching.estimate(run, args.step, samples, args.max_new_tokens)
+        print(_cost_line(cost), file=sys.stderr)
+        outcomes = branching.resample(store, args.key, args.step, samples, settings=settings)
+    for outcome in outcomes:
+        print(outcome.key)
+    return 0
+
+
+def _cost_line(cost: dict) -> str:
+    return (
+        f"branching: {cost['samples']} run(s), {cost['generated_tokens']} tokens to generate, "
+        f"{cost['analysed_tokens']} to analyse, about {cost['seconds']:.0f} s"
+    )
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("branch", help="branch a run at a step: resample it or replace it with your text")
+    p.add_argument("key")
+    p.add_argument("--step", type=int, required=True, help="the step resampled or replaced (0-based)")
+    p.add_argument("--samples", type=int, default=None, help="resampled continuations (default 1)")
+    p.add_argument("--edit-file", default=None, help="text that replaces the step")
+    p.add_argument("--regenerate", action="store_true", help="with --edit-file: regenerate the rest")
+    p.add_argument("--temperature", type=float, default=0.7, help="0 = greedy")
+    p.add_argument("--top-p", type=float, default=0.95)
+    p.add_argument("--seed", type=int, default=0, help="sample i uses seed + i")
+    p.add_argument("--max-new-tokens", type=int, default=256)
+    p.set_defaults(func=cmd_branch)

@@ -1,0 +1,103 @@
+"""Figures for step importance and branches (issue 13): the importance strip aligned with the
+steps, and branch loss curves overlaid on the parent's in the same axes. Pure plotly."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+STRIP_ROWS = {"ablation": "ablation ΔL̂", "attention": "attention", "resampling": "resampling ΔL̂"}
+
+
+def strip_rows(n_steps: int, importance: dict | None, counterfactual: list[dict] | None) -> dict[str, np.ndarray]:
+    """The strip's rows ``[S]`` each, NaN where a step has no value (no branches at it, ...)."""
+    rows: dict[str, np.ndarray] = {}
+    if importance:
+        rows["ablation"] = np.array([np.nan if v is None else v for v in importance["ablation"]], dtype=float)
+        if importance.get("attention"):
+            att = importance["attention"]["head_mean"]
+            rows["attention"] = np.array([np.nan if v is None else v for v in att], dtype=float)
+    if counterfactual:
+        values = np.full(n_steps, np.nan)
+        for row in counterfactual:
+            if row["loss_delta"] is not None and 0 <= row["step"] < n_steps:
+                values[row["step"]] = row["loss_delta"]
+        rows["resampling"] = values
+    return rows
+
+
+def importance_strip(rows: dict[str, np.ndarray], texts: list[str], cursor_step: int | None = None) -> go.Figure:
+    """One heatmap row per measure, one column per step; each row scaled to its own max |value|
+    so the measures (nats, attention mass) share one colour bar of ranks of strength."""
+    names = list(rows)
+    z, hover = [], []
+    for name in names:
+        values = rows[name]
+        scale = np.nanmax(np.abs(values)) if np.isfinite(values).any() else 1.0
+        z.append(values / (scale or 1.0))
+        hover.append(
+            [
+                f"step {k}: {STRIP_ROWS[name]} = {'—' if not np.isfinite(v) else f'{v:+.4f}'}<br>{texts[k][:80]}"
+                for k, v in enumerate(values)
+            ]
+        )
+    fig = go.Figure(
+        go.Heatmap(
+            z=z,
+            x=list(range(len(texts))),
+            y=[STRIP_ROWS[n] for n in names],
+            text=hover,
+            hoverinfo="text",
+            colorscale="RdBu_r",
+            zmid=0,
+            zmin=-1,
+            zmax=1,
+            showscale=False,
+            xgap=1,
+            ygap=2,
+        )
+    )
+    if cursor_step is not None:
+        fig.add_vline(x=cursor_step, line_color="black", line_width=2)
+    fig.update_layout(
+        height=60 + 34 * len(names),
+        margin=dict(l=10, r=10, t=24, b=24),
+        xaxis=dict(title=None, dtick=max(1, len(texts) // 20)),
+        yaxis=dict(autorange="reversed"),  # ablation on top, in the order of the rows
+        title=dict(text="Step importance (red: the answer's loss rises without the step)", font=dict(size=13)),
+    )
+    return fig
+
+
+def top_steps_table(rows: dict[str, np.ndarray], texts: list[str]) -> pd.DataFrame:
+    """One row per step: its measures and text, most important (ablation) first."""
+    df = pd.DataFrame({"step": range(len(texts))} | {STRIP_ROWS[k]: v for k, v in rows.items()})
+    df["text"] = [t.strip()[:120] for t in texts]
+    if "ablation" in rows:
+        df = df.sort_values(STRIP_ROWS["ablation"], ascending=False, na_position="last")
+    return df.reset_index(drop=True)
+
+
+def branch_overlay(
+    parent: pd.DataFrame, branches: list[tuple[str, pd.DataFrame]], branch_cut: int | None = None
+) -> go.Figure:
+    """L̂ per cut point of the parent and of each branch, on one x axis of trajectory tokens
+    (a branch shares the parent's tokens up to where it branched)."""
+    fig = go.Figure()
+    fig.add_trace(
+        go.Scatter(x=parent["cut"], y=parent["loss"], name="parent", mode="lines", line=dict(color="black", width=2.5))
+    )
+    for label, tokens in branches:
+        fig.add_trace(go.Scatter(x=tokens["cut"], y=tokens["loss"], name=label, mode="lines", line=dict(width=1.5)))
+    if branch_cut is not None:
+        fig.add_vline(x=branch_cut, line_dash="dot", line_color="grey")
+    fig.update_layout(
+        height=340,
+        margin=dict(l=10, r=10, t=30, b=40),
+        xaxis_title="trajectory tokens read (cut point c)",
+        yaxis_title="L̂ (nats)",
+        title=dict(text="Branches: answer loss against the parent's", font=dict(size=13)),
+        legend=dict(orientation="h", y=-0.25),
+    )
+    return fig
