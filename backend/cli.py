@@ -18,6 +18,7 @@ from backend import __version__
 from backend.errors import RamlError
 
 EXIT_INPUT = 2
+LIGHT_COMMANDS = frozenset({"ls", "show", "rm", "export"})  # no torch: threads left alone
 
 
 def _store(args):
@@ -309,6 +310,10 @@ def main(argv: list[str] | None = None) -> int:
         except ImportError:
             pass
     try:
+        if args.command not in LIGHT_COMMANDS:
+            from backend.engine.threads import configure_torch_threads
+
+            configure_torch_threads()  # from the cores really available (affinity, cgroup quota, env)
         return args.func(args)
     except RamlError as exc:
         print(f"error: {exc}", file=sys.stderr)

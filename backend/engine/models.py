@@ -222,6 +222,7 @@ def _load_uncached(spec: ModelSpec, trust_remote_code: bool, device: str | None,
         model.to(dev)  # type: ignore[arg-type]
     model.eval()
     _check_causal(spec.name, model)
+    check_model_readout(spec.name, model)
     if getattr(tokenizer, "pad_token_id", None) is None and getattr(tokenizer, "eos_token", None):
         tokenizer.pad_token = tokenizer.eos_token
     param = next(model.parameters())
@@ -259,6 +260,15 @@ def _check_causal(name: str, model: torch.nn.Module) -> None:
             f"{name} is not a causal language model: its output at a position depends on later tokens "
             f"({type(model).__name__}, e.g. an encoder like BERT)"
         )
+
+
+def check_model_readout(name: str, model: torch.nn.Module) -> None:
+    """The lens must reproduce the model's own logits (backend.engine.lens.check_readout)."""
+    from backend.engine.architecture import locate
+    from backend.engine.lens import check_readout
+
+    arch = locate(model)
+    check_readout(name, model, arch.lens, arch.layers[-1])
 
 
 def _check_gguf_header(path: Path) -> None:
