@@ -7,15 +7,16 @@ stdout line so scripts can capture it.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
 import logging
 import os
 import sys
-from pathlib import Path
 
 from backend import __version__
-from backend.errors import RamlError
+from backend.errors import InputError, RamlError
+from backend.io.terminal import printable
 
 EXIT_INPUT = 2
 LIGHT_COMMANDS = frozenset({"ls", "show", "rm", "export"})  # no torch: threads left alone
@@ -50,6 +51,8 @@ def _request_from(args, question, answer=None, trajectory=None, label="", seed=N
         truncate=args.truncate,
         trust_remote_code=args.trust_remote_code,
         label=label,
+        max_answer_tokens=args.max_answer_tokens,
+        max_question_tokens=args.max_question_tokens,
     )
 
 
@@ -82,14 +85,12 @@ class _Bars:
 
 
 def cmd_run(args) -> int:
+    from backend.engine.limits import read_trajectory_file
     from backend.jobs import run_question
 
     trajectory = None
-    if args.trajectory_file:
-        try:
-            trajectory = Path(args.trajectory_file).read_text(encoding="utf-8-sig")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise RamlError(f"cannot read trajectory file {args.trajectory_file}: {exc}") from None
+    if args.trajectory_file:  # refused by its size before it is read
+        trajectory = read_trajectory_file(args.trajectory_file, args.max_trajectory_mb)
     bars = _Bars(not args.quiet)
     try:
         outcome = run_question(
@@ -100,7 +101,7 @@ def cmd_run(args) -> int:
     state = "cache hit" if outcome.cached else "computed"
     print(f"{state} in {outcome.seconds:.2f} s", file=sys.stderr)
     for w in outcome.warnings:
-        print(f"warning: {w}", file=sys.stderr)
+        print(f"warning: {printable(w)}", file=sys.stderr)
     print(outcome.key)
     return 0
 
@@ -108,6 +109,9 @@ def cmd_run(args) -> int:
 def cmd_batch(args) -> int:
     from backend.scale.batch import run_batch
 
+    if args.limit is not None and args.limit < 1:
+        raise InputError(f"--limit {args.limit} must be at least 1 (leave --limit out to run every question)")
+    _request_from(args, "options check").validate()  # shared options: refused once, before any line runs
     return run_batch(args, _request_from, _store(args))
 
 
@@ -122,6 +126,8 @@ def cmd_ls(args) -> int:
     cols = ["key", "model", "n_tokens", "n_steps", "final_loss", "correct", "question"]
     view = df[cols].copy()
     view["question"] = view["question"].str.slice(0, 50)
+    for col in ("model", "question"):  # user text: control characters escaped
+        view[col] = view[col].map(printable)
     print(view.to_string(index=False))
     return 0
 
@@ -164,24 +170,32 @@ def cmd_show(args) -> int:
         print(json.dumps(payload, ensure_ascii=False))
         return 0
     s = run.meta["summary"]
-    print(f"run      {run.key}\nmodel    {payload['model']}\nquestion {payload['question']}")
+    p = {k: printable(v) for k, v in payload.items() if k in ("model", "question", "answer", "answer_source")}
+    print(f"run      {run.key}\nmodel    {p['model']}\nquestion {p['question']}")
     print(
-        f"answer   {payload['answer']} ({payload['answer_source']}), predicted {payload['predicted_answer']!r}, "
+        f"answer   {p['answer']} ({p['answer_source']}), predicted {payload['predicted_answer']!r}, "
         f"correct={payload['correct']}"
     )
     print(f"tokens   {s['n_tokens']}, steps {s['n_steps']}, loss {s['initial_loss']:.3f} -> {s['final_loss']:.3f} nats")
     for st in payload["steps"]:
         flag = " [reflection]" if st["reflection"] else ""
-        print(f"  {st['index']:3d}  L={st['loss']:.3f}  {st['text'].strip()[:70]!s}{flag}")
+        print(f"  {st['index']:3d}  L={st['loss']:.3f}  {printable(st['text'].strip()[:70])}{flag}")
     return 0
 
 
 def cmd_rm(args) -> int:
+    """All or nothing: every key is checked (format, then presence) before any run is deleted."""
+    from backend.store.runs import check_key
+
     store = _store(args)
-    missing = [k for k in args.keys if not store.delete(k)]
-    for k in missing:
-        print(f"no run {k}", file=sys.stderr)
-    return 1 if missing else 0
+    for k in args.keys:
+        check_key(k)
+    missing = [k for k in dict.fromkeys(args.keys) if not store.path(k).exists()]
+    if missing:
+        raise InputError(f"no run {', '.join(missing)} in {args.cache_dir}: nothing deleted")
+    for k in dict.fromkeys(args.keys):
+        store.delete(k)
+    return 0
 
 
 def cmd_export(args) -> int:
@@ -232,6 +246,16 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trust-remote-code", action="store_true")
     p.add_argument("--force", action="store_true", help="recompute even if cached")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    from backend.engine import limits
+
+    p.add_argument(
+        "--max-answer-tokens",
+        type=int,
+        default=limits.DEFAULT_MAX_ANSWER_TOKENS,
+        help="longest reference answer (tokens); the readout's memory grows with it",
+    )
+    p.add_argument("--max-question-tokens", type=int, default=limits.DEFAULT_MAX_QUESTION_TOKENS)
+    p.add_argument("--max-trajectory-mb", type=float, default=limits.DEFAULT_MAX_TRAJECTORY_MB)
 
 
 # Commands that live in their own modules: each module defines ``register(subparsers)``, which
@@ -262,7 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", type=int, default=1, help="K sampled trajectories per question")
     p.add_argument("--engine", choices=("local", "ray"), default="local")
     p.add_argument("--address", default=None, help="Ray cluster address (default: start a local one)")
-    p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--limit", type=int, default=None, help="first N questions only (N >= 1)")
     p.add_argument("--question-field", default="question")
     p.add_argument("--answer-field", default="answer")
     _add_run_options(p)
@@ -295,6 +319,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@contextlib.contextmanager
+def _progress_bars_silenced(quiet: bool):
+    """--quiet: every tqdm bar off while the command runs, libraries' included (transformers' GGUF
+    conversion draws a plain ``tqdm.auto`` bar that its own switch does not reach)."""
+    if not quiet:
+        yield
+        return
+    import functools
+
+    import tqdm
+
+    original = tqdm.tqdm.__init__
+    tqdm.tqdm.__init__ = functools.partialmethod(original, disable=True)  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        tqdm.tqdm.__init__ = original  # type: ignore[method-assign]
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
@@ -314,12 +357,13 @@ def main(argv: list[str] | None = None) -> int:
             from backend.engine.threads import configure_torch_threads
 
             configure_torch_threads()  # from the cores really available (affinity, cgroup quota, env)
-        return args.func(args)
+        with _progress_bars_silenced(getattr(args, "quiet", False)):
+            return args.func(args)
     except RamlError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {printable(exc)}", file=sys.stderr)
         return EXIT_INPUT
     except OSError as exc:  # e.g. an output path that cannot be written
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {printable(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -135,3 +135,16 @@ def test_load_checks_the_readout_once(tmp_path, monkeypatch, smol_tokenizer):
         models.load_model(str(tmp_path))
     assert "\n" not in str(err.value)
     models._loaded.clear()
+
+
+@pytest.mark.parametrize("model_type", ["mistral", "gemma2"])
+def test_a_sliding_window_shorter_than_the_sequence_is_refused(model_type):
+    """The engine's mask is full attention; with a window of 8 tokens it would be wrong, so it refuses."""
+    from backend.errors import InputError
+
+    extra = FAMILIES[model_type] | {"sliding_window": 8}
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_config(AutoConfig.for_model(model_type, **(COMMON | extra))).eval()
+    with pytest.raises(InputError, match="sliding window of 8 tokens"):
+        analyze(model, _request(model))

@@ -15,6 +15,7 @@ import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -145,19 +146,104 @@ def resolve(name: str) -> ModelSpec:
     return ModelSpec(name, Path(snapshot), hub_id=name)
 
 
+MAX_CONFIG_BYTES = 4 << 20  # a config.json is a few KB; anything this large is not one
+
+
+def read_config_json(directory: Path) -> dict:
+    """``config.json`` of a model folder as a dict; one-line ``ModelLoadError`` for a missing,
+    huge, binary, invalid or absurdly nested file (never a traceback)."""
+    path = directory / "config.json"
+    if not path.is_file():
+        raise ModelLoadError(f"{directory} is not a model directory: config.json is missing")
+    try:
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            raise ModelLoadError(f"{path}: {path.stat().st_size} bytes is too large for a model config")
+        config = json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ModelLoadError(f"{path}: not a text file (invalid UTF-8), so not a model config") from None
+    except RecursionError:
+        raise ModelLoadError(f"{path}: JSON nested too deeply to be a model config") from None
+    except json.JSONDecodeError as exc:
+        raise ModelLoadError(f"{path}: invalid JSON at line {exc.lineno} column {exc.colno} ({exc.msg})") from None
+    except OSError as exc:
+        raise ModelLoadError(f"cannot read {path}: {exc.strerror}") from None
+    if not isinstance(config, dict):
+        raise ModelLoadError(f"{path}: expected a JSON object, got {type(config).__name__}")
+    return config
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """What the limits need from a model, read from its config without loading weights."""
+
+    n_layers: int | None
+    max_context: int | None
+
+
+def _first_int(config: dict, names: tuple[str, ...]) -> int | None:
+    for source in (config.get("text_config"), config):
+        if isinstance(source, dict):
+            for name in names:
+                value = source.get(name)
+                if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+                    return value
+    return None
+
+
+def read_shape(spec: ModelSpec) -> ModelShape:
+    """Layers and context length from ``config.json`` (or GGUF metadata), without the weights."""
+    assert spec.directory is not None
+    if spec.gguf_file:
+        _check_gguf_header(spec.directory / spec.gguf_file)
+        try:
+            from transformers import AutoConfig
+
+            config = AutoConfig.from_pretrained(str(spec.directory), gguf_file=spec.gguf_file).to_dict()
+        except Exception as exc:
+            raise ModelLoadError(f"cannot read the config of {spec.name}: {type(exc).__name__}") from None
+    else:
+        config = read_config_json(spec.directory)
+    return ModelShape(
+        n_layers=_first_int(config, ("num_hidden_layers", "n_layer", "num_layers")),
+        max_context=_first_int(config, ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length")),
+    )
+
+
+_tokenizers: dict[tuple, Any] = {}
+
+
+def load_tokenizer(spec: ModelSpec, trust_remote_code: bool = False):
+    """The tokenizer alone (seconds, not the model's minute): limits are checked with it before
+    the weights load. Cached per process; ``load_model`` reuses it."""
+    from transformers import AutoTokenizer
+
+    assert spec.directory is not None
+    key = (spec.directory, spec.gguf_file, trust_remote_code)
+    if key not in _tokenizers:
+        if not spec.gguf_file:
+            _check_directory_is_safe(spec, trust_remote_code)
+        else:
+            _check_gguf_header(spec.directory / spec.gguf_file)
+        kwargs: dict = {"trust_remote_code": trust_remote_code}
+        if spec.gguf_file:
+            kwargs["gguf_file"] = spec.gguf_file
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(str(spec.directory), **kwargs)
+        except Exception as exc:
+            msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise ModelLoadError(f"cannot load the tokenizer of {spec.name}: {msg[:300]}") from None
+        if getattr(tokenizer, "pad_token_id", None) is None and getattr(tokenizer, "eos_token", None):
+            tokenizer.pad_token = tokenizer.eos_token
+        _tokenizers.clear()  # one at a time, like models
+        _tokenizers[key] = tokenizer
+    return _tokenizers[key]
+
+
 def _check_directory_is_safe(spec: ModelSpec, trust_remote_code: bool) -> None:
     """Refuse pickle-only checkpoints, remote code (unless allowed), and non-model folders."""
     d = spec.directory
     assert d is not None
-    config_path = d / "config.json"
-    if not config_path.is_file():
-        raise ModelLoadError(f"{d} is not a model directory: config.json is missing")
-    try:
-        config = json.loads(config_path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ModelLoadError(f"{config_path}: invalid JSON ({exc})") from None
-    if not isinstance(config, dict):
-        raise ModelLoadError(f"{config_path}: expected a JSON object")
+    config = read_config_json(d)
     if config.get("is_encoder_decoder"):
         raise ModelLoadError(f"{spec.name} is an encoder-decoder model, not a causal language model")
     tokenizer_config = d / "tokenizer_config.json"
@@ -204,8 +290,10 @@ def _load_uncached(spec: ModelSpec, trust_remote_code: bool, device: str | None,
         kwargs["device_map"] = "auto"
     src = str(spec.directory)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(
-            src, **{k: v for k, v in kwargs.items() if k in ("gguf_file", "trust_remote_code")}
+        tokenizer = _tokenizers.get((spec.directory, spec.gguf_file, trust_remote_code)) or (
+            AutoTokenizer.from_pretrained(
+                src, **{k: v for k, v in kwargs.items() if k in ("gguf_file", "trust_remote_code")}
+            )
         )
         model = AutoModelForCausalLM.from_pretrained(src, **kwargs)
     except ModelLoadError:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from backend.errors import RamlError
 from backend.io.jsonl import LineError, QuestionRecord
 from backend.io.tables import FieldMap, is_table, read_questions
+from backend.io.terminal import printable
 
 log = logging.getLogger(__name__)
 
@@ -98,13 +99,13 @@ def report(args, results: list[ItemResult], errors: list[LineError]) -> int:
         sample = f" (sample {r.item.sample})" if args.samples > 1 else ""
         lines.append((r.item.record.line, r.item.sample, f"{where(args, r.item.record)}{sample}: {r.error}"))
     for _, _, message in sorted(lines):
-        print(f"error: {message}", file=sys.stderr)
+        print(f"error: {printable(message)}", file=sys.stderr)
     done = sum(1 for r in results if r.key and not r.cached)
     hits = sum(1 for r in results if r.cached)
     print(f"{done} computed, {hits} cached, {len(failed) + len(errors)} failed", file=sys.stderr)
     for r in results:
         if r.key:
-            print(f"{r.item.record.id}\t{r.item.sample}\t{r.key}")
+            print(f"{printable(r.item.record.id)}\t{r.item.sample}\t{r.key}")
     return 1 if failed or errors else 0
 
 
