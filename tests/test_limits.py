@@ -95,7 +95,7 @@ def test_trajectory_file_refused_by_size_then_by_a_streaming_count(
     )
     code, lines = run_cli(tmp_path, capsys, *run_args(tiny_model_dir, "--trajectory-file", str(long)))
     assert code == 2 and len(lines) == 1
-    assert "trajectory has more than" in lines[0] and "use --truncate" in lines[0]
+    assert "trajectory has more than" in lines[0] and "context of 2048" in lines[0] and "use --truncate" in lines[0]
     assert len(pieces) < 10  # stopped after the first pieces, of ~100
 
 

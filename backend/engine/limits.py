@@ -160,9 +160,13 @@ def check_before_load(
     # piece boundaries may add about a token each: refuse only what is over by more than that
     slack = len(trajectory) // _PIECE_CHARS + 1
     counted, complete = count_tokens_up_to(tokenizer, trajectory, room + slack)
-    if not complete:
-        raise ContextTooLongError(
-            f"trajectory has more than {room} tokens (counted {counted} before stopping, of "
-            f"{len(trajectory)} characters) but only {room} fit in the model's context of {max_context} "
-            "with question, template and answer; use --truncate to keep its last part"
-        )
+    if complete:
+        return  # fits (up to piece boundaries); the exact count after the load has the last word
+    if len(trajectory) <= 4 * _PIECE_CHARS:  # small enough to count exactly
+        counted, how_many = n_tokens(tokenizer, trajectory), ""
+    else:
+        how_many = f"more than {room} ({len(trajectory)} characters; counting stopped at {counted}) "
+    raise ContextTooLongError(
+        f"trajectory has {how_many or f'{counted} '}tokens but only {room} fit in the model's context of "
+        f"{max_context} (with question, template and answer); use --truncate to keep its last part"
+    )

@@ -7,6 +7,7 @@ Safety defaults: ``trust_remote_code=False`` unless asked, safetensors or GGUF w
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import json
@@ -190,8 +191,10 @@ def _first_int(config: dict, names: tuple[str, ...]) -> int | None:
     return None
 
 
+@functools.lru_cache(maxsize=8)
 def read_shape(spec: ModelSpec) -> ModelShape:
-    """Layers and context length from ``config.json`` (or GGUF metadata), without the weights."""
+    """Layers and context length from ``config.json`` (or GGUF metadata), without the weights.
+    Cached per process (a batch checks every line against it)."""
     assert spec.directory is not None
     if spec.gguf_file:
         _check_gguf_header(spec.directory / spec.gguf_file)
