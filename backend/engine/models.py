@@ -197,19 +197,67 @@ def read_shape(spec: ModelSpec) -> ModelShape:
     Cached per process (a batch checks every line against it)."""
     assert spec.directory is not None
     if spec.gguf_file:
-        _check_gguf_header(spec.directory / spec.gguf_file)
-        try:
-            from transformers import AutoConfig
-
-            config = AutoConfig.from_pretrained(str(spec.directory), gguf_file=spec.gguf_file).to_dict()
-        except Exception as exc:
-            raise ModelLoadError(f"cannot read the config of {spec.name}: {type(exc).__name__}") from None
+        config = _gguf_shape_fields(spec.directory / spec.gguf_file)
     else:
         config = read_config_json(spec.directory)
     return ModelShape(
         n_layers=_first_int(config, ("num_hidden_layers", "n_layer", "num_layers")),
         max_context=_first_int(config, ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length")),
     )
+
+
+_GGUF_SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
+
+
+def _gguf_shape_fields(path: Path) -> dict:
+    """``{arch}.block_count`` and ``{arch}.context_length`` from a GGUF header, read key by key
+    and stopped once found (the header's front; the tokenizer arrays and tensors are skipped,
+    where a full reader takes tens of seconds on this CPU)."""
+    import struct
+
+    found: dict[str, Any] = {}
+    try:
+        with open(path, "rb") as f:
+
+            def read(fmt: str):
+                return struct.unpack(fmt, f.read(struct.calcsize(fmt)))[0]
+
+            def string() -> str:
+                return f.read(read("<Q")).decode("utf-8", "replace")
+
+            def value(kind: int):
+                if kind in _GGUF_SCALARS:
+                    return read(_GGUF_SCALARS[kind])
+                if kind == 8:
+                    return string()
+                if kind == 9:
+                    item, count = read("<I"), read("<Q")
+                    if item in _GGUF_SCALARS:
+                        f.seek(struct.calcsize(_GGUF_SCALARS[item]) * count, os.SEEK_CUR)
+                    else:
+                        for _ in range(count):
+                            value(item)
+                    return None
+                raise ValueError(f"unknown GGUF value type {kind}")
+
+            if f.read(4) != b"GGUF":
+                raise ModelLoadError(f"{path} is not a GGUF file (bad magic bytes)")
+            read("<I"), read("<Q")  # version, tensor count
+            for _ in range(read("<Q")):
+                key = string()
+                found[key] = value(read("<I"))
+                arch = found.get("general.architecture")
+                if arch and f"{arch}.block_count" in found and f"{arch}.context_length" in found:
+                    break
+    except ModelLoadError:
+        raise
+    except (OSError, ValueError, struct.error, MemoryError) as exc:
+        raise ModelLoadError(f"{path} is a corrupt GGUF file ({type(exc).__name__} in its header)") from None
+    arch = found.get("general.architecture")
+    return {
+        "num_hidden_layers": found.get(f"{arch}.block_count"),
+        "max_position_embeddings": found.get(f"{arch}.context_length"),
+    }
 
 
 _tokenizers: dict[tuple, Any] = {}
@@ -363,7 +411,18 @@ def check_model_readout(name: str, model: torch.nn.Module) -> None:
 
 
 def _check_gguf_header(path: Path) -> None:
-    """Fail fast with a clear message on a truncated or non-GGUF file."""
+    """Fail fast with a clear message on a truncated or non-GGUF file (once per file version:
+    the full reader takes seconds, and the tokenizer and the model both come from the file)."""
+    try:
+        st = path.stat()
+    except OSError as exc:
+        raise ModelLoadError(f"cannot read {path}: {exc.strerror}") from None
+    _check_gguf_file(str(path), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=8)
+def _check_gguf_file(path_text: str, _size: int, _mtime_ns: int) -> None:
+    path = Path(path_text)
     try:
         with open(path, "rb") as f:
             magic = f.read(4)
