@@ -7,18 +7,20 @@ stdout line so scripts can capture it.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
 import logging
 import os
 import sys
-from pathlib import Path
 
 from backend import __version__
-from backend.errors import RamlError
+from backend.errors import InputError, RamlError
+from backend.io.terminal import printable
 
 EXIT_INPUT = 2
 PRESET_NAMES = ("openr1", "s1k", "limo", "gsm8k", "math500", "thought-anchors")  # backend.io.fields.PRESETS
+LIGHT_COMMANDS = frozenset({"ls", "show", "rm", "export"})  # no torch: threads left alone
 
 
 def _store(args):
@@ -55,6 +57,8 @@ def _request_from(args, question, answer=None, trajectory=None, label="", seed=N
         generator_model=args.generator_model,
         device=args.device,
         dtype=args.dtype,
+        max_answer_tokens=args.max_answer_tokens,
+        max_question_tokens=args.max_question_tokens,
     )
 
 
@@ -87,14 +91,12 @@ class _Bars:
 
 
 def cmd_run(args) -> int:
+    from backend.engine.limits import read_trajectory_file
     from backend.jobs import run_question
 
     trajectory = None
-    if args.trajectory_file:
-        try:
-            trajectory = Path(args.trajectory_file).read_text(encoding="utf-8-sig")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise RamlError(f"cannot read trajectory file {args.trajectory_file}: {exc}") from None
+    if args.trajectory_file:  # refused by its size before it is read
+        trajectory = read_trajectory_file(args.trajectory_file, args.max_trajectory_mb)
     bars = _Bars(not args.quiet)
     try:
         outcome = run_question(
@@ -105,7 +107,7 @@ def cmd_run(args) -> int:
     state = "cache hit" if outcome.cached else "computed"
     print(f"{state} in {outcome.seconds:.2f} s", file=sys.stderr)
     for w in outcome.warnings:
-        print(f"warning: {w}", file=sys.stderr)
+        print(f"warning: {printable(w)}", file=sys.stderr)
     print(outcome.key)
     return 0
 
@@ -114,16 +116,19 @@ def cmd_batch(args) -> int:
     from backend.io.fields import FieldMap
     from backend.scale.batch import BatchSpec, run_batch
 
+    if args.limit is not None and args.limit < 1:
+        raise InputError(f"--limit {args.limit} must be at least 1 (leave --limit out to run every question)")
+    _request_from(args, "options check").validate()  # shared options: refused once, before any line runs
     fields = FieldMap.from_args(args)
     spec = BatchSpec(
         args.file, fields, args.samples, args.limit, args.engine, args.address, show_progress=not args.quiet
     )
     report = run_batch(spec, _request_from(args, ""), _store(args))
     for line in report.error_lines():
-        print(f"error: {line}", file=sys.stderr)
+        print(f"error: {printable(line)}", file=sys.stderr)
     print(report.summary(), file=sys.stderr)
     for line in report.key_lines():
-        print(line)
+        print(printable(line))
     return report.exit_code
 
 
@@ -140,6 +145,8 @@ def cmd_ls(args) -> int:
     view["question"] = view["question"].fillna("").str.slice(0, 50)
     damaged = df["status"] != "ok"
     view.loc[damaged, "question"] = df.loc[damaged, "cause"].str.slice(0, 80)  # what is wrong, in its place
+    for col in ("model", "question"):  # user text: control characters escaped
+        view[col] = view[col].map(printable)
     print(view.to_string(index=False))
     if damaged.any():
         print(f"{int(damaged.sum())} damaged run(s): recompute them or remove them with rm", file=sys.stderr)
@@ -200,27 +207,35 @@ def cmd_show(args) -> int:
         print(json.dumps(payload, ensure_ascii=False))
         return 0
     s = run.summary
-    print(f"run      {run.key}\nmodel    {payload['model']}\nquestion {payload['question']}")
+    p = {k: printable(v) for k, v in payload.items() if k in ("model", "question", "answer", "answer_source")}
+    print(f"run      {run.key}\nmodel    {p['model']}\nquestion {p['question']}")
     print(
-        f"answer   {payload['answer']} ({payload['answer_source']}), predicted {payload['predicted_answer']!r}, "
+        f"answer   {p['answer']} ({p['answer_source']}), predicted {payload['predicted_answer']!r}, "
         f"correct={payload['correct']}"
     )
     print(f"tokens   {s.n_tokens}, steps {s.n_steps}, loss {s.initial_loss:.3f} -> {s.final_loss:.3f} nats")
     for st in payload["steps"]:
         flag = " [reflection]" if st["reflection"] else ""
-        print(f"  {st['index']:3d}  L={st['loss']:.3f}  {st['text'].strip()[:70]!s}{flag}")
+        print(f"  {st['index']:3d}  L={st['loss']:.3f}  {printable(st['text'].strip()[:70])}{flag}")
     return 0
 
 
 def cmd_rm(args) -> int:
+    """All or nothing: every key is checked (format, then presence) before any run is deleted."""
+    from backend.store.runs import check_key
+
     store = _store(args)
+    for k in args.keys:
+        check_key(k)
+    missing = [k for k in dict.fromkeys(args.keys) if not store.path(k).exists()]
+    if missing:
+        raise InputError(f"no run {', '.join(missing)} in {args.cache_dir}: nothing deleted")
     from backend.branching import confirm_orphaning
 
     confirm_orphaning(store, args.keys, args.yes)  # asks (or refuses) before orphaning branches
-    missing = [k for k in args.keys if not store.delete(k)]
-    for k in missing:
-        print(f"no run {k}", file=sys.stderr)
-    return 1 if missing else 0
+    for k in dict.fromkeys(args.keys):
+        store.delete(k)
+    return 0
 
 
 def cmd_export(args) -> int:
@@ -294,6 +309,16 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--generator-model", default=None, help="model name the --base-url server serves")
     p.add_argument("--force", action="store_true", help="recompute even if cached")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    from backend.engine import limits
+
+    p.add_argument(
+        "--max-answer-tokens",
+        type=int,
+        default=limits.DEFAULT_MAX_ANSWER_TOKENS,
+        help="longest reference answer (tokens); the readout's memory grows with it",
+    )
+    p.add_argument("--max-question-tokens", type=int, default=limits.DEFAULT_MAX_QUESTION_TOKENS)
+    p.add_argument("--max-trajectory-mb", type=float, default=limits.DEFAULT_MAX_TRAJECTORY_MB)
 
 
 # Commands that live in their own modules: each module defines ``register(subparsers)``, which
@@ -332,7 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", type=int, default=1, help="K sampled trajectories per question")
     p.add_argument("--engine", choices=("local", "ray"), default="local")
     p.add_argument("--address", default=None, help="Ray cluster address (default: start a local one)")
-    p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--limit", type=int, default=None, help="first N questions only (N >= 1)")
     p.add_argument("--preset", default=None, choices=PRESET_NAMES, help="column names of a known dataset layout")
     p.add_argument("--question-field", default=None, help="column with the question (default: question)")
     p.add_argument("--answer-field", default=None, help="column with the reference answer (default: answer)")
@@ -377,6 +402,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@contextlib.contextmanager
+def _progress_bars_silenced(quiet: bool):
+    """--quiet: every tqdm bar off while the command runs, libraries' included (transformers' GGUF
+    conversion draws a plain ``tqdm.auto`` bar that its own switch does not reach)."""
+    if not quiet:
+        yield
+        return
+    import functools
+
+    import tqdm
+
+    original = tqdm.tqdm.__init__
+    tqdm.tqdm.__init__ = functools.partialmethod(original, disable=True)  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        tqdm.tqdm.__init__ = original  # type: ignore[method-assign]
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
@@ -392,12 +436,17 @@ def main(argv: list[str] | None = None) -> int:
         except ImportError:
             pass
     try:
-        return args.func(args)
+        if args.command not in LIGHT_COMMANDS:
+            from backend.engine.threads import configure_torch_threads
+
+            configure_torch_threads()  # from the cores really available (affinity, cgroup quota, env)
+        with _progress_bars_silenced(getattr(args, "quiet", False)):
+            return args.func(args)
     except RamlError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {printable(exc)}", file=sys.stderr)
         return EXIT_INPUT
     except OSError as exc:  # e.g. an output path that cannot be written
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {printable(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

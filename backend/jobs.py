@@ -18,9 +18,9 @@ import pandas as pd
 
 from backend.analysis.answers import extract_final_answer
 from backend.analysis.grading import grade_answer
-from backend.engine import probe
+from backend.engine import limits, probe
 from backend.engine.architecture import default_proxy_layers, locate
-from backend.engine.models import DEFAULT_MODEL, LoadedModel, load_model, resolve
+from backend.engine.models import DEFAULT_MODEL, LoadedModel, load_model, load_tokenizer, read_shape, resolve
 from backend.engine.openai_generator import GENERATORS, check_base_url, generate_openai
 from backend.engine.specs import parse_cuts, parse_segmentation
 from backend.engine.trajectory import (
@@ -72,8 +72,11 @@ class RunRequest:
     dtype: str | None = None  # scorer dtype: None = bf16 on CUDA, fp32 on CPU
     # a branch of another run (issue 13): {"parent": key, "branch_at": step, "kind": ..., settings}; in the key
     branch: dict | None = None
+    max_answer_tokens: int = limits.DEFAULT_MAX_ANSWER_TOKENS  # a limit, not part of the key
+    max_question_tokens: int = limits.DEFAULT_MAX_QUESTION_TOKENS  # a limit, not part of the key
 
     def validate(self) -> None:
+        """Checks that need no model (backend.engine.limits; the rest in ``check_before_load``)."""
         if not isinstance(self.question, str) or not self.question.strip():
             raise InputError("question is empty")
         if self.answer is not None and (not isinstance(self.answer, str) or not self.answer.strip()):
@@ -82,8 +85,14 @@ class RunRequest:
             raise InputError("trajectory must be a string")
         if self.trajectory is not None and not self.trajectory.strip():
             raise InputError("trajectory is empty")
-        if self.generation.max_new_tokens < 1:
-            raise InputError("max_new_tokens must be at least 1")
+        if "\x00" in self.question or (self.answer is not None and "\x00" in self.answer):
+            raise InputError("question or answer contains a NUL byte")
+        g = self.generation
+        limits.check_sampling(g.temperature, g.top_p, g.max_new_tokens)
+        if not isinstance(self.template, str) or not self.template:
+            raise InputError("the template is empty (--template)")
+        limits.check_limit_values(limits.Limits(self.max_answer_tokens, self.max_question_tokens))
+        limits.check_proxy_layers(self.proxy_layers, None)
         parse_segmentation(self.segmentation)
         parse_cuts(self.cuts, 1)
         if self.generator not in GENERATORS:
@@ -166,6 +175,7 @@ def run_question(
     if hit:
         return RunOutcome(hit, True, time.perf_counter() - t_start)
 
+    check_before_load(req, loaded)
     report("load", 0, 1)
     loaded = loaded or load_model(
         req.model, trust_remote_code=req.trust_remote_code, device=req.device, dtype=req.dtype
@@ -243,6 +253,32 @@ def _grading(predicted: str | None, answer: str, answer_source: str) -> dict:
     return {Meta.CORRECT: grade.correct, Meta.GRADER: grade.grader}
 
 
+def check_before_load(req: RunRequest, loaded: LoadedModel | None = None) -> None:
+    """Every limit that needs the model, checked with its tokenizer and config only (no weights)."""
+    if loaded is not None:
+        tokenizer, n_layers, max_context = loaded.tokenizer, locate(loaded.model).n_layers, loaded.max_context
+    else:
+        spec = resolve(req.model)
+        shape = read_shape(spec)
+        tokenizer, n_layers, max_context = (
+            load_tokenizer(spec, req.trust_remote_code),
+            shape.n_layers,
+            shape.max_context,
+        )
+    limits.check_proxy_layers(req.proxy_layers, n_layers)
+    limits.check_before_load(
+        tokenizer,
+        question=req.question.strip(),
+        answer=req.answer,
+        trajectory=req.trajectory,
+        template=req.template,
+        max_new_tokens=req.generation.max_new_tokens,
+        truncate=req.truncate,
+        max_context=max_context,
+        limits=limits.Limits(req.max_answer_tokens, req.max_question_tokens),
+    )
+
+
 def _build_probe_request(
     req: RunRequest, loaded: LoadedModel, thinking: str, answer: str, think_format: bool, warnings: list[str]
 ) -> dict:
@@ -255,6 +291,11 @@ def _build_probe_request(
         raise InputError("the template tokenizes to nothing")
     if not answer_ids:
         raise InputError(f"answer {answer!r} tokenizes to nothing")
+    if len(answer_ids) > req.max_answer_tokens:  # a self-extracted answer, known only now
+        raise InputError(
+            f"answer has {len(answer_ids)} tokens, over the limit of {req.max_answer_tokens} "
+            "(--max-answer-tokens to raise it; the readout's memory grows with it)"
+        )
     budget = loaded.max_context - len(prompt_ids) - len(template_ids) - len(answer_ids)
     truncated = 0
     if len(traj_ids) > budget:

@@ -142,3 +142,24 @@ def test_engine_equals_naive_on_smollm2(smollm2):
     fast = analyze(smollm2.model, req)
     slow = analyze_naive(smollm2.model, req)
     assert_results_match(fast, slow)
+
+
+def test_readout_batches_are_sized_by_bytes(tiny_llama):
+    """Issue 15 item 1: the LM-head batch holds rows x m_a x V logits within the byte budget, so a
+    long answer gets fewer rows per batch; a one-row budget gives the same numbers."""
+    from backend.engine.probe import READOUT_BYTES, readout_rows
+
+    V = 49152
+    for m_a in (1, 16, 100, 400):
+        rows = readout_rows(m_a, V)
+        assert rows * m_a * V * 4 <= READOUT_BYTES or rows == 1
+        assert (rows + 1) * m_a * V * 4 * 4 > READOUT_BYTES  # the largest batch that fits
+    assert readout_rows(400, V) < readout_rows(1, V) // 100
+    req = _request(tiny_llama, SAMPLE_TRAJECTORY, answer="6 apples, because 5 + 8 - 6 - 1 = 6")
+    assert len(req.answer_ids) > 10
+    default = analyze(tiny_llama.model, req, chunk_tokens=96)
+    one_row = analyze(tiny_llama.model, req, chunk_tokens=96, readout_bytes=1)
+    assert np.abs(default.answer_token_nll - one_row.answer_token_nll).max() <= 1e-5
+    assert np.abs(default.lens_nll - one_row.lens_nll).max() <= 1e-5
+    np.testing.assert_array_equal(default.lens_top_ids, one_row.lens_top_ids)
+    np.testing.assert_array_equal(default.hidden, one_row.hidden)

@@ -142,7 +142,7 @@ class LayerEditEvaluator:
             for h in handles:
                 h.remove()
         final = out.last_hidden_state[:, -self.m_a - 1 : -1]  # the base stack already applied the final norm
-        self.base_loss = float(answer_nll(self.arch.lm_head(final).float(), self.ids, self.m_a)[0])
+        self.base_loss = float(answer_nll(self.arch.lens.head(final), self.ids, self.m_a)[0])
         args, kwargs = calls[self.layer]
         self.h_in = args[0] if args else kwargs.pop("hidden_states")  # [1, T, d]
         self.layer_kwargs = {}

@@ -13,6 +13,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from backend.engine.lens import Lens, LogitLens, logit_transform_of
+
 # MLP sub-modules whose weights multiply the MLP input z (the "W" of docs/architecture.md §1), by family.
 _MLP_INPUT_PROJECTIONS = (
     ("gate_proj", "up_proj"),  # Llama, Qwen2/3, Mistral, Gemma, SmolLM
@@ -31,6 +33,7 @@ class Architecture:
     layers: list[nn.Module]  # decoder layers, in order; their outputs are the residual stream
     final_norm: nn.Module  # applied before the LM head
     lm_head: nn.Module  # hidden -> vocabulary logits
+    lens: Lens  # every unembedding goes through it (backend.engine.lens)
 
     @property
     def n_layers(self) -> int:
@@ -53,8 +56,8 @@ class Architecture:
         return []
 
     def unembed(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Logit lens: residual stream ``[..., d_model]`` -> logits ``[..., vocab]`` (float32)."""
-        return self.lm_head(self.final_norm(hidden)).float()
+        """Residual stream ``[..., d]`` -> logits ``[..., V]`` (float32) through the lens (logit transform included)."""
+        return self.lens(hidden)
 
 
 def locate(model: Any) -> Architecture:
@@ -72,7 +75,8 @@ def locate(model: Any) -> Architecture:
     )
     if layers is None or norm is None:
         raise TypeError(f"cannot find decoder layers / final norm in {type(base).__name__}")
-    return Architecture(base=base, layers=list(layers), final_norm=norm, lm_head=lm_head)
+    lens = LogitLens(norm, lm_head, logit_transform_of(model.config))
+    return Architecture(base=base, layers=list(layers), final_norm=norm, lm_head=lm_head, lens=lens)
 
 
 def default_proxy_layers(n_layers: int, n_evenly_spaced: int = 4) -> list[int]:

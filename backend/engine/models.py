@@ -7,6 +7,7 @@ Safety defaults: ``trust_remote_code=False`` unless asked, safetensors or GGUF w
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import json
@@ -16,6 +17,7 @@ import shutil
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -147,19 +149,154 @@ def resolve(name: str) -> ModelSpec:
     return ModelSpec(name, Path(snapshot), hub_id=name)
 
 
+MAX_CONFIG_BYTES = 4 << 20  # a config.json is a few KB; anything this large is not one
+
+
+def read_config_json(directory: Path) -> dict:
+    """``config.json`` of a model folder as a dict; one-line ``ModelLoadError`` for a missing,
+    huge, binary, invalid or absurdly nested file (never a traceback)."""
+    path = directory / "config.json"
+    if not path.is_file():
+        raise ModelLoadError(f"{directory} is not a model directory: config.json is missing")
+    try:
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            raise ModelLoadError(f"{path}: {path.stat().st_size} bytes is too large for a model config")
+        config = json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ModelLoadError(f"{path}: not a text file (invalid UTF-8), so not a model config") from None
+    except RecursionError:
+        raise ModelLoadError(f"{path}: JSON nested too deeply to be a model config") from None
+    except json.JSONDecodeError as exc:
+        raise ModelLoadError(f"{path}: invalid JSON at line {exc.lineno} column {exc.colno} ({exc.msg})") from None
+    except OSError as exc:
+        raise ModelLoadError(f"cannot read {path}: {exc.strerror}") from None
+    if not isinstance(config, dict):
+        raise ModelLoadError(f"{path}: expected a JSON object, got {type(config).__name__}")
+    return config
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """What the limits need from a model, read from its config without loading weights."""
+
+    n_layers: int | None
+    max_context: int | None
+
+
+def _first_int(config: dict, names: tuple[str, ...]) -> int | None:
+    for source in (config.get("text_config"), config):
+        if isinstance(source, dict):
+            for name in names:
+                value = source.get(name)
+                if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+                    return value
+    return None
+
+
+@functools.lru_cache(maxsize=8)
+def read_shape(spec: ModelSpec) -> ModelShape:
+    """Layers and context length from ``config.json`` (or GGUF metadata), without the weights.
+    Cached per process (a batch checks every line against it)."""
+    assert spec.directory is not None
+    if spec.gguf_file:
+        config = _gguf_shape_fields(spec.directory / spec.gguf_file)
+    else:
+        config = read_config_json(spec.directory)
+    return ModelShape(
+        n_layers=_first_int(config, ("num_hidden_layers", "n_layer", "num_layers")),
+        max_context=_first_int(config, ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length")),
+    )
+
+
+_GGUF_SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
+
+
+def _gguf_shape_fields(path: Path) -> dict:
+    """``{arch}.block_count`` and ``{arch}.context_length`` from a GGUF header, read key by key
+    and stopped once found (the header's front; the tokenizer arrays and tensors are skipped,
+    where a full reader takes tens of seconds on this CPU)."""
+    import struct
+
+    found: dict[str, Any] = {}
+    try:
+        with open(path, "rb") as f:
+
+            def read(fmt: str):
+                return struct.unpack(fmt, f.read(struct.calcsize(fmt)))[0]
+
+            def string() -> str:
+                return f.read(read("<Q")).decode("utf-8", "replace")
+
+            def value(kind: int):
+                if kind in _GGUF_SCALARS:
+                    return read(_GGUF_SCALARS[kind])
+                if kind == 8:
+                    return string()
+                if kind == 9:
+                    item, count = read("<I"), read("<Q")
+                    if item in _GGUF_SCALARS:
+                        f.seek(struct.calcsize(_GGUF_SCALARS[item]) * count, os.SEEK_CUR)
+                    else:
+                        for _ in range(count):
+                            value(item)
+                    return None
+                raise ValueError(f"unknown GGUF value type {kind}")
+
+            if f.read(4) != b"GGUF":
+                raise ModelLoadError(f"{path} is not a GGUF file (bad magic bytes)")
+            read("<I"), read("<Q")  # version, tensor count
+            for _ in range(read("<Q")):
+                key = string()
+                found[key] = value(read("<I"))
+                arch = found.get("general.architecture")
+                if arch and f"{arch}.block_count" in found and f"{arch}.context_length" in found:
+                    break
+    except ModelLoadError:
+        raise
+    except (OSError, ValueError, struct.error, MemoryError) as exc:
+        raise ModelLoadError(f"{path} is a corrupt GGUF file ({type(exc).__name__} in its header)") from None
+    arch = found.get("general.architecture")
+    return {
+        "num_hidden_layers": found.get(f"{arch}.block_count"),
+        "max_position_embeddings": found.get(f"{arch}.context_length"),
+    }
+
+
+_tokenizers: dict[tuple, Any] = {}
+
+
+def load_tokenizer(spec: ModelSpec, trust_remote_code: bool = False):
+    """The tokenizer alone (seconds, not the model's minute): limits are checked with it before
+    the weights load. Cached per process; ``load_model`` reuses it."""
+    from transformers import AutoTokenizer
+
+    assert spec.directory is not None
+    key = (spec.directory, spec.gguf_file, trust_remote_code)
+    if key not in _tokenizers:
+        if not spec.gguf_file:
+            _check_directory_is_safe(spec, trust_remote_code)
+        else:
+            _check_gguf_header(spec.directory / spec.gguf_file)
+        kwargs: dict = {"trust_remote_code": trust_remote_code}
+        if spec.gguf_file:
+            kwargs["gguf_file"] = spec.gguf_file
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(str(spec.directory), **kwargs)
+        except Exception as exc:
+            msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise ModelLoadError(f"cannot load the tokenizer of {spec.name}: {msg[:300]}") from None
+        if getattr(tokenizer, "pad_token_id", None) is None and getattr(tokenizer, "eos_token", None):
+            tokenizer.pad_token = tokenizer.eos_token
+        _tokenizers.clear()  # one at a time, like models
+        _tokenizers[key] = tokenizer
+    return _tokenizers[key]
+
+
 def _check_directory_is_safe(spec: ModelSpec, trust_remote_code: bool) -> None:
     """Refuse pickle-only checkpoints, remote code (unless allowed), and non-model folders."""
     d = spec.directory
     assert d is not None
-    config_path = d / "config.json"
-    if not config_path.is_file():
-        raise ModelLoadError(f"{d} is not a model directory: config.json is missing")
-    try:
-        config = json.loads(config_path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ModelLoadError(f"{config_path}: invalid JSON ({exc})") from None
-    if not isinstance(config, dict):
-        raise ModelLoadError(f"{config_path}: expected a JSON object")
+    config = read_config_json(d)
     if config.get("is_encoder_decoder"):
         raise ModelLoadError(f"{spec.name} is an encoder-decoder model, not a causal language model")
     tokenizer_config = d / "tokenizer_config.json"
@@ -225,8 +362,10 @@ def _from_pretrained(spec: ModelSpec, src: str, kwargs: dict):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     try:
-        tokenizer = AutoTokenizer.from_pretrained(
-            src, **{k: v for k, v in kwargs.items() if k in ("gguf_file", "trust_remote_code")}
+        tokenizer = _tokenizers.get((spec.directory, spec.gguf_file, kwargs.get("trust_remote_code", False))) or (
+            AutoTokenizer.from_pretrained(
+                src, **{k: v for k, v in kwargs.items() if k in ("gguf_file", "trust_remote_code")}
+            )
         )
         model = AutoModelForCausalLM.from_pretrained(src, **kwargs)
     except ModelLoadError:
@@ -247,6 +386,7 @@ def _finish(spec: ModelSpec, model, tokenizer, dev: torch.device, fingerprint: s
         model.to(dev)
     model.eval()
     _check_causal(spec.name, model)
+    check_model_readout(spec.name, model)
     if getattr(tokenizer, "pad_token_id", None) is None and getattr(tokenizer, "eos_token", None):
         tokenizer.pad_token = tokenizer.eos_token
     param = next(model.parameters())
@@ -286,8 +426,28 @@ def _check_causal(name: str, model: torch.nn.Module) -> None:
         )
 
 
+def check_model_readout(name: str, model: torch.nn.Module) -> None:
+    """The lens must reproduce the model's own logits (backend.engine.lens.check_readout)."""
+    from backend.engine.architecture import locate
+    from backend.engine.lens import check_readout
+
+    arch = locate(model)
+    check_readout(name, model, arch.lens, arch.layers[-1])
+
+
 def _check_gguf_header(path: Path) -> None:
-    """Fail fast with a clear message on a truncated or non-GGUF file."""
+    """Fail fast with a clear message on a truncated or non-GGUF file (once per file version:
+    the full reader takes seconds, and the tokenizer and the model both come from the file)."""
+    try:
+        st = path.stat()
+    except OSError as exc:
+        raise ModelLoadError(f"cannot read {path}: {exc.strerror}") from None
+    _check_gguf_file(str(path), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=8)
+def _check_gguf_file(path_text: str, _size: int, _mtime_ns: int) -> None:
+    path = Path(path_text)
     try:
         with open(path, "rb") as f:
             magic = f.read(4)

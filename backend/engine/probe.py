@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from backend.engine.architecture import Architecture, locate
-from backend.errors import OutOfMemoryError
+from backend.errors import InputError, OutOfMemoryError
 
 Progress = Callable[[int, int], None]  # (done, total) cut points
 
@@ -151,29 +151,82 @@ def _readout(logits: torch.Tensor, answer: torch.Tensor):
     return token_nll, target.exp(), rank, entropy
 
 
+READOUT_BYTES = 256 << 20  # logits in flight per LM-head batch (bounded memory, issue 15 item 1)
+_LOGIT_COPIES = 4  # logits, their transform, log-softmax, exp: float32 tensors alive at once per row
+
+
+def readout_rows(m_a: int, vocab: int, budget_bytes: int = READOUT_BYTES) -> int:
+    """Rows ``[m_a, V]`` per LM-head batch so that its logits and their copies fit ``budget_bytes``."""
+    return max(1, budget_bytes // (m_a * vocab * 4 * _LOGIT_COPIES))
+
+
+class _RowReadout:
+    """Unembeds rows of states ``[m_a, d]`` through the lens in batches sized by bytes.
+
+    Rows are queued as they come (chunk by chunk) and read out as soon as a batch is full, so
+    the states waiting and the logits in flight both stay under the byte budget whatever the
+    answer length; only the small readouts (NLL per answer token, first-token statistics) are kept.
+    """
+
+    def __init__(self, arch: Architecture, answer: torch.Tensor, batch_rows: int, top_k: int | None):
+        self.arch, self.answer, self.batch_rows, self.top_k = arch, answer, batch_rows, top_k
+        self.pending: list[torch.Tensor] = []
+        self.n_pending = 0
+        self.parts: list[tuple[torch.Tensor, ...]] = []
+
+    def add(self, hidden: torch.Tensor) -> None:
+        self.pending.append(hidden)
+        self.n_pending += hidden.shape[0]
+        if self.n_pending >= self.batch_rows:
+            self._flush(keep_partial=True)
+
+    def _flush(self, keep_partial: bool) -> None:
+        if not self.pending:
+            return
+        rows = torch.cat(self.pending) if len(self.pending) > 1 else self.pending[0]
+        n_full = (rows.shape[0] // self.batch_rows) * self.batch_rows if keep_partial else rows.shape[0]
+        for batch in torch.split(rows[:n_full], self.batch_rows):
+            logits = self.arch.unembed(batch)  # [rows, m_a, V] through the lens
+            out = _readout(logits, self.answer)
+            if self.top_k:
+                top = torch.softmax(logits[:, 0], -1).topk(self.top_k, -1)
+                out = (*out, top.indices, top.values)
+            del logits
+            self.parts.append(tuple(t.cpu() for t in out))
+        rest = rows[n_full:]
+        self.pending, self.n_pending = ([rest.clone()] if len(rest) else []), len(rest)
+
+    def results(self) -> list[torch.Tensor]:
+        self._flush(keep_partial=False)
+        return [torch.cat(ts) for ts in zip(*self.parts)]
+
+
 class _Accumulator:
     """Collects chunk outputs in cut order and assembles a ``ProbeResult``.
 
     The engine hands over residual-stream states, not logits: unembedding (final norm + LM
-    head, a [V, d] matrix) is deferred to ``result`` and done in large batches, because one
-    small matmul per chunk and layer would stream the whole LM head from memory each time.
+    head + logit transform, through ``arch.lens``) runs in batches of as many rows as fit the
+    byte budget, because one small matmul per chunk and layer would stream the whole LM head
+    from memory each time, and one batch of fixed row count grows with the answer length.
     """
 
-    UNEMBED_ROWS = 256  # vectors per LM-head matmul in the deferred readout
-
-    def __init__(self, arch: Architecture, req: ProbeRequest, answer: torch.Tensor):
+    def __init__(self, arch: Architecture, req: ProbeRequest, answer: torch.Tensor, readout_bytes: int):
         self.arch, self.req, self.answer = arch, req, answer
-        self.final_logits: list[torch.Tensor] = []  # naive path: [1, m_a, V] per cut
-        self.final_hidden: list[torch.Tensor] = []  # engine path: [b, m_a, d] per chunk
-        self.lens_hidden: list[torch.Tensor] = []  # [nb, L, m_a, d] per chunk with boundaries
+        weight = getattr(arch.lm_head, "weight", None)
+        vocab = int(weight.shape[0]) if isinstance(weight, torch.Tensor) else 1
+        rows = readout_rows(len(req.answer_ids), vocab, readout_bytes)
+        self.final_logits: list[tuple[torch.Tensor, ...]] = []  # naive path: readouts per cut
+        self.final = _RowReadout(arch, answer, rows, None)  # engine path: [b, m_a, d] per chunk
+        self.lens = _RowReadout(arch, answer, rows, req.top_k)  # [nb * L, m_a, d] per chunk
+        self.hidden: list[torch.Tensor] = []  # [nb, L, d] at the probe position per chunk
         self.z: dict[int, list[torch.Tensor]] = {i: [] for i in req.proxy_layers}
         self.pre: dict[int, list[torch.Tensor]] = {i: [] for i in req.proxy_layers}
 
     def add_final_logits(self, logits: torch.Tensor) -> None:
-        self.final_logits.append(_readout(logits, self.answer))
+        self.final_logits.append(tuple(t.cpu() for t in _readout(logits, self.answer)))
 
     def add_final_hidden(self, hidden: torch.Tensor) -> None:
-        self.final_hidden.append(hidden)
+        self.final.add(hidden)
 
     def add_boundaries(self, cap: _Capture, n_boundary: int) -> None:
         if n_boundary == 0:
@@ -181,33 +234,23 @@ class _Accumulator:
         m_a = len(self.req.answer_ids)
         layers = [hs for hs in cap.layers if hs is not None]
         assert len(layers) == len(cap.layers), "every layer's hook fired"
-        self.lens_hidden.append(torch.stack([hs.view(n_boundary, m_a, -1) for hs in layers], 1))
+        lens_h = torch.stack([hs.view(n_boundary, m_a, -1) for hs in layers], 1)  # [nb, L, m_a, d]
+        self.hidden.append(lens_h[:, :, 0].float().cpu())
+        self.lens.add(lens_h.reshape(n_boundary * len(layers), m_a, -1))
         for i in self.req.proxy_layers:
             self.z[i].append(cap.z[i].cpu())
             self.pre[i].append(torch.cat(cap.pre[i], -1).cpu())
 
-    def _unembed_readout(self, hidden: torch.Tensor, with_top: bool):
-        """hidden ``[N, m_a, d]`` -> readouts (and top-k at the probe position), in row batches."""
-        parts = []
-        for rows in torch.split(hidden, self.UNEMBED_ROWS):
-            logits = self.arch.unembed(rows)
-            out = _readout(logits, self.answer)
-            if with_top:
-                top = torch.softmax(logits[:, 0], -1).topk(self.req.top_k, -1)
-                out = (*out, top.indices, top.values)
-            parts.append(tuple(t.cpu() for t in out))
-        return [torch.cat(ts) for ts in zip(*parts)]
-
     def result(self, cuts: np.ndarray, boundary: np.ndarray, timings: dict) -> ProbeResult:
         t0 = time.perf_counter()
-        if self.final_hidden:
-            token_nll, p_first, rank, entropy = self._unembed_readout(torch.cat(self.final_hidden), False)
+        if self.final_logits:
+            token_nll, p_first, rank, entropy = [torch.cat([r[i] for r in self.final_logits]) for i in range(4)]
         else:
-            token_nll, p_first, rank, entropy = [torch.cat([r[i].cpu() for r in self.final_logits]) for i in range(4)]
+            token_nll, p_first, rank, entropy = self.final.results()
         L, k = self.arch.n_layers, self.req.top_k
-        lens_h = torch.cat(self.lens_hidden)  # [K, L, m_a, d]
-        K, m_a = lens_h.shape[0], lens_h.shape[2]
-        lens_nll, lens_p, _, _, top_ids, top_probs = self._unembed_readout(lens_h.reshape(K * L, m_a, -1), True)
+        hidden = torch.cat(self.hidden)  # [K, L, d]
+        K = hidden.shape[0]
+        lens_nll, lens_p, _, _, top_ids, top_probs = self.lens.results()
         timings["readout_s"] = time.perf_counter() - t0
         f32 = lambda t: t.float().numpy()  # noqa: E731
         return ProbeResult(
@@ -222,7 +265,7 @@ class _Accumulator:
             lens_p_first=f32(lens_p).reshape(K, L),
             lens_top_ids=top_ids.numpy().astype(np.int64).reshape(K, L, k),
             lens_top_probs=f32(top_probs).reshape(K, L, k),
-            hidden=f32(lens_h[:, :, 0].cpu()),
+            hidden=f32(hidden),
             proxy_input={i: torch.cat(v).numpy().astype(np.float32) for i, v in self.z.items()},
             proxy_preact={i: torch.cat(v).numpy().astype(np.float32) for i, v in self.pre.items()},
             timings=timings,
@@ -243,6 +286,31 @@ def _validate(req: ProbeRequest, arch: Architecture) -> None:
     for i in req.proxy_layers:
         if not 0 <= i < arch.n_layers or not arch.mlp_input_projections(i):
             raise ValueError(f"layer {i} has no recognised MLP input projection for the proxy space")
+
+
+def sliding_window_of(config) -> int | None:
+    """The attention window of a config whose layers (some or all) use sliding-window attention."""
+    cfg = config.get_text_config() if hasattr(config, "get_text_config") else config
+    window = getattr(cfg, "sliding_window", None)
+    if not isinstance(window, int) or window <= 0 or getattr(cfg, "use_sliding_window", True) is False:
+        return None
+    layer_types = getattr(cfg, "layer_types", None)
+    if layer_types and not any("sliding" in str(t) for t in layer_types):
+        return None
+    return window
+
+
+def _check_attention_window(model: torch.nn.Module, req: ProbeRequest) -> None:
+    """The engine's 4-D mask gives full causal attention; a sliding window shorter than the
+    sequence would be ignored (wrong losses), so that case is refused by name."""
+    window = sliding_window_of(model.config)
+    total = len(req.prompt_ids) + len(req.trajectory_ids) + len(req.probe_ids)
+    if window is not None and total > window:
+        raise InputError(
+            f"the model attends through a sliding window of {window} tokens, and prompt + trajectory + probe "
+            f"are {total}: the single-pass engine reproduces full attention only; use a trajectory under "
+            f"{max(window - total + len(req.trajectory_ids), 0)} tokens"
+        )
 
 
 def _is_oom(exc: BaseException) -> bool:
@@ -302,11 +370,16 @@ def analyze(
     req: ProbeRequest,
     *,
     chunk_tokens: int | None = None,
+    readout_bytes: int = READOUT_BYTES,
     progress: Progress | None = None,
 ) -> ProbeResult:
-    """Single-pass engine: trajectory encoded once, probes scored in chunks over its KV cache."""
+    """Single-pass engine: trajectory encoded once, probes scored in chunks over its KV cache.
+
+    ``readout_bytes`` bounds the logits in flight in the LM-head readout (rows x m_a x V x 4 bytes).
+    """
     arch = locate(model)
     _validate(req, arch)
+    _check_attention_window(model, req)
     device = next(model.parameters()).device
     dtype = next(model.parameters()).dtype
     cuts, boundary = req.all_cuts, np.array(sorted(set(req.boundary_cuts)), dtype=np.int64)
@@ -325,7 +398,7 @@ def analyze(
     window = _ContextWindow(cache, n_ctx)
     timings["prefill_s"] = time.perf_counter() - t0
 
-    acc = _Accumulator(arch, req, answer)
+    acc = _Accumulator(arch, req, answer, readout_bytes)
     per_chunk = max(1, (chunk_tokens or default_chunk_tokens(device)) // m)
     arange_m = torch.arange(m, device=device)
     probe_causal = torch.tril(torch.ones(m, m, dtype=torch.bool, device=device))
@@ -394,7 +467,7 @@ def analyze_naive(model: torch.nn.Module, req: ProbeRequest, *, progress: Progre
     P, m_t, m_a = len(req.prompt_ids), len(req.template_ids), len(req.answer_ids)
     m = m_t + m_a
     answer = torch.tensor(req.answer_ids, device=device)
-    acc = _Accumulator(arch, req, answer)
+    acc = _Accumulator(arch, req, answer, READOUT_BYTES)
     t0 = time.perf_counter()
     with _Capture(arch, req.proxy_layers, want_final=False) as cap:
         for i, c in enumerate(cuts):

@@ -28,10 +28,12 @@ MAX_ACTOR_RESTARTS = 2  # a worker killed (e.g. out of memory) comes back for th
 class RunWorker:
     """A Ray actor: one process holding one model (loaded on first use), running requests."""
 
-    def __init__(self, cache_dir: str):
+    def __init__(self, cache_dir: str, cpus: float = 0):
+        from backend.engine.threads import configure_torch_threads
         from backend.store.runs import RunStore
 
         self.store = RunStore(cache_dir, indexing=False)  # only the driver writes the index
+        self.threads = configure_torch_threads(at_most=max(1, int(cpus)) if cpus else None)  # its share of cores
 
     def run(self, request) -> tuple[str | None, bool, str | None]:
         """(key, cached, error) of one RunRequest."""
@@ -145,7 +147,7 @@ def _run_on_ray(address: str | None, pending: deque, store, bar):
         n_workers, options = worker_options(len(pending))
         worker_class = ray.remote(RunWorker).options(max_restarts=MAX_ACTOR_RESTARTS, **options)
         cache_dir = str(store.root.resolve())
-        actors = [worker_class.remote(cache_dir) for _ in range(n_workers)]
+        actors = [worker_class.remote(cache_dir, options.get("num_cpus", 0)) for _ in range(n_workers)]
         log.info("ray: %d workers with %s", n_workers, options)
         in_flight: dict = {}
 

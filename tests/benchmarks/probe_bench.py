@@ -1,17 +1,24 @@
 """Engine vs naive vs one plain forward, measured side by side in one process.
 
     python tests/benchmarks/probe_bench.py [--tokens 500] [--cuts all|K] [--quick] [--sweep]
-        [--model smollm2-135m | --random-config qwen2-1.5b] [--repeats 3]
+        [--model smollm2-135m | --random-config qwen2-1.5b] [--repeats 3] [--contention]
 
 Last stdout line: one JSON object {"model", "device", "n_tokens", "n_cuts", "forward_s",
 "engine_s", "naive_s", "speedup_vs_naive", "engine_over_forward", "max_abs_diff", "peak_rss_mb"}.
 ``--sweep`` first prints a table over N = 125, 250, 500, 1000 (one repeat each).
+``--contention`` measures twice, idle and then while a competing torch process (matmuls in a loop,
+its threads set like any job of this project's) runs, and prints {"idle": ..., "busy": ...,
+"busy_speedup_over_idle_speedup": ...}; the bar is >= 0.7 at N = 500. Both processes set their torch
+threads with ``backend.engine.threads.configure_torch_threads`` (``RAML_TORCH_THREADS`` overrides).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import subprocess
+import sys
+import time
 
 import numpy as np
 import torch
@@ -102,6 +109,44 @@ def measure(loaded, n_tokens: int, cuts_spec: str, repeats: int, naive_repeats: 
     }
 
 
+COMPETITOR = """
+import torch
+from backend.engine.threads import configure_torch_threads
+configure_torch_threads()
+a = torch.randn(768, 768)
+print("ready", flush=True)
+while True:
+    a = torch.tanh(a @ a) * 0.5
+"""
+
+
+def start_competitor() -> subprocess.Popen:
+    """A second heavy torch process, as the app's job worker or another CLI batch would be."""
+    from common import ROOT
+
+    proc = subprocess.Popen([sys.executable, "-c", COMPETITOR], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    time.sleep(1.0)
+    return proc
+
+
+def contention(loaded, args, naive_repeats: int) -> dict:
+    idle = measure(loaded, args.tokens, args.cuts, args.repeats, naive_repeats)
+    print(json.dumps({"idle": idle}), flush=True)
+    competitor = start_competitor()
+    try:
+        busy = measure(loaded, args.tokens, args.cuts, args.repeats, naive_repeats)
+    finally:
+        competitor.kill()
+        competitor.wait()
+    return {
+        "torch_threads": torch.get_num_threads(),
+        "idle": idle,
+        "busy": busy,
+        "busy_speedup_over_idle_speedup": round(busy["speedup_vs_naive"] / idle["speedup_vs_naive"], 3),
+    }
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tokens", type=int, default=500)
@@ -113,7 +158,11 @@ def main() -> None:
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--naive-repeats", type=int, default=None, help="default: same as --repeats")
+    p.add_argument("--contention", action="store_true", help="idle, then with a competing torch process")
     args = p.parse_args()
+    from backend.engine.threads import configure_torch_threads
+
+    configure_torch_threads()
     if args.quick:
         args.tokens, args.repeats = 200, 1
     naive_repeats = args.naive_repeats or args.repeats
@@ -128,6 +177,9 @@ def main() -> None:
                 f"{r['speedup_vs_naive']:>8.1f} {r['engine_over_forward']:>8.1f}",
                 flush=True,
             )
+    if args.contention:
+        print(json.dumps(contention(loaded, args, naive_repeats)))
+        return
     result = measure(loaded, args.tokens, args.cuts, args.repeats, naive_repeats)
     print(json.dumps(result))
 
