@@ -127,8 +127,8 @@ def cmd_batch(args) -> int:
     for line in report.error_lines():
         print(f"error: {printable(line)}", file=sys.stderr)
     print(report.summary(), file=sys.stderr)
-    for line in report.key_lines():
-        print(printable(line))
+    for line in report.key_lines():  # id<TAB>sample<TAB>key: the id is user text, the tabs stay
+        print("\t".join(printable(part) for part in line.split("\t")))
     return report.exit_code
 
 
