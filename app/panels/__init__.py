@@ -9,7 +9,7 @@ one of these lists.
 
 from __future__ import annotations
 
-from app.panels import lens, loss, path, step_card, text
+from app.panels import fidelity, lens, loss, path, step_card, text
 
 CURSOR_PANELS = (text, step_card)
-CHART_PANELS = (loss, path, lens)
+CHART_PANELS = (loss, fidelity, path, lens)

@@ -16,6 +16,7 @@ import pandas as pd  # noqa: E402
 import streamlit as st  # noqa: E402
 
 from app import data, ui  # noqa: E402
+from app.exact_view import draw_exact_landscape  # noqa: E402
 from backend.plots import proxy as figures_proxy
 from backend.store.runs import RunData, RunStore  # noqa: E402
 
@@ -344,6 +345,7 @@ def _landscape_tab(store: RunStore, runs: list[RunData], labels: list[str]) -> N
     c1, c2 = st.columns([3, 1])
     i = c1.selectbox("Run", range(len(runs)), format_func=lambda j: labels[j], key="compare_landscape_run")
     run = runs[int(i)]
+    draw_exact_landscape(store, run)
     layers = proxy.available_layers(run, "proxy")
     if not layers:
         st.info("This run stores no proxy layer.")

@@ -133,3 +133,16 @@ def show_fields(run: RunData, store=None) -> tuple[dict[int, dict], dict | None]
     }
     info = hit.meta
     return per_cut, info.get("fidelity")
+
+
+def load_meta(run: RunData, store=None) -> dict | None:
+    """Only the meta (P, m, rank, condition, timings, fidelity) of the cached exact update, or None;
+    reads the one small member, not the factors."""
+    path = cache_path(run, store)
+    if path is None or not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            return json.loads(str(f["meta"])) if "meta" in f.files else None
+    except (OSError, ValueError, EOFError, KeyError):
+        return None

@@ -14,6 +14,7 @@ import hashlib
 import json
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -119,14 +120,30 @@ def plane_losses(model, update: ex.ExactUpdate, ids: list[int], coef: np.ndarray
     return np.concatenate(out)
 
 
-def surface(run: RunData, exact: ExactRun, loaded, grid: int = 15, span: float = 1.5, store=None) -> ExactSurface:
-    """The exact-space landscape of ``run`` (cached next to the run)."""
-    _check_grid(grid, span)
+def surface_path(run: RunData, grid: int, span: float, store=None) -> Path | None:
+    """Where the exact-space landscape of ``run`` on a ``grid`` x ``grid`` plane is cached."""
     tag = hashlib.sha256(
         json.dumps({"run": run.key, "grid": grid, "span": span, "v": ex.EXACT_VERSION}).encode()
     ).hexdigest()[:16]
     d = derived_dir(run, store)
-    path = d / f"exact-surface-{tag}.npz" if d is not None else None
+    return d / f"exact-surface-{tag}.npz" if d is not None else None
+
+
+def _from_arrays(run: RunData, arrays: dict) -> ExactSurface:
+    return ExactSurface(run_key=run.key, **{k: (float(v) if k == "seconds" else v) for k, v in arrays.items()})
+
+
+def load_surface(run: RunData, grid: int = 15, span: float = 1.5, store=None) -> ExactSurface | None:
+    """The cached exact-space landscape, or None if it has not been computed (never loads a model)."""
+    path = surface_path(run, grid, span, store)
+    arrays = load_npz(path) if path is not None else None
+    return _from_arrays(run, arrays) if arrays and "loss" in arrays else None
+
+
+def surface(run: RunData, exact: ExactRun, loaded, grid: int = 15, span: float = 1.5, store=None) -> ExactSurface:
+    """The exact-space landscape of ``run`` (cached next to the run)."""
+    _check_grid(grid, span)
+    path = surface_path(run, grid, span, store)
     arrays = load_npz(path) if path is not None else None
     if arrays is None:
         t0 = time.perf_counter()
@@ -155,4 +172,4 @@ def surface(run: RunData, exact: ExactRun, loaded, grid: int = 15, span: float =
                 save_npz_atomic(path, arrays)
             except OSError:
                 pass
-    return ExactSurface(run_key=run.key, **{k: (float(v) if k == "seconds" else v) for k, v in arrays.items()})
+    return _from_arrays(run, arrays)

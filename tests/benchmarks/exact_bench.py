@@ -35,7 +35,9 @@ def main() -> None:
     torch.manual_seed(0)
     loaded = load_model(args.model)
     tok = loaded.tokenizer
-    prompt = encode(tok, build_prompt(tok, "Maya has 5 apples and buys 8 more, gives 6 away and eats 1. How many?"))
+    prompt = encode(
+        tok, build_prompt(tok, "Maya has 5 apples and buys 8 more, gives 6 away and eats 1. How many?", think=False)
+    )
     traj = trajectory_ids(tok, args.tokens)
     template, answer = encode(tok, "\n\n**Final Answer**\n\\boxed{"), encode(tok, "6")
     step = max(1, args.tokens // args.boundaries)
