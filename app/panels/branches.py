@@ -51,7 +51,11 @@ def render(store, run, cursor: int) -> None:
 
 
 def _branch_here(store, run, step: int) -> None:
-    with st.expander(f"Branch here (step {step})", expanded=False):
+    # a toggle, not an expander: its state lives in the session, so reruns (the stepper's URL
+    # sync, each input's change) never fold the form away under the user's cursor
+    if not st.toggle(f"Branch here (step {step})", key="branch_here_open"):
+        return
+    with st.container(border=True):
         mode = st.radio("How", ["resample", "edit"], horizontal=True, key="branch_mode")
         c1, c2, c3 = st.columns(3)
         samples = 1

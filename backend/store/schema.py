@@ -126,6 +126,9 @@ class SummaryMeta:
     FINAL_LOSS: Final = "final_loss"
 
 
+BRANCH_FIELDS: Final = (Meta.PARENT, Meta.BRANCH_AT, Meta.BRANCH)  # only in the meta of a branch
+
+
 def all_meta_fields() -> dict[str, tuple[str, ...]]:
     """Every meta.json field name, by object (for the pin test and documentation)."""
     return {
