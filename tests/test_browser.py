@@ -283,7 +283,11 @@ def test_one_screen_and_presentation_mode(app_url, browser):
     page.wait_for_function("() => location.search.includes('present=1')", timeout=30_000)
     page.locator(".st-key-explore_exit_present button").first.wait_for(timeout=60_000)
     page.wait_for_function("() => document.body.classList.contains('raml-live')", timeout=60_000)
-    assert "step=3" in page.url and not page.locator("[data-testid='stSidebar']").is_visible()
+    # the server mirrors the step into the URL after its rerun: wait for it rather than race it
+    page.wait_for_function(
+        "() => location.search.includes('present=1') && location.search.includes('step=3')", timeout=30_000
+    )
+    assert not page.locator("[data-testid='stSidebar']").is_visible()
     page.wait_for_timeout(1500)
     assert page.evaluate("() => window.__ramlStepper.step") == 3  # no auto-play
     page.keyboard.press("Escape")  # ... and the way out

@@ -19,9 +19,9 @@ def _cache_with_damaged_newest(tiny_run, tmp_path) -> tuple[RunStore, str, str]:
     """A copy of the tiny cache plus a newer run (same content, own key) whose tokens.parquet
     has a same-size bit flip: listed as ok by the cheap checks, refused by the checksums."""
     store, healthy = tiny_run
-    root = tmp_path / "cache"
-    shutil.copytree(store.root, root, ignore=shutil.ignore_patterns("locks", "tmp"))
-    copy = RunStore(root)
+    copy = RunStore(tmp_path / "cache")  # only the tiny run (other tests may add runs to its cache)
+    shutil.copytree(store.path(healthy), copy.runs_dir / healthy)
+    assert copy.index_runs([healthy]) == [healthy]
     newest = content_key({"newest": "damaged"})
     shutil.copytree(copy.path(healthy), copy.runs_dir / newest)
     meta_path = copy.path(newest) / "meta.json"
