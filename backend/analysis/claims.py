@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from backend.analysis import inner_loop, progress_curves, reflection_effect, task_map
+from backend.analysis.dataset_stats import group_of
 from backend.analysis.intervals import mean_interval, paired_statistic_interval, spearman
 from backend.analysis.proxy import available_layers, space_vectors
 from backend.errors import CacheError, InputError
@@ -163,12 +164,6 @@ RUN_COLUMNS = (
     "layer",
     "created",
 )
-
-
-def group_of(correct) -> str:
-    if correct is None or (isinstance(correct, float) and np.isnan(correct)):
-        return "unknown"
-    return "correct" if bool(correct) else "incorrect"
 
 
 # ---------------------------------------------------------------------------- one run

@@ -14,23 +14,17 @@ occurrence, averaged, with the same average around the matched control windows' 
 
 from __future__ import annotations
 
-import re
 import warnings
 
 import numpy as np
 import pandas as pd
 
+from backend.analysis.dataset_stats import canonical_word  # one spelling rule for both tables
 from backend.analysis.intervals import mean_interval, paired_statistic_interval, ratio_of_means
 
 DEFAULT_WINDOW = 16  # tokens each side in the event-aligned view
 PROGRESS_TOLERANCE = 0.05
 WIDER_TOLERANCE = 0.15  # used when no window lies within PROGRESS_TOLERANCE
-
-
-def canonical_word(word: str) -> str:
-    """Group spellings of one reflection word: "Wait" -> "wait", "Hmmm" -> "hmm"."""
-    word = re.sub(r"\s+", " ", word.strip().lower())
-    return re.sub(r"^hmm+$", "hmm", word).replace("re-check", "recheck")
 
 
 def _rel(loss_at: dict[int, float], start: int, end: int) -> float:

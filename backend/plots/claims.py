@@ -11,7 +11,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from backend.plots.dataset import GROUP_COLORS, GROUP_LABELS, LOSS_AXIS, _layout, _rgba, _segments
+from backend.plots.dataset import GROUP_COLORS, GROUP_LABELS, LOSS_AXIS, _layout, add_band
 
 PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#56B4E9", "#E69F00")
 INNER_LOOP_TITLES = {
@@ -23,26 +23,7 @@ COLOR_FIELDS = {"group": "correctness", "n_tokens": "length (tokens)", "final_lo
 
 
 def _band(fig: go.Figure, x, low, high, color: str, name: str, **trace_kw) -> None:
-    x = np.asarray(x, dtype=np.float64)
-    low = np.asarray(low, dtype=np.float64)
-    high = np.asarray(high, dtype=np.float64)
-    for start, stop in _segments(~(np.isnan(low) | np.isnan(high))):
-        xs = x[start:stop]
-        fig.add_trace(
-            go.Scatter(
-                x=np.concatenate([xs, xs[::-1]]),
-                y=np.concatenate([high[start:stop], low[start:stop][::-1]]),
-                mode="lines",
-                fill="toself",
-                fillcolor=_rgba(color, 0.16),
-                line=dict(width=0),
-                hoverinfo="skip",
-                showlegend=False,
-                legendgroup=name,
-                name=f"{name} 95% interval",
-                **trace_kw,
-            )
-        )
+    add_band(fig, x, low, high, color, f"{name} 95% interval", legendgroup=name, **trace_kw)
 
 
 def _mean_line(fig: go.Figure, part: pd.DataFrame, x: str, color: str, name: str, unit: str, **trace_kw) -> None:

@@ -50,6 +50,31 @@ def _layout(fig: go.Figure, *, title: str, height: int, scale: float = 1.0) -> g
     return fig
 
 
+def add_band(fig: go.Figure, x, low, high, color: str, name: str, *, legendgroup: str, **trace_kw) -> None:
+    """A shaded band between ``low`` and ``high`` over ``x`` ``[G]`` each: one polygon per
+    unbroken stretch (NaN gaps stay gaps), hidden from the legend and the hover."""
+    x = np.asarray(x, dtype=np.float64)
+    low = np.asarray(low, dtype=np.float64)
+    high = np.asarray(high, dtype=np.float64)
+    for start, stop in _segments(~(np.isnan(low) | np.isnan(high))):
+        xs = x[start:stop]
+        fig.add_trace(
+            go.Scatter(
+                x=np.concatenate([xs, xs[::-1]]),
+                y=np.concatenate([high[start:stop], low[start:stop][::-1]]),
+                mode="lines",
+                fill="toself",
+                fillcolor=_rgba(color, 0.16),
+                line=dict(width=0),
+                hoverinfo="skip",
+                showlegend=False,
+                legendgroup=legendgroup,
+                name=name,
+                **trace_kw,
+            )
+        )
+
+
 def band_bounds(curve: pd.DataFrame, band: str) -> tuple[np.ndarray, np.ndarray]:
     """Lower and upper edge of the band around the mean, [bins] each (NaN where undefined)."""
     mean = curve["mean"].to_numpy(dtype=np.float64)
@@ -81,22 +106,7 @@ def mean_loss_curve_figure(
         color = GROUP_COLORS[group]
         x = part["progress"].to_numpy(dtype=np.float64)
         lower, upper = band_bounds(part, band)
-        for start, stop in _segments(~(np.isnan(lower) | np.isnan(upper))):  # one polygon per unbroken stretch
-            xs = x[start:stop]
-            fig.add_trace(
-                go.Scatter(
-                    x=np.concatenate([xs, xs[::-1]]),
-                    y=np.concatenate([upper[start:stop], lower[start:stop][::-1]]),
-                    mode="lines",
-                    fill="toself",
-                    fillcolor=_rgba(color, 0.16),
-                    line=dict(width=0),
-                    hoverinfo="skip",
-                    showlegend=False,
-                    legendgroup=group,
-                    name=f"{GROUP_LABELS[group]} band",
-                )
-            )
+        add_band(fig, x, lower, upper, color, f"{GROUP_LABELS[group]} band", legendgroup=group)
         n_total = int(part["n_runs"].max()) if len(part) else 0
         fig.add_trace(
             go.Scatter(
