@@ -1,6 +1,6 @@
 """The Dataset page's claim views, one tab each: which claim of RaML it tests, the figure with
 its intervals, and the table behind it (downloadable). All numbers come from
-``backend.analysis.claims`` (cached on disk per set of runs and settings); no math here."""
+``backend.analysis.dataset.claims`` (cached on disk per set of runs and settings); no math here."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from backend.analysis import model_pairs, samples
-from backend.analysis.claims import ClaimsReport, ClaimsSettings, dataset_claims
-from backend.analysis.task_map import SPACES
+from backend.analysis.dataset import model_pairs
+from backend.analysis.dataset.claims import ClaimsReport, ClaimsSettings, dataset_claims
+from backend.analysis.dataset.task_map import SPACES
+from backend.analysis.spaces import samples
 from backend.plots import claims as figures
 from backend.plots.figures import PLOTLY_CONFIG
 from backend.store.runs import RunStore

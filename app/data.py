@@ -1,4 +1,4 @@
-"""Cached loaders over ``backend.store.runs`` and ``backend.analysis.proxy`` for the pages.
+"""Cached loaders over ``backend.store.runs`` and ``backend.analysis.spaces.proxy`` for the pages.
 
 Runs are content-addressed, so ``(cache root, key, meta.json mtime)`` identifies a run's data;
 ``st.cache_data`` keeps the loaded tables and projections, and moving the cursor never reloads
@@ -60,7 +60,7 @@ def load_run(store: RunStore, key: str) -> RunData:
 
 @st.cache_data(show_spinner="Fitting the 2-D projection…", max_entries=64)
 def _projection(root: str, key: str, stamp: float, layer: int, space: str, method: str) -> dict:
-    from backend.analysis import proxy
+    from backend.analysis.spaces import proxy
 
     run = _load_run(root, key, stamp)
     proj = proxy.project([run], layer, space, method=method, store=_store_for(root))
@@ -81,7 +81,7 @@ def projection(store: RunStore, key: str, layer: int, space: str, method: str = 
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def _available_layers(root: str, key: str, stamp: float, space: str) -> list[int]:
-    from backend.analysis import proxy
+    from backend.analysis.spaces import proxy
 
     return proxy.available_layers(_load_run(root, key, stamp), space)
 
@@ -91,9 +91,9 @@ def available_layers(store: RunStore, key: str, space: str) -> list[int]:
 
 
 def proxy_available() -> bool:
-    """Whether ``backend.analysis.proxy`` (the 2-D path) is importable in this checkout."""
+    """Whether ``backend.analysis.spaces.proxy`` (the 2-D path) is importable in this checkout."""
     try:
-        import backend.analysis.proxy  # noqa: F401
+        import backend.analysis.spaces.proxy  # noqa: F401
     except ImportError:
         return False
     return True

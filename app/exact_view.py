@@ -11,7 +11,8 @@ from backend.plots.figures import PLOTLY_CONFIG
 
 def draw_exact_landscape(store, run) -> bool:
     """The cached exact-plane surface of ``run`` and its fidelity line; False (draws nothing) if not cached."""
-    from backend.analysis import exact_data, exact_landscape
+    from backend.analysis.exact import data as exact_data
+    from backend.analysis.exact import landscape as exact_landscape
 
     surface = exact_landscape.load_surface(run, store=store)
     if surface is None:

@@ -1,6 +1,6 @@
 """The jobs panel shown in the sidebar of every page (one call from ``app/main.py``).
 
-Jobs belong to the backend queue (``backend.scale.queue``), not to a page's script run: a
+Jobs belong to the backend queue (``backend.jobs.queue``), not to a page's script run: a
 worker thread of this server process runs them, so a run keeps going when the user opens
 another page. This panel only polls the queue (an ``st.fragment`` rerun every
 ``POLL_S`` seconds) and shows running / queued / finished / failed jobs with progress,
@@ -14,8 +14,8 @@ import time
 import streamlit as st
 
 from app import data
-from backend.scale import handlers
-from backend.scale.queue import Job, JobQueue, ensure_worker
+from backend.jobs import kinds as handlers
+from backend.jobs.queue import Job, JobQueue, ensure_worker
 
 EXPLORE_PAGE = "views/explore.py"
 POLL_S = 1.5

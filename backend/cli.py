@@ -31,7 +31,7 @@ def _store(args):
 
 def _request_from(args, question, answer=None, trajectory=None, label="", seed=None):
     from backend.engine.trajectory import GenerationSettings
-    from backend.jobs import RunRequest
+    from backend.pipeline.run import RunRequest
 
     gen = GenerationSettings(
         max_new_tokens=args.max_new_tokens,
@@ -92,7 +92,7 @@ class _Bars:
 
 def cmd_run(args) -> int:
     from backend.engine.limits import read_trajectory_file
-    from backend.jobs import run_question
+    from backend.pipeline.run import run_question
 
     trajectory = None
     if args.trajectory_file:  # refused by its size before it is read
@@ -188,7 +188,7 @@ def show_payload(run) -> dict:
 
 def _add_exact_fields(run, payload: dict) -> None:
     """Steps gain exact_update_loss/norm and the payload a fidelity block once ``exact KEY`` ran."""
-    from backend.analysis.exact_data import show_fields
+    from backend.analysis.exact.data import show_fields
 
     per_cut, fidelity = show_fields(run)
     for step in payload["steps"]:
@@ -201,7 +201,7 @@ def cmd_show(args) -> int:
     run = store.open(args.key)
     payload = show_payload(run)
     if args.json:
-        from backend.branching import show_fields
+        from backend.pipeline.branches import show_fields
 
         payload |= show_fields(store, run)
         print(json.dumps(payload, ensure_ascii=False))
@@ -230,7 +230,7 @@ def cmd_rm(args) -> int:
     missing = [k for k in dict.fromkeys(args.keys) if not store.path(k).exists()]
     if missing:
         raise InputError(f"no run {', '.join(missing)} in {args.cache_dir}: nothing deleted")
-    from backend.branching import confirm_orphaning
+    from backend.pipeline.branches import confirm_orphaning
 
     confirm_orphaning(store, args.keys, args.yes)  # asks (or refuses) before orphaning branches
     for k in dict.fromkeys(args.keys):

@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 
 from backend.engine.trajectory import GenerationSettings
-from backend.jobs import RunRequest, run_question
+from backend.pipeline.run import RunRequest, run_question
 from backend.store.runs import RunStore
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
@@ -55,7 +55,7 @@ def demo_requests() -> list[RunRequest]:
 def demo_key(store: RunStore) -> str | None:
     """Key of the cached demo run, found without loading the model (None if not cached)."""
     from backend.engine.models import resolve
-    from backend.jobs import request_key
+    from backend.pipeline.run import request_key
 
     try:
         req = demo_request()

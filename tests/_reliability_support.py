@@ -130,7 +130,7 @@ def _concurrent_worker(cache_dir: str, model_dir: str, index: int, barrier, resu
 
     hf_logging.disable_progress_bar()
     from backend.engine.models import load_model
-    from backend.jobs import RunRequest, run_question
+    from backend.pipeline.run import RunRequest, run_question
     from backend.store.runs import RunStore
 
     load_model(model_dir)
@@ -156,7 +156,7 @@ def concurrent_runs_main(cache_dir: str, model_dir: str, n: int) -> None:
     import json
     import multiprocessing as mp
 
-    import backend.jobs  # noqa: F401  (import torch + transformers once, shared by the forks)
+    import backend.pipeline.run  # noqa: F401  (import torch + transformers once, shared by the forks)
     from backend.store.runs import RunStore
 
     ctx = mp.get_context("fork")

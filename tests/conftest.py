@@ -101,7 +101,7 @@ def store(tmp_path):
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory, tiny_llama):
     """A real run of the tiny Llama on SAMPLE_TRAJECTORY in its own cache: (store, key)."""
-    from backend.jobs import RunRequest, run_question
+    from backend.pipeline.run import RunRequest, run_question
     from backend.store.runs import RunStore
 
     store = RunStore(tmp_path_factory.mktemp("tiny_cache"))

@@ -1,4 +1,4 @@
-"""Tests for backend.analysis.answers and the bundled question set."""
+"""Tests for backend.analysis.answers.extract and the bundled question set."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from backend.analysis.answers import (  # noqa: E402
+from backend.analysis.answers.extract import (  # noqa: E402
     answers_match,
     extract_final_answer,
     is_correct,

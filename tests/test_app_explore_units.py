@@ -170,9 +170,9 @@ def test_path_start_is_a_filled_clickable_marker_clear_of_the_ring():
 def test_a_bug_on_one_import_line_never_aborts_the_file(tmp_path, monkeypatch):
     """An import runs as a batch job: line 2 hits an unexpected exception (a bug), line 4 a user
     error; lines 1 and 3 still run, and each failure is one message naming the file and line."""
-    import backend.scale.handlers
+    import backend.jobs.kinds
     from backend.errors import InputError
-    from backend.scale.queue import JobQueue
+    from backend.jobs.queue import JobQueue
     from backend.store.runs import RunStore
 
     calls = []
@@ -189,7 +189,7 @@ def test_a_bug_on_one_import_line_never_aborts_the_file(tmp_path, monkeypatch):
             raise InputError("question too long")
         return Outcome(req.label)
 
-    monkeypatch.setattr(backend.scale.handlers, "run_question", fake_run_question)
+    monkeypatch.setattr(backend.jobs.kinds, "run_question", fake_run_question)
     queue = JobQueue(RunStore(tmp_path / "cache"))
     items = [
         {"question": f"What is {i} + 1?", "answer": str(i + 1), "trajectory": "t", "label": f"q{i}", "line": i}

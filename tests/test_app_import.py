@@ -37,7 +37,7 @@ def test_import_shard_folder_by_path_with_preset_runs_each_generation(tmp_path, 
     at.button(key="runs_import_start").click().run()
     at.button(key="runs_import_confirm").click().run()
     assert not at.exception and any("Queued as job #" in s.value for s in at.success)
-    from backend.scale.queue import JobQueue, wait_for
+    from backend.jobs.queue import JobQueue, wait_for
 
     store = RunStore(tmp_path / "cache")
     job = wait_for(JobQueue(store), at.session_state["runs_last_job"], timeout=180)  # the server's worker ran it

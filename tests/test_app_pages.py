@@ -329,7 +329,7 @@ def test_runs_jsonl_import_shows_line_errors_and_runs_good_lines(own_cache, tiny
 
 
 def _wait_job(store, job_id):
-    from backend.scale.queue import JobQueue, wait_for
+    from backend.jobs.queue import JobQueue, wait_for
 
     return wait_for(JobQueue(store), job_id, timeout=180)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from backend.analysis.answers import answers_match, extract_final_answer
+from backend.analysis.answers.extract import answers_match, extract_final_answer
 from backend.cli import main
 from backend.io.jsonl import QuestionRecord
 from backend.scale.items import BatchItem, plan

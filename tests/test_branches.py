@@ -9,10 +9,10 @@ import json
 import pytest
 from conftest import SAMPLE_QUESTION, SAMPLE_TRAJECTORY
 
-from backend import branching
 from backend.cli import main
 from backend.engine.trajectory import GenerationSettings
-from backend.jobs import RunRequest, run_question
+from backend.pipeline import branches as branching
+from backend.pipeline.run import RunRequest, run_question
 from backend.store.runs import RunStore
 
 

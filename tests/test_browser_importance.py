@@ -18,7 +18,7 @@ pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM}
 def test_compute_importance_branch_and_see_the_overlay(tmp_path, tiny_model_dir):
     from playwright.sync_api import sync_playwright
 
-    from backend.jobs import RunRequest, run_question
+    from backend.pipeline.run import RunRequest, run_question
     from backend.store.runs import RunStore
 
     store = RunStore(tmp_path / "cache")  # the model is a folder, so the app's process can load it

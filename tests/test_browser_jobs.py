@@ -68,7 +68,7 @@ def _nav(page, name: str) -> None:
 
 
 def test_run_survives_navigation_opens_and_a_queued_job_cancels(cache_copy, tiny_model_dir, browser, monkeypatch):
-    from backend.scale.queue import JobQueue
+    from backend.jobs.queue import JobQueue
 
     store = cache_copy
     before = set(store.list_runs()["key"])
@@ -141,7 +141,7 @@ def _start_server(cache_root: Path, port: int, extra_env: dict) -> subprocess.Po
 
 
 def test_server_killed_mid_job_then_job_is_failed_resumable(cache_copy, tiny_model_dir, browser):
-    from backend.scale.queue import JobQueue
+    from backend.jobs.queue import JobQueue
 
     store = cache_copy
     before = set(store.list_runs()["key"])

@@ -29,7 +29,7 @@ def compare_cache(tmp_path_factory, tiny_run, tiny_llama, smol_tokenizer):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from backend.engine.models import LoadedModel
-    from backend.jobs import RunRequest, run_question
+    from backend.pipeline.run import RunRequest, run_question
     from backend.store.runs import RunStore
 
     store0, key0 = tiny_run

@@ -1,4 +1,4 @@
-"""RaML's claims across a dataset (backend.analysis.claims and its modules): every statistic
+"""RaML's claims across a dataset (backend.analysis.dataset.claims and its modules): every statistic
 against a direct pandas/numpy computation on the same runs, intervals that contain their
 estimates, the on-disk cache, ``raml stats --json`` and the Dataset page."""
 
@@ -17,10 +17,11 @@ from conftest import SAMPLE_QUESTION, SAMPLE_TRAJECTORY
 from scipy.stats import spearmanr
 from sklearn.metrics.pairwise import cosine_similarity as sk_cosine
 
-from backend.analysis import intervals, model_pairs, reflection_effect, samples, task_map
-from backend.analysis.claims import ClaimsSettings, dataset_claims
-from backend.analysis.proxy import space_vectors
-from backend.jobs import RunRequest, run_question
+from backend.analysis.dataset import intervals, model_pairs, reflection_effect, task_map
+from backend.analysis.dataset.claims import ClaimsSettings, dataset_claims
+from backend.analysis.spaces import samples
+from backend.analysis.spaces.proxy import space_vectors
+from backend.pipeline.run import RunRequest, run_question
 from backend.store.runs import RunStore
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -284,7 +285,7 @@ def test_samples_spread_and_mean_update(claims_store, report, tiny_llama):
         np.testing.assert_allclose(paths[-1][-1], u[-1], atol=1e-6)
     mean = samples.mean_path(paths)
     np.testing.assert_allclose(mean, np.mean(paths, axis=0))
-    from backend.analysis.landscape import direct_loss, question_ids
+    from backend.analysis.landscapes.surfaces import direct_loss, question_ids
 
     losses = samples.mean_update_losses(runs[0], tiny_llama, layer, mean[[0, -1]])
     ids, m_a = question_ids(runs[0], tiny_llama.tokenizer)
@@ -360,3 +361,11 @@ def test_dataset_page_renders_every_claim_view(monkeypatch, claims_store):
     } <= charts
     assert any("fewer than 30" in w.value for w in at.warning)
     assert set(at.dataframe[-1].value["key"]) == set(keys)
+
+
+def test_canonical_word_and_groups():
+    from backend.analysis.dataset.groups import canonical_word, group_of
+
+    words = ("Wait", "Hmmm", "HOWEVER", "let  me check", "Re-check")
+    assert [canonical_word(w) for w in words] == ["wait", "hmm", "however", "let me check", "recheck"]
+    assert [group_of(v) for v in (True, False, None, float("nan"))] == ["correct", "incorrect", "unknown", "unknown"]

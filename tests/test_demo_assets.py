@@ -60,7 +60,7 @@ def test_worked_traces_are_labelled_and_reveal_their_answer_late():
 def test_demo_trace_scored_by_smollm2_shows_the_descent(smollm2, store):
     """The main demo, scored by the default model: before the answer is seen, the smoothed
     loss of the answer over the last fifth is far below the first fifth."""
-    from backend.jobs import run_question
+    from backend.pipeline.run import run_question
 
     req = demo.demo_request()
     key = run_question(req, store, loaded=smollm2).key
@@ -78,6 +78,6 @@ def test_demo_trace_scored_by_smollm2_shows_the_descent(smollm2, store):
 
 @pytest.mark.parametrize("row", demo.worked_traces(), ids=lambda r: r["id"])
 def test_worked_trace_answers_grade_as_correct(row):
-    from backend.analysis.answers import answers_match, extract_final_answer
+    from backend.analysis.answers.extract import answers_match, extract_final_answer
 
     assert answers_match(extract_final_answer(row["trajectory"]), row["answer"])

@@ -40,8 +40,9 @@ def wide_tiny(smol_tokenizer):
 @pytest.fixture(scope="module")
 def exact_cache(tmp_path_factory, wide_tiny):
     """A tiny-Llama run with its exact update and exact-plane surface cached: (store, key, fidelity)."""
-    from backend.analysis import exact_landscape, exact_run
-    from backend.jobs import RunRequest, run_question
+    from backend.analysis.exact import landscape as exact_landscape
+    from backend.analysis.exact import run as exact_run
+    from backend.pipeline.run import RunRequest, run_question
     from backend.store.runs import RunStore
 
     store = RunStore(tmp_path_factory.mktemp("exact_app_cache"))

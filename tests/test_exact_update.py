@@ -10,8 +10,8 @@ import pytest
 import torch
 from conftest import SAMPLE_QUESTION, SAMPLE_TRAJECTORY
 
-from backend.analysis import exact_geometry as geo
-from backend.analysis import exact_update as ex
+from backend.analysis.exact import geometry as geo
+from backend.analysis.exact import update as ex
 from backend.engine import probe
 from backend.engine.trajectory import encode
 
@@ -175,8 +175,8 @@ def test_other_architectures_are_exact(smol_tokenizer, kind):
 # ---------------------------------------------------------------------------- SmolLM2, a real run
 @pytest.fixture(scope="module")
 def smol_exact_run(tmp_path_factory, smollm2):
-    from backend.analysis import exact_run
-    from backend.jobs import RunRequest, run_question
+    from backend.analysis.exact import run as exact_run
+    from backend.pipeline.run import RunRequest, run_question
     from backend.store.runs import RunStore
 
     store = RunStore(tmp_path_factory.mktemp("exact_cache"))
@@ -199,7 +199,7 @@ def test_smollm2_run_exact_within_1e3_nats(smol_exact_run, smollm2):
     np.testing.assert_allclose(result.edited_loss, expected, atol=1e-3)
     # one boundary again on an explicitly edited deep copy (float32 weights)
     k = len(cuts) // 2
-    from backend.analysis.exact_run import run_inputs
+    from backend.analysis.exact.run import run_inputs
 
     inputs = run_inputs(run, smollm2.tokenizer)
     edited = _edited_copy(smollm2.model, result.update, k)
@@ -236,7 +236,7 @@ def test_show_json_and_exact_command(smol_exact_run, capsys):
 
 
 def test_plane_edit_from_factors_matches_explicit_edits(tiny_exact):
-    from backend.analysis import exact_landscape as el
+    from backend.analysis.exact import landscape as el
 
     loaded, (prompt, traj, template, answer), update = tiny_exact
     ids = prompt + template + answer

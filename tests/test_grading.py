@@ -13,10 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from backend.analysis import grading
-from backend.analysis.answers import is_correct
-from backend.analysis.grading import grade_answer, grade_response
-from backend.jobs import RunRequest, run_question
+from backend.analysis.answers.extract import grading, is_correct
+from backend.analysis.answers.grading import grade_answer, grade_response
+from backend.pipeline.run import RunRequest, run_question
 
 GOLDEN = Path(__file__).parent / "fixtures" / "grading_golden.jsonl"
 pytestmark = pytest.mark.skipif(not grading.math_verify_available(), reason="extra 'math' (math-verify) not installed")

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from conftest import SAMPLE_QUESTION, SAMPLE_TRAJECTORY
 
-from backend.analysis.importance import ablate, ablate_naive
-from backend.analysis.run_importance import compute_run_importance, load_importance, probe_request_for_run
-from backend.analysis.step_attention import probe_attention, probe_attention_naive
+from backend.analysis.importance.ablation import ablate, ablate_naive
+from backend.analysis.importance.attention import probe_attention, probe_attention_naive
+from backend.analysis.importance.run import compute_run_importance, load_importance, probe_request_for_run
 from backend.engine.probe import ProbeRequest, analyze
 from backend.engine.trajectory import RAML_TEMPLATE, build_prompt, encode, encode_with_offsets, segment
 

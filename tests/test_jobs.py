@@ -8,7 +8,7 @@ from conftest import SAMPLE_QUESTION, SAMPLE_TRAJECTORY
 
 from backend.engine.trajectory import encode
 from backend.errors import ContextTooLongError, InputError
-from backend.jobs import RunRequest, estimate_probe_tokens, run_question
+from backend.pipeline.run import RunRequest, estimate_probe_tokens, run_question
 
 
 def test_run_tables_are_consistent(tiny_run):

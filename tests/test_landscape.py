@@ -10,7 +10,8 @@ import pytest
 import torch
 from conftest import SAMPLE_QUESTION, SAMPLE_TRAJECTORY
 
-from backend.analysis import landscape, proxy
+from backend.analysis.landscapes import surfaces as landscape
+from backend.analysis.spaces import proxy
 from backend.engine.architecture import locate
 from backend.errors import InputError
 
@@ -161,7 +162,7 @@ def test_random_landscape_matches_explicit_perturbation(tiny, tiny_llama):
 @pytest.mark.slow
 def test_surface_on_smollm2_matches_an_explicit_edit(tmp_path, smollm2):
     """Real weights: the plane point of the last step equals a forward with edited weights."""
-    from backend.jobs import RunRequest, run_question
+    from backend.pipeline.run import RunRequest, run_question
     from backend.store.runs import RunStore
 
     store = RunStore(tmp_path / "cache")

@@ -163,7 +163,7 @@ def cli_err(cache, capsys, *keys):
 def test_control_characters_are_escaped_in_show_and_ls(tmp_path, capsys, tiny_llama, store):
     from conftest import SAMPLE_TRAJECTORY
 
-    from backend.jobs import RunRequest, run_question
+    from backend.pipeline.run import RunRequest, run_question
 
     hostile = "Evil \x1b[2J\x1b]0;pwned\x07 question\r\u202e?"
     req = RunRequest(question=hostile, answer="6\x1b[31m", trajectory=SAMPLE_TRAJECTORY[:80], model=tiny_llama.name)
@@ -179,7 +179,7 @@ def test_control_characters_are_escaped_in_show_and_ls(tmp_path, capsys, tiny_ll
 
 def test_quiet_silences_library_progress_bars(tmp_path, capsys, monkeypatch):
     """transformers' GGUF conversion draws a plain ``tqdm.auto`` bar; --quiet must hide it too."""
-    import backend.jobs
+    import backend.pipeline.run
 
     def fake_run(*args, **kwargs):
         from tqdm.auto import tqdm
@@ -188,7 +188,7 @@ def test_quiet_silences_library_progress_bars(tmp_path, capsys, monkeypatch):
             pass
         raise limits.InputError("stop here")
 
-    monkeypatch.setattr(backend.jobs, "run_question", fake_run)
+    monkeypatch.setattr(backend.pipeline.run, "run_question", fake_run)
     argv = ["--cache-dir", str(tmp_path / "c"), "run", "--question", "q", "--answer", "a"]
     cli.main(argv)
     assert "Converting" in capsys.readouterr().err  # the bar is there without --quiet

@@ -15,7 +15,7 @@ from backend.cli import main
 from backend.engine.openai_generator import GenerationError, generate_openai
 from backend.engine.trajectory import GenerationSettings
 from backend.errors import InputError
-from backend.jobs import RunRequest, run_question
+from backend.pipeline.run import RunRequest, run_question
 
 REASONING = "Maya has 5 apples. Two bags of 4 add 8, so 13. She gives 6 away, leaving 7. She eats 1, so 6."
 ANSWER_TEXT = "She has \\boxed{6} apples."

@@ -9,7 +9,7 @@ import pytest
 import torch
 from conftest import SAMPLE_QUESTION, SAMPLE_TRAJECTORY
 
-from backend.analysis import proxy
+from backend.analysis.spaces import proxy
 from backend.engine.architecture import locate
 from backend.errors import InputError
 
@@ -31,7 +31,7 @@ def _identity_errors(run, model, layer: int) -> np.ndarray:
 def tiny(tmp_path_factory, tiny_llama):
     """A run of this module's own: projections write ``derived/`` files next to it, which must
     not leak into the session-wide ``tiny_run`` other modules inspect."""
-    from backend.jobs import RunRequest, run_question
+    from backend.pipeline.run import RunRequest, run_question
     from backend.store.runs import RunStore
 
     store = RunStore(tmp_path_factory.mktemp("proxy_tiny"))
@@ -42,7 +42,7 @@ def tiny(tmp_path_factory, tiny_llama):
 @pytest.fixture(scope="module")
 def smol_run(tmp_path_factory, smollm2):
     """A short real SmolLM2 run (imported trajectory, step-boundary cuts only)."""
-    from backend.jobs import RunRequest, run_question
+    from backend.pipeline.run import RunRequest, run_question
     from backend.store.runs import RunStore
 
     store = RunStore(tmp_path_factory.mktemp("smol_proxy"))
@@ -250,7 +250,7 @@ def test_umap_projection_is_seeded_and_trustworthy(tiny):
 
 
 def test_shared_basis_for_several_runs(tmp_path, tiny, tiny_llama):
-    from backend.jobs import RunRequest, run_question
+    from backend.pipeline.run import RunRequest, run_question
     from backend.store.runs import RunStore
 
     _, run_a = tiny

@@ -1,4 +1,4 @@
-"""The job queue (backend.scale.queue) on the tiny model: runs, batches, cancel, a server
+"""The job queue (backend.jobs.queue) on the tiny model: runs, batches, cancel, a server
 killed mid-job (a real subprocess, SIGKILLed while its run's temp files are complete),
 resume, and the throughput table behind the estimates."""
 
@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 from conftest import SAMPLE_QUESTION, SAMPLE_TRAJECTORY
 
-from backend.jobs import RunRequest
-from backend.scale import estimates, handlers
-from backend.scale.queue import JobQueue, wait_for
+from backend.jobs import estimates
+from backend.jobs import kinds as handlers
+from backend.jobs.queue import JobQueue, wait_for
+from backend.pipeline.run import RunRequest
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -85,7 +86,7 @@ def test_batch_job_runs_good_questions_and_reports_bad_ones(queue, tiny_llama):
 
 
 def test_worker_thread_runs_jobs_submitted_later(queue, tiny_llama):
-    from backend.scale.queue import ensure_worker
+    from backend.jobs.queue import ensure_worker
 
     worker = ensure_worker(queue.store)
     assert ensure_worker(queue.store) is worker, "one worker per process and cache"
@@ -170,7 +171,7 @@ def test_surface_and_landscape_jobs_store_derived_data_and_record_rates(tiny_run
     cache hit for the analysis functions, and seconds per grid point are recorded."""
     import shutil
 
-    from backend.analysis.landscape import load_random_landscape, load_surface
+    from backend.analysis.landscapes.surfaces import load_random_landscape, load_surface
     from backend.store.runs import RunStore
 
     monkeypatch.setitem(handlers.MODEL_OVERRIDES, tiny_llama.name, tiny_llama)

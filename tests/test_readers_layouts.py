@@ -133,7 +133,7 @@ def test_last_boxed_balances_braces():
 
 
 def test_batch_over_every_layout_end_to_end(tmp_path, tiny_model_dir):
-    from backend.jobs import RunRequest
+    from backend.pipeline.run import RunRequest
     from backend.scale.batch import BatchSpec, run_batch
     from backend.store.runs import RunStore
 

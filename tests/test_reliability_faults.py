@@ -34,7 +34,7 @@ from backend.engine.architecture import default_proxy_layers, locate
 from backend.engine.probe import ProbeRequest, analyze
 from backend.engine.trajectory import RAML_TEMPLATE, build_prompt, encode, encode_with_offsets, segment
 from backend.errors import CacheError
-from backend.jobs import RunRequest, run_question
+from backend.pipeline.run import RunRequest, run_question
 from backend.store.runs import RunStore
 
 

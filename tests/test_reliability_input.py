@@ -25,7 +25,7 @@ from backend.engine.trajectory import encode, encode_with_offsets
 from backend.errors import ContextTooLongError, InputError, ModelLoadError, RunNotFoundError
 from backend.io.readers import parse_jsonl_bytes, read_jsonl, read_questions
 from backend.io.records import MAX_LINE_BYTES
-from backend.jobs import RunRequest, run_question
+from backend.pipeline.run import RunRequest, run_question
 from backend.store.runs import RunStore, check_key
 
 GOOD = b'{"id": "a", "question": "What is 2 + 2?", "answer": "4"}'

@@ -4,7 +4,7 @@ code (commit 7b65ddb) before the domain split; they must never change without a 
 analysis version."""
 
 from backend.engine.models import resolve
-from backend.jobs import RunRequest, _run_key, request_key
+from backend.pipeline.run import RunRequest, _run_key, request_key
 
 PINNED_SMOLLM2_FINGERPRINT = "2f78640916036c4d"
 

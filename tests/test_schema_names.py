@@ -95,7 +95,7 @@ def test_parse_tensor_name_refuses_names_it_would_not_write(name):
 
 
 def test_a_real_run_is_written_exactly_in_the_schema(tiny_run):
-    """The writer (backend.jobs) and the schema agree: columns, meta fields and tensor names."""
+    """The writer (backend.pipeline.run) and the schema agree: columns, meta fields and tensor names."""
     store, key = tiny_run
     run = store.open(key)
     assert tuple(run.tokens.columns) == schema.TOKEN_COLUMNS

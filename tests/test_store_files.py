@@ -79,7 +79,8 @@ def _one_error_line(err: str) -> str:
 
 # ----------------------------------------------------------------------------- hashing
 def test_one_content_hash_for_run_and_derived_keys(tiny_run):
-    from backend.analysis import dataset_stats, landscape, proxy
+    from backend.analysis.landscapes import surfaces as landscape
+    from backend.analysis.spaces import proxy
 
     payload = {"b": [1, "ü"], "a": {"y": 2, "x": 1}}
     assert hashing.content_hash(payload) == content_key(payload) == content_key(dict(reversed(payload.items())))
@@ -98,7 +99,6 @@ def test_one_content_hash_for_run_and_derived_keys(tiny_run):
     assert landscape.surface_cache_key(run, 1, 5, 1.0) == hashing.content_hash(
         surface | {"version": landscape.SURFACE_VERSION}, 24
     )
-    assert dataset_stats._aggregate_key("t", [(key, 1.0)]) == hashing.content_hash(["t", [[key, 1.0]]])
 
 
 # ----------------------------------------------------------------------------- atomic write

@@ -6,8 +6,8 @@ from __future__ import annotations
 import streamlit as st
 
 from app import data, ui
-from backend import branching
 from backend.engine.trajectory import GenerationSettings
+from backend.pipeline import branches as branching
 from backend.plots import importance as plots
 
 

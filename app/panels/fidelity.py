@@ -9,7 +9,7 @@ import streamlit as st
 from app import data
 from app.panels.common import View
 from app.panels.loss import chart_config
-from backend.analysis import exact_data
+from backend.analysis.exact import data as exact_data
 from backend.plots import exact as figures_exact
 
 SLOT = "right1"  # under the loss chart: the descent it measures

@@ -8,8 +8,8 @@ from collections.abc import Callable
 import streamlit as st
 
 from app import data
-from backend.analysis.run_importance import compute_run_importance, load_importance
-from backend.branching import counterfactual
+from backend.analysis.importance.run import compute_run_importance, load_importance
+from backend.pipeline.branches import counterfactual
 from backend.plots import importance as plots
 
 TABLE = "importance_table"

@@ -53,7 +53,7 @@ def draw(view: View) -> None:
     short = "proxy ΔW" if space == "proxy" else "hidden state"
     heading(f"Path of the steps · {short}{f' · layer {layer}' if layer is not None else ''}", "path")
     if not view.proxy_ok:
-        st.info("The 2-D path needs backend.analysis.proxy, which this checkout does not have yet.")
+        st.info("The 2-D path needs backend.analysis.spaces.proxy, which this checkout does not have yet.")
         return
     if layer is None:
         st.info(f"This run stores no layers for the {space} space.")

@@ -78,7 +78,7 @@ def shared_space_problem(runs: list[RunData]) -> str | None:
 
 def common_layers(runs: list[RunData], space: str) -> list[int]:
     """Layers every run stores for ``space``."""
-    from backend.analysis import proxy
+    from backend.analysis.spaces import proxy
 
     layers = None
     for r in runs:
@@ -134,7 +134,7 @@ def summary_table(runs: list[RunData], labels: list[str]) -> pd.DataFrame:
 
 def geometry_table(runs: list[RunData], labels: list[str], layer: int, space: str) -> pd.DataFrame:
     """Per run: path length, net displacement, straightness and mean cosine between steps."""
-    from backend.analysis import proxy
+    from backend.analysis.spaces import proxy
 
     rows = []
     for r, label in zip(runs, labels):
@@ -158,7 +158,7 @@ def geometry_table(runs: list[RunData], labels: list[str], layer: int, space: st
 def _shared_projection(
     root: str, keys: tuple[str, ...], stamps: tuple[float, ...], layer: int, space: str, method: str
 ) -> dict:
-    from backend.analysis import proxy
+    from backend.analysis.spaces import proxy
 
     store = RunStore(root)
     runs = [store.open(k) for k in keys]
@@ -335,7 +335,8 @@ def _runs_tab(store: RunStore, runs: list[RunData], labels: list[str]) -> None:
 
 
 def _landscape_tab(store: RunStore, runs: list[RunData], labels: list[str]) -> None:
-    from backend.analysis import landscape, proxy
+    from backend.analysis.landscapes import surfaces as landscape
+    from backend.analysis.spaces import proxy
 
     st.caption(
         "How the answer's loss $L_q$ changes around the model's weights θ with no trajectory in context. "

@@ -4,7 +4,7 @@ models on the same questions, samples of one question, a map of tasks by their i
 updates, inner-loop statistics, and every question in a table; a click on a point or a row
 opens the run in Explore.
 
-All numbers come from ``backend.analysis.claims`` (cached on disk per set of runs and
+All numbers come from ``backend.analysis.dataset.claims`` (cached on disk per set of runs and
 settings, and in memory here), so reopening the page is quick. State in the URL: ``?model=&q=``.
 """
 
@@ -14,8 +14,8 @@ import pandas as pd
 import streamlit as st
 
 from app import claims_panels, data, ui
-from backend.analysis.claims import ClaimsSettings
-from backend.analysis.progress_curves import PAPER_EMA_ALPHA
+from backend.analysis.dataset.claims import ClaimsSettings
+from backend.analysis.dataset.progress_curves import PAPER_EMA_ALPHA
 
 EXPLORE_PAGE = "views/explore.py"
 ALL_MODELS = "all models"

@@ -1,6 +1,6 @@
 """Runs: the library (filter, open, delete), a new-run form and a JSONL import.
 
-New runs and imports are jobs of the backend queue (``backend.scale.queue``, run by this
+New runs and imports are jobs of the backend queue (``backend.jobs.queue``, run by this
 server's worker thread): the page shows the estimate from this machine's measured
 throughput, submits, and links the result; the sidebar's jobs panel shows the progress
 on every page, so leaving this page loses nothing.
@@ -158,7 +158,7 @@ def _library(store) -> None:
 # ----------------------------------------------------------------------------- new run
 def estimate_cost(trajectory: str | None, answer: str | None, max_new_tokens: int, cuts: str) -> dict:
     """Rough cost before starting (no tokenizer loaded): trajectory tokens ≈ chars / 4."""
-    from backend.jobs import estimate_probe_tokens
+    from backend.pipeline.run import estimate_probe_tokens
 
     n_tokens = max(1, math.ceil(len(trajectory) / 4)) if trajectory else int(max_new_tokens)
     n_probe = 8 + max(1, math.ceil(len(answer or "xx") / 3))  # template (~8 tokens) + answer
@@ -175,7 +175,7 @@ def estimate_cost(trajectory: str | None, answer: str | None, max_new_tokens: in
 def _new_run_form(store) -> None:
     from backend.engine.models import DEFAULT_MODEL
     from backend.engine.trajectory import GenerationSettings
-    from backend.jobs import RunRequest
+    from backend.pipeline.run import RunRequest
 
     with st.form("runs_new_form"):
         model = st.text_input(
@@ -244,7 +244,7 @@ def _new_run_form(store) -> None:
         st.rerun()
     if start:
         from app import jobs_panel
-        from backend.scale.handlers import request_params
+        from backend.jobs.kinds import request_params
 
         job_id = jobs_panel.submit(
             "run", request_params(req), title=f"Run: {req.question.strip()[:60]}", estimate_s=estimate.seconds
@@ -256,7 +256,7 @@ def _new_run_form(store) -> None:
 
 def _estimate_run(req):
     from app import jobs_panel
-    from backend.scale.estimates import estimate_run
+    from backend.jobs.estimates import estimate_run
 
     queue = jobs_panel.get_queue()
     override = data.model_override(req.model)
@@ -265,7 +265,7 @@ def _estimate_run(req):
 
 
 def _device() -> str:
-    from backend.scale.queue import default_device
+    from backend.jobs.queue import default_device
 
     return default_device()
 
@@ -369,7 +369,7 @@ def _import_jsonl(store) -> None:
     model = c1.text_input("Model", value=DEFAULT_MODEL, key="runs_import_model")
     max_new = c2.number_input("Max new tokens (generated lines)", 1, 4096, 256, key="runs_import_max_tokens")
     from backend.engine.trajectory import GenerationSettings
-    from backend.jobs import RunRequest
+    from backend.pipeline.run import RunRequest
 
     model = model.strip() or DEFAULT_MODEL
     requests = [
@@ -384,7 +384,7 @@ def _import_jsonl(store) -> None:
         for rec in records
     ]
     from app import jobs_panel
-    from backend.scale.estimates import estimate_batch
+    from backend.jobs.estimates import estimate_batch
 
     override = data.model_override(model)
     model_state = (override.fingerprint, True, False) if override is not None else None
@@ -405,7 +405,7 @@ def _import_jsonl(store) -> None:
         st.rerun()
     if not c1.button("Yes, queue them", type="primary", key="runs_import_confirm"):
         return
-    from backend.scale.handlers import request_params
+    from backend.jobs.kinds import request_params
 
     st.session_state.pop(IMPORT_CONFIRM, None)
     params = {

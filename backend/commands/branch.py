@@ -9,8 +9,8 @@ from backend.errors import InputError
 
 
 def cmd_branch(args) -> int:
-    from backend import branching
     from backend.engine.trajectory import GenerationSettings
+    from backend.pipeline import branches as branching
     from backend.store.runs import RunStore
 
     store = RunStore(args.cache_dir)

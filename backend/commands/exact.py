@@ -15,7 +15,7 @@ def register(subparsers) -> None:
 
 
 def cmd_exact(args) -> int:
-    from backend.analysis import exact_run
+    from backend.analysis.exact import run as exact_run
     from backend.store.runs import RunStore
 
     store = RunStore(args.cache_dir)

@@ -7,7 +7,7 @@ import sys
 
 
 def cmd_importance(args) -> int:
-    from backend.analysis.run_importance import compute_run_importance
+    from backend.analysis.importance.run import compute_run_importance
     from backend.engine.models import load_model
     from backend.store.runs import RunStore
 

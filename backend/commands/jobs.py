@@ -33,8 +33,8 @@ def _safe(text: str) -> str:
 
 
 def _queue(args):
-    from backend.scale import handlers  # noqa: F401  (registers the job kinds)
-    from backend.scale.queue import JobQueue
+    from backend.jobs import kinds as handlers  # noqa: F401  (registers the job kinds)
+    from backend.jobs.queue import JobQueue
     from backend.store.runs import RunStore
 
     return JobQueue(RunStore(args.cache_dir))

@@ -30,7 +30,7 @@ def register(sub) -> None:
 
 def select_keys(runs, selection: list[str], question_field: str = "question") -> list[str]:
     """Keys of the index rows ``runs`` matching every selection item (one-line errors)."""
-    from backend.analysis.model_pairs import question_id
+    from backend.analysis.dataset.model_pairs import question_id
     from backend.errors import InputError
 
     view = runs
@@ -76,7 +76,7 @@ def _finite(obj):
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
-    from backend.analysis.claims import ClaimsSettings, dataset_claims
+    from backend.analysis.dataset.claims import ClaimsSettings, dataset_claims
     from backend.store.runs import RunStore
 
     store = RunStore(args.cache_dir)

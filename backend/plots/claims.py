@@ -1,4 +1,4 @@
-"""Figures of the Dataset page's claim views: pure functions of ``backend.analysis.claims`` tables.
+"""Figures of the Dataset page's claim views: pure functions of ``backend.analysis.dataset.claims`` tables.
 
 Every aggregate is drawn with its bootstrap 95% interval (a band or error bars) and its n in
 the hover; points that stand for a run carry its key as ``customdata[0]`` so a click opens it.
@@ -11,7 +11,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from backend.plots.dataset import GROUP_COLORS, GROUP_LABELS, LOSS_AXIS, _layout, add_band
+from backend.plots.bands import GROUP_COLORS, GROUP_LABELS, LOSS_AXIS, add_band, layout
 
 PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#56B4E9", "#E69F00")
 INNER_LOOP_TITLES = {
@@ -57,7 +57,7 @@ def descent_figure(descent: pd.DataFrame, split: bool = True, scale: float = 1.0
         _mean_line(fig, part, "progress", GROUP_COLORS[group], GROUP_LABELS[group], "nats")
     fig.update_xaxes(title_text="progress through the trajectory (c / n)", range=[0, 1])
     fig.update_yaxes(title_text=f"mean {LOSS_AXIS}")
-    return _layout(
+    return layout(
         fig,
         title="Does the trajectory lower the answer's loss? Mean L̂ with bootstrap 95% bands",
         height=round(380 * scale),
@@ -86,7 +86,7 @@ def length_figure(runs: pd.DataFrame, scale: float = 1.0) -> go.Figure:
     fig.add_hline(y=0, line=dict(color="#94a3b8", width=1, dash="dot"))
     fig.update_xaxes(title_text="trajectory length (tokens)")
     fig.update_yaxes(title_text="loss drop L̂(0) − L̂(end) (nats)")
-    return _layout(fig, title="Longer thinking, more descent?", height=round(340 * scale), scale=scale)
+    return layout(fig, title="Longer thinking, more descent?", height=round(340 * scale), scale=scale)
 
 
 def reflection_forest_figure(words: pd.DataFrame, scale: float = 1.0) -> go.Figure:
@@ -114,7 +114,7 @@ def reflection_forest_figure(words: pd.DataFrame, scale: float = 1.0) -> go.Figu
     fig.add_vline(x=1.0, line=dict(color="#94a3b8", dash="dot"))
     fig.update_xaxes(title_text="relative change at the word ÷ matched ordinary windows (1 = no effect)")
     fig.update_yaxes(autorange="reversed")
-    return _layout(
+    return layout(
         fig,
         title="Do reflection words mark larger moves?",
         height=round((140 + 34 * max(len(labels), 1)) * scale),
@@ -132,7 +132,7 @@ def event_aligned_figure(events: pd.DataFrame, scale: float = 1.0) -> go.Figure:
     fig.add_vline(x=0, line=dict(color="#94a3b8", dash="dot"))
     fig.update_xaxes(title_text="tokens from the start of the word (or window)")
     fig.update_yaxes(title_text="L̂(b + offset) − L̂(b) (nats)")
-    return _layout(fig, title="Loss around each occurrence (event-aligned)", height=round(340 * scale), scale=scale)
+    return layout(fig, title="Loss around each occurrence (event-aligned)", height=round(340 * scale), scale=scale)
 
 
 def model_pair_figure(
@@ -168,7 +168,7 @@ def model_pair_figure(
     fig.update_yaxes(title_text=LOSS_AXIS, row=1, col=1)
     fig.update_yaxes(showticklabels=len(per_question) <= 25, row=1, col=2)
     fig.update_xaxes(title_text="nats (negative: B ends lower)", row=1, col=2)
-    return _layout(fig, title=f"{model_a} vs {model_b} on the same questions", height=round(400 * scale), scale=scale)
+    return layout(fig, title=f"{model_a} vs {model_b} on the same questions", height=round(400 * scale), scale=scale)
 
 
 def samples_figure(curves: pd.DataFrame, best_curve: np.ndarray, label: str, scale: float = 1.0) -> go.Figure:
@@ -196,7 +196,7 @@ def samples_figure(curves: pd.DataFrame, best_curve: np.ndarray, label: str, sca
     )
     fig.update_xaxes(title_text="progress (c / n)", range=[0, 1])
     fig.update_yaxes(title_text=LOSS_AXIS)
-    return _layout(fig, title=f"Samples of one question: {label[:70]}", height=round(360 * scale), scale=scale)
+    return layout(fig, title=f"Samples of one question: {label[:70]}", height=round(360 * scale), scale=scale)
 
 
 def task_map_figure(points: pd.DataFrame, color_by: str, title: str, scale: float = 1.0) -> go.Figure:
@@ -244,7 +244,7 @@ def task_map_figure(points: pd.DataFrame, color_by: str, title: str, scale: floa
         )
     fig.update_xaxes(title_text="map axis 1", zeroline=False)
     fig.update_yaxes(title_text="map axis 2", zeroline=False, scaleanchor="x", scaleratio=1)
-    return _layout(fig, title=title, height=round(380 * scale), scale=scale)
+    return layout(fig, title=title, height=round(380 * scale), scale=scale)
 
 
 def inner_loop_figure(inner: pd.DataFrame, measure: str, split: bool = True, scale: float = 1.0) -> go.Figure:
@@ -261,4 +261,4 @@ def inner_loop_figure(inner: pd.DataFrame, measure: str, split: bool = True, sca
         fig.add_hline(y=0, line=dict(color="#94a3b8", dash="dot"))
     fig.update_xaxes(title_text="progress (boundary cut / n)", range=[0, 1])
     fig.update_yaxes(title_text=INNER_LOOP_TITLES[measure])
-    return _layout(fig, title=f"Inner loop: {INNER_LOOP_TITLES[measure]}", height=round(340 * scale), scale=scale)
+    return layout(fig, title=f"Inner loop: {INNER_LOOP_TITLES[measure]}", height=round(340 * scale), scale=scale)

@@ -3,10 +3,10 @@ exact path's principal plane, side by side with the single-layer proxy surface a
 random-direction landscape, and the fidelity of each proxy.
 
 Pure functions of arrays (no Streamlit, no torch). Shapes: K boundaries, grid [Nβ, Nα].
-``surface`` is a ``backend.analysis.exact_landscape.ExactSurface``-like object (alphas [Nα],
+``surface`` is a ``backend.analysis.exact.landscape.ExactSurface``-like object (alphas [Nα],
 betas [Nβ], loss [Nβ, Nα], path_coords [K, 2], path_loss [K], path_loss_plane [K],
 plane_distance [K], norms [K], explained_variance [2]); ``fidelity`` is the ``fidelity`` block of
-the exact run's meta (``backend.analysis.exact_run.fidelity``).
+the exact run's meta (``backend.analysis.exact.run.fidelity``).
 """
 
 from __future__ import annotations

@@ -96,9 +96,9 @@ EXPORT_TEXT_CSS = ".raml-traj { flex-direction: column; }"
 def _path_data(run) -> tuple[np.ndarray | None, str]:
     """PCA path [B, 2] of the middle proxy layer (or hidden layer), with its caption."""
     try:
-        from backend.analysis import proxy
+        from backend.analysis.spaces import proxy
     except ImportError:
-        return None, "2-D path unavailable (backend.analysis.proxy missing)."
+        return None, "2-D path unavailable (backend.analysis.spaces.proxy missing)."
     for space in ("proxy", "hidden"):
         layers = proxy.available_layers(run, space)
         if layers:

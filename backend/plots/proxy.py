@@ -2,7 +2,7 @@
 (contour and 3-D, the path on top), the random-direction landscape, and the Compare charts.
 
 Pure functions of arrays (no Streamlit, no torch). Shapes: B = S + 1 step boundaries,
-A x A grid points. ``surface`` arguments are ``backend.analysis.landscape.LossSurface``-like objects
+A x A grid points. ``surface`` arguments are ``backend.analysis.landscapes.surfaces.LossSurface``-like objects
 (alphas [A], betas [A'], loss [A', A], path_coords [B, 2], path_loss_plane [B],
 path_loss_full [B], teacher_forced [B], layer, explained_variance [2], base_loss).
 """

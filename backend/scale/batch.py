@@ -19,7 +19,7 @@ from backend.errors import InputError
 from backend.io.fields import FieldMap
 from backend.io.readers import iter_questions
 from backend.io.records import LineError, QuestionRecord
-from backend.jobs import RunRequest
+from backend.pipeline.run import RunRequest
 from backend.scale.items import BatchItem, ItemResult, describe_failure, item_request, plan
 
 ENGINES = ("local", "ray")

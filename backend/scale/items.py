@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 
 from backend.errors import RamlError
 from backend.io.records import QuestionRecord
-from backend.jobs import RunRequest
+from backend.pipeline.run import RunRequest
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ def describe_failure(exc: BaseException) -> str:
 
 def run_request(req: RunRequest, store) -> tuple[str | None, bool, str | None]:
     """Run one request; returns (key, cached, error). Never raises for one bad item."""
-    from backend.jobs import run_question
+    from backend.pipeline.run import run_question
 
     try:
         outcome = run_question(req, store)

@@ -3,7 +3,7 @@ first need, and stays loaded)."""
 
 from __future__ import annotations
 
-from backend.jobs import RunRequest
+from backend.pipeline.run import RunRequest
 from backend.scale.items import BatchItem, ItemResult, run_request
 
 

@@ -17,7 +17,7 @@ import os
 from collections import deque
 
 from backend.errors import RamlError
-from backend.jobs import RunRequest
+from backend.pipeline.run import RunRequest
 from backend.scale.items import BatchItem, ItemResult, describe_failure, run_request
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ def cached_key(request, store, fingerprints: dict[str, str]) -> str | None:
 
 def _request_key(request, fingerprints: dict[str, str]) -> str:
     from backend.engine.models import resolve
-    from backend.jobs import request_key
+    from backend.pipeline.run import request_key
 
     if request.model not in fingerprints:
         fingerprints[request.model] = resolve(request.model).fingerprint()

@@ -98,10 +98,10 @@ class Meta:
     THINK_FORMAT: Final = "think_format"
     PREDICTED_ANSWER: Final = "predicted_answer"
     CORRECT: Final = "correct"
-    GRADER: Final = "grader"  # which grader decided ``correct`` (backend.analysis.grading)
+    GRADER: Final = "grader"  # which grader decided ``correct`` (backend.analysis.answers.grading)
     SEGMENTER_VERSION: Final = "segmenter_version"
     GENERATOR: Final = "generator"  # {"kind": local|imported|openai, ...}
-    PARENT: Final = "parent"  # a branch: the run it branched from (backend.branching)
+    PARENT: Final = "parent"  # a branch: the run it branched from (backend.pipeline.branches)
     BRANCH_AT: Final = "branch_at"  # a branch: the step boundary it branched at
     BRANCH: Final = "branch"  # a branch: how it was made (resample / edit, settings)
     WARNINGS: Final = "warnings"

@@ -40,7 +40,7 @@ def tiny(hidden: int, layers: int, tokenizer, name: str):
 
 
 def measure(loaded, n_tokens: int) -> dict:
-    from backend.jobs import RunRequest, run_question
+    from backend.pipeline.run import RunRequest, run_question
     from backend.store.runs import RunStore
 
     text = ""

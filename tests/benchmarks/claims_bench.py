@@ -25,8 +25,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
 
-    from backend.analysis import model_pairs
-    from backend.analysis.claims import ClaimsSettings, dataset_claims
+    from backend.analysis.dataset import model_pairs
+    from backend.analysis.dataset.claims import ClaimsSettings, dataset_claims
     from backend.store.runs import RunStore
 
     store = RunStore(args.cache_dir)

@@ -26,8 +26,8 @@ def main() -> None:
 
     import torch
 
-    from backend.analysis import exact_geometry as geo
-    from backend.analysis import exact_update as ex
+    from backend.analysis.exact import geometry as geo
+    from backend.analysis.exact import update as ex
     from backend.engine import probe
     from backend.engine.models import load_model
     from backend.engine.trajectory import build_prompt, encode

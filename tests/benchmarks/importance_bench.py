@@ -32,8 +32,8 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=1, help="0: no warm-up call of each method")
     args = ap.parse_args()
 
-    from backend.analysis.importance import ablate, ablate_naive
-    from backend.analysis.step_attention import probe_attention
+    from backend.analysis.importance.ablation import ablate, ablate_naive
+    from backend.analysis.importance.attention import probe_attention
     from backend.engine.architecture import default_proxy_layers, locate
     from backend.engine.models import load_model
     from backend.engine.probe import ProbeRequest, analyze

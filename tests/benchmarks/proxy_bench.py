@@ -49,9 +49,10 @@ def main() -> None:
 
     import torch
 
-    from backend.analysis import landscape, proxy
+    from backend.analysis.landscapes import surfaces as landscape
+    from backend.analysis.spaces import proxy
     from backend.engine.models import load_model
-    from backend.jobs import RunRequest, run_question
+    from backend.pipeline.run import RunRequest, run_question
     from backend.store.runs import RunStore
 
     t0 = time.perf_counter()

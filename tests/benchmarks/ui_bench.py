@@ -50,7 +50,7 @@ SEGMENTATION = "tokens:2"
 
 
 def make_run(cache_dir: Path, model: str) -> str:
-    from backend.jobs import RunRequest, run_question
+    from backend.pipeline.run import RunRequest, run_question
     from backend.store.runs import RunStore
 
     loaded = None
@@ -76,7 +76,7 @@ def make_run(cache_dir: Path, model: str) -> str:
 
 def expected_views(cache_dir: Path, key: str) -> list[dict]:
     """What the view must show at each boundary: label prefix, cursor x, path ring position."""
-    from backend.analysis import proxy
+    from backend.analysis.spaces import proxy
     from backend.plots import figures
     from backend.store.runs import RunStore
 

@@ -1,6 +1,6 @@
 """The exact update of a cached run as derived data (``<run dir>/derived/exact-<hash>.npz``).
 
-``ensure`` computes it once (backend.analysis.exact_update), checks it by explicitly edited
+``ensure`` computes it once (backend.analysis.exact.update), checks it by explicitly edited
 forwards, measures the fidelity of each proxy, and caches factors, Gram matrices and meta;
 ``load`` reads it back without a model. docs/exact_update.md; docs/architecture.md §5.
 """
@@ -12,9 +12,9 @@ import time
 
 import numpy as np
 
-from backend.analysis import exact_geometry as geo
-from backend.analysis import exact_update as ex
-from backend.analysis.exact_data import ExactRun, cache_path, load, show_fields  # noqa: F401
+from backend.analysis.exact import geometry as geo
+from backend.analysis.exact import update as ex
+from backend.analysis.exact.data import ExactRun, cache_path, load, show_fields  # noqa: F401
 from backend.store.derived import save_npz_atomic
 from backend.store.runs import RunData
 
@@ -22,7 +22,7 @@ TOP_K_LAYERS = (1, 2, 4, 8)  # truncations of the exact update reported as fidel
 
 
 def run_inputs(run: RunData, tokenizer) -> dict:
-    """prompt, trajectory, probe ids and m_a exactly as ``backend.jobs`` built them, plus the boundary cuts."""
+    """prompt, trajectory, probe ids and m_a exactly as ``backend.pipeline.run`` built them, plus the boundary cuts."""
     from backend.engine.trajectory import encode, encode_with_offsets
 
     answer_ids = [int(i) for i in run.answer_ids or encode(tokenizer, run.answer)]
@@ -39,8 +39,8 @@ def fidelity(run: RunData, loaded, inputs: dict, update: ex.ExactUpdate, layer_g
     """Fraction of the descent L̂(0) − L̂(end) each proxy reproduces at the last boundary:
     (L̂(0) − L(θ + ΔW)) / (L̂(0) − L̂(end)) for the single-layer proxy (per stored layer),
     the exact update truncated to its top-k layers, and the full exact update."""
-    from backend.analysis.landscape import LayerEditEvaluator
-    from backend.analysis.proxy import available_layers, proxy_factors
+    from backend.analysis.landscapes.surfaces import LayerEditEvaluator
+    from backend.analysis.spaces.proxy import available_layers, proxy_factors
 
     start, end = float(update.target_loss[0]), float(update.target_loss[-1])
     descent = start - end
@@ -69,7 +69,7 @@ def fidelity(run: RunData, loaded, inputs: dict, update: ex.ExactUpdate, layer_g
 
 def ensure(run: RunData, loaded=None, store=None, progress=None) -> ExactRun:
     """The run's exact update: cached, or computed now (needs the run's model) and cached."""
-    from backend.analysis.landscape import _resolve_model
+    from backend.analysis.landscapes.surfaces import _resolve_model
 
     hit = load(run, store)
     if hit is not None:

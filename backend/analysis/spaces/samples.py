@@ -78,8 +78,8 @@ def mean_path(paths: list[np.ndarray]) -> np.ndarray:
 def mean_update_losses(run, loaded, layer: int, mean_u: np.ndarray) -> np.ndarray:
     """L_q(θ + u ẑ_0ᵀ) for each row of ``mean_u`` ``[points, F]`` (no trajectory in context),
     with ``run`` any sample of the question (they share ẑ_0 and the prompt)."""
-    from backend.analysis.landscape import LayerEditEvaluator, question_ids
-    from backend.analysis.proxy import proxy_factors
+    from backend.analysis.landscapes.surfaces import LayerEditEvaluator, question_ids
+    from backend.analysis.spaces.proxy import proxy_factors
 
     _, z_hat = proxy_factors(run, layer)
     ids, m_a = question_ids(run, loaded.tokenizer)

@@ -1,9 +1,9 @@
-"""The built-in job kinds of the queue (``backend.scale.queue``): ``run`` (one question:
+"""The built-in job kinds of the queue (``backend.jobs.queue``): ``run`` (one question:
 new run or imported trajectory), ``batch`` (many questions, e.g. the app's bulk import),
 ``surface`` (proxy-plane loss surface of a run) and ``landscape`` (random-direction
 landscape). Each handler turns JSON params into backend calls, reports progress (which is
 also where a cancel takes effect), links the run keys it produced and records this
-machine's throughput for the estimates (``backend.scale.estimates``).
+machine's throughput for the estimates (``backend.jobs.estimates``).
 
 Models kept in memory by tests or notebooks are looked up in ``MODEL_OVERRIDES``
 (name → LoadedModel) before anything is loaded from disk.
@@ -17,8 +17,8 @@ from dataclasses import asdict
 
 from backend.engine.trajectory import GenerationSettings
 from backend.errors import InputError, RamlError
-from backend.jobs import RunRequest, run_question
-from backend.scale.queue import JobContext, handler
+from backend.jobs.queue import JobContext, handler
+from backend.pipeline.run import RunRequest, run_question
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ def _record_run(ctx: JobContext, req: RunRequest, key: str, loaded_before: bool,
 
 
 def _model_flags(name: str) -> tuple[bool, bool]:
-    from backend.scale.estimates import model_state
+    from backend.jobs.estimates import model_state
 
     if override(name) is not None:
         return True, False
@@ -153,7 +153,7 @@ def _inner(ctx: JobContext, i: int, n: int):
 @handler("surface")
 def surface_job(params: dict, ctx: JobContext) -> None:
     """params: ``{"key", "layer", "grid", "span"}``: the proxy-plane loss surface of a run."""
-    from backend.analysis.landscape import loss_surface
+    from backend.analysis.landscapes.surfaces import loss_surface
 
     run = ctx.store.open(params["key"])
     grid = int(params.get("grid", 15))
@@ -175,7 +175,7 @@ def surface_job(params: dict, ctx: JobContext) -> None:
 @handler("landscape")
 def landscape_job(params: dict, ctx: JobContext) -> None:
     """params: ``{"key", "grid", "span", "seed"}``: the random-direction landscape of a run."""
-    from backend.analysis.landscape import random_landscape
+    from backend.analysis.landscapes.surfaces import random_landscape
 
     run = ctx.store.open(params["key"])
     grid = int(params.get("grid", 11))

@@ -20,7 +20,7 @@ import re
 import threading
 from dataclasses import dataclass
 
-from backend.analysis.answers import answers_match, extract_final_answer, normalize_answer
+from backend.analysis.answers.extract import answers_match, extract_final_answer, normalize_answer
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from backend.analysis.intervals import column_mean_intervals
+from backend.analysis.dataset.intervals import column_mean_intervals
 
 DEFAULT_GRID_POINTS = 51
 PAPER_EMA_ALPHA = 0.01  # the reference notebook's smoothing

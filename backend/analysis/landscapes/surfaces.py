@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from backend.analysis.proxy import ProxyError, project, proxy_factors
+from backend.analysis.spaces.proxy import ProxyError, project, proxy_factors
 from backend.engine.architecture import locate
 from backend.engine.models import LoadedModel
 from backend.store.derived import derived_dir, load_npz, save_npz_or_warn
@@ -47,7 +47,7 @@ def _tqdm(total: int, desc: str):
 def question_ids(run: RunData, tokenizer) -> tuple[list[int], int]:
     """Token ids ``prompt + template + answer`` ``[T]`` of the run (no trajectory), and m_a.
 
-    Same construction as ``backend.jobs``: the stored prompt text, template and answer ids.
+    Same construction as ``backend.pipeline.run``: the stored prompt text, template and answer ids.
     """
     from backend.engine.trajectory import encode
 

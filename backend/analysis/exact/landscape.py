@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from backend.analysis import exact_geometry as geo
-from backend.analysis import exact_update as ex
-from backend.analysis.exact_run import ExactRun, run_inputs
-from backend.analysis.landscape import _check_grid, grid_axes
+from backend.analysis.exact import geometry as geo
+from backend.analysis.exact import update as ex
+from backend.analysis.exact.run import ExactRun, run_inputs
+from backend.analysis.landscapes.surfaces import _check_grid, grid_axes
 from backend.store.derived import derived_dir, load_npz, save_npz_atomic
 from backend.store.runs import RunData
 

@@ -487,7 +487,7 @@ def _configure_threads() -> None:
 
 def ensure_worker(store: RunStore) -> Worker:
     """The worker of this process for ``store``'s cache (started on first call)."""
-    from backend.scale import handlers  # noqa: F401  (registers the built-in job kinds)
+    from backend.jobs import kinds as handlers  # noqa: F401  (registers the built-in job kinds)
 
     root = str(Path(store.root).resolve())
     with _workers_lock:

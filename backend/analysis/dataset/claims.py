@@ -28,10 +28,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from backend.analysis import inner_loop, progress_curves, reflection_effect, task_map
-from backend.analysis.dataset_stats import group_of
-from backend.analysis.intervals import mean_interval, paired_statistic_interval, spearman
-from backend.analysis.proxy import available_layers, space_vectors
+from backend.analysis.dataset import inner_loop, progress_curves, reflection_effect, task_map
+from backend.analysis.dataset.groups import group_of
+from backend.analysis.dataset.intervals import mean_interval, paired_statistic_interval, spearman
+from backend.analysis.spaces.proxy import available_layers, space_vectors
 from backend.errors import CacheError, InputError
 from backend.store.derived import derived_dir, load_npz, save_npz_atomic
 from backend.store.hashing import content_hash

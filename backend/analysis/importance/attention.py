@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from scipy import stats
 
-from backend.analysis.importance import PrefixCache, step_spans
+from backend.analysis.importance.ablation import PrefixCache, step_spans
 from backend.engine.architecture import locate
 from backend.engine.probe import ProbeRequest
 

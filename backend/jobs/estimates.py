@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from backend.jobs import RunRequest, estimate_probe_tokens
+from backend.pipeline.run import RunRequest, estimate_probe_tokens
 
 WARN_ABOVE_S = 60.0
 # First guesses for a 2-core CPU and SmolLM2-135M, replaced by measurements after one job.

@@ -47,7 +47,7 @@ def available_layers(run: RunData, space: str) -> list[int]:
     """Layers that ``space`` can show for this run (proxy: ``meta.json`` → ``proxy_layers``)."""
     _check_space(space)
     if space == "exact":  # all layers (-1) or one layer's block, once `raml exact KEY` has run
-        from backend.analysis import exact_data
+        from backend.analysis.exact import data as exact_data
 
         hit = exact_data.load(run)
         return [] if hit is None else [EXACT_ALL_LAYERS, *range(hit.update.n_layers)]
@@ -177,7 +177,8 @@ def exact_vectors(runs: list[RunData], layer: int) -> list[np.ndarray]:
     """Each run's exact-update path ``[K_i, r]`` in one orthonormal basis of the joint span of
     all paths: Euclidean geometry of the rows = Frobenius geometry of the ΔW_c (all layers for
     layer −1, else that layer's W_o), computed from the low-rank factors (never densified)."""
-    from backend.analysis import exact_data, exact_geometry
+    from backend.analysis.exact import data as exact_data
+    from backend.analysis.exact import geometry as exact_geometry
 
     hits = [exact_data.load(r) for r in runs]
     for r, h in zip(runs, hits):

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from backend.analysis.intervals import column_mean_intervals, mean_interval
+from backend.analysis.dataset.intervals import column_mean_intervals, mean_interval
 
 
 def question_id(text: str) -> str:

@@ -7,7 +7,7 @@ Counterfactual importance follows Thought Anchors (Bogdan et al. 2025): the answ
 the continuations resampled at step k against those where step k is kept (the branches
 resampled at step k + 1, else the parent itself).
 
-Long functions take ``progress(stage, done, total)`` like ``backend.jobs.run_question``.
+Long functions take ``progress(stage, done, total)`` like ``backend.pipeline.run.run_question``.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import torch
 from backend.engine.models import LoadedModel, load_model
 from backend.engine.trajectory import GenerationSettings, encode, encode_with_offsets
 from backend.errors import InputError, RamlError
-from backend.jobs import RunOutcome, RunRequest, estimate_probe_tokens, run_question
+from backend.pipeline.run import RunOutcome, RunRequest, estimate_probe_tokens, run_question
 from backend.store.runs import RunData, RunStore
 
 StageProgress = Callable[[str, int, int], None]
@@ -275,7 +275,7 @@ def counterfactual(store: RunStore, key: str) -> list[dict]:
 
 def show_fields(store: RunStore, run: RunData) -> dict:
     """``show --json`` additions: stored importance (or null) and the branches of the run."""
-    from backend.analysis.run_importance import load_importance
+    from backend.analysis.importance.run import load_importance
 
     return {
         "importance": load_importance(run, store),

@@ -16,8 +16,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
-from backend.analysis.answers import extract_final_answer
-from backend.analysis.grading import grade_answer
+from backend.analysis.answers.extract import extract_final_answer
+from backend.analysis.answers.grading import grade_answer
 from backend.engine import limits, probe
 from backend.engine.architecture import default_proxy_layers, locate
 from backend.engine.models import DEFAULT_MODEL, LoadedModel, load_model, load_tokenizer, read_shape, resolve

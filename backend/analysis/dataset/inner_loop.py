@@ -13,8 +13,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from backend.analysis.intervals import column_mean_intervals
-from backend.analysis.proxy import step_geometry
+from backend.analysis.dataset.intervals import column_mean_intervals
+from backend.analysis.spaces.proxy import step_geometry
 
 DEFAULT_BINS = 10
 MEASURES = ("step_size", "step_share", "cosine_prev")

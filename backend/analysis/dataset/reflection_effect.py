@@ -19,8 +19,8 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from backend.analysis.dataset_stats import canonical_word  # one spelling rule for both tables
-from backend.analysis.intervals import mean_interval, paired_statistic_interval, ratio_of_means
+from backend.analysis.dataset.groups import canonical_word  # one spelling rule for both tables
+from backend.analysis.dataset.intervals import mean_interval, paired_statistic_interval, ratio_of_means
 
 DEFAULT_WINDOW = 16  # tokens each side in the event-aligned view
 PROGRESS_TOLERANCE = 0.05

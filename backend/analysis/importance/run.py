@@ -2,7 +2,7 @@
 derived data of the run (``<run dir>/derived/importance.<key>.json``, docs/architecture.md §5).
 
 ``compute_run_importance`` is long-running and takes a ``progress(stage, done, total)``
-callback like ``backend.jobs.run_question``, so a job queue can run and watch it.
+callback like ``backend.pipeline.run.run_question``, so a job queue can run and watch it.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from backend.analysis.importance import ablate
-from backend.analysis.proxy import derived_dir
-from backend.analysis.step_attention import probe_attention
+from backend.analysis.importance.ablation import ablate
+from backend.analysis.importance.attention import probe_attention
+from backend.analysis.spaces.proxy import derived_dir
 from backend.engine.probe import ProbeRequest
 from backend.engine.trajectory import encode, encode_with_offsets
 from backend.errors import CacheError, InputError
@@ -31,7 +31,7 @@ RECEIVER_HEADS = 5
 
 def probe_request_for_run(run: RunData, tokenizer) -> ProbeRequest:
     """The run's prompt, trajectory, template and answer ids and its step boundaries, as the
-    run was analysed (same encoders as ``backend.jobs``)."""
+    run was analysed (same encoders as ``backend.pipeline.run``)."""
     traj_ids, _offsets = encode_with_offsets(tokenizer, run.trajectory)
     n = int(run.n_tokens)
     if len(traj_ids) != n:

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from backend.analysis.exact_data import EXACT_VERSION, ExactUpdate  # noqa: F401
+from backend.analysis.exact.data import EXACT_VERSION, ExactUpdate  # noqa: F401
 from backend.engine.architecture import Architecture, locate
 from backend.errors import InputError
 

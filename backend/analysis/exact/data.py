@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from backend.analysis import exact_geometry as geo
+from backend.analysis.exact import geometry as geo
 from backend.store.derived import derived_dir, load_npz
 from backend.store.runs import RunData
 
