@@ -14,6 +14,22 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+# Tests live in one folder per domain; each test gets its folder's marker (declared in pytest.ini),
+# so `pytest -m unit` (or `make test-unit`) runs one domain. Files still at the tests/ root get none.
+DOMAINS = ("unit", "integration", "browser", "reliability")
+
+
+def pytest_collection_modifyitems(config, items):
+    tests_dir = Path(__file__).resolve().parent
+    for item in items:
+        try:
+            domain = Path(str(item.fspath)).resolve().relative_to(tests_dir).parts[0]
+        except ValueError:
+            continue
+        if domain in DOMAINS:
+            item.add_marker(getattr(pytest.mark, domain))
+
+
 # A trajectory with several sentences, a line break and reflection words (imported, not generated).
 SAMPLE_TRAJECTORY = (
     "Maya starts with 5 apples. Two bags of 4 apples each add 8 more, so she has 13. "

@@ -20,7 +20,7 @@ from conftest import SAMPLE_QUESTION, SAMPLE_TRAJECTORY
 
 from tests.app_server import CHROMIUM, ROOT, free_port, launch_chromium, streamlit_app
 
-ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is missing (apt install chromium)")
 
 

@@ -16,7 +16,7 @@ from backend.plots import exports
 from tests.app_server import CHROMIUM, launch_chromium, streamlit_app
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is missing (apt install chromium)")
-ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 
 
 def test_explore_downloads_tables_and_figures(tiny_run, tmp_path):
