@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from backend.analysis.answers.extract import grading, is_correct
+from backend.analysis.answers import grading
+from backend.analysis.answers.extract import is_correct
 from backend.analysis.answers.grading import grade_answer, grade_response
 from backend.pipeline.run import RunRequest, run_question
 
