@@ -152,8 +152,27 @@ def browser():
 
     with sync_playwright() as pw:
         b = launch_chromium(pw)
-        yield b
+        yield _PatientBrowser(b)
         b.close()
+
+
+class _PatientBrowser:
+    """The browser, whose pages wait up to 2 minutes by default (playwright's is 30 s) for every
+    action (click, fill, read): a deadline, not a sleep. A rerun that computes (kaleido PNGs, a
+    resize) can take that long on a busy 2-core machine; explicit timeouts still apply."""
+
+    DEFAULT_MS = 120_000
+
+    def __init__(self, browser):
+        self._browser = browser
+
+    def new_page(self, **kwargs):
+        page = self._browser.new_page(**kwargs)
+        page.set_default_timeout(self.DEFAULT_MS)
+        return page
+
+    def __getattr__(self, name):
+        return getattr(self._browser, name)
 
 
 @pytest.fixture(scope="session")

@@ -27,7 +27,7 @@ def test_explore_downloads_tables_and_figures(explore_app, browser):
     button.scroll_into_view_if_needed()
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "explore_downloads.png"))
-    with page.expect_download(timeout=60_000) as tables:
+    with page.expect_download(timeout=180_000) as tables:
         button.click()
     tables_zip = Path(tables.value.path()).read_bytes()
     with page.expect_download(timeout=180_000) as figures:

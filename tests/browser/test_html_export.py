@@ -79,7 +79,7 @@ def test_export_opens_offline_and_slider_moves_the_cursor(exported):
         errors: list[str] = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))
         page.goto(path.as_uri())
-        page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length === 3", timeout=60_000)
+        page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length === 3", timeout=180_000)
         assert page.evaluate("typeof Plotly") == "object"
         assert page.locator("#raml-step-label").inner_text().startswith("Start")
 
