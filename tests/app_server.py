@@ -14,6 +14,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
+# Deadlines, not sleeps: a wait returns as soon as its condition holds. A fresh server's first
+# page imports the app cold, and a busy 2-core machine (the suite, other work, CPU burners) can
+# take minutes for it.
+FIRST_PAGE_MS = 240_000
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",

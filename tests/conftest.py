@@ -13,6 +13,29 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# One converted-model cache for the whole session, subprocesses (CLI, Streamlit, Ray workers)
+# included: SmolLM2's GGUF is de-quantized once (backend/engine/converted.py), not once per
+# process. It is the app's own default place (``$RAML_CACHE_DIR/models``), so a second
+# `make test` or `make run` converts nothing; tests of the converted cache set their own.
+os.environ.setdefault(
+    "RAML_MODEL_CACHE", str((Path(os.environ.get("RAML_CACHE_DIR") or ROOT / "cache")).resolve() / "models")
+)
+
+# Tests live in one folder per domain; each test gets its folder's marker (declared in pytest.ini),
+# so `pytest -m unit` (or `make test-unit`) runs one domain. Files still at the tests/ root get none.
+DOMAINS = ("unit", "integration", "browser", "reliability")
+
+
+def pytest_collection_modifyitems(config, items):
+    tests_dir = Path(__file__).resolve().parent
+    for item in items:
+        try:
+            domain = Path(str(item.fspath)).resolve().relative_to(tests_dir).parts[0]
+        except ValueError:
+            continue
+        if domain in DOMAINS:
+            item.add_marker(getattr(pytest.mark, domain))
+
 
 # A trajectory with several sentences, a line break and reflection words (imported, not generated).
 SAMPLE_TRAJECTORY = (
@@ -28,13 +51,20 @@ SAMPLE_QUESTION = (
 
 
 @pytest.fixture(scope="session")
-def smol_tokenizer():
+def smol_tokenizer(request):
+    """SmolLM2's real tokenizer. Read from the converted copy when there is one (1 s); else the
+    one GGUF conversion of the session happens here, through the ``smollm2`` fixture (which
+    stores the copy for every later process), instead of a second tokenizer-only conversion."""
     from transformers import AutoTokenizer
 
+    from backend.engine import converted
     from backend.engine.models import resolve
 
     spec = resolve("smollm2-135m")
-    return AutoTokenizer.from_pretrained(str(spec.directory), gguf_file=spec.gguf_file)
+    copy = converted.converted_dir(spec.fingerprint(), "float32")
+    if converted.is_complete(copy):
+        return AutoTokenizer.from_pretrained(str(copy))
+    return request.getfixturevalue("smollm2").tokenizer
 
 
 def build_tiny(kind: str, tokenizer, seed: int = 0, n_layers: int = 4):
@@ -108,3 +138,54 @@ def tiny_run(tmp_path_factory, tiny_llama):
     req = RunRequest(question=SAMPLE_QUESTION, answer="6", trajectory=SAMPLE_TRAJECTORY, model=tiny_llama.name)
     outcome = run_question(req, store, loaded=tiny_llama)
     return store, outcome.key
+
+
+# ----------------------------------------------------------------------------- browser (tests/browser)
+@pytest.fixture(scope="session")
+def browser():
+    """One headless Chromium for the session (a page per test)."""
+    from tests.app_server import CHROMIUM, launch_chromium
+
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is missing (apt install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = launch_chromium(pw)
+        yield _PatientBrowser(b)
+        b.close()
+
+
+class _PatientBrowser:
+    """The browser, whose pages wait up to 2 minutes by default (playwright's is 30 s) for every
+    action (click, fill, read): a deadline, not a sleep. A rerun that computes (kaleido PNGs, a
+    resize) can take that long on a busy 2-core machine; explicit timeouts still apply."""
+
+    DEFAULT_MS = 120_000
+
+    def __init__(self, browser):
+        self._browser = browser
+
+    def new_page(self, **kwargs):
+        page = self._browser.new_page(**kwargs)
+        page.set_default_timeout(self.DEFAULT_MS)
+        return page
+
+    def __getattr__(self, name):
+        return getattr(self._browser, name)
+
+
+@pytest.fixture(scope="session")
+def explore_app(tiny_run, tmp_path_factory):
+    """One ``streamlit run`` over a private copy of the tiny-model cache for the session:
+    (base url, run key, run). The app's cold first page is paid once; tests that change what
+    the app serves (kill it, set its environment, write runs) start their own server."""
+    import shutil
+
+    from tests.app_server import streamlit_app
+
+    store, key = tiny_run
+    root = tmp_path_factory.mktemp("browser") / "cache"
+    shutil.copytree(store.root, root, ignore=shutil.ignore_patterns("locks", "tmp"))
+    with streamlit_app(root) as url:
+        yield url, key, store.open(key)

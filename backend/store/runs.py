@@ -23,7 +23,8 @@ file's sha256 and size is in ``meta.json`` and checked on open; a damaged entry 
 ``RAML_TEST_PAUSE_AT=<stage>`` (tests only) makes the process print ``RAML_TEST_PAUSED <stage>``
 to stderr and sleep at that stage, so a fault test can SIGKILL it there deterministically:
 ``write`` (temp files complete, before the rename), ``index`` (after the rename, before the
-index row); the CLI adds ``generate`` and ``analyze``.
+index row); the CLI adds ``generate`` and ``analyze``. With ``RAML_TEST_PAUSE_UNTIL=<path>`` the
+pause ends as soon as that file exists (a test releases it when it has seen what it needs).
 """
 
 from __future__ import annotations
@@ -73,7 +74,10 @@ def pause_for_tests(stage: str) -> None:
         return
     _paused.add(stage)
     print(f"RAML_TEST_PAUSED {stage}", file=sys.stderr, flush=True)
-    time.sleep(float(os.environ.get("RAML_TEST_PAUSE_SECONDS", "3600")))
+    deadline = time.monotonic() + float(os.environ.get("RAML_TEST_PAUSE_SECONDS", "3600"))
+    release = os.environ.get("RAML_TEST_PAUSE_UNTIL")
+    while time.monotonic() < deadline and not (release and os.path.exists(release)):
+        time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
 
 
 def default_root() -> Path:

@@ -8,16 +8,14 @@ from pathlib import Path
 import pytest
 from conftest import SAMPLE_QUESTION, SAMPLE_TRAJECTORY
 
-from tests.app_server import CHROMIUM, launch_chromium, streamlit_app
+from tests.app_server import CHROMIUM, FIRST_PAGE_MS, streamlit_app
 
-ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is missing (apt install chromium)")
 
 
-def test_compute_importance_branch_and_see_the_overlay(tmp_path, tiny_model_dir):
-    from playwright.sync_api import sync_playwright
-
+def test_compute_importance_branch_and_see_the_overlay(tmp_path, tiny_model_dir, browser):
     from backend.pipeline.run import RunRequest, run_question
     from backend.store.runs import RunStore
 
@@ -26,11 +24,10 @@ def test_compute_importance_branch_and_see_the_overlay(tmp_path, tiny_model_dir)
     key = run_question(req, store).key
     n_steps = len(store.open(key).steps)
     ARTIFACTS.mkdir(exist_ok=True)
-    with streamlit_app(store.root) as url, sync_playwright() as pw:
-        browser = launch_chromium(pw)
+    with streamlit_app(store.root) as url:
         page = browser.new_page(viewport={"width": 1280, "height": 1600})
         page.goto(f"{url}/?run={key}&step=3", wait_until="domcontentloaded")
-        page.locator(".st-key-importance_compute button").first.click(timeout=90_000)
+        page.locator(".st-key-importance_compute button").first.click(timeout=FIRST_PAGE_MS)
         strip = page.locator(".st-key-importance_strip .js-plotly-plot").first
         strip.wait_for(timeout=180_000)
         rows = page.evaluate(
@@ -60,5 +57,5 @@ def test_compute_importance_branch_and_see_the_overlay(tmp_path, tiny_model_dir)
         assert "Traceback" not in page.content()
         overlay.scroll_into_view_if_needed()
         page.screenshot(path=str(ARTIFACTS / "branch_overlay_1280.png"), full_page=True)
-        browser.close()
+        page.close()
     assert len(store.children(key)) == 1

@@ -13,7 +13,7 @@ import pytest
 
 from backend import demo
 
-QUESTIONS = Path(__file__).resolve().parent.parent / "assets" / "questions" / "math_logic.jsonl"
+QUESTIONS = Path(__file__).resolve().parents[2] / "assets" / "questions" / "math_logic.jsonl"
 # Logic puzzles whose answer is one of the people or types the question names: the answer is
 # necessarily in the text, as one option among several; listed so any new leak stands out.
 CHOICE_QUESTIONS = {"q08", "q09", "q20", "q29", "q35", "q42", "q47"}

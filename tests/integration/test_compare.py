@@ -16,7 +16,7 @@ from streamlit.testing.v1 import AppTest
 from app.views import compare
 from backend.plots import proxy as figures_proxy
 
-MAIN = str(Path(__file__).resolve().parent.parent / "app" / "main.py")
+MAIN = str(Path(__file__).resolve().parents[2] / "app" / "main.py")
 SECOND_TRAJECTORY = "Maya has 5 apples and 8 more, 13. She gives 6 away, 7 left. She eats 1. So she has 7 apples."
 
 

@@ -24,7 +24,7 @@ from backend.analysis.spaces.proxy import space_vectors
 from backend.pipeline.run import RunRequest, run_question
 from backend.store.runs import RunStore
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 MARBLES = "What is half of 12 marbles?"
 TRAJECTORIES = [
     SAMPLE_TRAJECTORY,

@@ -79,7 +79,7 @@ def test_export_opens_offline_and_slider_moves_the_cursor(exported):
         errors: list[str] = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))
         page.goto(path.as_uri())
-        page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length === 3", timeout=60_000)
+        page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length === 3", timeout=180_000)
         assert page.evaluate("typeof Plotly") == "object"
         assert page.locator("#raml-step-label").inner_text().startswith("Start")
 
@@ -102,7 +102,7 @@ def test_export_opens_offline_and_slider_moves_the_cursor(exported):
         assert lens_x0 == 2.5
         page.keyboard.press("ArrowRight")
         assert page.locator("#raml-step-label").inner_text() == f"Step 4 / {n_steps}"
-        page.screenshot(path=str(Path(__file__).resolve().parent / "artifacts" / "export_step4.png"))
+        page.screenshot(path=str(Path(__file__).resolve().parents[1] / "artifacts" / "export_step4.png"))
         browser.close()
     assert not errors, errors
     assert all(u.startswith("file:") for u in requests), requests  # nothing fetched from the network

@@ -23,7 +23,7 @@ from backend.errors import InputError
 from backend.io.fields import FieldMap, last_boxed
 from backend.io.readers import detect_layout, read_questions, read_questions_bytes
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
 
 def test_openr1_shard_folder_one_record_per_generation(tmp_path):

@@ -172,7 +172,7 @@ def test_cdn_html_references_plotlyjs_and_draws_when_it_loads(tiny_run, tmp_path
         errors: list[str] = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))
         page.goto(out.as_uri())
-        page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length === 3", timeout=60_000)
+        page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length === 3", timeout=180_000)
         browser.close()
     assert not errors, errors
     assert url in fetched

@@ -18,20 +18,10 @@ from pathlib import Path
 import pytest
 from conftest import SAMPLE_QUESTION, SAMPLE_TRAJECTORY
 
-from tests.app_server import CHROMIUM, ROOT, free_port, launch_chromium, streamlit_app
+from tests.app_server import CHROMIUM, FIRST_PAGE_MS, ROOT, free_port, streamlit_app
 
-ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is missing (apt install chromium)")
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        b = launch_chromium(pw)
-        yield b
-        b.close()
 
 
 @pytest.fixture()
@@ -45,7 +35,7 @@ def cache_copy(tiny_run, tmp_path):
 
 
 def _fill_new_run(page, model: str, question: str, trajectory: str) -> None:
-    page.get_by_role("tab", name="New run").click(timeout=180_000)  # a busy machine renders slowly
+    page.get_by_role("tab", name="New run").click(timeout=FIRST_PAGE_MS)  # a busy machine renders slowly
     page.locator(".st-key-runs_new_model input").fill(model)
     page.locator(".st-key-runs_new_question textarea").fill(question)
     page.locator(".st-key-runs_new_answer input").fill("6")
@@ -67,14 +57,19 @@ def _nav(page, name: str) -> None:
     page.locator("[data-testid='stSidebarNav']").get_by_role("link", name=name).click()
 
 
-def test_run_survives_navigation_opens_and_a_queued_job_cancels(cache_copy, tiny_model_dir, browser, monkeypatch):
+def test_run_survives_navigation_opens_and_a_queued_job_cancels(
+    cache_copy, tiny_model_dir, browser, monkeypatch, tmp_path
+):
     from backend.jobs.queue import JobQueue
 
     store = cache_copy
     before = set(store.list_runs()["key"])
-    # the first job pauses 20 s with its files complete, so it is surely running while we navigate
+    # the first job pauses with its files complete until the test releases it (no race with a
+    # timer: it is surely still running while the second job is cancelled)
+    release = tmp_path / "release-job-1"
     monkeypatch.setenv("RAML_TEST_PAUSE_AT", "write")
-    monkeypatch.setenv("RAML_TEST_PAUSE_SECONDS", "20")
+    monkeypatch.setenv("RAML_TEST_PAUSE_UNTIL", str(release))
+    monkeypatch.setenv("RAML_TEST_PAUSE_SECONDS", "600")
     ARTIFACTS.mkdir(exist_ok=True)
     with streamlit_app(store.root) as url:
         page = browser.new_page(viewport={"width": 1440, "height": 900})
@@ -89,6 +84,7 @@ def test_run_survives_navigation_opens_and_a_queued_job_cancels(cache_copy, tiny
         _card(page, 2).get_by_role("button", name="Cancel").click()
         _wait_card_text(page, 2, "cancelled")
         assert JobQueue(store).get(1).state in ("queued", "running"), "the first job is still at work"
+        release.touch()  # let it finish while we navigate
 
         _nav(page, "Compare")
         page.wait_for_url("**/compare", timeout=120_000)
@@ -105,7 +101,7 @@ def test_run_survives_navigation_opens_and_a_queued_job_cancels(cache_copy, tiny
         assert JobQueue(store).get(2).state == "cancelled" and not JobQueue(store).get(2).results
 
         _card(page, 1).get_by_role("link", name=f"Open run {key[:12]}").click()
-        page.wait_for_url(f"**run={key}**", timeout=30_000)
+        page.wait_for_url(f"**run={key}**", timeout=120_000)
         n_steps = len(store.open(key).steps)
         page.wait_for_function(
             "(label) => { const el = document.getElementById('raml-step-label');"

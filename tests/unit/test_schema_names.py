@@ -11,7 +11,7 @@ import pytest
 
 from backend.store import schema
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_file_and_folder_names_are_pinned():

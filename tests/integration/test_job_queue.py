@@ -19,7 +19,7 @@ from backend.jobs import kinds as handlers
 from backend.jobs.queue import JobQueue, wait_for
 from backend.pipeline.run import RunRequest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture()

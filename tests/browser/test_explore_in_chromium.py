@@ -3,36 +3,20 @@ playwright. Screenshots go to tests/artifacts/."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
 
-from tests.app_server import CHROMIUM, launch_chromium, streamlit_app
+from tests.app_server import CHROMIUM, FIRST_PAGE_MS
 
-ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is missing (apt install chromium)")
 
 
-@pytest.fixture(scope="module")
-def app_url(tiny_run, tmp_path_factory):
-    """The app serving a private copy of the tiny-model cache: (base url, run key, run)."""
-    store, key = tiny_run
-    root = tmp_path_factory.mktemp("browser") / "cache"
-    shutil.copytree(store.root, root, ignore=shutil.ignore_patterns("locks", "tmp"))
-    with streamlit_app(root) as url:
-        yield url, key, store.open(key)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        b = launch_chromium(pw)
-        yield b
-        b.close()
+@pytest.fixture()
+def app_url(explore_app):
+    return explore_app
 
 
 def _label(page) -> str:
@@ -54,18 +38,23 @@ def _wait_at(page, boundary: int, label: str) -> None:
 
 
 def _loss_mark_matches(page, x: float) -> bool:
-    """The cursor line drawn over the loss chart sits at progress ``x`` of its x axis."""
-    return page.evaluate(
-        """(x) => {
+    """The cursor line drawn over the loss chart sits at progress ``x`` of its x axis (waited for
+    up to 30 s: a rerun may be re-drawing the chart; then the last reading is returned)."""
+    try:
+        page.wait_for_function(LOSS_MARK_AT_JS, arg=x, timeout=30_000)
+    except Exception:  # playwright's TimeoutError: the reading below is False
+        pass
+    return page.evaluate(LOSS_MARK_AT_JS, x)
+
+
+LOSS_MARK_AT_JS = """(x) => {
              const gd = document.querySelector('.st-key-explore_loss_chart .js-plotly-plot');
              const mark = gd && gd.querySelector('.raml-cursor-mark');
              if (!mark || mark.style.display === 'none') return false;
              const xa = gd._fullLayout.xaxis;
              const want = xa._offset + xa.l2p(x) - 1;
              return Math.abs(parseFloat(mark.style.left) - want) < 1.5;
-           }""",
-        x,
-    )
+           }"""
 
 
 def test_next_and_arrow_key_move_label_text_and_cursor(app_url, browser):
@@ -73,7 +62,7 @@ def test_next_and_arrow_key_move_label_text_and_cursor(app_url, browser):
     n_steps, n_tokens = len(run.steps), run.meta["summary"]["n_tokens"]
     ARTIFACTS.mkdir(exist_ok=True)
     page = browser.new_page(viewport={"width": 1280, "height": 800})
-    page.goto(f"{url}/?run={key}", wait_until="domcontentloaded")
+    _live(page, f"{url}/?run={key}")
     _wait_at(page, 0, f"Start · 0 / {n_steps}")
     page.screenshot(path=str(ARTIFACTS / "explore_start_1280x800.png"))
     assert _loss_mark_matches(page, 0.0)
@@ -90,7 +79,7 @@ def test_next_and_arrow_key_move_label_text_and_cursor(app_url, browser):
     second = page.locator("#raml-current").inner_text()
     assert second != first and run.steps["text"].iloc[1].strip()[:15] in second
     assert _loss_mark_matches(page, run.steps["end"].iloc[1] / n_tokens)
-    page.wait_for_function("() => location.search.includes('step=2')", timeout=10_000)  # shareable URL
+    page.wait_for_function("() => location.search.includes('step=2')", timeout=60_000)  # shareable URL
     page.screenshot(path=str(ARTIFACTS / "explore_step2_1280x800.png"))
 
     page.keyboard.press("ArrowLeft")
@@ -123,8 +112,7 @@ def test_runs_page_renders(app_url, browser):
     page.goto(f"{url}/runs", wait_until="domcontentloaded")
     page.get_by_text("1 of 1 runs").wait_for(timeout=60_000)
     page.locator(".st-key-runs_open button").first.wait_for(timeout=30_000)
-    page.locator("[data-testid='stDataFrame']").first.wait_for(timeout=30_000)
-    page.wait_for_timeout(800)  # the table canvas paints after it mounts
+    page.locator("[data-testid='stDataFrame'] canvas").first.wait_for(timeout=30_000)  # the table painted
     assert "Traceback" not in page.content()
     page.screenshot(path=str(ARTIFACTS / "runs_1280x800.png"))
     page.close()
@@ -160,8 +148,23 @@ PRESS_AND_READ_JS = """
 
 
 def _live(page, url: str) -> None:
+    """Open ``url`` and wait until the stepper is live and the views were sized for this window
+    (the server's layout is for this height: the stepper reports it only when off by > 40 px)."""
     page.goto(url, wait_until="domcontentloaded")
-    page.wait_for_function("() => document.body.classList.contains('raml-live')", timeout=90_000)
+    page.wait_for_function(
+        """() => document.body.classList.contains('raml-live') && window.__ramlStepper
+                 && Math.abs(window.__ramlStepper.data.viewport_h - window.innerHeight) <= 40""",
+        timeout=FIRST_PAGE_MS,
+    )
+
+
+def _wait_not_playing(page) -> None:
+    """Play is off: no timer in the browser and the button offers Play again."""
+    page.wait_for_function(
+        """() => window.__ramlStepper && window.__ramlStepper.timer === null
+                 && document.querySelector('.st-key-explore_play button').innerText.trim().endsWith('Play')""",
+        timeout=30_000,
+    )
 
 
 def _assert_all_at(state: dict, b: int, n_steps: int) -> None:
@@ -186,7 +189,7 @@ def test_stepping_moves_every_view_in_the_same_frame(app_url, browser):
     _assert_all_at(page.evaluate(PRESS_AND_READ_JS, ["ArrowRight", n_steps]), n_steps, n_steps)  # clamped
     _assert_all_at(page.evaluate(PRESS_AND_READ_JS, ["Home", 0]), 0, n_steps)
     _assert_all_at(page.evaluate(PRESS_AND_READ_JS, ["End", n_steps]), n_steps, n_steps)
-    page.wait_for_function(f"() => location.search.includes('step={n_steps}')", timeout=15_000)  # URL mirrored
+    page.wait_for_function(f"() => location.search.includes('step={n_steps}')", timeout=60_000)  # URL mirrored
 
     # the native slider, the Prev button and real key presses go through the same path
     page.evaluate(
@@ -197,17 +200,17 @@ def test_stepping_moves_every_view_in_the_same_frame(app_url, browser):
     _assert_all_at(page.evaluate(ALL_VIEWS_AT_JS, 1), 1, n_steps)
     page.locator("body").press("ArrowRight")
     _assert_all_at(page.evaluate(ALL_VIEWS_AT_JS, 2), 2, n_steps)
-    page.wait_for_function("() => location.search.includes('step=2')", timeout=15_000)
+    page.wait_for_function("() => location.search.includes('step=2')", timeout=60_000)
 
     # Play runs in the browser and stops at the end; it never started by itself
     page.keyboard.press("End")
     page.keyboard.press("Home")
     page.locator(".st-key-explore_play button").first.click()
-    page.wait_for_function("() => document.body.dataset.ramlCursor === '2'", timeout=10_000)
+    page.wait_for_function("() => document.body.dataset.ramlCursor === '2'", timeout=60_000)
     assert page.locator(".st-key-explore_play button").first.inner_text().strip().endswith("Pause")
     page.locator(".st-key-explore_play button").first.click()
     stopped = page.evaluate("() => window.__ramlStepper.step")
-    page.wait_for_timeout(1500)
+    _wait_not_playing(page)  # the timer is gone, so the cursor cannot move again
     assert page.evaluate("() => window.__ramlStepper.step") == stopped
     page.screenshot(path=str(ARTIFACTS / "explore_stepping_1440x900.png"))
     page.close()
@@ -241,21 +244,21 @@ def test_clicks_on_path_loss_and_lens_jump(app_url, browser):
         page.mouse.click(*_chart_point(page, "explore_path_chart", ring["x"][b], ring["y"][b]))
 
     click_path(4)
-    page.wait_for_function("() => window.__ramlStepper.step === 4", timeout=5_000)
+    page.wait_for_function("() => window.__ramlStepper.step === 4", timeout=30_000)
     page.keyboard.press("ArrowRight")
     assert at() == 5
     click_path(4)  # the same point again jumps again (a selection toggle would ignore it)
-    page.wait_for_function("() => window.__ramlStepper.step === 4", timeout=5_000)
+    page.wait_for_function("() => window.__ramlStepper.step === 4", timeout=30_000)
     click_path(0)  # the start marker is a point like the others
-    page.wait_for_function("() => window.__ramlStepper.step === 0", timeout=5_000)
+    page.wait_for_function("() => window.__ramlStepper.step === 0", timeout=30_000)
 
     page.mouse.click(*_chart_point(page, "explore_lens_chart", 6, 1))
-    page.wait_for_function("() => window.__ramlStepper.step === 6", timeout=5_000)
+    page.wait_for_function("() => window.__ramlStepper.step === 6", timeout=30_000)
 
     cut = int(run.steps["end"].iloc[1])  # boundary 2 on the loss curve
     loss = float(run.tokens.set_index("cut")["loss"].loc[cut])
     page.mouse.click(*_chart_point(page, "explore_loss_chart", cut / n_tokens, loss))
-    page.wait_for_function("() => window.__ramlStepper.step === 2", timeout=5_000)
+    page.wait_for_function("() => window.__ramlStepper.step === 2", timeout=30_000)
     assert page.locator("#raml-step-label").inner_text().strip() == f"Step 2 / {n_steps}"
     page.close()
 
@@ -263,13 +266,21 @@ def test_clicks_on_path_loss_and_lens_jump(app_url, browser):
 VIEWS = (".raml-traj", ".st-key-explore_loss_chart", ".st-key-explore_path_chart", ".st-key-explore_lens_chart")
 
 
+VIEWS_ON_SCREEN_JS = """(sel) => sel.map((s) => { const el = document.querySelector(s); if (!el) return false;
+  const r = el.getBoundingClientRect();
+  return r.height > 80 && r.top >= 0 && r.bottom <= innerHeight + 1 && r.left >= 0 && r.right <= innerWidth + 1; })"""
+
+
 def _views_on_screen(page) -> list[bool]:
-    """Whether each view (text, loss, path, lens) lies fully inside the window, no scrolling."""
-    return page.evaluate(
-        """(sel) => sel.map((s) => { const r = document.querySelector(s).getBoundingClientRect();
-             return r.height > 80 && r.top >= 0 && r.bottom <= innerHeight + 1 && r.left >= 0 && r.right <= innerWidth + 1; })""",
-        list(VIEWS),
-    )
+    """Whether each view (text, loss, path, lens) lies fully inside the window, no scrolling.
+
+    Waits (60 s) for it, since the charts re-lay out after a rerun sized them; on timeout it
+    returns what is seen then, so the assertion names the view that does not fit."""
+    try:
+        page.wait_for_function(f"(sel) => ({VIEWS_ON_SCREEN_JS})(sel).every(Boolean)", arg=list(VIEWS), timeout=60_000)
+    except Exception:  # playwright's TimeoutError: report the state below
+        pass
+    return page.evaluate(VIEWS_ON_SCREEN_JS, list(VIEWS))
 
 
 def test_one_screen_and_presentation_mode(app_url, browser):
@@ -288,8 +299,8 @@ def test_one_screen_and_presentation_mode(app_url, browser):
         "() => location.search.includes('present=1') && location.search.includes('step=3')", timeout=30_000
     )
     assert not page.locator("[data-testid='stSidebar']").is_visible()
-    page.wait_for_timeout(1500)
-    assert page.evaluate("() => window.__ramlStepper.step") == 3  # no auto-play
+    _wait_not_playing(page)  # no auto-play ...
+    assert page.evaluate("() => window.__ramlStepper.step") == 3  # ... and the cursor stayed
     page.keyboard.press("Escape")  # ... and the way out
     page.wait_for_function("() => !location.search.includes('present')", timeout=30_000)
     page.locator(".st-key-explore_present button").first.wait_for(timeout=60_000)
@@ -306,7 +317,6 @@ def test_one_screen_and_presentation_mode(app_url, browser):
             f"() => window.__ramlStepper.data.viewport_h === {height}", timeout=60_000
         )
         page.wait_for_function("() => document.body.classList.contains('raml-live')", timeout=60_000)
-        page.wait_for_timeout(800)
         assert _views_on_screen(page) == [True] * 4, (width, height)
         assert page.locator(".st-key-explore_play button").first.inner_text().strip().endswith("Play")
         page.screenshot(path=str(ARTIFACTS / f"present_{width}x{height}.png"))

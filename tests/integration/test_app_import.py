@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 from dataset_layouts import THINK, write_openr1_shards
 from streamlit.testing.v1 import AppTest
 
-MAIN = str(Path(__file__).resolve().parent.parent / "app" / "main.py")
+MAIN = str(Path(__file__).resolve().parents[2] / "app" / "main.py")
 
 
 def _runs_page(cache_root, monkeypatch) -> AppTest:

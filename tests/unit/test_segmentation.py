@@ -17,7 +17,9 @@ from backend.engine.trajectory import (
 )
 from backend.errors import InputError
 
-PUBLISHED = json.loads((Path(__file__).parent / "fixtures" / "thought_anchors_chunks.json").read_text("utf-8"))
+PUBLISHED = json.loads(
+    (Path(__file__).resolve().parents[1] / "fixtures" / "thought_anchors_chunks.json").read_text("utf-8")
+)
 
 
 def _char_steps(text: str, spec: str) -> list[str]:

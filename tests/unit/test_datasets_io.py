@@ -16,7 +16,7 @@ import pandas as pd
 from backend.io.fields import FieldMap
 from backend.io.readers import is_table, read_questions
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
 
 def _write_jsonl(path: Path, rows: list) -> Path:

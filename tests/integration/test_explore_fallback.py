@@ -12,7 +12,7 @@ from streamlit.testing.v1 import AppTest
 
 from backend.store.runs import RunStore, content_key
 
-MAIN = str(Path(__file__).resolve().parent.parent / "app" / "main.py")
+MAIN = str(Path(__file__).resolve().parents[2] / "app" / "main.py")
 
 
 def _cache_with_damaged_newest(tiny_run, tmp_path) -> tuple[RunStore, str, str]:

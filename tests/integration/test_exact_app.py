@@ -9,9 +9,9 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from tests.conftest import SAMPLE_QUESTION, SAMPLE_TRAJECTORY
-from tests.test_compare import _arr, _chart, _has_chart
+from tests.integration.test_compare import _arr, _chart, _has_chart
 
-MAIN = str(Path(__file__).resolve().parent.parent / "app" / "main.py")
+MAIN = str(Path(__file__).resolve().parents[2] / "app" / "main.py")
 FIDELITY_CAPTION = "Exact update · "
 
 

@@ -2,7 +2,7 @@
 
 The golden file holds hand-labelled (response, reference, correct) triples of MATH, GSM8K,
 AIME, multiple-choice, unit, percentage and word answers; the accuracy of both graders is
-printed so the README figures can be checked with ``pytest -s tests/test_grading.py``.
+printed so the README figures can be checked with ``pytest -s tests/unit/test_grading.py``.
 """
 
 import json
@@ -18,7 +18,7 @@ from backend.analysis.answers.extract import is_correct
 from backend.analysis.answers.grading import grade_answer, grade_response
 from backend.pipeline.run import RunRequest, run_question
 
-GOLDEN = Path(__file__).parent / "fixtures" / "grading_golden.jsonl"
+GOLDEN = Path(__file__).resolve().parents[1] / "fixtures" / "grading_golden.jsonl"
 pytestmark = pytest.mark.skipif(not grading.math_verify_available(), reason="extra 'math' (math-verify) not installed")
 
 
