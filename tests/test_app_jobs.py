@@ -168,6 +168,7 @@ def test_compare_buttons_queue_surface_and_landscape(own, no_worker, monkeypatch
     monkeypatch.setattr(surfaces, "random_landscape", _boom)
     store, key = own
     at = _app(store.root, monkeypatch, q=compare.question_id(SAMPLE_QUESTION))
+    at.switch_page("views/compare.py").run()
     _no_exception(at)
     layer = int(at.selectbox(key="compare_landscape_layer").value)
     at.number_input(key="compare_surface_grid").set_value(5).run()

@@ -12,14 +12,18 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# Every module under app/ (app/views has no __init__: the pages are listed by file) except the
+# entry script app/main.py, whose import *runs* the default page (st.navigation's page.run()).
 PROBE = """
-import importlib, json, pkgutil, sys
-import app
-names = sorted(m.name for m in pkgutil.walk_packages(app.__path__, "app."))
+import importlib, json, pathlib, sys
+root = pathlib.Path("app")
+names = sorted(
+    ".".join(p.with_suffix("").parts).removesuffix(".__init__")
+    for p in root.rglob("*.py")
+    if p != root / "main.py"
+)
 for name in names:
-    if name != "app.main":  # the entry script: imported last (it builds the navigation)
-        importlib.import_module(name)
-importlib.import_module("app.main")
+    importlib.import_module(name)
 print(json.dumps({"modules": names, "heavy": sorted(m for m in ("torch", "transformers") if m in sys.modules)}))
 """
 
