@@ -14,8 +14,7 @@ import time
 import streamlit as st
 
 from app import data
-from backend.jobs import kinds as handlers
-from backend.jobs.queue import Job, JobQueue, ensure_worker
+from backend.jobs import Job, JobQueue, ensure_worker, open_queue
 
 EXPLORE_PAGE = "views/explore.py"
 POLL_S = 1.5
@@ -42,11 +41,9 @@ STAGE_TEXT = {
 
 @st.cache_resource(show_spinner=False)
 def _queue_for(root: str) -> JobQueue:
-    if data.model_override not in handlers.MODEL_LOOKUPS:
-        handlers.MODEL_LOOKUPS.append(data.model_override)
     store = data.get_store()
     ensure_worker(store)
-    return JobQueue(store)
+    return open_queue(store)
 
 
 def get_queue() -> JobQueue:

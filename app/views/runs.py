@@ -244,7 +244,7 @@ def _new_run_form(store) -> None:
         st.rerun()
     if start:
         from app import jobs_panel
-        from backend.jobs.kinds import request_params
+        from backend.jobs import request_params
 
         job_id = jobs_panel.submit(
             "run", request_params(req), title=f"Run: {req.question.strip()[:60]}", estimate_s=estimate.seconds
@@ -405,7 +405,7 @@ def _import_jsonl(store) -> None:
         st.rerun()
     if not c1.button("Yes, queue them", type="primary", key="runs_import_confirm"):
         return
-    from backend.jobs.kinds import request_params
+    from backend.jobs import request_params
 
     st.session_state.pop(IMPORT_CONFIRM, None)
     params = {
