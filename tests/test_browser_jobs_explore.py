@@ -75,9 +75,7 @@ def test_importance_and_exact_jobs_survive_navigation(tmp_path, wide_model_dir):
         importance.click()
         page.locator(".st-key-importance_progress").first.wait_for(timeout=DEADLINE_MS)  # the job, followed
         page.locator(".st-key-exact_compute button").first.click()
-        page.locator(".st-key-jobs_panel").get_by_text("Exact update", exact=False).first.wait_for(
-            timeout=DEADLINE_MS
-        )
+        page.locator(".st-key-jobs_panel").get_by_text("Exact update", exact=False).first.wait_for(timeout=DEADLINE_MS)
 
         # leave Explore while the jobs run; they belong to the server, not to this page's script run
         page.locator('[data-testid="stSidebarNav"] a', has_text="Runs").first.click()
