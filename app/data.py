@@ -15,9 +15,6 @@ import streamlit as st
 
 from backend.store.runs import RunData, RunStore, default_root
 
-# Models the "new run" form may use without loading from disk (tests, notebooks): name -> LoadedModel
-MODEL_OVERRIDES: dict = {}
-
 
 def cache_root() -> str:
     """The cache directory the app reads (``RAML_CACHE_DIR``, default ``./cache``), absolute."""
@@ -97,12 +94,6 @@ def proxy_available() -> bool:
     except ImportError:
         return False
     return True
-
-
-def model_override(name: str):
-    """A LoadedModel registered in ``MODEL_OVERRIDES`` under ``name``, else None (the backend
-    then loads the model itself, once per process, only if the run is not cached)."""
-    return MODEL_OVERRIDES.get(name)
 
 
 def default_run(runs: pd.DataFrame, store: RunStore | None = None) -> str | None:

@@ -2,9 +2,11 @@
 
 Jobs belong to the backend queue (``backend.jobs.queue``), not to a page's script run: a
 worker thread of this server process runs them, so a run keeps going when the user opens
-another page. This panel only polls the queue (an ``st.fragment`` rerun every
-``POLL_S`` seconds) and shows running / queued / finished / failed jobs with progress,
-elapsed and remaining time, Cancel / Resume, and a link to each run a job produced.
+another page. This panel reads the queue and shows running / queued / finished / failed jobs
+with progress, elapsed and remaining time, Cancel / Resume, and a link to each run a job
+produced. It polls (an ``st.fragment`` rerun every ``POLL_S`` seconds) only while a job is
+queued or running: an idle page costs nothing; the next interaction (or a page's submit,
+which reruns the page) shows a job another process queued meanwhile.
 """
 
 from __future__ import annotations
@@ -14,8 +16,7 @@ import time
 import streamlit as st
 
 from app import data
-from backend.jobs import kinds as handlers
-from backend.jobs.queue import Job, JobQueue, ensure_worker
+from backend.jobs import Job, JobQueue, ensure_worker, open_queue
 
 EXPLORE_PAGE = "views/explore.py"
 POLL_S = 1.5
@@ -42,11 +43,9 @@ STAGE_TEXT = {
 
 @st.cache_resource(show_spinner=False)
 def _queue_for(root: str) -> JobQueue:
-    if data.model_override not in handlers.MODEL_LOOKUPS:
-        handlers.MODEL_LOOKUPS.append(data.model_override)
     store = data.get_store()
     ensure_worker(store)
-    return JobQueue(store)
+    return open_queue(store)
 
 
 def get_queue() -> JobQueue:
@@ -93,12 +92,21 @@ def job_line(job: Job, now: float | None = None) -> str:
 
 
 def render() -> None:
-    """The panel, in the sidebar of every page."""
+    """The panel, in the sidebar of every page; a polling fragment only while a job is active."""
     with st.sidebar:
-        _panel()
+        if _any_active():
+            st.fragment(_panel, run_every=POLL_S)()
+        else:
+            _panel()
 
 
-@st.fragment(run_every=POLL_S)
+def _any_active() -> bool:
+    try:
+        return bool(get_queue().list(limit=0))  # limit 0: the queued and running jobs only
+    except Exception:  # the panel says why below
+        return False
+
+
 def _panel() -> None:
     try:
         queue = get_queue()
@@ -136,11 +144,11 @@ def _job_card(queue: JobQueue, job: Job) -> None:
         if job.state in ("queued", "running") and not job.cancel_requested:
             if st.button("Cancel", key=f"job_cancel_{job.id}", width="stretch"):
                 queue.cancel(job.id)
-                st.rerun(scope="fragment")
+                st.rerun()  # the whole page: it polls again only if a job is active
         if job.state in ("failed", "cancelled") and job.resumable:
             if st.button("Resume", key=f"job_resume_{job.id}", width="stretch"):
                 queue.resume(job.id)
-                st.rerun(scope="fragment")
+                st.rerun()  # the whole page: it polls again only if a job is active
         for key in job.results[:3]:
             st.page_link(
                 EXPLORE_PAGE, label=f"Open run {key[:12]}", icon=":material/open_in_new:", query_params={"run": key}

@@ -1,14 +1,22 @@
 """Explore panel: a run's branches (tree, answers, loss curves overlaid on the parent's) and
-"branch here" on the current step, with the cost told first and a progress bar."""
+"branch here" on the current step, with the cost told first. "Branch" submits a ``branch`` job:
+the server's worker generates and analyses the branches; this panel follows the job and the
+tree shows the new runs when it is done."""
 
 from __future__ import annotations
 
 import streamlit as st
 
-from app import data, ui
-from backend.engine.trajectory import GenerationSettings
-from backend.pipeline import branches as branching
+from app import data, jobs_view, ui
 from backend.plots import importance as plots
+
+KIND = "branch"
+
+
+def _branching():
+    from backend.pipeline import branches
+
+    return branches
 
 
 def _open(key: str) -> None:
@@ -25,6 +33,7 @@ def render(store, run, cursor: int) -> None:
             on_click=_open,
             args=(parent,),
         )
+    branching = _branching()
     nodes = branching.tree(store, run.key)
     if nodes:
         curves = []
@@ -53,13 +62,17 @@ def render(store, run, cursor: int) -> None:
 def _branch_here(store, run, step: int) -> None:
     # a toggle, not an expander: its state lives in the session, so reruns (the stepper's URL
     # sync, each input's change) never fold the form away under the user's cursor
+    job = jobs_view.active_job(KIND, run.key)
+    if job is not None:
+        jobs_view.follow(job, f"Branch at step {job.params.get('step')}", key="branch_progress")
     if not st.toggle(f"Branch here (step {step})", key="branch_here_open"):
         return
+    branching = _branching()
     with st.container(border=True):
         mode = st.radio("How", ["resample", "edit"], horizontal=True, key="branch_mode")
         c1, c2, c3 = st.columns(3)
         samples = 1
-        text, regenerate = "", False
+        text, regenerate = None, False
         if mode == "resample":
             samples = int(c1.number_input("samples", 1, branching.MAX_SAMPLES, 2, key="branch_samples"))
             temperature = float(c2.number_input("temperature", 0.05, 2.0, 0.7, 0.05, key="branch_temperature"))
@@ -73,19 +86,20 @@ def _branch_here(store, run, step: int) -> None:
             f"Cost: {cost['samples']} run(s), {cost['generated_tokens']} tokens to generate, "
             f"{cost['analysed_tokens']} to analyse, about {cost['seconds']:.0f} s."
         )
-        if st.button(f"Branch at step {step}", key="branch_start", type="primary"):
-            bar = st.progress(0.0, text="Starting…")
-
-            def report(stage: str, done: int, total: int) -> None:
-                bar.progress(min(done / total if total else 1.0, 1.0), text=f"branch {done}/{total}…")
-
-            loaded = data.model_override(run.model_name)
-            settings = GenerationSettings(max_new_tokens=max_new, temperature=temperature, top_p=0.95)
-            if mode == "resample":
-                branching.resample(store, run.key, step, samples, settings=settings, loaded=loaded, progress=report)
-            else:
-                branching.edit(
-                    store, run.key, step, text, regenerate=regenerate, settings=settings, loaded=loaded, progress=report
-                )
-            bar.progress(1.0, text="Done")
-            st.rerun()
+        failure = jobs_view.last_failure(KIND, run.key)
+        if failure and job is None:
+            st.error(failure)
+        if st.button(f"Branch at step {step}", key="branch_start", type="primary", disabled=job is not None):
+            params = {
+                "key": run.key,
+                "step": int(step),
+                "mode": mode,
+                "samples": samples,
+                "temperature": temperature,
+                "top_p": 0.95,
+                "max_new_tokens": max_new,
+                "text": text,
+                "regenerate": bool(regenerate),
+            }
+            if jobs_view.submit(KIND, params) is not None:
+                st.rerun()

@@ -1,5 +1,6 @@
 """Explore panel: step importance strip aligned with the steps, the most important steps
-(click a row to jump there), and a button that computes importance (with a progress bar)."""
+(click a row to jump there), and a button that submits an ``importance`` job (the page never
+ablates: the server's worker does, and this panel follows the job while it runs)."""
 
 from __future__ import annotations
 
@@ -7,44 +8,52 @@ from collections.abc import Callable
 
 import streamlit as st
 
-from app import data
-from backend.analysis.importance.run import compute_run_importance, load_importance
-from backend.pipeline.branches import counterfactual
+from app import jobs_view
 from backend.plots import importance as plots
 
 TABLE = "importance_table"
 LAST_PICK = "importance_last_pick"  # the table row already jumped to
+KIND = "importance"
 
 
-def _loaded(run):
-    from backend.engine.models import load_model
+def _cached(store, run) -> dict | None:
+    from backend.analysis.importance.run import load_importance
 
-    name = run.model_name
-    return data.model_override(name) or load_model(name)
+    return load_importance(run, store)
+
+
+def _counterfactual(store, key: str):
+    from backend.pipeline.branches import counterfactual
+
+    return counterfactual(store, key)
 
 
 def render(store, run, cursor: int, go_to: Callable[[int], None]) -> None:
     """``cursor`` is Explore's boundary (0..S); step k ends at boundary k + 1."""
     st.subheader("Step importance")
-    payload = load_importance(run, store)
+    payload = _cached(store, run)
     texts = run.steps["text"].tolist()
     cols = st.columns([3, 2, 7], vertical_alignment="center")
-    with_attention = cols[1].checkbox("with attention", value=True, key="importance_attention")
-    label = "Recompute importance" if payload else "Compute importance"
-    if cols[0].button(label, key="importance_compute", help="Ablate every step (teacher-forced) and score L̂"):
-        bar = st.progress(0.0, text="Ablating steps…")
-
-        def report(stage: str, done: int, total: int) -> None:
-            frac = done / total if total else 1.0
-            bar.progress(min(frac, 1.0) * (0.8 if stage == "ablate" else 1.0), text=f"{stage} {done}/{total}…")
-
-        payload = compute_run_importance(run, _loaded(run), store=store, attention=with_attention, progress=report)
-        bar.progress(1.0, text="Done")
-    rows = plots.strip_rows(len(texts), payload, counterfactual(store, run.key))
+    job = jobs_view.active_job(KIND, run.key)
+    if job is not None:
+        with cols[2]:
+            jobs_view.follow(job, "Step importance", key="importance_progress")
+    else:
+        with_attention = cols[1].checkbox("with attention", value=True, key="importance_attention")
+        label = "Recompute importance" if payload else "Compute importance"
+        if cols[0].button(label, key="importance_compute", help="Ablate every step (teacher-forced) and score L̂"):
+            params = {"key": run.key, "attention": bool(with_attention)}
+            if jobs_view.submit(KIND, params) is not None:
+                st.rerun()
+        failure = jobs_view.last_failure(KIND, run.key)
+        if failure:
+            st.error(failure)
+    rows = plots.strip_rows(len(texts), payload, _counterfactual(store, run.key))
     if not rows:
-        cols[2].caption("Not computed yet: ablation removes one step at a time and measures L̂ at the end.")
+        if job is None:
+            cols[2].caption("Not computed yet: ablation removes one step at a time and measures L̂ at the end.")
         return
-    if payload:
+    if payload and job is None:
         cols[2].caption(
             f"L̂ at the end {payload['final_loss']:.3f} nats; ablation = L̂ without the step − L̂ "
             f"({payload['timings']['ablate_s']:.1f} s)"

@@ -1,7 +1,8 @@
 """Compare: several runs of one question (sampled trajectories, or models with the same hidden
 size) in one fitted basis; their loss curves over normalized progress; which ended correct.
 A second tab shows one run's loss landscapes: the proxy-plane surface (single-layer proxy)
-and the random-direction landscape of the RaML reference, computed on request and cached.
+and the random-direction landscape of the RaML reference: a button submits a ``surface`` or
+``landscape`` job (the page never computes), the tab follows it, and draws the cached result.
 
 State in the URL: ``?q=<question id>&space=&layer=&method=``. Runs from models of different
 hidden sizes get loss curves only, with a note saying why there is no shared space.
@@ -15,7 +16,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import streamlit as st  # noqa: E402
 
-from app import data, ui  # noqa: E402
+from app import data, jobs_view, ui  # noqa: E402
 from app.exact_view import draw_exact_landscape  # noqa: E402
 from backend.plots import proxy as figures_proxy
 from backend.store.runs import RunData, RunStore  # noqa: E402
@@ -366,18 +367,17 @@ def _landscape_tab(store: RunStore, runs: list[RunData], labels: list[str]) -> N
     )
     view = g2.radio("View", ["contour", "3-D"], horizontal=True, key="compare_surface_view")
     surface = landscape.load_surface(run, int(layer), grid=grid, store=store)
-    if surface is None and g3.button("Compute the proxy-plane surface", key="compare_surface_go", type="primary"):
-        surface = _compute(
-            lambda progress: landscape.loss_surface(
-                run,
-                int(layer),
-                loaded=data.model_override(run.model_name),
-                grid=grid,
-                store=store,
-                progress=progress,
-            ),
-            f"Loss surface, {grid} x {grid} grid",
-        )
+    surface_job = jobs_view.active_job("surface", run.key, layer=int(layer), grid=grid)
+    if surface_job is not None:
+        with g3:
+            jobs_view.follow(surface_job, f"Loss surface, {grid} x {grid} grid", key="compare_surface_progress")
+    elif surface is None:
+        if g3.button("Compute the proxy-plane surface", key="compare_surface_go", type="primary"):
+            if jobs_view.submit("surface", {"key": run.key, "layer": int(layer), "grid": grid}) is not None:
+                st.rerun()
+        failure = jobs_view.last_failure("surface", run.key, layer=int(layer), grid=grid)
+        if failure:
+            st.error(failure)
     if surface is not None:
         if view == "contour":
             fig = figures_proxy.surface_contour_figure(surface)
@@ -419,19 +419,18 @@ def _landscape_tab(store: RunStore, runs: list[RunData], labels: list[str]) -> N
     )
     seed = int(r3.number_input("Seed", 0, 10_000, 0, key="compare_random_seed"))
     random_view = landscape.load_random_landscape(run, grid=rgrid, span=span, seed=seed, store=store)
-    if random_view is None and r4.button("Compute the random-direction landscape", key="compare_random_go"):
-        random_view = _compute(
-            lambda progress: landscape.random_landscape(
-                run,
-                loaded=data.model_override(run.model_name),
-                grid=rgrid,
-                span=span,
-                seed=seed,
-                store=store,
-                progress=progress,
-            ),
-            f"Random landscape, {rgrid} x {rgrid} grid",
-        )
+    match = {"grid": rgrid, "span": span, "seed": seed}
+    random_job = jobs_view.active_job("landscape", run.key, **match)
+    if random_job is not None:
+        with r4:
+            jobs_view.follow(random_job, f"Random landscape, {rgrid} x {rgrid} grid", key="compare_random_progress")
+    elif random_view is None:
+        if r4.button("Compute the random-direction landscape", key="compare_random_go"):
+            if jobs_view.submit("landscape", {"key": run.key, **match}) is not None:
+                st.rerun()
+        failure = jobs_view.last_failure("landscape", run.key, **match)
+        if failure:
+            st.error(failure)
     if random_view is not None:
         kind = "surface" if view == "3-D" else "contour"
         st.plotly_chart(
@@ -440,18 +439,6 @@ def _landscape_tab(store: RunStore, runs: list[RunData], labels: list[str]) -> N
             config=PLOTLY_CONFIG,
         )
         st.caption(f"{random_view.n_params:,} parameters perturbed; $L_q(θ)$ = {random_view.base_loss:.3f} nats.")
-
-
-def _compute(job, what: str):
-    """Run a landscape job with a progress bar; returns its result."""
-    bar = st.progress(0.0, text=f"{what}: loading the model…")
-
-    def progress(done: int, total: int) -> None:
-        bar.progress(min(done / max(total, 1), 1.0), text=f"{what}: {done} / {total} evaluations")
-
-    result = job(progress)
-    bar.empty()
-    return result
 
 
 if __name__ == "__main__":  # executed as a page script by st.navigation

@@ -153,7 +153,7 @@ def _render() -> None:
     proxy_ok = data.proxy_available()
     layers = data.available_layers(store, key, space) if proxy_ok else []
     if proxy_ok and space in ("proxy", "exact") and not layers:
-        what = "no proxy layers" if space == "proxy" else f"no exact update yet (`raml exact {key}`)"
+        what = "no proxy layers" if space == "proxy" else "no exact update yet (compute it below, or `raml exact`)"
         warnings.append(f"This run has {what}; showing the hidden-state space.")
         space, layers = "hidden", data.available_layers(store, key, "hidden")
     layer, warning = state.resolve_layer(url.layer, layers, space)
@@ -201,9 +201,10 @@ def _render() -> None:
     if not view.redraw:
         _mount_stepper(view)
     if not url.present:  # issue 13: importance strip and branches (app/panels/), below the linked views
-        from app.panels import branches, importance
+        from app.panels import branches, exact, importance
 
         importance.render(store, run, st.session_state.get(CURSOR, step), lambda b: _go_to(b, n_steps))
+        exact.render(store, run)
         branches.render(store, run, st.session_state.get(CURSOR, step))
 
 

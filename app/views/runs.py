@@ -1,14 +1,17 @@
 """Runs: the library (filter, open, delete), a new-run form and a JSONL import.
 
-New runs and imports are jobs of the backend queue (``backend.jobs.queue``, run by this
+New runs and imports are jobs of the backend queue (kinds ``run`` and ``batch``, run by this
 server's worker thread): the page shows the estimate from this machine's measured
 throughput, submits, and links the result; the sidebar's jobs panel shows the progress
-on every page, so leaving this page loses nothing.
+on every page, so leaving this page loses nothing. An uploaded file is saved under the cache
+(``<cache>/uploads/<sha256>.<ext>``) and the ``batch`` job reads it by path: the page has no
+batch loop of its own, and no page imports the model code.
 """
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pandas as pd
 import streamlit as st
@@ -29,6 +32,12 @@ CUTS = {
     "steps": "step boundaries only",
 }
 CPU_TOKENS_PER_S = 400  # SmolLM2-135M forward throughput on this 2-core CPU (docs/architecture.md §4)
+# backend.engine.models.DEFAULT_MODEL (tests/test_app_no_compute.py checks they agree): importing
+# that module would import torch into the page
+DEFAULT_MODEL = "smollm2-135m"
+WARN_ABOVE_S = 60.0  # backend.jobs.estimates.WARN_ABOVE_S: say so when a job should take over a minute
+MAX_SAMPLES = 64  # the batch kind's bound on K samples per question (it refuses more at submit)
+UPLOADS_DIR = "uploads"  # <cache>/uploads/<sha256>.<ext>: files the Import tab saved for a batch job
 
 
 def render() -> None:
@@ -157,13 +166,15 @@ def _library(store) -> None:
 
 # ----------------------------------------------------------------------------- new run
 def estimate_cost(trajectory: str | None, answer: str | None, max_new_tokens: int, cuts: str) -> dict:
-    """Rough cost before starting (no tokenizer loaded): trajectory tokens ≈ chars / 4."""
-    from backend.pipeline.run import estimate_probe_tokens
+    """Rough cost before starting (no tokenizer loaded): trajectory tokens ≈ chars / 4; forward
+    tokens n + C·m (``backend.pipeline.run.estimate_probe_tokens``, without importing the pipeline)."""
+    from backend.engine.specs import parse_cuts
 
     n_tokens = max(1, math.ceil(len(trajectory) / 4)) if trajectory else int(max_new_tokens)
     n_probe = 8 + max(1, math.ceil(len(answer or "xx") / 3))  # template (~8 tokens) + answer
     n_steps = max(1, n_tokens // 20)
-    total = estimate_probe_tokens(n_tokens, cuts, n_probe, n_steps)
+    chosen = parse_cuts(cuts, n_tokens, list(range(n_steps + 1)))
+    total = n_tokens + (n_tokens + 1 if chosen is None else len(chosen)) * n_probe
     return {
         "n_tokens": n_tokens,
         "n_probe": n_probe,
@@ -172,11 +183,16 @@ def estimate_cost(trajectory: str | None, answer: str | None, max_new_tokens: in
     }
 
 
-def _new_run_form(store) -> None:
-    from backend.engine.models import DEFAULT_MODEL
-    from backend.engine.trajectory import GenerationSettings
-    from backend.pipeline.run import RunRequest
+def _prepare(kind: str, params: dict):
+    """The queue's own check of a submission (the kind's typed params, run keys, the run request's
+    validation) and its estimate, without queueing: ``Prepared`` or a one-line ``RamlError``."""
+    from app import jobs_panel
 
+    queue = jobs_panel.get_queue()
+    return queue.registry.prepare(kind, params, queue)
+
+
+def _new_run_form(store) -> None:
     with st.form("runs_new_form"):
         model = st.text_input(
             "Model",
@@ -206,68 +222,62 @@ def _new_run_form(store) -> None:
         cuts = s2.selectbox("Cut points", list(CUTS), format_func=CUTS.get, key="runs_new_cuts")
         submitted = st.form_submit_button("Estimate cost")
     if submitted:
-        req = RunRequest(
-            question=question,
-            answer=answer.strip() or None,
-            trajectory=trajectory if trajectory.strip() else None,
-            model=model.strip() or DEFAULT_MODEL,
-            segmentation=segmentation,
-            cuts=cuts,
-            generation=GenerationSettings(
-                max_new_tokens=int(max_new), temperature=float(temperature), top_p=float(top_p), seed=int(seed)
-            ),
-        )
+        params = {  # the ``run`` kind's params: RunRequest fields (docs/jobs.md)
+            "question": question,
+            "answer": answer.strip() or None,
+            "trajectory": trajectory if trajectory.strip() else None,
+            "model": model.strip() or DEFAULT_MODEL,
+            "segmentation": segmentation,
+            "cuts": cuts,
+            "generation": {
+                "max_new_tokens": int(max_new),
+                "temperature": float(temperature),
+                "top_p": float(top_p),
+                "seed": int(seed),
+            },
+        }
         try:
-            req.validate()
+            prepared = _prepare("run", params)
         except RamlError as exc:
             st.session_state.pop(PENDING, None)
             st.error(f"Cannot start: {exc}")
             return
-        st.session_state[PENDING] = req
-    req = st.session_state.get(PENDING)
-    if req is None:
+        st.session_state[PENDING] = (params, prepared.estimate_s)
+    pending = st.session_state.get(PENDING)
+    if pending is None:
         return
-    cost = estimate_cost(req.trajectory, req.answer, req.generation.max_new_tokens, req.cuts)
-    estimate = _estimate_run(req)
-    source = "imported trajectory" if req.trajectory else f"up to {req.generation.max_new_tokens} generated tokens"
+    params, estimate_s = pending
+    gen = params["generation"]
+    cost = estimate_cost(params["trajectory"], params["answer"], gen["max_new_tokens"], params["cuts"])
+    source = "imported trajectory" if params["trajectory"] else f"up to {gen['max_new_tokens']} generated tokens"
+    seconds = cost["seconds"] if estimate_s is None else estimate_s
     st.info(
-        f"**Estimated cost:** {estimate.describe()}: ≈ {cost['probe_tokens']:,} tokens of forward compute "
-        f"(≈ {cost['n_tokens']} trajectory tokens from the {source}, {CUTS[req.cuts]}). "
+        f"**Estimated cost:** ≈ {_fmt_seconds(seconds)}: ≈ {cost['probe_tokens']:,} tokens of forward compute "
+        f"(≈ {cost['n_tokens']} trajectory tokens from the {source}, {CUTS[params['cuts']]}). "
         "A cached identical run opens at once."
     )
-    if estimate.warn:
-        st.warning(f"This run should take more than a minute ({estimate.describe()}).")
+    if seconds > WARN_ABOVE_S:
+        st.warning(f"This run should take more than a minute (≈ {_fmt_seconds(seconds)}).")
     b1, b2, _ = st.columns([1.2, 1, 6])
     start = b1.button("Start run", type="primary", key="runs_new_start")
     if b2.button("Cancel", key="runs_new_cancel"):
         st.session_state.pop(PENDING, None)
         st.rerun()
     if start:
-        from app import jobs_panel
-        from backend.jobs.kinds import request_params
+        from app import jobs_view
 
-        job_id = jobs_panel.submit(
-            "run", request_params(req), title=f"Run: {req.question.strip()[:60]}", estimate_s=estimate.seconds
-        )
+        job_id = jobs_view.submit("run", params)
+        if job_id is None:
+            return
         st.session_state[LAST_JOB] = job_id
         st.session_state.pop(PENDING, None)
         st.rerun()
 
 
-def _estimate_run(req):
-    from app import jobs_panel
-    from backend.jobs.estimates import estimate_run
+def _fmt_seconds(seconds: float | None) -> str:
+    from app.jobs_panel import fmt_seconds
 
-    queue = jobs_panel.get_queue()
-    override = data.model_override(req.model)
-    model_state = (override.fingerprint, True, False) if override is not None else None
-    return estimate_run(req, queue, _device(), model_state_=model_state)
-
-
-def _device() -> str:
-    from backend.jobs.queue import default_device
-
-    return default_device()
+    return fmt_seconds(seconds)
 
 
 def _last_job() -> None:
@@ -292,8 +302,6 @@ def _last_job() -> None:
 
 # ----------------------------------------------------------------------------- JSONL import
 def _import_jsonl(store) -> None:
-    from pathlib import Path
-
     from backend.io.fields import PRESETS, FieldMap
     from backend.io.readers import UPLOAD_SUFFIXES, read_questions, read_questions_bytes
     from backend.io.records import MAX_FILE_BYTES
@@ -325,12 +333,15 @@ def _import_jsonl(store) -> None:
         if upload is None:
             return
         name = upload.name
-        records, errors = read_questions_bytes(upload.getvalue(), name, fields, limit=limit)
+        payload = upload.getvalue()
+        records, errors = read_questions_bytes(payload, name, fields, limit=limit)
+        source = None  # saved under the cache only when queued
     else:
         name = st.text_input("File or folder on the server's disk", key="runs_import_path").strip()
         if not name:
             return
-        records, errors = read_questions(Path(name).expanduser(), fields, limit=limit)
+        source = Path(name).expanduser()
+        records, errors = read_questions(source, fields, limit=limit)
     if not records and len(errors) == 1 and errors[0].line == 0:  # the whole file or folder: one message
         st.error(str(errors[0]))
         return
@@ -363,61 +374,112 @@ def _import_jsonl(store) -> None:
         hide_index=True,
         key="runs_import_records",
     )
-    from backend.engine.models import DEFAULT_MODEL
-
-    c1, c2 = st.columns(2)
-    model = c1.text_input("Model", value=DEFAULT_MODEL, key="runs_import_model")
-    max_new = c2.number_input("Max new tokens (generated lines)", 1, 4096, 256, key="runs_import_max_tokens")
-    from backend.engine.trajectory import GenerationSettings
-    from backend.pipeline.run import RunRequest
-
-    model = model.strip() or DEFAULT_MODEL
-    requests = [
-        RunRequest(
-            question=rec.question,
-            answer=rec.answer,
-            trajectory=rec.trajectory,
-            model=model,
-            label=rec.id,
-            generation=GenerationSettings(max_new_tokens=int(max_new)),
+    c1, c2, c3 = st.columns(3)
+    model = c1.text_input("Model", value=DEFAULT_MODEL, key="runs_import_model").strip() or DEFAULT_MODEL
+    max_new = int(c2.number_input("Max new tokens (generated lines)", 1, 4096, 256, key="runs_import_max_tokens"))
+    samples = int(
+        c3.number_input(
+            "Samples per question",
+            1,
+            MAX_SAMPLES,
+            1,
+            key="runs_import_samples",
+            help="K sampled trajectories of each question without a trace (as `raml batch --samples K`)",
         )
-        for rec in records
-    ]
-    from app import jobs_panel
-    from backend.jobs.estimates import estimate_batch
-
-    override = data.model_override(model)
-    model_state = (override.fingerprint, True, False) if override is not None else None
-    estimate = estimate_batch(requests, jobs_panel.get_queue(), _device(), model_state_=model_state)
+    )
+    template = {"model": model, "generation": {"max_new_tokens": max_new}}
     n = len(records)
     plural = "s" if n > 1 else ""
-    st.info(f"**Estimated cost of {n} question{plural}:** {estimate.describe()}. Cached runs are reused.")
-    confirm_id = f"{name}:{n}:{model}:{int(max_new)}"
+    estimate = _batch_estimate(records, template, samples)
+    runs = f"{n} question{plural}" + (f" × {samples} samples" if samples > 1 else "")
+    st.info(f"**Estimated cost of {runs}:** {estimate}. Cached runs are reused.")
+    confirm_id = f"{name}:{n}:{model}:{max_new}:{samples}"
     if st.button(f"Run {n} question{plural}…", type="primary", key="runs_import_start"):
         st.session_state[IMPORT_CONFIRM] = confirm_id
     if st.session_state.get(IMPORT_CONFIRM) != confirm_id:
         return
-    warn = " That is more than a minute." if estimate.warn else ""
-    st.warning(f"Queue {n} question{plural} from {name} ({estimate.describe()})?{warn}")
+    st.warning(f"Queue {runs} from {name} ({estimate})?")
     c1, c2, _ = st.columns([1.4, 1, 6])
     if c2.button("Cancel", key="runs_import_cancel"):
         st.session_state.pop(IMPORT_CONFIRM, None)
         st.rerun()
     if not c1.button("Yes, queue them", type="primary", key="runs_import_confirm"):
         return
-    from backend.jobs.kinds import request_params
-
     st.session_state.pop(IMPORT_CONFIRM, None)
-    params = {
-        "requests": [request_params(r) | {"line": rec.line} for r, rec in zip(requests, records)],
-        "source": name,
+    try:
+        path = save_upload(store, payload, name) if source is None else source
+    except OSError as exc:
+        st.error(f"Cannot save {name} under the cache ({store.root}): {exc.strerror or exc}")
+        return
+    params = {  # the ``batch`` kind (docs/jobs.md): the one batch implementation reads the file
+        "source": str(path),
+        "samples": samples,
+        "limit": limit,
+        "preset": None if preset == "none" else preset,
+        "question_field": named[0].strip() or None,
+        "answer_field": named[1].strip() or None,
+        "trajectory_field": named[2].strip() or None,
+        "template": template,
     }
-    job_id = jobs_panel.submit("batch", params, title=f"Import {name} ({n})", estimate_s=estimate.seconds)
+    from app import jobs_view
+
+    job_id = jobs_view.submit("batch", params, title=f"Import {name} ({runs})")
+    if job_id is None:
+        return
     st.session_state[LAST_JOB] = job_id
     st.success(
         f"Queued as job #{job_id}: it runs in the server, so you can leave this page; "
         "the Jobs panel in the sidebar shows its progress and links the runs."
     )
+
+
+def save_upload(store, payload: bytes, name: str) -> Path:
+    """An uploaded file saved as ``<cache>/uploads/<sha256>.<ext>`` (content-addressed: the same
+    upload twice is one file), written atomically, for a ``batch`` job to read by path."""
+    import hashlib
+    import os
+    import tempfile
+
+    suffix = "".join(Path(name).suffixes[-2:]).lower() or ".jsonl"  # .jsonl, .parquet, .csv.gz, ...
+    folder = Path(store.root) / UPLOADS_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{hashlib.sha256(payload).hexdigest()}{suffix}"
+    if path.is_file() and path.stat().st_size == len(payload):
+        return path
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(payload)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _batch_estimate(records, template: dict, samples: int) -> str:
+    """This machine's estimate for the batch (one model load, then every question × sample), as
+    ``backend.jobs.estimates`` words it; the requests are built by the ``run`` kind's own parser."""
+    from app import jobs_panel
+    from backend.jobs.estimates import estimate_batch
+    from backend.jobs.kinds.models import model_state_for
+    from backend.jobs.queue import default_device
+
+    queue = jobs_panel.get_queue()
+    try:
+        requests = [
+            queue.registry.parse(
+                "run", {**template, "question": r.question, "answer": r.answer, "trajectory": r.trajectory}
+            ).request
+            for r in records
+            for _ in range(samples if r.trajectory is None else 1)
+        ]
+        state = model_state_for(template["model"])
+        return estimate_batch(requests, queue, default_device(), model_state_=state).describe()
+    except RamlError as exc:
+        return f"no estimate ({exc})"
 
 
 if __name__ == "__main__":  # executed as a page script by st.navigation

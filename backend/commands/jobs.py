@@ -33,11 +33,10 @@ def _safe(text: str) -> str:
 
 
 def _queue(args):
-    from backend.jobs import kinds as handlers  # noqa: F401  (registers the job kinds)
-    from backend.jobs.queue import JobQueue
+    from backend.jobs import open_queue
     from backend.store.runs import RunStore
 
-    return JobQueue(RunStore(args.cache_dir))
+    return open_queue(RunStore(args.cache_dir))
 
 
 def cmd_jobs_ls(args) -> int:

@@ -1,6 +1,9 @@
-"""The job queue: every long computation (new run, import, batch, proxy surface, random
-landscape, ...) is a job = kind + JSON params + a registered handler, owned by the backend
-rather than by a page's script run (docs/jobs.md).
+"""The job queue: every long computation (new run, import, batch, importance, branches,
+surfaces, landscapes, the exact update, image export) is a job = kind + JSON params, owned by
+the backend rather than by a page's script run (docs/jobs.md).
+
+This module knows no kind: a ``JobQueue`` is given a registry (``backend.jobs.registry``) that
+validates params at submit and runs a job's kind; ``JobContext`` is everything a kind may use.
 
 State lives in ``<cache root>/jobs.sqlite`` beside the run index: one row per job with its
 state (queued → running → finished | failed | cancelled), progress (stage, done, total),
@@ -29,6 +32,7 @@ from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Protocol
 
 from filelock import FileLock
 
@@ -45,22 +49,31 @@ PROGRESS_WRITE_INTERVAL_S = 0.25
 UNSTOPPABLE_STAGES = frozenset({"write", "done"})
 STALE_HEARTBEAT_S = 600  # a running job on another host with no progress for this long is dead
 
-Handler = Callable[[dict, "JobContext"], None]
-HANDLERS: dict[str, Handler] = {}
+Listener = Callable[[str, int, int], None]
 
 
 class JobCancelled(Exception):
-    """Raised inside a handler (by ``JobContext.progress``) when the user cancelled the job."""
+    """Raised inside a kind (by ``JobContext.progress``) when the user cancelled the job."""
 
 
-def handler(kind: str) -> Callable[[Handler], Handler]:
-    """Register ``fn(params, ctx)`` as the handler of jobs of ``kind``."""
+@dataclass(frozen=True)
+class Prepared:
+    """A submission checked by the registry: normalised JSON params, title, estimate, device."""
 
-    def register(fn: Handler) -> Handler:
-        HANDLERS[kind] = fn
-        return fn
+    params: dict
+    title: str
+    estimate_s: float | None
+    device: str | None  # None: this machine's default device; "cpu" for kinds without a model
 
-    return register
+
+class Registry(Protocol):
+    """What the queue needs of the kinds (``backend.jobs.registry.KindRegistry`` implements it)."""
+
+    def names(self) -> list[str]: ...
+
+    def prepare(self, kind: str, params: dict, queue: JobQueue) -> Prepared: ...
+
+    def execute(self, kind: str, params: dict, ctx: JobContext) -> None: ...
 
 
 @dataclass
@@ -86,6 +99,7 @@ class Job:
     messages: list[str] = field(default_factory=list)
     device: str = "cpu"
     owner: str | None = None
+    value: Any = None  # what the kind handed back (``JobContext.set_value``); this process only, not stored
 
     def elapsed_s(self, now: float | None = None) -> float | None:
         if self.started is None:
@@ -135,10 +149,14 @@ def default_device() -> str:
 
 
 class JobQueue:
-    """The queue of one cache directory (``<root>/jobs.sqlite``)."""
+    """The queue of one cache directory (``<root>/jobs.sqlite``).
 
-    def __init__(self, store: RunStore):
+    ``registry`` validates and runs the kinds; without one the queue can be read, cancelled,
+    resumed and recovered, but not submitted to or worked."""
+
+    def __init__(self, store: RunStore, registry: Registry | None = None):
         self.store = store
+        self.registry = registry
         self.path = Path(store.root) / JOBS_DB
         self._write_lock = threading.Lock()
         with self._db() as con:
@@ -177,18 +195,32 @@ class JobQueue:
             con.close()
 
     # ------------------------------------------------------------------ submit / read
+    def _registry(self) -> Registry:
+        if self.registry is None:
+            raise InputError("this job queue was opened without job kinds (use backend.jobs.open_queue)")
+        return self.registry
+
     def submit(
-        self, kind: str, params: dict, *, title: str = "", estimate_s: float | None = None, device: str | None = None
+        self,
+        kind: str,
+        params: dict,
+        *,
+        title: str | None = None,
+        estimate_s: float | None = None,
+        device: str | None = None,
     ) -> int:
-        """Queue a job; returns its id. Params must be JSON (they are stored, not pickled)."""
-        if kind not in HANDLERS:
-            raise InputError(f"unknown job kind '{kind}' (known: {', '.join(sorted(HANDLERS)) or 'none'})")
-        blob = json.dumps(params, ensure_ascii=False)
+        """Validate (a bad parameter is a one-line ``InputError``) and queue a job; returns its id.
+        The stored params are the kind's normalised JSON (defaults filled in, run keys resolved)."""
+        prepared = self._registry().prepare(kind, params, self)
+        blob = json.dumps(prepared.params, ensure_ascii=False)
+        title = title or prepared.title
+        estimate_s = prepared.estimate_s if estimate_s is None else estimate_s
+        device = device or prepared.device or default_device()
         with self._db() as con:
             cur = con.execute(
                 "INSERT INTO jobs (kind, title, params, state, created, estimate_s, device) "
                 "VALUES (?, ?, ?, 'queued', ?, ?, ?)",
-                (kind, title[:200], blob, time.time(), estimate_s, device or default_device()),
+                (kind, title[:200], blob, time.time(), estimate_s, device),
             )
             job_id = int(cur.lastrowid or 0)
         _wake_workers()
@@ -252,11 +284,15 @@ class JobQueue:
             remove_orphan_tmp(self.store)
         return dead
 
-    def claim(self) -> Job | None:
-        """Atomically take the oldest queued job for this process (None if there is none)."""
+    def claim(self, job_id: int | None = None) -> Job | None:
+        """Atomically take the oldest queued job (or job ``job_id``, if still queued) for this
+        process; None if there is none."""
         with self._db() as con:
             con.execute("BEGIN IMMEDIATE")
-            row = con.execute("SELECT id FROM jobs WHERE state = 'queued' ORDER BY id LIMIT 1").fetchone()
+            if job_id is None:
+                row = con.execute("SELECT id FROM jobs WHERE state = 'queued' ORDER BY id LIMIT 1").fetchone()
+            else:
+                row = con.execute("SELECT id FROM jobs WHERE id = ? AND state = 'queued'", (int(job_id),)).fetchone()
             if row is None:
                 con.execute("COMMIT")
                 return None
@@ -279,34 +315,46 @@ class JobQueue:
         return bool(row and row[0])
 
     # ------------------------------------------------------------------ run
-    def run_job(self, job: Job) -> Job:
-        """Run a claimed job to its end (holding the device lock); returns the final row."""
-        ctx = JobContext(self, job)
-        fn = HANDLERS.get(job.kind)
+    def run_job(self, job: Job, *, listener: Listener | None = None, reraise: bool = False) -> Job:
+        """Run a claimed job to its end (holding the device lock); returns the final row, with
+        ``value`` set to what the kind handed back. ``listener(stage, done, total)`` sees every
+        progress report (the CLI's bars); ``reraise``: a failure is recorded, then raised again
+        (the CLI keeps its exit codes), and Ctrl-C cancels the job."""
+        ctx = JobContext(self, job, listener=listener)
         lock = FileLock(str(Path(self.store.root) / "locks" / f"device-{job.device}.lock"))
         Path(self.store.root, "locks").mkdir(parents=True, exist_ok=True)
         try:
-            if fn is None:
-                raise InputError(f"no handler for job kind '{job.kind}' in this server")
+            registry = self._registry()
             with lock:
                 ctx.progress("start", 0, 0)
-                fn(job.params, ctx)
+                registry.execute(job.kind, job.params, ctx)
             ctx.flush()
             self._update(job.id, state="finished", finished=time.time())
         except JobCancelled:
             ctx.flush()
             self._update(job.id, state="cancelled", finished=time.time(), error="cancelled", resumable=1)
+        except KeyboardInterrupt:
+            ctx.flush()
+            self._update(job.id, state="cancelled", finished=time.time(), error="interrupted", resumable=1)
+            raise
         except RamlError as exc:
             ctx.flush()
             self._update(job.id, state="failed", finished=time.time(), error=str(exc))
+            if reraise:
+                raise
         except Exception as exc:  # a bug: one line for the user, the traceback in the log
-            log.exception("job %s (%s) failed", job.id, job.kind)
+            if not reraise:
+                log.exception("job %s (%s) failed", job.id, job.kind)
             ctx.flush()
             msg = str(exc).splitlines()[0][:200] if str(exc) else ""
             self._update(
                 job.id, state="failed", finished=time.time(), error=f"internal error {type(exc).__name__}: {msg}"
             )
-        return self.get(job.id) or job
+            if reraise:
+                raise
+        final = self.get(job.id) or job
+        final.value = ctx.value
+        return final
 
     def run_next(self) -> Job | None:
         """Claim and run one queued job in this thread (tests, CLI); None if the queue is empty."""
@@ -381,20 +429,34 @@ def _job(row: sqlite3.Row) -> Job:
 
 
 class JobContext:
-    """What a handler gets: progress (which also checks for cancel), results, messages, timings."""
+    """What a kind gets: progress (which also checks for cancel), title, results, messages,
+    stage timings and this machine's throughput table. Kinds use only these public methods."""
 
-    def __init__(self, queue: JobQueue, job: Job):
+    def __init__(self, queue: JobQueue, job: Job, listener: Listener | None = None):
         self.queue, self.job = queue, job
         self.store = queue.store
         self.results: list[str] = list(job.results)
         self.messages: list[str] = []
         self.stage_seconds: dict[str, float] = {}
+        self.value: Any = None
+        self.listener = listener
         self._stage, self._stage_t0 = "", time.perf_counter()
         self._last_write = 0.0
         self._dirty = False
 
+    @property
+    def device(self) -> str:
+        return self.job.device
+
+    @property
+    def interactive(self) -> bool:
+        """True when a terminal follows this job (``run_here`` with progress bars)."""
+        return self.listener is not None
+
     def progress(self, stage: str, done: int, total: int) -> None:
         """Report progress; raises ``JobCancelled`` when the user asked to stop."""
+        if self.listener is not None:
+            self.listener(stage, done, total)
         now = time.perf_counter()
         if stage != self._stage:
             if self._stage:
@@ -414,6 +476,22 @@ class JobContext:
             if stage not in UNSTOPPABLE_STAGES and self.queue._cancel_requested(self.job.id):
                 raise JobCancelled()
 
+    def reporter(self, stage: str) -> Callable[[int, int], None]:
+        """``progress(done, total)`` for one stage (what the analysis functions take)."""
+        return lambda done, total: self.progress(stage, done, total)
+
+    def check_cancel(self) -> None:
+        """Raise ``JobCancelled`` now if the user asked to stop (between two long calls)."""
+        if self.queue._cancel_requested(self.job.id):
+            raise JobCancelled()
+
+    def set_title(self, title: str) -> None:
+        self.queue._update(self.job.id, title=title[:200])
+
+    def set_value(self, value: Any) -> None:
+        """Hand a result object back to the caller of ``run_job`` in this process (the CLI)."""
+        self.value = value
+
     def add_result(self, key: str) -> None:
         if key not in self.results:
             self.results.append(key)
@@ -429,6 +507,13 @@ class JobContext:
         if self._stage:
             self.stage_seconds[self._stage] = self.stage_seconds.get(self._stage, 0.0) + now - self._stage_t0
         self._stage, self._stage_t0 = "", now
+
+    def record_throughput(self, model_fingerprint: str, metric: str, value: float) -> None:
+        """Fold a measurement of this job into the machine's throughput table (the estimates)."""
+        self.queue.record(model_fingerprint, self.job.device, metric, value)
+
+    def stage_s(self, stage: str) -> float:
+        return self.stage_seconds.get(stage, 0.0)
 
     def flush(self) -> None:
         self.queue._update(self.job.id, results=json.dumps(self.results), messages=json.dumps(self.messages))
@@ -485,15 +570,13 @@ def _configure_threads() -> None:
         log.warning("could not configure torch threads: %s", exc)
 
 
-def ensure_worker(store: RunStore) -> Worker:
-    """The worker of this process for ``store``'s cache (started on first call)."""
-    from backend.jobs import kinds as handlers  # noqa: F401  (registers the built-in job kinds)
-
-    root = str(Path(store.root).resolve())
+def worker_for(queue: JobQueue) -> Worker:
+    """The worker of this process for ``queue``'s cache (started on first call)."""
+    root = str(Path(queue.store.root).resolve())
     with _workers_lock:
         worker = _workers.get(root)
         if worker is None or not worker.is_alive():
-            worker = Worker(JobQueue(store))
+            worker = Worker(queue)
             _workers[root] = worker
             worker.start()
         return worker

@@ -12,6 +12,7 @@ engines live in ``local_engine`` and ``ray_engine``; neither imports the other o
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -111,8 +112,11 @@ def read_records(spec: BatchSpec) -> tuple[list[QuestionRecord], list[int], list
     return records, positions, errors
 
 
-def run_batch(spec: BatchSpec, template_request: RunRequest, store) -> BatchReport:
-    """Run every (record, sample) of ``spec.source`` with the settings of ``template_request``."""
+def run_batch(
+    spec: BatchSpec, template_request: RunRequest, store, *, progress: Callable[[int, int], None] | None = None
+) -> BatchReport:
+    """Run every (record, sample) of ``spec.source`` with the settings of ``template_request``.
+    ``progress(done, total)`` is called before each item and at the end (a job's cancel point)."""
     spec.validate()
     records, positions, read_errors = read_records(spec)
     items = plan(records, spec.samples)
@@ -129,10 +133,14 @@ def run_batch(spec: BatchSpec, template_request: RunRequest, store) -> BatchRepo
     if spec.engine == "ray":
         from backend.scale.ray_engine import run_items_ray
 
+        if progress:
+            progress(0, len(runnable))
         results += run_items_ray(runnable, requests, store, address=spec.address, show_progress=spec.show_progress)
+        if progress:
+            progress(len(runnable), len(runnable))
     else:
         from backend.scale.local_engine import run_items_local
 
-        results += run_items_local(runnable, requests, store, show_progress=spec.show_progress)
+        results += run_items_local(runnable, requests, store, show_progress=spec.show_progress, progress=progress)
     results.sort(key=lambda r: (r.item.order, r.item.sample))
     return BatchReport(spec, results, read_errors)

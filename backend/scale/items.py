@@ -66,10 +66,11 @@ def describe_failure(exc: BaseException) -> str:
 
 def run_request(req: RunRequest, store) -> tuple[str | None, bool, str | None]:
     """Run one request; returns (key, cached, error). Never raises for one bad item."""
+    from backend.engine import provider
     from backend.pipeline.run import run_question
 
     try:
-        outcome = run_question(req, store)
+        outcome = run_question(req, store, loaded=provider.registered(req.model))
         return outcome.key, outcome.cached, None
     except Exception as exc:  # one bad item must not stop a batch of hundreds
         log.debug("item failed", exc_info=True)

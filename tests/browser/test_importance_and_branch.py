@@ -1,5 +1,7 @@
 """Issue 13 in real Chromium: open a run, compute step importance, branch at a step, and see the
-branch's loss curve overlaid on the parent's. Screenshots go to tests/artifacts/."""
+branch's loss curve overlaid on the parent's. Both buttons submit jobs (issue 20): the server's
+worker runs them and the page shows the result when the job is over; the waits poll for it.
+Screenshots go to tests/artifacts/."""
 
 from __future__ import annotations
 
@@ -29,7 +31,7 @@ def test_compute_importance_branch_and_see_the_overlay(tmp_path, tiny_model_dir,
         page.goto(f"{url}/?run={key}&step=3", wait_until="domcontentloaded")
         page.locator(".st-key-importance_compute button").first.click(timeout=FIRST_PAGE_MS)
         strip = page.locator(".st-key-importance_strip .js-plotly-plot").first
-        strip.wait_for(timeout=180_000)
+        strip.wait_for(timeout=300_000)  # the importance job's result
         rows = page.evaluate(
             "() => document.querySelector('.st-key-importance_strip .js-plotly-plot').data[0].z.length"
         )
@@ -49,7 +51,7 @@ def test_compute_importance_branch_and_see_the_overlay(tmp_path, tiny_model_dir,
         page.get_by_text("8 tokens to generate", exact=False).wait_for(timeout=60_000)  # the cost, told first
         page.locator(".st-key-branch_start button").first.click()
         overlay = page.locator(".st-key-branch_overlay .js-plotly-plot").first
-        overlay.wait_for(timeout=180_000)
+        overlay.wait_for(timeout=300_000)  # the branch job's result
         names = page.evaluate(
             "() => document.querySelector('.st-key-branch_overlay .js-plotly-plot').data.map(t => t.name)"
         )

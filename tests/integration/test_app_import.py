@@ -21,11 +21,12 @@ def _runs_page(cache_root, monkeypatch) -> AppTest:
     return at
 
 
-def test_import_shard_folder_by_path_with_preset_runs_each_generation(tmp_path, tiny_llama, monkeypatch):
-    from app import data
+def test_import_shard_folder_by_path_with_preset_runs_each_generation(tmp_path, tiny_llama, monkeypatch, request):
+    from backend.engine import provider
     from backend.store.runs import RunStore
 
-    monkeypatch.setitem(data.MODEL_OVERRIDES, "tiny-test", tiny_llama)
+    provider.register(tiny_llama, "tiny-test")  # the jobs' model provider serves it by name
+    request.addfinalizer(lambda: provider.unregister("tiny-test"))
     folder = write_openr1_shards(tmp_path / "openr1")
     at = _runs_page(tmp_path / "cache", monkeypatch)
     at.radio(key="runs_import_origin").set_value("Path on the server").run()

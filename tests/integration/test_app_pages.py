@@ -288,11 +288,12 @@ def test_runs_delete_asks_for_confirmation(own_cache, monkeypatch):
     assert any("No runs in the cache" in i.value for i in at.info)
 
 
-def test_runs_jsonl_import_shows_line_errors_and_runs_good_lines(own_cache, tiny_llama, monkeypatch):
-    from app import data
+def test_runs_jsonl_import_shows_line_errors_and_runs_good_lines(own_cache, tiny_llama, monkeypatch, request):
+    from backend.engine import provider
 
     store, _ = own_cache
-    monkeypatch.setitem(data.MODEL_OVERRIDES, "tiny-test", tiny_llama)
+    provider.register(tiny_llama, "tiny-test")  # the jobs' model provider serves it by name
+    request.addfinalizer(lambda: provider.unregister("tiny-test"))
     lines = [
         json.dumps(
             {"id": "q1", "question": "What is 2 + 3?", "answer": "5", "trajectory": "2 plus 3. Wait, that is 5."}
@@ -334,11 +335,12 @@ def _wait_job(store, job_id):
     return wait_for(JobQueue(store), job_id, timeout=180)
 
 
-def test_runs_new_run_form_estimates_runs_and_opens(own_cache, tiny_llama, monkeypatch):
-    from app import data
+def test_runs_new_run_form_estimates_runs_and_opens(own_cache, tiny_llama, monkeypatch, request):
+    from backend.engine import provider
 
     store, _ = own_cache
-    monkeypatch.setitem(data.MODEL_OVERRIDES, "tiny-test", tiny_llama)
+    provider.register(tiny_llama, "tiny-test")  # the jobs' model provider serves it by name
+    request.addfinalizer(lambda: provider.unregister("tiny-test"))
     at = _app(store.root, monkeypatch)
     at.switch_page("views/runs.py").run()
     at.text_input(key="runs_new_model").input("tiny-test")

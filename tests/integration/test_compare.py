@@ -296,17 +296,27 @@ def test_compare_page_bad_url_and_empty_cache(compare_cache, tmp_path, monkeypat
     assert any("No runs in the cache" in i.value for i in empty.info)
 
 
-def test_compare_page_computes_and_caches_the_landscapes(compare_cache, tiny_llama, monkeypatch):
-    from app import data
+def _wait_job(store, job_id):
+    from backend.jobs import wait_for
+
+    return wait_for(store, job_id, timeout=300)  # the server's worker (a thread of this process) runs it
+
+
+def test_compare_page_computes_and_caches_the_landscapes(compare_cache, tiny_llama, monkeypatch, request):
+    from backend.engine import provider
 
     store, keys = compare_cache
-    monkeypatch.setitem(data.MODEL_OVERRIDES, tiny_llama.name, tiny_llama)
+    provider.register(tiny_llama)
+    request.addfinalizer(lambda: provider.unregister(tiny_llama.name))
     qid = compare.question_id("What is 2 + 2?")
     at = _app(store.root, monkeypatch, q=qid)
     _no_errors(at)
     assert not _has_chart(at, "compare_surface_chart")
     at.number_input(key="compare_surface_grid").set_value(3).run()
-    at.button(key="compare_surface_go").click().run()
+    at.button(key="compare_surface_go").click().run()  # submits a surface job
+    _no_errors(at)
+    _wait_job(store, at.session_state["jobs_last_submitted"])
+    at.run()
     _no_errors(at)
     spec = _chart(at, "compare_surface_chart")
     assert _arr(spec["data"][0]["z"]).shape == (3, 3)
@@ -315,10 +325,13 @@ def test_compare_page_computes_and_caches_the_landscapes(compare_cache, tiny_lla
     at.number_input(key="compare_random_grid").set_value(3).run()
     at.button(key="compare_random_go").click().run()
     _no_errors(at)
+    _wait_job(store, at.session_state["jobs_last_submitted"])
+    at.run()
+    _no_errors(at)
     assert _arr(_chart(at, "compare_random_chart")["data"][0]["z"]).shape == (3, 3)
 
     # reopening: both come from the cache next to the run, no model and no button needed
-    monkeypatch.delitem(data.MODEL_OVERRIDES, tiny_llama.name)
+    provider.unregister(tiny_llama.name)
     again = _app(store.root, monkeypatch, q=qid)
     again.number_input(key="compare_surface_grid").set_value(3).run()
     again.number_input(key="compare_random_grid").set_value(3).run()
@@ -331,11 +344,16 @@ def test_compare_page_computes_and_caches_the_landscapes(compare_cache, tiny_lla
 
 
 def test_compare_page_model_errors_are_one_line(compare_cache, monkeypatch):
-    """A run whose model cannot be loaded: pressing compute gives one error line, no traceback."""
+    """A run whose model cannot be loaded: its job fails, and the page says so in one error line."""
     store, keys = compare_cache
     qid = compare.question_id("What is 2 + 2?")
     at = _app(store.root, monkeypatch, q=qid)
     at.number_input(key="compare_surface_grid").set_value(5).run()
     at.button(key="compare_surface_go").click().run()
     assert not at.exception
+    job = _wait_job(store, at.session_state["jobs_last_submitted"])
+    assert job.state == "failed"
+    at.run()
+    assert not at.exception
     assert len(at.error) == 1 and "\n" not in at.error[0].value and "Traceback" not in at.error[0].value
+    assert at.error[0].value.startswith(f"Job #{job.id} failed: ")

@@ -14,22 +14,28 @@ from pathlib import Path
 import pytest
 from conftest import SAMPLE_QUESTION, SAMPLE_TRAJECTORY
 
-from backend.jobs import estimates
-from backend.jobs import kinds as handlers
-from backend.jobs.queue import JobQueue, wait_for
+from backend.jobs import BUILTIN, estimates, open_queue, request_params, wait_for
 from backend.pipeline.run import RunRequest
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture()
-def queue(store, tiny_llama, monkeypatch):
-    monkeypatch.setitem(handlers.MODEL_OVERRIDES, tiny_llama.name, tiny_llama)
-    return JobQueue(store)
+def provided(tiny_llama):
+    from backend.engine import provider
+
+    provider.register(tiny_llama)
+    yield tiny_llama
+    provider.unregister(tiny_llama.name)
+
+
+@pytest.fixture()
+def queue(store, provided):
+    return open_queue(store)
 
 
 def _run_params(model: str, question: str = SAMPLE_QUESTION, trajectory: str = SAMPLE_TRAJECTORY) -> dict:
-    return handlers.request_params(RunRequest(question=question, answer="6", trajectory=trajectory, model=model))
+    return request_params(RunRequest(question=question, answer="6", trajectory=trajectory, model=model))
 
 
 def test_run_job_stores_the_run_links_it_and_records_throughput(queue, tiny_llama):
@@ -45,7 +51,7 @@ def test_run_job_stores_the_run_links_it_and_records_throughput(queue, tiny_llam
     tps = queue.measured(fingerprint, job.device, "analyze_tps")
     assert tps is not None and tps > 0
     # the estimate now uses this machine's measured rate, not the default guess
-    req = handlers.request_from_params(_run_params(tiny_llama.name))
+    req = BUILTIN.parse("run", _run_params(tiny_llama.name)).request
     est = estimates.estimate_run(req, queue, job.device, model_state_=(fingerprint, True, False))
     assert est.measured and est.parts["load"] == 0.0
     assert est.parts["analyze"] == pytest.approx(
@@ -72,21 +78,27 @@ def test_cancel_queued_and_running_jobs(queue, tiny_llama):
     assert queue.resume(running) and queue.run_next().state == "finished"
 
 
-def test_batch_job_runs_good_questions_and_reports_bad_ones(queue, tiny_llama):
-    good = _run_params(tiny_llama.name) | {"label": "q1", "line": 1}
-    bad = _run_params(tiny_llama.name) | {"label": "q3", "line": 2, "segmentation": "tokens:0"}
-    other = _run_params(tiny_llama.name, "What is 2 + 3?", "2 plus 3. Wait, that is 5.") | {"label": "q2", "line": 3}
-    items = [good, bad, other]
-    job_id = queue.submit("batch", {"requests": items, "source": "q.jsonl"}, title="import q.jsonl")
+def test_batch_job_runs_good_questions_and_reports_bad_ones(queue, tiny_llama, tmp_path):
+    import json
+
+    source = tmp_path / "q.jsonl"
+    rows = [
+        {"id": "q1", "question": SAMPLE_QUESTION, "answer": "6", "trajectory": SAMPLE_TRAJECTORY},
+        {"id": "q3", "question": "What is 1 + 1?", "answer": "2", "trajectory": "   "},
+        {"id": "q2", "question": "What is 2 + 3?", "answer": "5", "trajectory": "2 plus 3. Wait, that is 5."},
+    ]
+    source.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    params = {"source": str(source), "template": {"model": tiny_llama.name}}
+    job_id = queue.submit("batch", params, title="import q.jsonl")
     job = queue.run_next()
     assert job.id == job_id and job.state == "finished", job.error
     assert len(job.results) == 2 and all(queue.store.has(k) for k in job.results)
-    assert len(job.messages) == 1 and job.messages[0].startswith("q.jsonl:2 (q3):")
-    assert (job.done, job.total) == (3, 3)
+    assert len(job.messages) == 1 and job.messages[0].startswith(f"{source}:2"), job.messages
+    assert (job.done, job.total) == (3, 3) and job.title == "import q.jsonl · 2 computed, 0 cached, 1 failed"
 
 
 def test_worker_thread_runs_jobs_submitted_later(queue, tiny_llama):
-    from backend.jobs.queue import ensure_worker
+    from backend.jobs import ensure_worker
 
     worker = ensure_worker(queue.store)
     assert ensure_worker(queue.store) is worker, "one worker per process and cache"
@@ -111,7 +123,7 @@ def test_server_killed_mid_job_leaves_no_partial_run_and_the_job_is_resumable(tm
     from backend.store.runs import RunStore
 
     store = RunStore(tmp_path / "cache")
-    queue = JobQueue(store)
+    queue = open_queue(store)
     job_id = queue.submit("run", _run_params(tiny_model_dir), title="killed mid-write")
     env = dict(os.environ, RAML_TEST_PAUSE_AT="write", PYTHONPATH=str(ROOT))
     proc = subprocess.Popen(
@@ -166,7 +178,7 @@ def test_estimates_warn_above_a_minute_and_include_the_load():
     assert "first guess" in fresh.describe()
 
 
-def test_surface_and_landscape_jobs_store_derived_data_and_record_rates(tiny_run, tiny_llama, monkeypatch, tmp_path):
+def test_surface_and_landscape_jobs_store_derived_data_and_record_rates(tiny_run, provided, tmp_path):
     """The grid jobs on a copy of the tiny run: results linked, the derived data is then a
     cache hit for the analysis functions, and seconds per grid point are recorded."""
     import shutil
@@ -174,22 +186,21 @@ def test_surface_and_landscape_jobs_store_derived_data_and_record_rates(tiny_run
     from backend.analysis.landscapes.surfaces import load_random_landscape, load_surface
     from backend.store.runs import RunStore
 
-    monkeypatch.setitem(handlers.MODEL_OVERRIDES, tiny_llama.name, tiny_llama)
     src, key = tiny_run
     store = RunStore(tmp_path / "cache")
     shutil.copytree(src.root / "runs" / key, store.root / "runs" / key)
     store.reconcile()
-    queue = JobQueue(store)
+    queue = open_queue(store)
     run = store.open(key)
     layer = run.meta["proxy_layers"][-1]
     surface = queue.submit("surface", {"key": key, "layer": layer, "grid": 3, "span": 1.0})
-    landscape = queue.submit("landscape", {"key": key, "grid": 2, "span": 0.5, "seed": 1})
+    landscape = queue.submit("landscape", {"key": key, "grid": 3, "span": 0.5, "seed": 1})
     for job_id in (surface, landscape):
         job = queue.run_next()
         assert job.id == job_id and job.state == "finished", job.error
         assert job.results == [key] and job.total == job.done > 0
     assert load_surface(run, layer, 3, 1.0, store) is not None
-    assert load_random_landscape(run, 2, 0.5, 1, store) is not None
+    assert load_random_landscape(run, 3, 0.5, 1, store) is not None
     fp = run.meta["model"]["fingerprint"]
     assert queue.measured(fp, job.device, "surface_point_s") > 0
     assert queue.measured(fp, job.device, "landscape_point_s") > 0

@@ -1,0 +1,38 @@
+"""Kind ``importance``: step importance of a run (ablation, and the answer probe's attention),
+``backend.analysis.importance.run.compute_run_importance``, saved as the run's derived data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from backend.jobs import params as P
+from backend.jobs.kinds.common import short
+from backend.jobs.kinds.models import model_for_run
+from backend.jobs.queue import JobContext
+
+
+@dataclass(frozen=True)
+class ImportanceParams:
+    key: str
+    attention: bool = True
+    every_boundary: bool = False
+
+    def checked(self, store, kind: str) -> ImportanceParams:
+        return replace(self, key=P.resolve_key(store, self.key, kind))
+
+
+def importance_title(p: ImportanceParams) -> str:
+    return f"Importance: {short(p.key)}" + (" + attention" if p.attention else "")
+
+
+def run_importance(p: ImportanceParams, ctx: JobContext) -> None:
+    from backend.analysis.importance.run import compute_run_importance
+
+    run = ctx.store.open(p.key)
+    loaded = model_for_run(ctx, run)
+    payload = compute_run_importance(
+        run, loaded, store=ctx.store, attention=p.attention, every_boundary=p.every_boundary, progress=ctx.progress
+    )
+    ctx.add_result(p.key)
+    ctx.set_value(payload)
+    ctx.progress("done", 1, 1)

@@ -1,0 +1,109 @@
+"""The built-in job kinds, listed explicitly (no registration by import side effect).
+
+A ``Kind`` is a name, its typed params (a frozen dataclass, parsed from JSON by
+``backend.jobs.params.parse`` or by the class's own ``from_json``; range checks that need the
+cache in its ``checked(store, kind)``), ``run(params, ctx)``, and optional ``title(params)`` and
+``estimate(params, queue, device) -> seconds``. ``KindRegistry`` is what a ``JobQueue`` is
+given: it refuses bad params at submit and runs a job's kind at run time.
+
+To add a kind: a params dataclass and a ``run`` function in a module of ``backend.jobs.kinds``,
+then one ``Kind(...)`` line in ``BUILTIN_KINDS`` below (docs/jobs.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from backend.errors import InputError
+from backend.jobs import params as P
+from backend.jobs.kinds import branch, exact, export, grids, importance
+from backend.jobs.kinds import run as run_kinds
+from backend.jobs.queue import JobContext, JobQueue, Prepared
+
+
+@dataclass(frozen=True)
+class Kind:
+    name: str
+    params: type
+    run: Callable[[Any, JobContext], None]
+    title: Callable[[Any], str] | None = None
+    estimate: Callable[[Any, JobQueue, str], float | None] | None = None
+    uses_model: bool = True  # False: runs under the "cpu" device lock, and submit never imports torch
+
+
+class KindRegistry:
+    """Kinds by name; implements the queue's ``Registry`` protocol."""
+
+    def __init__(self, kinds: Iterable[Kind]):
+        self._kinds: dict[str, Kind] = {}
+        for kind in kinds:
+            if kind.name in self._kinds:
+                raise ValueError(f"job kind '{kind.name}' listed twice")
+            self._kinds[kind.name] = kind
+
+    def names(self) -> list[str]:
+        return list(self._kinds)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._kinds
+
+    def get(self, name: str) -> Kind:
+        kind = self._kinds.get(name)
+        if kind is None:
+            raise InputError(f"unknown job kind '{name}' (known: {', '.join(self._kinds) or 'none'})")
+        return kind
+
+    def parse(self, name: str, data: Any) -> Any:
+        """``data`` (JSON) as the kind's typed params; one-line ``InputError`` naming the field."""
+        kind = self.get(name)
+        from_json = getattr(kind.params, "from_json", None)
+        return from_json(data, name) if from_json else P.parse(kind.params, data, name)
+
+    def check(self, name: str, data: Any, store) -> Any:
+        """Parsed and range-checked against ``store`` (run keys resolved): what submit stores."""
+        params = self.parse(name, data)
+        checked = getattr(params, "checked", None)
+        if checked is None:
+            return params
+        try:
+            return checked(store, name)
+        except InputError as exc:  # a backend check's own line, prefixed with the kind
+            text = str(exc)
+            if text.startswith("job kind "):
+                raise
+            raise InputError(f"job kind '{name}': {text}") from None
+
+    def prepare(self, name: str, data: dict, queue: JobQueue) -> Prepared:
+        kind = self.get(name)
+        params = self.check(name, data, queue.store)
+        to_json = getattr(params, "to_json", None)
+        blob = to_json() if to_json else P.to_json(params)
+        title = kind.title(params) if kind.title else name
+        device = None if kind.uses_model else "cpu"
+        estimate_s = None
+        if kind.estimate is not None:
+            from backend.jobs.queue import default_device
+
+            estimate_s = kind.estimate(params, queue, device or default_device())
+        return Prepared(blob, title, estimate_s, device)
+
+    def execute(self, name: str, data: dict, ctx: JobContext) -> None:
+        kind = self.get(name)
+        kind.run(self.parse(name, data), ctx)
+
+
+BUILTIN_KINDS: tuple[Kind, ...] = (
+    Kind("run", run_kinds.RunParams, run_kinds.run_run, run_kinds.run_title, run_kinds.run_estimate),
+    Kind("batch", run_kinds.BatchParams, run_kinds.run_batch, run_kinds.batch_title),
+    Kind("importance", importance.ImportanceParams, importance.run_importance, importance.importance_title),
+    Kind("branch", branch.BranchParams, branch.run_branch, branch.branch_title),
+    Kind("surface", grids.SurfaceParams, grids.run_surface, grids.surface_title, grids.surface_estimate),
+    Kind("landscape", grids.LandscapeParams, grids.run_landscape, grids.landscape_title, grids.landscape_estimate),
+    Kind("exact", exact.ExactParams, exact.run_exact, exact.exact_title),
+    Kind("exact_landscape", exact.ExactLandscapeParams, exact.run_exact_landscape, exact.exact_landscape_title),
+    Kind("export_images", export.ExportImagesParams, export.run_export_images, export.export_title, uses_model=False),
+)
+
+BUILTIN = KindRegistry(BUILTIN_KINDS)
