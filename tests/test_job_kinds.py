@@ -202,7 +202,7 @@ BAD = [
     ("run", {"question": "q", "truncate": "yes"}, "truncate"),
     ("run", {"question": "q", "generation": {"seed": "x"}}, "generation.seed"),
     ("run", {"question": "q", "segmentation": "tokens:0"}, "tokens:0"),
-    ("batch", {"source": "missing.jsonl"}, "source"),
+    ("batch", {"source": ""}, "source"),
     ("batch", {"source": "SRC", "samples": 0}, "samples"),
     ("batch", {"source": "SRC", "samples": 65}, "samples"),
     ("batch", {"source": "SRC", "template": {"question": "x"}}, "template.question"),
