@@ -202,7 +202,7 @@ BAD = [
     ("run", {"question": "q", "truncate": "yes"}, "truncate"),
     ("run", {"question": "q", "generation": {"seed": "x"}}, "generation.seed"),
     ("run", {"question": "q", "segmentation": "tokens:0"}, "tokens:0"),
-    ("batch", {"source": "missing.jsonl"}, "source"),
+    ("batch", {"source": ""}, "source"),
     ("batch", {"source": "SRC", "samples": 0}, "samples"),
     ("batch", {"source": "SRC", "samples": 65}, "samples"),
     ("batch", {"source": "SRC", "template": {"question": "x"}}, "template.question"),
@@ -302,3 +302,35 @@ def test_cancel_of_a_running_job_stops_it_before_anything_is_stored(run_copy, pr
     assert seen, f"the {stage} stage reported progress"
     run = store.open(key)
     assert load_importance(run, store) is None and load_random_landscape(run, 3, 0.5, 0, store) is None
+
+
+def test_a_bug_on_one_batch_line_never_aborts_the_file(store, tmp_path, monkeypatch):
+    """Line 2 hits an unexpected exception (a bug), line 4 a user error; lines 1 and 3 still
+    run, and each failure is one message naming the file and line (moved from the app tests:
+    an import is a batch job)."""
+    import backend.pipeline.run
+
+    calls = []
+
+    class Outcome:
+        def __init__(self, key):
+            self.key, self.cached, self.warnings = key, True, []
+
+    def fake_run_question(req, store, loaded=None, progress=None, force=False):
+        calls.append(req.label)
+        if req.label == "q2":
+            raise KeyError("boom")
+        if req.label == "q4":
+            raise InputError("question too long")
+        return Outcome(req.label)
+
+    monkeypatch.setattr(backend.pipeline.run, "run_question", fake_run_question)
+    src = tmp_path / "q.jsonl"
+    rows = [
+        {"id": f"q{i}", "question": f"What is {i} + 1?", "answer": str(i + 1), "trajectory": "t"} for i in (1, 2, 3, 4)
+    ]
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    job = run_here(store, submit(store, "batch", {"source": str(src), "template": {"model": "m"}}))
+    assert job.state == "finished" and calls == ["q1", "q2", "q3", "q4"] and job.results == ["q1", "q3"]
+    assert any(m.startswith(f"{src}:2") and "KeyError" in m for m in job.messages), job.messages
+    assert any(m.startswith(f"{src}:4") and "question too long" in m for m in job.messages)

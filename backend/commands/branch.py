@@ -1,21 +1,29 @@
-"""``raml branch KEY --step K --samples N`` (resample) or ``--edit-file F [--regenerate]`` (edit)."""
+"""``raml branch KEY --step K --samples N`` (resample) or ``--edit-file F [--regenerate]`` (edit):
+a ``branch`` job; prints the branches' run keys (``--detach``: the job id)."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
+from backend.commands.common import add_detach, run_job, store
 from backend.errors import InputError
 
 
 def cmd_branch(args) -> int:
     from backend.engine.trajectory import GenerationSettings
     from backend.pipeline import branches as branching
-    from backend.store.runs import RunStore
 
-    store = RunStore(args.cache_dir)
-    run = store.open(args.key)
+    run = store(args).open(args.key)  # the key checked before anything is queued
     settings = GenerationSettings(args.max_new_tokens, args.temperature, args.top_p, args.seed)
+    params = {
+        "key": run.key,
+        "step": args.step,
+        "temperature": args.temperature,
+        "top_p": args.top_p,
+        "max_new_tokens": args.max_new_tokens,
+        "seed": args.seed,
+    }
     if args.edit_file is not None:
         if args.samples is not None:
             raise InputError("--samples and --edit-file exclude each other (an edit is one branch)")
@@ -25,17 +33,19 @@ def cmd_branch(args) -> int:
             raise InputError(f"cannot read edit file {args.edit_file}: {exc}") from None
         branching.validate(run, args.step, 1, settings)
         cost = branching.estimate(run, args.step, 1, args.max_new_tokens, regenerate=args.regenerate)
-        print(_cost_line(cost), file=sys.stderr)
-        outcomes = [branching.edit(store, args.key, args.step, text, regenerate=args.regenerate, settings=settings)]
+        params |= {"mode": "edit", "text": text, "regenerate": args.regenerate}
     else:
         if args.regenerate:
             raise InputError("--regenerate goes with --edit-file (resampled branches are always generated)")
         samples = 1 if args.samples is None else args.samples
         branching.validate(run, args.step, samples, settings)
         cost = branching.estimate(run, args.step, samples, args.max_new_tokens)
-        print(_cost_line(cost), file=sys.stderr)
-        outcomes = branching.resample(store, args.key, args.step, samples, settings=settings)
-    for outcome in outcomes:
+        params |= {"mode": "resample", "samples": samples}
+    print(_cost_line(cost), file=sys.stderr)
+    job = run_job(args, "branch", params)
+    if job is None:
+        return 0
+    for outcome in job.value:
         print(outcome.key)
     return 0
 
@@ -58,4 +68,5 @@ def register(subparsers) -> None:
     p.add_argument("--top-p", type=float, default=0.95)
     p.add_argument("--seed", type=int, default=0, help="sample i uses seed + i")
     p.add_argument("--max-new-tokens", type=int, default=256)
+    add_detach(p)
     p.set_defaults(func=cmd_branch)

@@ -1,8 +1,12 @@
-"""``raml exact KEY``: the trajectory as an exact all-layer weight update (docs/exact_update.md)."""
+"""``raml exact KEY [--landscape]``: the trajectory as an exact all-layer weight update
+(docs/exact_update.md), an ``exact`` job (``--landscape``: an ``exact_landscape`` job, which
+computes the update first when needed); ``--detach`` only queues it."""
 
 from __future__ import annotations
 
 import json
+
+from backend.commands.common import add_detach, run_job, store
 
 
 def register(subparsers) -> None:
@@ -11,16 +15,22 @@ def register(subparsers) -> None:
     )
     p.add_argument("key")
     p.add_argument("--json", action="store_true", help="print the per-boundary table and meta as JSON")
+    p.add_argument("--landscape", action="store_true", help="also the loss over the plane of the exact updates")
+    p.add_argument("--grid", type=int, default=15, help="--landscape: points per side (3..41)")
+    p.add_argument("--span", type=float, default=1.5, help="--landscape: half-width of the plane")
+    add_detach(p)
     p.set_defaults(func=cmd_exact)
 
 
 def cmd_exact(args) -> int:
-    from backend.analysis.exact import run as exact_run
-    from backend.store.runs import RunStore
-
-    store = RunStore(args.cache_dir)
-    run = store.open(args.key)
-    result = exact_run.ensure(run, store=store)
+    run = store(args).open(args.key)  # the key checked before anything is queued
+    job = run_job(args, "exact", {"key": run.key})
+    landscape = None
+    if args.landscape:  # queued after the update, so its update is a cache hit
+        landscape = run_job(args, "exact_landscape", {"key": run.key, "grid": args.grid, "span": args.span})
+    if job is None:
+        return 0
+    result = job.value
     table = result.table()
     if args.json:
         print(json.dumps({"meta": result.meta, "boundaries": json.loads(table.to_json(orient="records"))}))
@@ -37,4 +47,16 @@ def cmd_exact(args) -> int:
     parts += [f"proxy@{k} {v['fraction']}" for k, v in fid["single_layer_proxy"].items()]
     print("fidelity (fraction of the descent): " + ", ".join(parts))
     print(table.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
+    if landscape is not None:
+        print(_landscape_line(landscape, args))
     return 0
+
+
+def _landscape_line(job, args) -> str:
+    import numpy as np
+
+    loss = np.asarray(job.value.loss)
+    return (
+        f"exact-plane landscape {args.grid}x{args.grid} (span {args.span:g}): "
+        f"loss {np.nanmin(loss):.4g} .. {np.nanmax(loss):.4g} nats"
+    )

@@ -1,22 +1,21 @@
-"""``raml importance KEY [--attention] [--every-boundary] [--json]``: step importance of a run."""
+"""``raml importance KEY [--attention] [--every-boundary] [--json]``: step importance of a run
+(an ``importance`` job; ``--detach`` only queues it)."""
 
 from __future__ import annotations
 
 import json
 import sys
 
+from backend.commands.common import add_detach, run_job, store
+
 
 def cmd_importance(args) -> int:
-    from backend.analysis.importance.run import compute_run_importance
-    from backend.engine.models import load_model
-    from backend.store.runs import RunStore
-
-    store = RunStore(args.cache_dir)
-    run = store.open(args.key)
-    loaded = load_model(run.model_name)
-    payload = compute_run_importance(
-        run, loaded, store=store, attention=args.attention, every_boundary=args.every_boundary
-    )
+    run = store(args).open(args.key)  # the key checked before anything is queued
+    params = {"key": run.key, "attention": args.attention, "every_boundary": args.every_boundary}
+    job = run_job(args, "importance", params)
+    if job is None:
+        return 0
+    payload = job.value
     if args.json:
         print(json.dumps(payload, ensure_ascii=False))
         return 0
@@ -44,4 +43,5 @@ def register(subparsers) -> None:
     p.add_argument("--every-boundary", action="store_true", help="score every later boundary, not only the end")
     p.add_argument("--top", type=int, default=20, help="steps listed (most important first)")
     p.add_argument("--json", action="store_true")
+    add_detach(p)
     p.set_defaults(func=cmd_importance)

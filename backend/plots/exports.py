@@ -162,3 +162,14 @@ def images_zip(run, fmt: str, scale: float = 1.0) -> bytes:
             for path in paths:
                 zf.write(path, path.name)
     return buf.getvalue()
+
+
+def copy_into(paths: list[Path], out_dir: str | Path) -> list[Path]:
+    """Copy exported files (e.g. an ``export_images`` job's) into ``out_dir``, each atomically."""
+    folder = _out_dir(out_dir)
+    copied = []
+    for path in paths:
+        target = folder / Path(path).name
+        _write_atomic(target, Path(path).read_bytes())
+        copied.append(target)
+    return copied

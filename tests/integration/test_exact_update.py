@@ -219,7 +219,8 @@ def test_smollm2_run_exact_within_1e3_nats(smol_exact_run, smollm2):
 def test_show_json_and_exact_command(smol_exact_run, capsys):
     import json
 
-    from backend.cli import main, show_payload
+    from backend.cli import main
+    from backend.commands.show import show_payload
 
     store, run, result = smol_exact_run
     payload = show_payload(run)

@@ -165,38 +165,3 @@ def test_path_start_is_a_filled_clickable_marker_clear_of_the_ring():
     boundary = [t for t in fig.data if t.name == "boundary"][0]
     assert boundary.marker.size[0] == 0  # no empty arrow under the start square
     assert all(abs(a.yshift) >= 20 for a in fig.layout.annotations)  # labels clear of the 26 px ring
-
-
-def test_a_bug_on_one_import_line_never_aborts_the_file(tmp_path, monkeypatch):
-    """An import runs as a batch job: line 2 hits an unexpected exception (a bug), line 4 a user
-    error; lines 1 and 3 still run, and each failure is one message naming the file and line."""
-    import backend.jobs.kinds
-    from backend.errors import InputError
-    from backend.jobs.queue import JobQueue
-    from backend.store.runs import RunStore
-
-    calls = []
-
-    class Outcome:
-        def __init__(self, key):
-            self.key, self.cached, self.warnings = key, True, []
-
-    def fake_run_question(req, store, loaded=None, progress=None):
-        calls.append(req.label)
-        if req.label == "q2":
-            raise KeyError("boom")
-        if req.label == "q4":
-            raise InputError("question too long")
-        return Outcome(req.label)
-
-    monkeypatch.setattr(backend.jobs.kinds, "run_question", fake_run_question)
-    queue = JobQueue(RunStore(tmp_path / "cache"))
-    items = [
-        {"question": f"What is {i} + 1?", "answer": str(i + 1), "trajectory": "t", "label": f"q{i}", "line": i}
-        for i in (1, 2, 3, 4)
-    ]
-    queue.submit("batch", {"requests": items, "source": "q.jsonl"}, title="import q.jsonl")
-    job = queue.run_next()
-    assert job.state == "finished" and calls == ["q1", "q2", "q3", "q4"] and job.results == ["q1", "q3"]
-    assert any(m.startswith("q.jsonl:2 (q2): a bug") and "KeyError" in m for m in job.messages)
-    assert "q.jsonl:4 (q4): question too long" in job.messages

@@ -149,8 +149,8 @@ class BatchParams:
             raise InputError(f"job kind '{kind}': limit {self.limit} must be at least 1 (null runs every question)")
         if self.engine not in BATCH_ENGINES:
             raise InputError(f"job kind '{kind}': engine '{self.engine}' is not one of {', '.join(BATCH_ENGINES)}")
-        if not self.source or not Path(self.source).exists():
-            raise InputError(f"job kind '{kind}': source {self.source!r} does not exist")
+        if not self.source.strip():
+            raise InputError(f"job kind '{kind}': source is empty (a dataset file or folder)")
         self.field_map()  # an unknown preset is refused here
         replace(self.template_request(kind), question="options check").validate()
         return replace(self, source=str(Path(self.source).resolve()))
@@ -162,8 +162,8 @@ def batch_title(p: BatchParams) -> str:
 
 
 def run_batch(p: BatchParams, ctx: JobContext) -> None:
-    """A failed question is a message and the others still run; the job fails only when its
-    file cannot be read at all. A cancel takes effect between questions."""
+    """A failed question or unreadable line (a missing file included) is a message and the
+    others still run, as in ``raml batch``. A cancel takes effect between questions."""
     from backend.scale import batch
 
     spec = batch.BatchSpec(

@@ -1,0 +1,160 @@
+"""What the commands share: the cache, the run options, progress bars, and the job step.
+
+Commands that do long work submit the same job kinds as the app (``backend.jobs``): by default
+the command runs its job in this process and waits (the job's failure is raised again, so exit
+codes stay those of the direct call); with ``--detach`` it only queues the job and prints its
+id, for a server's worker or ``raml jobs worker`` to run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from backend.io.terminal import printable
+
+PRESET_NAMES = ("openr1", "s1k", "limo", "gsm8k", "math500", "thought-anchors")  # backend.io.fields.PRESETS
+
+
+def store(args):
+    from backend.store.runs import RunStore
+
+    return RunStore(args.cache_dir)
+
+
+def add_detach(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--detach",
+        action="store_true",
+        help="only queue the job and print its id (a server or `raml jobs worker` runs it)",
+    )
+
+
+def run_job(args, kind: str, params: dict, *, progress=None, title: str | None = None):
+    """Submit a job of ``kind``; with ``--detach`` print its id and return None, else run it
+    here and return the finished job (its ``value`` is the kind's result)."""
+    from backend.jobs import run_here, submit
+
+    st = store(args)
+    job_id = submit(st, kind, params, title=title)
+    if getattr(args, "detach", False):
+        print(f"queued job {job_id} ({kind})", file=sys.stderr)
+        print(job_id)
+        return None
+    job = run_here(st, job_id, progress=progress, reraise=True)
+    if job.state == "cancelled":
+        from backend.errors import RamlError
+
+        raise RamlError(f"job {job_id} was cancelled")
+    if job.state != "finished":  # run by another worker that took it first
+        from backend.errors import RamlError
+
+        raise RamlError(f"job {job_id} {job.state}: {printable(job.error or '')}")
+    return job
+
+
+class Bars:
+    """tqdm progress bars per stage, on stderr (a job's ``progress`` listener)."""
+
+    def __init__(self, enabled: bool):
+        self.enabled, self.bar, self.stage = enabled, None, None
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if stage == "generate" or (stage == "analyze" and (done > 0 or total == 0)):
+            from backend.store.runs import pause_for_tests
+
+            pause_for_tests(stage)  # RAML_TEST_PAUSE_AT: fault tests kill the process here
+        if not self.enabled or stage in ("start", "done"):
+            return
+        from tqdm import tqdm
+
+        if stage != self.stage:
+            self.close()
+            self.stage = stage
+            self.bar = tqdm(total=total, desc=stage, unit="cut" if stage == "analyze" else "", leave=False)
+        self.bar.total = total
+        self.bar.n = done
+        self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def request_from(args, question, answer=None, trajectory=None, label="", seed=None):
+    from backend.engine.models import DEFAULT_MODEL
+    from backend.engine.trajectory import RAML_TEMPLATE, GenerationSettings
+    from backend.pipeline.run import RunRequest
+
+    gen = GenerationSettings(
+        max_new_tokens=args.max_new_tokens,
+        temperature=args.temperature,
+        top_p=args.top_p,
+        seed=args.seed if seed is None else seed,
+    )
+    return RunRequest(
+        question=question,
+        answer=answer,
+        trajectory=trajectory,
+        model=args.model or DEFAULT_MODEL,
+        generation=gen,
+        template=RAML_TEMPLATE if args.template is None else args.template,
+        segmentation=args.segmentation,
+        cuts=args.cuts,
+        proxy_layers=args.proxy_layers,
+        truncate=args.truncate,
+        trust_remote_code=args.trust_remote_code,
+        label=label,
+        generator=args.generator,
+        base_url=args.base_url,
+        generator_model=args.generator_model,
+        device=args.device,
+        dtype=args.dtype,
+        max_answer_tokens=args.max_answer_tokens,
+        max_question_tokens=args.max_question_tokens,
+    )
+
+
+def add_run_options(p: argparse.ArgumentParser) -> None:
+    from backend.engine import limits  # light; the model and template defaults (torch) are filled in later
+
+    p.add_argument(
+        "--model",
+        default=os.environ.get("RAML_MODEL"),
+        help="hub id (from the local HF cache), local directory, .gguf file, or smollm2-135m (the default)",
+    )
+    p.add_argument("--max-new-tokens", type=int, default=256)
+    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--template", default=None, help="probe template (default: the RaML template)")
+    p.add_argument(
+        "--segmentation", default="sentences", help="sentences | lines | paragraphs | thought-anchors | tokens:K"
+    )
+    p.add_argument("--cuts", default="all", help="all | stride:K | steps")
+    p.add_argument(
+        "--proxy-layers",
+        type=lambda s: [int(x) for x in s.split(",") if x.strip()],
+        default=None,
+        help="comma-separated layer indices (default: 4 evenly spaced + last)",
+    )
+    p.add_argument("--truncate", action="store_true", help="keep the last part of an over-long trajectory")
+    p.add_argument("--trust-remote-code", action="store_true")
+    p.add_argument("--device", default=None, help="scorer device: cpu, cuda, cuda:N, mps (default: cuda if available)")
+    p.add_argument("--dtype", default=None, help="scorer dtype: float32, float16, bfloat16 (default: bf16 on cuda)")
+    p.add_argument("--generator", default="local", help="local (the scorer writes the trace) or openai (a server)")
+    p.add_argument("--base-url", default=None, help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1")
+    p.add_argument("--generator-model", default=None, help="model name the --base-url server serves")
+    p.add_argument("--force", action="store_true", help="recompute even if cached")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument(
+        "--max-answer-tokens",
+        type=int,
+        default=limits.DEFAULT_MAX_ANSWER_TOKENS,
+        help="longest reference answer (tokens); the readout's memory grows with it",
+    )
+    p.add_argument("--max-question-tokens", type=int, default=limits.DEFAULT_MAX_QUESTION_TOKENS)
+    p.add_argument("--max-trajectory-mb", type=float, default=limits.DEFAULT_MAX_TRAJECTORY_MB)
+    add_detach(p)
