@@ -171,20 +171,20 @@ def save_derived(store, run, kind: DerivedKind, params: dict, data: dict) -> str
     """Cache ``data`` (arrays for ``.npz``, a JSON-able dict for ``.json``) under kind + params.
 
     Tries the run's folder, then the cache's ``derived/``. Returns None when written, else the
-    one warning line (logged, and collected inside ``collect_warnings``): the caller goes on with
-    what it computed. Never raises for a file-system failure; never damages a cached file.
+    one warning line naming each file tried and why it failed (logged, and collected inside
+    ``collect_warnings``): the caller goes on with what it computed. Never raises for a file-system failure; never damages a cached file.
     """
     paths = derived_paths(store, run, kind, params)
     if not paths:
         return _warn(f"{kind.name} has no cache folder to be written to")
     payload = _encode(kind.suffix, data)
-    first: str | None = None
+    reasons = []
     for path in paths:
         reason = _try_write(path, payload, make_folder=True)
         if reason is None:
             return None
-        first = first or reason
-    return _warn(str(first))
+        reasons.append(reason)
+    return _warn("; ".join(reasons))
 
 
 def save_npz_or_warn(path: Path, arrays: dict[str, np.ndarray]) -> bool:
