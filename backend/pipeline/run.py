@@ -6,7 +6,6 @@ trajectory, segment it, run the probe engine once, and store everything.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 import time
@@ -37,7 +36,7 @@ from backend.engine.trajectory import (
     split_thinking,
 )
 from backend.errors import ContextTooLongError, InputError
-from backend.store import schema
+from backend.store import hashing, schema
 from backend.store.runs import RunStore, content_key
 from backend.store.schema import Meta, ModelMeta, SummaryMeta
 
@@ -148,7 +147,7 @@ def _settings(req: RunRequest) -> dict:
 def _run_key(req: RunRequest, fingerprint: str, chat_template: str, trajectory: str, answer: str | None) -> str:
     payload = _settings(req) | {
         "model": fingerprint,
-        "prompt_format": hashlib.sha256((chat_template or "").encode()).hexdigest()[:16],
+        "prompt_format": hashing.text_sha256(chat_template or "")[:16],
         "question": req.question.strip(),
         "answer": answer,
         "trajectory": trajectory,

@@ -5,6 +5,10 @@ kaleido 1.x drives a Chrome/Chromium it does not ship; it takes the browser name
 ``BROWSER_PATH`` environment variable (read by its ``choreographer`` dependency) and otherwise
 searches the usual names. ``ensure_browser`` points it at the system chromium
 (``/usr/bin/chromium``, which ``make test`` installs) when nothing is set. No Streamlit, no torch.
+
+Every file is written by the store's one atomic write (``backend.store.atomic``); a failure is
+a one-line ``WriteError`` naming the file: the user asked for these files, so it is an error,
+not a warning (derived caches only warn).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from pathlib import Path
 import pandas as pd
 
 from backend.errors import InputError
+from backend.store import atomic
 
 TABLES = ("tokens", "steps", "lens")
 TABLE_FORMATS = ("csv", "parquet", "json")
@@ -62,19 +67,6 @@ def _out_dir(out_dir: str | Path) -> Path:
     return path
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except OSError as exc:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise InputError(f"cannot write {path}: {exc.strerror or exc}") from None
-
-
 def export_tables(run, out_dir: str | Path, fmt: str) -> list[Path]:
     """Write ``tokens.<fmt>``, ``steps.<fmt>``, ``lens.<fmt>`` into ``out_dir``; returns the paths."""
     if fmt not in TABLE_FORMATS:
@@ -83,7 +75,7 @@ def export_tables(run, out_dir: str | Path, fmt: str) -> list[Path]:
     written = []
     for name, frame in run_tables(run).items():
         target = folder / f"{name}.{fmt}"
-        _write_atomic(target, table_bytes(frame, fmt))
+        atomic.write_bytes(target, table_bytes(frame, fmt))
         written.append(target)
     return written
 
@@ -137,10 +129,17 @@ def export_images(
     folder = _out_dir(out_dir)
     figs = run_figures(run)
     targets = [folder / f"{name}.{fmt}" for name in figs]
-    try:
-        pio.write_images(list(figs.values()), targets, format=fmt, width=width, height=height, scale=scale)
-    except Exception as exc:  # kaleido/choreographer: browser failed to start or render
-        raise InputError(f"figure export through kaleido failed ({type(exc).__name__}: {exc})") from None
+    try:  # kaleido renders into a private folder; each file then replaces its target atomically
+        with tempfile.TemporaryDirectory(prefix=".raml-figures-", dir=folder) as tmp:
+            rendered = [Path(tmp) / t.name for t in targets]
+            try:
+                pio.write_images(list(figs.values()), rendered, format=fmt, width=width, height=height, scale=scale)
+            except Exception as exc:  # kaleido/choreographer: browser failed to start or render
+                raise InputError(f"figure export through kaleido failed ({type(exc).__name__}: {exc})") from None
+            for source, target in zip(rendered, targets):
+                atomic.write_bytes(target, source.read_bytes())
+    except OSError as exc:  # the private folder could not be made
+        raise InputError(f"cannot write figures into {folder}: {atomic.os_reason(exc)}") from None
     return targets
 
 

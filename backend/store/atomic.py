@@ -1,5 +1,6 @@
 """The one atomic write (docs/architecture.md §5): a temp file in the target's folder, fsync,
-mode 0644, ``os.replace``. Readers see the old file or the new one, never half of one.
+mode 0644, ``os.replace``, fsync of the folder. Readers see the old file or the new one, never
+half of one, and a completed write survives a crash.
 
 Every failure raises ``WriteError`` naming the path and the reason (never a swallowed
 ``OSError``). The target must be a regular file or absent: a directory, FIFO, device or socket
@@ -82,6 +83,7 @@ def atomic_writer(path: str | Path, *, follow_symlinks: bool = False, mode: int 
             os.fsync(fh.fileno())
         os.chmod(tmp, mode)
         os.replace(tmp, target)
+        fsync_dir(folder)
     except OSError as exc:
         _unlink_quietly(tmp)
         raise WriteError(f"cannot write {target}: {os_reason(exc)}") from None
@@ -116,6 +118,19 @@ def write_npz(path: str | Path, arrays: dict[str, np.ndarray]) -> Path:
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as its own options
     return write_bytes(path, buffer.getvalue())
+
+
+def fsync_dir(folder: str | Path) -> None:
+    """Flush a folder's entries (a rename into it) to the disk; a no-op where the file system
+    cannot sync folders (EINVAL, ENOTSUP: some network and virtual file systems)."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
+            raise
+    finally:
+        os.close(fd)
 
 
 def fsync_file(path: str | Path) -> None:

@@ -26,6 +26,11 @@ def content_hash(payload, length: int = RUN_KEY_LENGTH) -> str:
     return hashlib.sha256(canonical_json(payload).encode()).hexdigest()[:length]
 
 
+def text_sha256(text: str) -> str:
+    """Full sha256 hex digest of ``text`` encoded as UTF-8 (part of the pinned run key)."""
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def file_sha256(path: str | Path) -> str:
     """Full sha256 hex digest of a file's bytes, read in 1 MiB blocks."""
     h = hashlib.sha256()

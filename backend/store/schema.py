@@ -10,6 +10,7 @@ pins every name: changing one orphans existing caches, so it must be deliberate 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Final
 
 SCHEMA_VERSION: Final = 1
@@ -21,8 +22,38 @@ TMP_DIR: Final = "tmp"  # half-written runs and trash, renamed into runs/ when c
 LOCKS_DIR: Final = "locks"  # <root>/locks/<key>.lock, one per run (removed with the run)
 INDEX_FILE: Final = "index.sqlite"
 DERIVED_DIR: Final = "derived"  # <run dir>/derived/ (or <root>/derived/ for a read-only run dir)
-AGGREGATES_DIR: Final = "aggregates"  # <root>/aggregates/ (dataset statistics)
+AGGREGATES_DIR: Final = "aggregates"  # <root>/aggregates/ (derived data of a set of runs)
+EXPORTS_DIR: Final = "exports"  # <run dir>/derived/exports/ (figure and table files of a run)
 LOCK_SUFFIX: Final = ".lock"
+
+
+# ---------------------------------------------------------------------------- derived data
+@dataclass(frozen=True)
+class DerivedKind:
+    """One kind of derived data (docs/architecture.md §5): cached as ``<name>-<key><suffix>`` in
+    the run's ``derived/`` folder (``scope="run"``) or the cache's ``aggregates/`` (``"store"``),
+    where key = ``content_hash`` of kind, version, run and parameters
+    (``backend.store.derived.derived_key``). Raising ``version`` orphans the cached files of
+    that kind: they are recomputed on request."""
+
+    name: str
+    version: int
+    suffix: str  # ".npz" (arrays, no pickles) or ".json" (one object)
+    scope: str = "run"
+
+    def file_name(self, key: str) -> str:
+        return f"{self.name}-{key}{self.suffix}"
+
+
+PROJECTION: Final = DerivedKind("projection", 1, ".npz")  # 2-D basis and coordinates of one or more paths
+SURFACE: Final = DerivedKind("surface", 1, ".npz")  # loss on the single-layer proxy plane
+LANDSCAPE: Final = DerivedKind("landscape", 1, ".npz")  # loss along two random directions
+EXACT: Final = DerivedKind("exact", 1, ".npz")  # exact-update factors, Gram, losses, fidelity
+EXACT_SURFACE: Final = DerivedKind("exact-surface", 1, ".npz")  # loss on the exact-update plane
+IMPORTANCE: Final = DerivedKind("importance", 2, ".json")  # step ablation and attention (v2: named by key)
+CLAIMS_DIGEST: Final = DerivedKind("claims", 1, ".npz")  # one run's part of the dataset claims
+CLAIMS_REPORT: Final = DerivedKind("claims-report", 1, ".npz", scope="store")  # the claims of a set of runs
+DERIVED_KINDS: Final = (PROJECTION, SURFACE, LANDSCAPE, EXACT, EXACT_SURFACE, IMPORTANCE, CLAIMS_DIGEST, CLAIMS_REPORT)
 
 # ---------------------------------------------------------------------------- run files
 META_FILE: Final = "meta.json"

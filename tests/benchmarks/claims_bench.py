@@ -4,7 +4,7 @@
 
 Measures, in one process and one run: the report computed from scratch (no cache: every run
 read and digested), computed with the per-run digests cached (a new set of runs), and
-reopened (the combined report read from ``<cache>/aggregates/claims/``), plus the two
+reopened (the combined report read from ``<cache>/aggregates/``), plus the two
 views computed on request (two models, task map). Last stdout line: JSON with seconds and
 the ratio first / reopen.
 """
@@ -27,12 +27,13 @@ def main() -> None:
 
     from backend.analysis.dataset import model_pairs
     from backend.analysis.dataset.claims import ClaimsSettings, dataset_claims
+    from backend.store import schema
     from backend.store.runs import RunStore
 
     store = RunStore(args.cache_dir)
     keys = store.list_runs()["key"].tolist()
     settings = ClaimsSettings()
-    shutil.rmtree(store.root / "aggregates" / "claims", ignore_errors=True)
+    shutil.rmtree(store.root / schema.AGGREGATES_DIR, ignore_errors=True)
     t0 = time.perf_counter()
     report = dataset_claims(store, keys, settings, use_cache=False)
     from_scratch = time.perf_counter() - t0

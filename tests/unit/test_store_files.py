@@ -90,14 +90,14 @@ def test_one_content_hash_for_run_and_derived_keys(tiny_run):
     )
     store, key = tiny_run
     run = store.open(key)
+    projection = {"runs": [key], "layer": 1, "space": "proxy", "method": "pca", "seed": 0}
     expected_projection = hashing.content_hash(
-        {"runs": [key], "layer": 1, "space": "proxy", "method": "pca", "version": proxy.PROJECTION_VERSION, "seed": 0},
-        24,
+        {"kind": "projection", "version": proxy.PROJECTION_VERSION, "run": key, "params": projection}, 24
     )
     assert proxy.projection_cache_key([run], 1, "proxy", "pca") == expected_projection
-    surface = {"run": key, "layer": 1, "grid": 5, "span": 1.0, "model": run.model_fingerprint}
+    surface = {"layer": 1, "grid": 5, "span": 1.0, "model": run.model_fingerprint}
     assert landscape.surface_cache_key(run, 1, 5, 1.0) == hashing.content_hash(
-        surface | {"version": landscape.SURFACE_VERSION}, 24
+        {"kind": "surface", "version": landscape.SURFACE_VERSION, "run": key, "params": surface}, 24
     )
 
 

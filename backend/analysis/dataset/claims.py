@@ -12,10 +12,11 @@ Each view answers one claim of the paper (docs/dataset_claims.md says which):
   (task_map), per model;
 - inner-loop statistics: step size and step cosine over progress (inner_loop).
 
-One digest per run (a small npz under the run's ``derived/`` folder, keyed by the settings)
+One digest per run (derived data of the run, ``schema.CLAIMS_DIGEST``, keyed by the settings)
 holds everything the views need from that run, so a new run costs one read and a set of
 runs is combined in memory; the combined report is cached per set of runs and settings
-under ``<cache>/aggregates/claims/`` so that reopening the page reads one file.
+(``schema.CLAIMS_REPORT``, under ``<cache>/aggregates/``) so that reopening the page reads one
+file. A cache that cannot be written only warns (``backend.store.derived``).
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from io import StringIO
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -33,11 +33,10 @@ from backend.analysis.dataset.groups import group_of
 from backend.analysis.dataset.intervals import mean_interval, paired_statistic_interval, spearman
 from backend.analysis.spaces.proxy import available_layers, space_vectors
 from backend.errors import CacheError, InputError
-from backend.store.derived import derived_dir, load_npz, save_npz_atomic
-from backend.store.hashing import content_hash
+from backend.store import derived, schema
 from backend.store.runs import RunData, RunStore, check_key
 
-CLAIMS_VERSION = 1
+CLAIMS_VERSION = schema.CLAIMS_DIGEST.version
 GROUP_ORDER = ("all", "correct", "incorrect", "unknown")
 
 
@@ -62,8 +61,9 @@ class ClaimsSettings:
             raise InputError(f"inner-loop bins must be 2..100, got {self.bins}")
         return self
 
-    def tag(self) -> str:
-        return content_hash({"claims_version": CLAIMS_VERSION, **asdict(self)}, length=16)
+    def params(self) -> dict:
+        """The settings as derived-data parameters (part of every digest and report key)."""
+        return asdict(self)
 
 
 @dataclass
@@ -239,16 +239,10 @@ def run_digest(run: RunData, settings: ClaimsSettings) -> dict[str, np.ndarray]:
 
 
 def _cached_digest(store: RunStore, run: RunData, settings: ClaimsSettings) -> dict[str, np.ndarray]:
-    folder = derived_dir(run, store)
-    path = folder / f"claims-{settings.tag()}.npz" if folder is not None else None
-    if path is not None and (hit := load_npz(path)) is not None:
+    if (hit := derived.load_derived(store, run, schema.CLAIMS_DIGEST, settings.params())) is not None:
         return hit
     digest = run_digest(run, settings)
-    if path is not None:
-        try:
-            save_npz_atomic(path, digest)
-        except OSError:
-            pass  # a read-only cache still works, without this speed-up
+    derived.save_derived(store, run, schema.CLAIMS_DIGEST, settings.params(), digest)  # a failed write only warns
     return digest
 
 
@@ -341,27 +335,23 @@ def length_effects(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------------------- cached entry point
-def _set_path(store: RunStore, settings: ClaimsSettings, run_ids: list[tuple[str, float | None]]) -> Path:
-    key = content_hash({"tag": settings.tag(), "runs": sorted([k, c] for k, c in run_ids)})
-    return store.root / "aggregates" / "claims" / f"{key}.npz"
+def _set_params(settings: ClaimsSettings, run_ids: list[tuple[str, float | None]]) -> dict:
+    """The report's derived-data parameters: the settings and the set of runs (key, created)."""
+    return {"settings": settings.params(), "runs": sorted([k, c] for k, c in run_ids)}
 
 
 _FRAMES = ("runs", "descent", "descent_summary", "length", "reflection_words", "reflection_events", "inner_loop")
 
 
-def _save_report(path: Path, report: ClaimsReport) -> None:
+def _save_report(store: RunStore, params: dict, report: ClaimsReport) -> None:
     arrays = {f"frame.{n}": np.array(getattr(report, n).to_json(orient="split")) for n in _FRAMES}
     arrays |= {f"vec.{k}": v for k, v in report.vectors.items()}
     arrays |= {"grid": report.grid, "curves": report.curves, "skipped": np.array(json.dumps(report.skipped))}
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        save_npz_atomic(path, arrays)
-    except OSError:
-        pass
+    derived.save_derived(store, None, schema.CLAIMS_REPORT, params, arrays)  # a failed write only warns
 
 
-def _load_report(path: Path, settings: ClaimsSettings) -> ClaimsReport | None:
-    arrays = load_npz(path)
+def _load_report(store: RunStore, params: dict, settings: ClaimsSettings) -> ClaimsReport | None:
+    arrays = derived.load_derived(store, None, schema.CLAIMS_REPORT, params)
     if arrays is None:
         return None
     try:
@@ -397,8 +387,8 @@ def dataset_claims(
     index = store.list_runs()
     created_of = dict(zip(index["key"], index["created"]))
     keys = list(dict.fromkeys(check_key(k) for k in (index["key"] if keys is None else keys)))
-    path = _set_path(store, settings, [(k, created_of.get(k)) for k in keys])
-    if use_cache and (hit := _load_report(path, settings)) is not None:
+    params = _set_params(settings, [(k, created_of.get(k)) for k in keys])
+    if use_cache and (hit := _load_report(store, params, settings)) is not None:
         return hit
     digests, skipped = [], []
     for key in keys:
@@ -411,5 +401,5 @@ def dataset_claims(
             skipped.append(f"run {key}: unexpected content ({type(exc).__name__}: {exc})")
     report = combine(digests, settings, skipped)
     if use_cache:
-        _save_report(path, report)
+        _save_report(store, params, report)
     return report

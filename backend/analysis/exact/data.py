@@ -4,7 +4,6 @@ container, the cache file, ``load`` and the ``show --json`` fields. Computing li
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,10 +11,11 @@ from pathlib import Path
 import numpy as np
 
 from backend.analysis.exact import geometry as geo
-from backend.store.derived import derived_dir, load_npz
+from backend.store import derived, schema
 from backend.store.runs import RunData
 
-EXACT_VERSION = 1
+EXACT_VERSION = schema.EXACT.version
+EXACT_PARAMS: dict = {}  # the exact update depends on the run alone
 
 
 @dataclass
@@ -90,17 +90,31 @@ class ExactRun:
 
 
 def cache_path(run: RunData, store=None) -> Path | None:
-    d = derived_dir(run, store)
-    if d is None:
-        return None
-    tag = hashlib.sha256(json.dumps({"run": run.key, "version": EXACT_VERSION}).encode()).hexdigest()[:16]
-    return d / f"exact-{tag}.npz"
+    """The cached exact update's file, or where it will be written."""
+    return derived.derived_path(store, run, schema.EXACT, EXACT_PARAMS)
+
+
+def save(run: RunData, result: ExactRun, store=None) -> str | None:
+    """Cache ``result`` as derived data; None when written, else the warning line (it still counts)."""
+    u = result.update
+    arrays = {
+        "boundary_cuts": u.boundary_cuts,
+        "left": u.left,
+        "right": u.right,
+        "condition": u.condition,
+        "rank": u.rank,
+        "target_loss": u.target_loss,
+        "construction_loss": u.construction_loss,
+        "layer_grams": result.layer_grams,
+        "edited_loss": result.edited_loss,
+        "meta": np.array(json.dumps(result.meta)),
+    }
+    return derived.save_derived(store, run, schema.EXACT, EXACT_PARAMS, arrays)
 
 
 def load(run: RunData, store=None) -> ExactRun | None:
     """The cached exact update of ``run``, or None if it was never computed."""
-    path = cache_path(run, store)
-    arrays = load_npz(path) if path is not None else None
+    arrays = derived.load_derived(store, run, schema.EXACT, EXACT_PARAMS)
     if arrays is None or "meta" not in arrays:
         return None
     info = json.loads(str(arrays["meta"]))
@@ -138,11 +152,10 @@ def show_fields(run: RunData, store=None) -> tuple[dict[int, dict], dict | None]
 def load_meta(run: RunData, store=None) -> dict | None:
     """Only the meta (P, m, rank, condition, timings, fidelity) of the cached exact update, or None;
     reads the one small member, not the factors."""
-    path = cache_path(run, store)
-    if path is None or not path.is_file():
+    arrays = derived.load_derived(store, run, schema.EXACT, EXACT_PARAMS, members=("meta",))
+    if not arrays or "meta" not in arrays:
         return None
     try:
-        with np.load(path, allow_pickle=False) as f:
-            return json.loads(str(f["meta"])) if "meta" in f.files else None
-    except (OSError, ValueError, EOFError, KeyError):
+        return json.loads(str(arrays["meta"]))
+    except ValueError:
         return None

@@ -5,13 +5,11 @@ Gram matrix; the plane passes through θ, like the proxy plane). A direction is 
 Σ_k w_k ΔW_k of the path's own updates, so it is applied from the factors: every W_o gets
 out += Σ_k (α w1_k + β w2_k) U_k (R_k v), never a dense matrix. Where a path point lies on
 the plane the surface equals L̂(c) there; each point's distance from the plane is reported
-(absolute, and relative to ‖ΔW_c‖_F). Cached as ``<run dir>/derived/exact-surface-<hash>.npz``.
+(absolute, and relative to ‖ΔW_c‖_F). Cached as derived data (``schema.EXACT_SURFACE``).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +21,7 @@ from backend.analysis.exact import geometry as geo
 from backend.analysis.exact import update as ex
 from backend.analysis.exact.run import ExactRun, run_inputs
 from backend.analysis.landscapes.surfaces import _check_grid, grid_axes
-from backend.store.derived import derived_dir, load_npz, save_npz_atomic
+from backend.store import derived, schema
 from backend.store.runs import RunData
 
 
@@ -120,13 +118,14 @@ def plane_losses(model, update: ex.ExactUpdate, ids: list[int], coef: np.ndarray
     return np.concatenate(out)
 
 
+def surface_params(grid: int, span: float) -> dict:
+    """What the exact-space landscape depends on besides the run (its derived-data parameters)."""
+    return {"grid": int(grid), "span": float(span), "exact_version": ex.EXACT_VERSION}
+
+
 def surface_path(run: RunData, grid: int, span: float, store=None) -> Path | None:
     """Where the exact-space landscape of ``run`` on a ``grid`` x ``grid`` plane is cached."""
-    tag = hashlib.sha256(
-        json.dumps({"run": run.key, "grid": grid, "span": span, "v": ex.EXACT_VERSION}).encode()
-    ).hexdigest()[:16]
-    d = derived_dir(run, store)
-    return d / f"exact-surface-{tag}.npz" if d is not None else None
+    return derived.derived_path(store, run, schema.EXACT_SURFACE, surface_params(grid, span))
 
 
 def _from_arrays(run: RunData, arrays: dict) -> ExactSurface:
@@ -135,17 +134,16 @@ def _from_arrays(run: RunData, arrays: dict) -> ExactSurface:
 
 def load_surface(run: RunData, grid: int = 15, span: float = 1.5, store=None) -> ExactSurface | None:
     """The cached exact-space landscape, or None if it has not been computed (never loads a model)."""
-    path = surface_path(run, grid, span, store)
-    arrays = load_npz(path) if path is not None else None
+    arrays = derived.load_derived(store, run, schema.EXACT_SURFACE, surface_params(grid, span))
     return _from_arrays(run, arrays) if arrays and "loss" in arrays else None
 
 
 def surface(run: RunData, exact: ExactRun, loaded, grid: int = 15, span: float = 1.5, store=None) -> ExactSurface:
     """The exact-space landscape of ``run`` (cached next to the run)."""
     _check_grid(grid, span)
-    path = surface_path(run, grid, span, store)
-    arrays = load_npz(path) if path is not None else None
-    if arrays is None:
+    params = surface_params(grid, span)
+    arrays = derived.load_derived(store, run, schema.EXACT_SURFACE, params)
+    if arrays is None or "loss" not in arrays:
         t0 = time.perf_counter()
         p = plane(exact.gram)
         alphas, betas = grid_axes(p["coords"], grid, span)
@@ -167,9 +165,5 @@ def surface(run: RunData, exact: ExactRun, loaded, grid: int = 15, span: float =
             "explained_variance": p["explained_variance"],
             "seconds": np.array(time.perf_counter() - t0),
         }
-        if path is not None:
-            try:
-                save_npz_atomic(path, arrays)
-            except OSError:
-                pass
+        derived.save_derived(store, run, schema.EXACT_SURFACE, params, arrays)  # a failed write only warns
     return _from_arrays(run, arrays)

@@ -1,4 +1,4 @@
-"""The exact update of a cached run as derived data (``<run dir>/derived/exact-<hash>.npz``).
+"""The exact update of a cached run as derived data (``schema.EXACT``, ``backend.store.derived``).
 
 ``ensure`` computes it once (backend.analysis.exact.update), checks it by explicitly edited
 forwards, measures the fidelity of each proxy, and caches factors, Gram matrices and meta;
@@ -7,15 +7,13 @@ forwards, measures the fidelity of each proxy, and caches factors, Gram matrices
 
 from __future__ import annotations
 
-import json
 import time
 
 import numpy as np
 
 from backend.analysis.exact import geometry as geo
 from backend.analysis.exact import update as ex
-from backend.analysis.exact.data import ExactRun, cache_path, load, show_fields  # noqa: F401
-from backend.store.derived import save_npz_atomic
+from backend.analysis.exact.data import ExactRun, cache_path, load, save, show_fields  # noqa: F401
 from backend.store.runs import RunData
 
 TOP_K_LAYERS = (1, 2, 4, 8)  # truncations of the exact update reported as fidelity
@@ -95,24 +93,5 @@ def ensure(run: RunData, loaded=None, store=None, progress=None) -> ExactRun:
     info["max_abs_error"] = float(np.abs(edited - update.target_loss).max())
     info["fidelity"] = fidelity(run, loaded, inputs, update, grams, edited)
     result = ExactRun(update, grams, edited, info)
-    path = cache_path(run, store)
-    if path is not None:
-        try:
-            save_npz_atomic(
-                path,
-                {
-                    "boundary_cuts": update.boundary_cuts,
-                    "left": update.left,
-                    "right": update.right,
-                    "condition": update.condition,
-                    "rank": update.rank,
-                    "target_loss": update.target_loss,
-                    "construction_loss": update.construction_loss,
-                    "layer_grams": grams,
-                    "edited_loss": edited,
-                    "meta": np.array(json.dumps(info)),
-                },
-            )
-        except OSError:
-            pass  # caching is an optimisation
+    save(run, result, store)  # a failed write is a logged warning: the result still counts
     return result

@@ -1,5 +1,5 @@
 """Step importance of a stored run: rebuild its token ids, compute, and keep the result as
-derived data of the run (``<run dir>/derived/importance.<key>.json``, docs/architecture.md §5).
+derived data of the run (``schema.IMPORTANCE``, ``backend.store.derived``; docs/architecture.md §5).
 
 ``compute_run_importance`` is long-running and takes a ``progress(stage, done, total)``
 callback like ``backend.pipeline.run.run_question``, so a job queue can run and watch it.
@@ -7,9 +7,6 @@ callback like ``backend.pipeline.run.run_question``, so a job queue can run and 
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,13 +15,14 @@ import numpy as np
 
 from backend.analysis.importance.ablation import ablate
 from backend.analysis.importance.attention import probe_attention
-from backend.analysis.spaces.proxy import derived_dir
 from backend.engine.probe import ProbeRequest
 from backend.engine.trajectory import encode, encode_with_offsets
-from backend.errors import CacheError, InputError
+from backend.errors import InputError
+from backend.store import derived, schema
 from backend.store.runs import RunData
 
-IMPORTANCE_VERSION = 1
+IMPORTANCE_VERSION = schema.IMPORTANCE.version
+IMPORTANCE_PARAMS: dict = {}  # one importance per run: the latest computation (its settings are in the payload)
 StageProgress = Callable[[str, int, int], None]
 RECEIVER_HEADS = 5
 
@@ -51,36 +49,14 @@ def probe_request_for_run(run: RunData, tokenizer) -> ProbeRequest:
 
 
 def importance_path(run: RunData, store=None) -> Path | None:
-    folder = derived_dir(run, store)
-    return None if folder is None else folder / f"importance.{run.key}.json"
+    """The stored importance's file, or where it will be written."""
+    return derived.derived_path(store, run, schema.IMPORTANCE, IMPORTANCE_PARAMS)
 
 
 def load_importance(run: RunData, store=None) -> dict | None:
-    """The stored importance of ``run`` (None if never computed or from an older version)."""
-    for folder in (Path(run.path) / "derived", None if store is None else Path(store.root) / "derived"):
-        if folder is None:
-            continue
-        path = folder / f"importance.{run.key}.json"
-        try:
-            payload = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            continue
-        except (OSError, ValueError):
-            return None  # damaged derived data: recomputed on request
-        if isinstance(payload, dict) and payload.get("version") == IMPORTANCE_VERSION:
-            return payload
-    return None
-
-
-def _write_json_atomic(path: Path, payload: dict) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(payload, fh)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """The stored importance of ``run`` (None if never computed, damaged or from an older version)."""
+    payload = derived.load_derived(store, run, schema.IMPORTANCE, IMPORTANCE_PARAMS)
+    return payload if payload is not None and payload.get("version") == IMPORTANCE_VERSION else None
 
 
 def _floats(values) -> list:
@@ -97,7 +73,7 @@ def compute_run_importance(
     progress: StageProgress | None = None,
 ) -> dict:
     """Ablation importance (and, with ``attention``, the probe's attention per step) of a run,
-    saved as derived data and returned as a JSON-ready dict."""
+    saved as derived data (a failed write is a logged warning) and returned as a JSON-ready dict."""
     report = progress or (lambda stage, done, total: None)
     if loaded.fingerprint != run.model_fingerprint:
         raise InputError(f"run {run.key} was analysed with {run.model_name}, not {loaded.name}; load that model")
@@ -140,8 +116,5 @@ def compute_run_importance(
         }
         payload["timings"]["attention_s"] = round(time.perf_counter() - t0, 4)
         report("attention", 1, 1)
-    path = importance_path(run, store)
-    if path is None:
-        raise CacheError(f"run {run.key}: no writable place for derived data (run folder and cache are read-only)")
-    _write_json_atomic(path, payload)
+    derived.save_derived(store, run, schema.IMPORTANCE, IMPORTANCE_PARAMS, payload)
     return payload

@@ -12,7 +12,7 @@ L_q(θ) = mean NLL of the answer tokens after ``prompt + template`` (the run's c
   each tensor's direction scaled to that tensor's norm, embeddings and LM head excluded;
   L_q on a grid, evaluated on a private copy of the model.
 
-Both are cached next to the run (``<run dir>/derived/*.npz``), so reopening is instant.
+Both are cached as derived data of the run (``backend.store.derived``), so reopening is instant.
 """
 
 from __future__ import annotations
@@ -29,11 +29,10 @@ import torch
 from backend.analysis.spaces.proxy import ProxyError, project, proxy_factors
 from backend.engine.architecture import locate
 from backend.engine.models import LoadedModel
-from backend.store.derived import derived_dir, load_npz, save_npz_or_warn
-from backend.store.hashing import DERIVED_KEY_LENGTH, content_hash
+from backend.store import derived, schema
 from backend.store.runs import RunData
 
-SURFACE_VERSION = 1
+SURFACE_VERSION = schema.SURFACE.version
 Progress = Callable[[int, int], None]  # (done, total) loss evaluations
 
 
@@ -224,16 +223,13 @@ class LossSurface:
     cached: bool = False
 
 
+def surface_params(run: RunData, layer: int, grid: int, span: float) -> dict:
+    """What a proxy-plane surface depends on (its derived-data parameters)."""
+    return {"layer": int(layer), "grid": int(grid), "span": float(span), "model": run.model_fingerprint}
+
+
 def surface_cache_key(run: RunData, layer: int, grid: int, span: float) -> str:
-    payload = {
-        "run": run.key,
-        "layer": int(layer),
-        "grid": int(grid),
-        "span": float(span),
-        "model": run.model_fingerprint,
-        "version": SURFACE_VERSION,
-    }
-    return content_hash(payload, DERIVED_KEY_LENGTH)
+    return derived.derived_key(schema.SURFACE, surface_params(run, layer, grid, span), run)
 
 
 def grid_axes(path_coords: np.ndarray, grid: int, span: float) -> tuple[np.ndarray, np.ndarray]:
@@ -273,8 +269,7 @@ def _surface_from_arrays(run: RunData, layer: int, a: dict, cached: bool) -> Los
 
 def load_surface(run: RunData, layer: int, grid: int = 15, span: float = 1.5, store=None) -> LossSurface | None:
     """The cached surface, or None if it has not been computed (never loads a model)."""
-    d = derived_dir(run, store)
-    arrays = load_npz(d / f"surface-{surface_cache_key(run, layer, grid, span)}.npz") if d else None
+    arrays = derived.load_derived(store, run, schema.SURFACE, surface_params(run, layer, grid, span))
     return _surface_from_arrays(run, layer, arrays, True) if arrays and "loss" in arrays else None
 
 
@@ -301,7 +296,7 @@ def loss_surface(
 
     D1, D2: top-2 PCA directions of the run's proxy path at ``layer`` (rank-1 weight
     matrices d_k ẑ_0ᵀ on the gate/up projections). ``batch`` grid points per forward
-    (default from the question's length). Cached in ``<run dir>/derived``.
+    (default from the question's length). Cached as derived data (``schema.SURFACE``).
     """
     _check_grid(grid, span)
     hit = load_surface(run, layer, grid, span, store)
@@ -353,9 +348,7 @@ def loss_surface(
         "explained_variance": proj.explained_variance,
         "seconds": np.array(time.perf_counter() - t0),
     }
-    d = derived_dir(run, store)
-    if d is not None:
-        save_npz_or_warn(d / f"surface-{surface_cache_key(run, layer, grid, span)}.npz", arrays)
+    derived.save_derived(store, run, schema.SURFACE, surface_params(run, layer, grid, span), arrays)  # only warns
     return _surface_from_arrays(run, layer, arrays, False)
 
 
@@ -382,17 +375,13 @@ class RandomLandscape:
         return asdict(self)
 
 
+def landscape_params(run: RunData, grid: int, span: float, seed: int) -> dict:
+    """What a random-direction landscape depends on (its derived-data parameters)."""
+    return {"grid": int(grid), "span": float(span), "seed": int(seed), "model": run.model_fingerprint}
+
+
 def landscape_cache_key(run: RunData, grid: int, span: float, seed: int) -> str:
-    payload = {
-        "run": run.key,
-        "grid": int(grid),
-        "span": float(span),
-        "seed": int(seed),
-        "model": run.model_fingerprint,
-        "version": SURFACE_VERSION,
-        "kind": "random",
-    }
-    return content_hash(payload, DERIVED_KEY_LENGTH)
+    return derived.derived_key(schema.LANDSCAPE, landscape_params(run, grid, span, seed), run)
 
 
 def perturbed_parameters(model: torch.nn.Module) -> list[tuple[str, torch.nn.Parameter]]:
@@ -428,8 +417,7 @@ def load_random_landscape(
     run: RunData, grid: int = 11, span: float = 1.0, seed: int = 0, store=None
 ) -> RandomLandscape | None:
     """The cached random-direction landscape, or None (never loads a model)."""
-    d = derived_dir(run, store)
-    a = load_npz(d / f"landscape-{landscape_cache_key(run, grid, span, seed)}.npz") if d else None
+    a = derived.load_derived(store, run, schema.LANDSCAPE, landscape_params(run, grid, span, seed))
     if not a or "loss" not in a:
         return None
     return RandomLandscape(
@@ -504,7 +492,5 @@ def random_landscape(
         "n_params": np.array(n_params),
         "seconds": np.array(seconds),
     }
-    d = derived_dir(run, store)
-    if d is not None:
-        save_npz_or_warn(d / f"landscape-{landscape_cache_key(run, grid, span, seed)}.npz", arrays)
+    derived.save_derived(store, run, schema.LANDSCAPE, landscape_params(run, grid, span, seed), arrays)  # only warns
     return RandomLandscape(run.key, alphas, betas, loss, float(base_loss), int(seed), n_params, seconds)

@@ -22,14 +22,13 @@ import numpy as np
 import pandas as pd
 
 from backend.errors import InputError
-from backend.store.derived import derived_dir, load_npz, save_npz_or_warn
-from backend.store.hashing import DERIVED_KEY_LENGTH, content_hash
+from backend.store import derived, schema
 from backend.store.runs import RunData
 
 SPACES = ("proxy", "hidden", "exact")
 EXACT_ALL_LAYERS = -1  # the exact space's "layer" for the full all-layer update (docs/exact_update.md)
 METHODS = ("pca", "umap")
-PROJECTION_VERSION = 1
+PROJECTION_VERSION = schema.PROJECTION.version
 SEED = 0
 FIT_COUNT = 0  # number of projections actually fitted in this process (tests count refits)
 
@@ -161,16 +160,13 @@ def trust_k(n_points: int) -> int | None:
     return int(max(1, min(5, (n_points - 1) // 2)))
 
 
+def projection_params(runs: list[RunData], layer: int, space: str, method: str) -> dict:
+    """What a projection depends on (its derived-data parameters; the first run is its home)."""
+    return {"runs": [r.key for r in runs], "layer": int(layer), "space": space, "method": method, "seed": SEED}
+
+
 def projection_cache_key(runs: list[RunData], layer: int, space: str, method: str) -> str:
-    payload = {
-        "runs": [r.key for r in runs],
-        "layer": int(layer),
-        "space": space,
-        "method": method,
-        "version": PROJECTION_VERSION,
-        "seed": SEED,
-    }
-    return content_hash(payload, DERIVED_KEY_LENGTH)
+    return derived.derived_key(schema.PROJECTION, projection_params(runs, layer, space, method), runs[0])
 
 
 def exact_vectors(runs: list[RunData], layer: int) -> list[np.ndarray]:
@@ -276,7 +272,7 @@ def project(
 ) -> Projection:
     """Fit one 2-D basis on the stacked paths of ``runs`` and return each run's coordinates.
 
-    Cached in memory and in ``<first run dir>/derived/projection-<hash>.npz`` (keyed by the
+    Cached in memory and as derived data of the first run (``schema.PROJECTION``, keyed by the
     run keys, layer, space, method), so re-calling with the same arguments never refits.
     """
     if isinstance(runs, RunData):
@@ -292,9 +288,8 @@ def project(
         hit = _memo.get(key)
     if hit is not None:
         return hit
-    cache_dir = derived_dir(runs[0], store)
-    path = cache_dir / f"projection-{key}.npz" if cache_dir is not None else None
-    arrays = load_npz(path) if path is not None else None
+    params = projection_params(runs, layer, space, method)
+    arrays = derived.load_derived(store, runs[0], schema.PROJECTION, params)
     needed = {"embedding", "trustworthiness", "n_neighbors", "lengths"} | (
         {"components", "mean", "explained_variance"} if method == "pca" else set()
     )
@@ -302,8 +297,7 @@ def project(
         x, lengths = stacked_vectors(runs, layer, space)
         arrays = _fit(x, method)
         arrays["lengths"] = np.array(lengths)
-        if path is not None:
-            save_npz_or_warn(path, arrays)  # caching is an optimisation; a read-only cache still works
+        derived.save_derived(store, runs[0], schema.PROJECTION, params, arrays)  # a failed write only warns
     bounds = np.cumsum([0, *arrays["lengths"].tolist()])
     emb = arrays["embedding"]
     trust = float(arrays["trustworthiness"])
