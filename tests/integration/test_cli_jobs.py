@@ -16,7 +16,7 @@ from backend import cli
 from backend.jobs import open_queue
 from backend.store.runs import RunStore
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture()

@@ -18,7 +18,7 @@ from backend.errors import InputError
 from backend.jobs import open_queue, request_params, run_here, submit
 from backend.store.runs import RunStore
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture()

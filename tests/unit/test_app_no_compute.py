@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 # Every module under app/ (app/views has no __init__: the pages are listed by file) except the
 # entry script app/main.py, whose import *runs* the default page (st.navigation's page.run()).

@@ -12,7 +12,7 @@ from conftest import SAMPLE_QUESTION, SAMPLE_TRAJECTORY
 
 from tests.app_server import CHROMIUM, launch_chromium, streamlit_app
 
-ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 DEADLINE_MS = 300_000  # two jobs on a 2-core machine under load, plus a model load each
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is missing (apt install chromium)")

@@ -26,7 +26,7 @@ from conftest import SAMPLE_QUESTION, SAMPLE_TRAJECTORY
 from backend.store import atomic, derived, hashing, schema
 from backend.store.runs import RunStore
 
-BACKEND = Path(__file__).resolve().parent.parent / "backend"
+BACKEND = Path(__file__).resolve().parents[2] / "backend"
 FAULTS = ("read-only", "disk-full")  # EROFS from os.replace: test_save_derived_...
 
 
