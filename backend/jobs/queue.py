@@ -37,6 +37,7 @@ from typing import Any, Protocol
 from filelock import FileLock
 
 from backend.errors import CacheError, InputError, RamlError
+from backend.store.derived import collect_warnings
 from backend.store.runs import RunStore
 
 log = logging.getLogger(__name__)
@@ -325,9 +326,13 @@ class JobQueue:
         Path(self.store.root, "locks").mkdir(parents=True, exist_ok=True)
         try:
             registry = self._registry()
-            with lock:
+            with lock, collect_warnings() as cache_warnings:
                 ctx.progress("start", 0, 0)
-                registry.execute(job.kind, job.params, ctx)
+                try:
+                    registry.execute(job.kind, job.params, ctx)
+                finally:  # a derived write that failed: the result stands, the job says why it is not cached
+                    for line in cache_warnings:
+                        ctx.message(line)
             ctx.flush()
             self._update(job.id, state="finished", finished=time.time())
         except JobCancelled:

@@ -169,6 +169,6 @@ def copy_into(paths: list[Path], out_dir: str | Path) -> list[Path]:
     copied = []
     for path in paths:
         target = folder / Path(path).name
-        _write_atomic(target, Path(path).read_bytes())
+        atomic.write_bytes(target, Path(path).read_bytes())
         copied.append(target)
     return copied

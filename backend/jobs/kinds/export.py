@@ -15,7 +15,6 @@ from backend.jobs.queue import JobContext
 
 IMAGE_FORMATS = ("png", "svg")
 MAX_SCALE = 8.0
-EXPORTS_PREFIX = "exports-"
 
 
 @dataclass(frozen=True)
@@ -36,13 +35,13 @@ class ExportImagesParams:
 
 
 def exports_dir(run, store) -> Path:
-    """``<derived>/exports-<key>/``: where ``export_images`` jobs write a run's figures."""
-    from backend.store.derived import derived_dir
+    """The run's derived exports folder (named in ``store/schema.py``), where ``export_images`` writes."""
+    from backend.store.derived import exports_dir as derived_exports_dir
 
-    d = derived_dir(run, store)
-    if d is None:
+    folder = derived_exports_dir(run, store)
+    if folder is None:
         raise InputError(f"run {short(run.key)}: no writable derived folder for its exported images")
-    return d / f"{EXPORTS_PREFIX}{run.key}"
+    return folder
 
 
 def export_title(p: ExportImagesParams) -> str:
