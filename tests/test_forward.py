@@ -185,25 +185,33 @@ def test_generate_continues_a_prefix_greedily(tiny_llama):
 
 # ---------------------------------------------------------------------------- one provider
 @pytest.fixture()
-def registered_tiny(tiny_llama, tiny_run):
-    store, key = tiny_run
+def registered_tiny(tiny_llama, tmp_path):
+    """A run of the tiny Llama in a cache of its own, and the model registered with the provider."""
+    from backend.pipeline.run import RunRequest, run_question
+    from backend.store.runs import RunStore
+
+    store = RunStore(tmp_path / "runs")
+    req = RunRequest(question=SAMPLE_QUESTION, answer="6", trajectory=SAMPLE_TRAJECTORY, model=tiny_llama.name)
+    key = run_question(req, store, loaded=tiny_llama).key
     provider.register(tiny_llama)
     yield store, key
     provider.unregister(tiny_llama.name)
 
 
-def test_analyses_get_the_runs_model_from_the_provider(registered_tiny, tiny_qwen2, tmp_path):
+def test_analyses_get_the_runs_model_from_the_provider(registered_tiny, tiny_qwen2):
+    from backend.analysis.importance.run import compute_run_importance
     from backend.analysis.landscapes import surfaces
     from backend.errors import InputError
-    from backend.store.runs import RunStore
 
     store, key = registered_tiny
     run = store.open(key)
     # no model passed: the registered one is used (a disk load of "tiny-llama-seed0" would fail)
-    surface = surfaces.loss_surface(run, run.proxy_layers[0], grid=3, store=RunStore(tmp_path / "empty"))
+    surface = surfaces.loss_surface(run, run.proxy_layers[0], grid=3, store=store)
     assert surface.loss.shape == (3, 3) and np.isfinite(surface.loss).all()
+    importance = compute_run_importance(run, store=store)
+    assert len(importance["ablation"]) == len(run.steps)
     with pytest.raises(InputError, match=f"run {key} was analysed with tiny-llama"):
-        surfaces.random_landscape(run, loaded=tiny_qwen2, grid=2, store=RunStore(tmp_path / "empty"))
+        surfaces.random_landscape(run, loaded=tiny_qwen2, grid=2, store=store)
 
 
 def test_branches_and_the_run_pipeline_use_the_provider(registered_tiny, tmp_path):
