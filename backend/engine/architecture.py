@@ -1,8 +1,10 @@
 """Where things live inside a Hugging Face causal LM: decoder layers, final norm, LM head,
-and the MLP input projections used by the parameter-proxy space.
+the MLP input projections used by the parameter-proxy space, each layer's attention module and
+its output projection W_o (importance, exact update), embeddings, position embeddings and the
+attention window.
 
-One place knows module names, so the engine works on Llama, Qwen2/3, Mistral, Phi-3, Gemma
-and GPT-NeoX-style models alike.
+One place knows module names, so the engine and every analysis work on Llama, Qwen2/3,
+Mistral, Phi-3, Gemma and GPT-NeoX-style models alike.
 """
 
 from __future__ import annotations
@@ -23,6 +25,9 @@ _MLP_INPUT_PROJECTIONS = (
     ("fc1",),  # Phi-1/2, OPT-like
     ("dense_h_to_4h",),  # GPT-NeoX, Pythia
 )
+_ATTENTION = ("self_attn", "attention", "attn")  # the attention sub-module of a decoder layer
+_ATTENTION_OUTPUT = ("o_proj", "dense", "out_proj")  # its output projection W_o ([d, H])
+_ABSOLUTE_POSITIONS = ("wpe", "embed_positions", "position_embeddings")  # learned/absolute position tables
 
 
 @dataclass
@@ -55,6 +60,33 @@ class Architecture:
                 return linears
         return []
 
+    def attention_of(self, layer_index: int) -> nn.Module | None:
+        """The attention module of a decoder layer (``self_attn`` / ``attention`` / ``attn``), or None."""
+        layer = self.layers[layer_index]
+        return next((getattr(layer, n) for n in _ATTENTION if getattr(layer, n, None) is not None), None)
+
+    def attention_modules(self) -> list[nn.Module]:
+        """Every layer's attention module, in order (TypeError naming the layer class if one is missing)."""
+        modules = []
+        for i in range(self.n_layers):
+            attn = self.attention_of(i)
+            if attn is None:
+                raise TypeError(f"cannot find the attention module of {type(self.layers[i]).__name__}")
+            modules.append(attn)
+        return modules
+
+    def attention_output_projection(self, layer_index: int) -> nn.Module | None:
+        """W_o of a layer's attention (``o_proj`` / ``dense`` / ``out_proj``; any module type), or None."""
+        attn = self.attention_of(layer_index)
+        if attn is None:
+            return None
+        return next((getattr(attn, n) for n in _ATTENTION_OUTPUT if getattr(attn, n, None) is not None), None)
+
+    def absolute_position_embedding(self) -> str | None:
+        """The name of an absolute position-embedding table of the decoder stack (GPT-2 ``wpe``, OPT
+        ``embed_positions``, ...), or None for rotary / relative positions."""
+        return next((n for n in _ABSOLUTE_POSITIONS if isinstance(getattr(self.base, n, None), nn.Module)), None)
+
     def unembed(self, hidden: torch.Tensor) -> torch.Tensor:
         """Residual stream ``[..., d]`` -> logits ``[..., V]`` (float32) through the lens (logit transform included)."""
         return self.lens(hidden)
@@ -77,6 +109,29 @@ def locate(model: Any) -> Architecture:
         raise TypeError(f"cannot find decoder layers / final norm in {type(base).__name__}")
     lens = LogitLens(norm, lm_head, logit_transform_of(model.config))
     return Architecture(base=base, layers=list(layers), final_norm=norm, lm_head=lm_head, lens=lens)
+
+
+def embedding_weights(model: Any) -> list[torch.Tensor]:
+    """The input-embedding and LM-head weight tensors (one tensor when they are tied)."""
+    out: list[torch.Tensor] = []
+    for getter in ("get_input_embeddings", "get_output_embeddings"):
+        module = getattr(model, getter, lambda: None)()
+        weight = getattr(module, "weight", None) if module is not None else None
+        if isinstance(weight, torch.Tensor) and all(weight is not w for w in out):
+            out.append(weight)
+    return out
+
+
+def sliding_window_of(config: Any) -> int | None:
+    """The attention window of a config whose layers (some or all) use sliding-window attention."""
+    cfg = config.get_text_config() if hasattr(config, "get_text_config") else config
+    window = getattr(cfg, "sliding_window", None)
+    if not isinstance(window, int) or window <= 0 or getattr(cfg, "use_sliding_window", True) is False:
+        return None
+    layer_types = getattr(cfg, "layer_types", None)
+    if layer_types and not any("sliding" in str(t) for t in layer_types):
+        return None
+    return window
 
 
 def default_proxy_layers(n_layers: int, n_evenly_spaced: int = 4) -> list[int]:

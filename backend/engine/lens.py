@@ -21,6 +21,7 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
+from backend.engine import forward
 from backend.errors import ModelLoadError
 
 READOUT_TOLERANCE_NATS = 1e-4  # float32; lower precisions get a tolerance scaled to their epsilon
@@ -132,13 +133,10 @@ def readout_gap(model: nn.Module, lens: Lens, last_layer: nn.Module, n_tokens: i
     vocab = int(getattr(config, "vocab_size", 0) or getattr(config.get_text_config(), "vocab_size", 0))
     device = next(model.parameters()).device
     ids = (torch.arange(1, n_tokens + 1, device=device) * 7919 % max(vocab, 2))[None]
-    handle = last_layer.register_forward_hook(hook)
-    try:
-        own = model(input_ids=ids).logits.float()  # [1, T, V]
-    finally:
-        handle.remove()
+    with forward.hooks(forward.on_output(last_layer, hook)):
+        own = model(input_ids=ids).logits  # [1, T, V]
     ours = lens(captured[-1])  # [1, T, V]
-    gap = (torch.log_softmax(ours, -1) - torch.log_softmax(own, -1)).abs().max()
+    gap = (forward.log_probs(ours) - forward.log_probs(own)).abs().max()
     return float(gap)
 
 

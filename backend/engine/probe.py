@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from backend.engine.architecture import Architecture, locate
+from backend.engine import forward
+from backend.engine.architecture import Architecture, locate, sliding_window_of
 from backend.errors import InputError, OutOfMemoryError
 
 Progress = Callable[[int, int], None]  # (done, total) cut points
@@ -74,10 +75,11 @@ class ProbeResult:
 
 
 class _Capture:
-    """Forward hooks that gather residual-stream and MLP activations at chosen positions.
+    """Residual-stream and MLP activations gathered at chosen positions by forward hooks.
 
-    Positions index the query tokens of the current forward (batch row 0). Hooks do nothing
-    while positions are unset (e.g. during the trajectory prefill).
+    ``specs()`` are the hooks to attach (``with forward.hooks(cap.specs()):``). Positions index
+    the query tokens of the current forward (batch row 0). Hooks do nothing while positions are
+    unset (e.g. during the trajectory prefill).
     """
 
     def __init__(self, arch: Architecture, proxy_layers: list[int], want_final: bool):
@@ -85,7 +87,6 @@ class _Capture:
         self.final_pos: torch.Tensor | None = None  # answer-predicting positions of all cuts
         self.lens_pos: torch.Tensor | None = None  # answer-predicting positions of boundary cuts
         self.probe_pos: torch.Tensor | None = None  # probe position of boundary cuts
-        self.handles: list = []
         self.reset()
 
     def reset(self) -> None:
@@ -95,21 +96,14 @@ class _Capture:
         self.z: dict[int, torch.Tensor] = {}
         self.pre: dict[int, list[torch.Tensor]] = {i: [] for i in self.proxy_layers}
 
-    def __enter__(self) -> _Capture:
+    def specs(self) -> list[forward.Hook]:
         last = self.arch.n_layers - 1
-        for i, layer in enumerate(self.arch.layers):
-            self.handles.append(layer.register_forward_hook(self._layer_hook(i, i == last)))
+        out = [forward.on_output(layer, self._layer_hook(i, i == last)) for i, layer in enumerate(self.arch.layers)]
         for i in self.proxy_layers:
             projections = self.arch.mlp_input_projections(i)
-            self.handles.append(projections[0].register_forward_pre_hook(self._z_hook(i)))
-            for proj in projections:
-                self.handles.append(proj.register_forward_hook(self._pre_hook(i)))
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for h in self.handles:
-            h.remove()
-        self.handles.clear()
+            out.append(forward.on_input(projections[0], self._z_hook(i)))
+            out += [forward.on_output(proj, self._pre_hook(i)) for proj in projections]
+        return out
 
     def set_positions(self, final_pos, lens_pos, probe_pos) -> None:
         self.final_pos, self.lens_pos, self.probe_pos = final_pos, lens_pos, probe_pos
@@ -141,10 +135,10 @@ class _Capture:
 
 
 def _readout(logits: torch.Tensor, answer: torch.Tensor):
-    """logits ``[N, m_a, V]`` float32, answer ``[m_a]`` -> (token NLL [N, m_a], p_first, rank, entropy)."""
-    logp = torch.log_softmax(logits.float(), dim=-1)
-    token_nll = -logp.gather(-1, answer.view(1, -1, 1).expand(logp.shape[0], -1, 1)).squeeze(-1)
-    first = logp[:, 0]  # [N, V]
+    """logits ``[N, m_a, V]`` (the model's own, through the lens), answer ``[m_a]`` ->
+    (token NLL [N, m_a], p_first, rank, entropy), all float32 (``backend.engine.forward``)."""
+    token_nll = forward.answer_token_nll(logits, answer)
+    first = forward.log_probs(logits[:, 0])  # [N, V]
     target = first[:, answer[0]]
     rank = (first > target[:, None]).sum(-1) + 1
     entropy = -(first.exp() * first).sum(-1)
@@ -288,18 +282,6 @@ def _validate(req: ProbeRequest, arch: Architecture) -> None:
             raise ValueError(f"layer {i} has no recognised MLP input projection for the proxy space")
 
 
-def sliding_window_of(config) -> int | None:
-    """The attention window of a config whose layers (some or all) use sliding-window attention."""
-    cfg = config.get_text_config() if hasattr(config, "get_text_config") else config
-    window = getattr(cfg, "sliding_window", None)
-    if not isinstance(window, int) or window <= 0 or getattr(cfg, "use_sliding_window", True) is False:
-        return None
-    layer_types = getattr(cfg, "layer_types", None)
-    if layer_types and not any("sliding" in str(t) for t in layer_types):
-        return None
-    return window
-
-
 def _check_attention_window(model: torch.nn.Module, req: ProbeRequest) -> None:
     """The engine's 4-D mask gives full causal attention; a sliding window shorter than the
     sequence would be ignored (wrong losses), so that case is refused by name."""
@@ -313,42 +295,31 @@ def _check_attention_window(model: torch.nn.Module, req: ProbeRequest) -> None:
         )
 
 
-def _is_oom(exc: BaseException) -> bool:
-    return isinstance(exc, (torch.cuda.OutOfMemoryError, MemoryError)) or "out of memory" in str(exc).lower()
-
-
 class _ContextWindow:
     """Shows the cached trajectory to one chunk only up to the keys it needs.
 
     Probes of a chunk with largest cut c_max attend to at most P + c_max cached keys, so the
     cache layers are set to views of the first P + c_max positions before each forward (no
-    copy) and restored to the full prefill afterwards. Falls back to cropping for cache
-    classes without per-layer ``keys``/``values``.
+    copy, ``forward.PrefixCache``) and restored to the full prefill afterwards. Falls back to
+    cropping for cache classes without per-layer ``keys``/``values``.
     """
 
     def __init__(self, cache, n_ctx: int):
         self.cache, self.n_ctx = cache, n_ctx
-        layers = getattr(cache, "layers", None) or []
-        self.full = (
-            [(layer.keys, layer.values) for layer in layers]
-            if all(hasattr(layer, "keys") and hasattr(layer, "values") for layer in layers) and layers
-            else None
-        )
+        self.view = forward.PrefixCache(cache) if forward.has_layer_views(cache) else None
 
     def limit_to(self, length: int) -> int:
         """Expose the first ``length`` cached positions; returns how many keys are visible."""
-        if self.full is None:
+        if self.view is None:
             self.restore()
             return self.n_ctx
-        for layer, (keys, values) in zip(self.cache.layers, self.full):
-            layer.keys, layer.values = keys[..., :length, :], values[..., :length, :]
+        self.view.limit_to(length)
         return length
 
     def restore(self) -> None:
         """Back to exactly the prefill (drops whatever a forward appended)."""
-        if self.full is not None:
-            for layer, (keys, values) in zip(self.cache.layers, self.full):
-                layer.keys, layer.values = keys, values
+        if self.view is not None:
+            self.view.restore()
             return
         for layer in getattr(self.cache, "layers", []):
             current = layer.get_seq_length()
@@ -405,7 +376,8 @@ def analyze(
     key_index = torch.arange(n_ctx, device=device)
     answer_offsets = torch.arange(m_t - 1, m - 1, device=device)  # positions predicting answer tokens
     t0 = time.perf_counter()
-    with _Capture(arch, req.proxy_layers, want_final=True) as cap:
+    cap = _Capture(arch, req.proxy_layers, want_final=True)
+    with forward.hooks(cap.specs()):
         start = 0
         while start < len(cuts):
             chunk = torch.from_numpy(cuts[start : start + per_chunk]).to(device)
@@ -434,7 +406,7 @@ def analyze(
                 )
             except (RuntimeError, MemoryError) as exc:
                 window.restore()
-                if not _is_oom(exc):
+                if not forward.is_out_of_memory(exc):
                     raise
                 if per_chunk == 1:
                     raise OutOfMemoryError(
@@ -469,7 +441,8 @@ def analyze_naive(model: torch.nn.Module, req: ProbeRequest, *, progress: Progre
     answer = torch.tensor(req.answer_ids, device=device)
     acc = _Accumulator(arch, req, answer, READOUT_BYTES)
     t0 = time.perf_counter()
-    with _Capture(arch, req.proxy_layers, want_final=False) as cap:
+    cap = _Capture(arch, req.proxy_layers, want_final=False)
+    with forward.hooks(cap.specs()):
         for i, c in enumerate(cuts):
             ids = torch.tensor([req.prompt_ids + req.trajectory_ids[:c] + req.probe_ids], device=device)
             answer_pos = torch.arange(P + c + m_t - 1, P + c + m - 1, device=device)

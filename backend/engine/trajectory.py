@@ -116,17 +116,24 @@ def encode_with_offsets(tokenizer, text: str) -> tuple[list[int], list[tuple[int
         return ids, offsets
 
 
-def generate(loaded, question: str, settings: GenerationSettings) -> str:
-    """Sample (or greedily decode) a response to ``question``; returns the decoded text."""
+def generate(loaded, prompt: str, settings: GenerationSettings, prefix: str = "") -> str:
+    """Sample (or greedily decode) what follows ``prompt + prefix``; returns the decoded new text.
+
+    ``prompt``: the chat-formatted prompt (``build_prompt``; a run's stored ``prompt``); ``prefix``:
+    the start of the response to continue (a branch's trajectory before step k), tokenized as the
+    run pipeline tokenizes a trajectory. Sampling uses exactly ``settings.temperature`` and
+    ``settings.top_p`` (no hidden top-k), seeded with ``settings.seed``. The text stops before the
+    first EOS / pad token.
+    """
     tok, model = loaded.tokenizer, loaded.model
-    prompt = build_prompt(tok, question, think=False)
-    ids = torch.tensor([encode(tok, prompt)], device=loaded.device)
+    prefix_ids = encode_with_offsets(tok, prefix)[0] if prefix else []
+    ids = torch.tensor([encode(tok, prompt) + prefix_ids], device=loaded.device)
     kwargs = dict(max_new_tokens=settings.max_new_tokens, pad_token_id=tok.pad_token_id)
     if settings.greedy:
         kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
     else:
         torch.manual_seed(settings.seed)
-        kwargs.update(do_sample=True, temperature=settings.temperature, top_p=settings.top_p)
+        kwargs.update(do_sample=True, temperature=settings.temperature, top_p=settings.top_p, top_k=None)
     with torch.inference_mode():
         out = model.generate(ids, attention_mask=torch.ones_like(ids), **kwargs)
     text = tok.decode(out[0, ids.shape[1] :], skip_special_tokens=False)

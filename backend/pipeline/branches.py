@@ -18,10 +18,9 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict
 
-import torch
-
-from backend.engine.models import LoadedModel, load_model
-from backend.engine.trajectory import GenerationSettings, encode, encode_with_offsets
+from backend.engine import provider
+from backend.engine.models import LoadedModel
+from backend.engine.trajectory import GenerationSettings, generate
 from backend.errors import InputError, RamlError
 from backend.pipeline.run import RunOutcome, RunRequest, estimate_probe_tokens, run_question
 from backend.store.runs import RunData, RunStore
@@ -67,29 +66,8 @@ def prefix_text(run: RunData, step: int) -> str:
 
 
 def _model_for(run: RunData, loaded: LoadedModel | None) -> LoadedModel:
-    loaded = loaded or load_model(run.model_name)
-    if loaded.fingerprint != run.model_fingerprint:
-        raise InputError(f"run {run.key} was analysed with {run.model_name}, not {loaded.name}")
-    return loaded
-
-
-def continue_from(loaded: LoadedModel, prompt: str, prefix: str, settings: GenerationSettings) -> str:
-    """Sample (or greedily decode) the rest of a trajectory after ``prompt + prefix``."""
-    tok, model = loaded.tokenizer, loaded.model
-    prefix_ids = encode_with_offsets(tok, prefix)[0] if prefix else []
-    ids = torch.tensor([encode(tok, prompt) + prefix_ids], device=loaded.device)
-    kwargs = dict(max_new_tokens=settings.max_new_tokens, pad_token_id=tok.pad_token_id)
-    if settings.greedy:
-        kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-    else:
-        torch.manual_seed(settings.seed)
-        kwargs.update(do_sample=True, temperature=settings.temperature, top_p=settings.top_p, top_k=None)
-    with torch.inference_mode():
-        out = model.generate(ids, attention_mask=torch.ones_like(ids), **kwargs)
-    text = tok.decode(out[0, ids.shape[1] :], skip_special_tokens=False)
-    for special in {tok.eos_token, tok.pad_token} - {None}:
-        text = text.split(special)[0]
-    return text
+    """The run's own model (``backend.engine.provider``); other weights are refused in one line."""
+    return provider.provide_for_run(run.model_name, run.model_fingerprint, run.key, loaded=loaded)
 
 
 def _branch_request(run: RunData, trajectory: str, branch: dict) -> RunRequest:
@@ -152,7 +130,7 @@ def resample(
     for i in range(samples):
         sample = GenerationSettings(settings.max_new_tokens, settings.temperature, settings.top_p, settings.seed + i)
         report("generate", i, samples)
-        continuation = continue_from(loaded, run.prompt, prefix, sample)
+        continuation = generate(loaded, run.prompt, sample, prefix=prefix)
         branch = {"parent": key, "branch_at": step, "kind": "resample", "generation": asdict(sample)}
         outcomes.append(run_question(_branch_request(run, prefix + continuation, branch), store, loaded=loaded))
         report("generate", i + 1, samples)
@@ -183,7 +161,7 @@ def edit(
     branch: dict = {"parent": key, "branch_at": step, "kind": "edit", "text": text, "regenerate": regenerate}
     if regenerate:
         report("generate", 0, 1)
-        rest = continue_from(loaded, run.prompt, prefix, settings)
+        rest = generate(loaded, run.prompt, settings, prefix=prefix)
         branch["generation"] = asdict(settings)
         report("generate", 1, 1)
     else:

@@ -17,9 +17,9 @@ import pandas as pd
 
 from backend.analysis.answers.extract import extract_final_answer
 from backend.analysis.answers.grading import grade_answer
-from backend.engine import limits, probe
+from backend.engine import limits, probe, provider
 from backend.engine.architecture import default_proxy_layers, locate
-from backend.engine.models import DEFAULT_MODEL, LoadedModel, load_model, load_tokenizer, read_shape, resolve
+from backend.engine.models import DEFAULT_MODEL, LoadedModel, load_tokenizer, read_shape, resolve
 from backend.engine.openai_generator import GENERATORS, check_base_url, generate_openai
 from backend.engine.specs import parse_cuts, parse_segmentation
 from backend.engine.trajectory import (
@@ -167,6 +167,7 @@ def run_question(
     t_start = time.perf_counter()
     req.validate()
     report = progress or (lambda stage, done, total: None)
+    loaded = loaded or provider.registered(req.model)  # an in-memory model wins (backend.engine.provider)
     fingerprint = loaded.fingerprint if loaded else resolve(req.model).fingerprint()
 
     req_key = request_key(req, fingerprint)
@@ -176,8 +177,8 @@ def run_question(
 
     check_before_load(req, loaded)
     report("load", 0, 1)
-    loaded = loaded or load_model(
-        req.model, trust_remote_code=req.trust_remote_code, device=req.device, dtype=req.dtype
+    loaded = provider.provide(
+        req.model, loaded=loaded, trust_remote_code=req.trust_remote_code, device=req.device, dtype=req.dtype
     )
     report("load", 1, 1)
     tok = loaded.tokenizer
@@ -191,7 +192,7 @@ def run_question(
         generator_meta = {"kind": "openai", "base_url": req.base_url, "model": req.generator_model}
     elif req.trajectory is None:
         report("generate", 0, req.generation.max_new_tokens)
-        response = generate(loaded, req.question, req.generation)
+        response = generate(loaded, build_prompt(tok, req.question, think=False), req.generation)
         report("generate", req.generation.max_new_tokens, req.generation.max_new_tokens)
         source = "generated"
     else:

@@ -51,6 +51,7 @@ def main() -> None:
 
     from backend.analysis.landscapes import surfaces as landscape
     from backend.analysis.spaces import proxy
+    from backend.engine import forward
     from backend.engine.models import load_model
     from backend.pipeline.run import RunRequest, run_question
     from backend.store.runs import RunStore
@@ -67,12 +68,12 @@ def main() -> None:
 
     os.environ.setdefault("TQDM_DISABLE", "1")
     ids, m_a = landscape.question_ids(run, loaded.tokenizer)
-    landscape.direct_loss(loaded.model, ids, m_a)  # warm-up
-    forward_s, _ = median_time(lambda: landscape.direct_loss(loaded.model, ids, m_a), 5)
+    forward.teacher_forced_loss(loaded.model, ids, m_a)  # warm-up
+    forward_s, _ = median_time(lambda: forward.teacher_forced_loss(loaded.model, ids, m_a), 5)
     t0, c0 = time.perf_counter(), time.process_time()
     surface = landscape.loss_surface(run, layer, loaded=loaded, grid=args.grid, batch=args.batch)
     surface_s, surface_cpu_s = time.perf_counter() - t0, time.process_time() - c0
-    forward_after_s, _ = median_time(lambda: landscape.direct_loss(loaded.model, ids, m_a), 5)
+    forward_after_s, _ = median_time(lambda: forward.teacher_forced_loss(loaded.model, ids, m_a), 5)
     t0 = time.perf_counter()
     landscape.loss_surface(run, layer, loaded=loaded, grid=args.grid, batch=args.batch)
     surface_reopen_s = time.perf_counter() - t0

@@ -285,11 +285,12 @@ def test_samples_spread_and_mean_update(claims_store, report, tiny_llama):
         np.testing.assert_allclose(paths[-1][-1], u[-1], atol=1e-6)
     mean = samples.mean_path(paths)
     np.testing.assert_allclose(mean, np.mean(paths, axis=0))
-    from backend.analysis.landscapes.surfaces import direct_loss, question_ids
+    from backend.analysis.landscapes.surfaces import question_ids
+    from backend.engine.forward import teacher_forced_loss
 
     losses = samples.mean_update_losses(runs[0], tiny_llama, layer, mean[[0, -1]])
     ids, m_a = question_ids(runs[0], tiny_llama.tokenizer)
-    assert losses[0] == pytest.approx(direct_loss(tiny_llama.model, ids, m_a), abs=1e-4)  # zero update = L_q(θ)
+    assert losses[0] == pytest.approx(teacher_forced_loss(tiny_llama.model, ids, m_a), abs=1e-4)  # zero update = L_q(θ)
     assert np.isfinite(losses[1])
 
 

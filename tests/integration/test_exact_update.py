@@ -12,7 +12,7 @@ from conftest import SAMPLE_QUESTION, SAMPLE_TRAJECTORY
 
 from backend.analysis.exact import geometry as geo
 from backend.analysis.exact import update as ex
-from backend.engine import probe
+from backend.engine import forward, probe
 from backend.engine.trajectory import encode
 
 TEMPLATE = "\n\n**Final Answer**\n\\boxed{"
@@ -67,7 +67,7 @@ def test_edited_copy_reproduces_engine_loss_at_every_boundary(tiny_exact):
     np.testing.assert_allclose(update.target_loss, engine.answer_nll, atol=1e-4)
     for k in range(update.K):
         edited = _edited_copy(loaded.model, update, k)
-        loss = ex.plain_loss(edited, prompt + template + answer, len(answer))
+        loss = forward.teacher_forced_loss(edited, prompt + template + answer, len(answer))
         assert abs(loss - engine.answer_nll[k]) <= 1e-4, (k, loss, engine.answer_nll[k])
     assert update.target_loss[0] != pytest.approx(update.target_loss[-1], abs=1e-3)  # something to reproduce
 
@@ -166,7 +166,10 @@ def test_other_architectures_are_exact(smol_tokenizer, kind):
     prompt, traj, template, answer = _inputs(smol_tokenizer, repeat=1)
     traj = traj[:60]
     update = ex.compute(model, prompt, traj, template + answer, len(answer), [0, 20, 40, 60])
-    naive = [ex.plain_loss(model, prompt + traj[:c] + template + answer, len(answer)) for c in update.boundary_cuts]
+    naive = [
+        forward.teacher_forced_loss(model, prompt + traj[:c] + template + answer, len(answer))
+        for c in update.boundary_cuts
+    ]
     np.testing.assert_allclose(update.target_loss, naive, atol=1e-5)
     edited = ex.edited_losses(model, update, prompt, template + answer)
     np.testing.assert_allclose(edited, naive, atol=1e-4)
@@ -203,7 +206,7 @@ def test_smollm2_run_exact_within_1e3_nats(smol_exact_run, smollm2):
 
     inputs = run_inputs(run, smollm2.tokenizer)
     edited = _edited_copy(smollm2.model, result.update, k)
-    loss = ex.plain_loss(edited, inputs["prompt_ids"] + inputs["probe_ids"], result.update.m_a)
+    loss = forward.teacher_forced_loss(edited, inputs["prompt_ids"] + inputs["probe_ids"], result.update.m_a)
     assert abs(loss - expected[k]) <= 1e-3
     assert result.update.rank.max() <= result.update.m
     meta = result.meta
@@ -258,5 +261,5 @@ def test_plane_edit_from_factors_matches_explicit_edits(tiny_exact):
     mixed.left = np.concatenate([update.left[j] * combo[j] for j in range(update.K)], axis=2)[None]  # [1, L, d, K·m]
     mixed.right = np.concatenate(list(update.right), axis=1)[None]  # [1, L, K·m, H]
     with ex.edited_weights(loaded.model, mixed, 0):
-        dense = ex.plain_loss(loaded.model, ids, update.m_a)
+        dense = forward.teacher_forced_loss(loaded.model, ids, update.m_a)
     assert el.plane_losses(loaded.model, update, ids, combo[None])[0] == pytest.approx(dense, abs=1e-4)

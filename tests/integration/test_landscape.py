@@ -12,6 +12,7 @@ from conftest import SAMPLE_QUESTION, SAMPLE_TRAJECTORY
 
 from backend.analysis.landscapes import surfaces as landscape
 from backend.analysis.spaces import proxy
+from backend.engine import forward
 from backend.engine.architecture import locate
 from backend.errors import InputError
 
@@ -38,7 +39,7 @@ def test_surface_origin_is_the_unedited_loss(tiny, tiny_llama):
     layer = run.meta["proxy_layers"][1]
     s = landscape.loss_surface(run, layer, loaded=tiny_llama, grid=5, store=store)
     ids, m_a = landscape.question_ids(run, tiny_llama.tokenizer)
-    direct = landscape.direct_loss(tiny_llama.model, ids, m_a)
+    direct = forward.teacher_forced_loss(tiny_llama.model, ids, m_a)
     assert s.loss.shape == (5, 5) and len(s.alphas) == len(s.betas) == 5
     np.testing.assert_allclose(s.path_coords[0], [0, 0], atol=1e-7)  # boundary 0 = no trajectory = θ
     assert s.path_loss_plane[0] == pytest.approx(direct, abs=1e-4)
@@ -57,13 +58,13 @@ def test_surface_at_step_coordinates_equals_directly_edited_model(tiny, tiny_lla
     ids, m_a = landscape.question_ids(run, tiny_llama.tokenizer)
     for c in (len(u) - 1, len(u) // 2):
         projected = s.path_coords[c] @ s.directions.astype(np.float64)  # proj of ΔW_c onto the plane
-        on_plane = landscape.direct_loss(_edited_copy(tiny_llama.model, layer, projected, z_hat), ids, m_a)
-        full = landscape.direct_loss(_edited_copy(tiny_llama.model, layer, u[c], z_hat), ids, m_a)
+        on_plane = forward.teacher_forced_loss(_edited_copy(tiny_llama.model, layer, projected, z_hat), ids, m_a)
+        full = forward.teacher_forced_loss(_edited_copy(tiny_llama.model, layer, u[c], z_hat), ids, m_a)
         assert s.path_loss_plane[c] == pytest.approx(on_plane, abs=1e-4)
         assert s.path_loss_full[c] == pytest.approx(full, abs=1e-4)
     # the grid itself: a corner point against an explicit edit
     corner = s.alphas[0] * s.directions[0].astype(np.float64) + s.betas[-1] * s.directions[1].astype(np.float64)
-    direct = landscape.direct_loss(_edited_copy(tiny_llama.model, layer, corner, z_hat), ids, m_a)
+    direct = forward.teacher_forced_loss(_edited_copy(tiny_llama.model, layer, corner, z_hat), ids, m_a)
     assert s.loss[-1, 0] == pytest.approx(direct, abs=1e-4)
     # the path lies inside the grid (1.5x its extent)
     assert s.alphas[0] <= s.path_coords[:, 0].min() and s.path_coords[:, 0].max() <= s.alphas[-1]
@@ -80,11 +81,11 @@ def test_layer_edit_engine_matches_explicit_edits_for_large_edits(tiny, tiny_lla
     U = rng.normal(scale=3.0, size=(3, u.shape[1]))
     evaluator = landscape.LayerEditEvaluator(tiny_llama, ids, m_a, layer, z_hat)
     got = evaluator.losses(U)
-    direct = [landscape.direct_loss(_edited_copy(tiny_llama.model, layer, row, z_hat), ids, m_a) for row in U]
+    direct = [forward.teacher_forced_loss(_edited_copy(tiny_llama.model, layer, row, z_hat), ids, m_a) for row in U]
     np.testing.assert_allclose(got, direct, atol=1e-4)
     assert np.abs(np.array(direct) - evaluator.base_loss).min() > 1e-2
     # the shared model is untouched and the engine's hooks are gone
-    assert landscape.direct_loss(tiny_llama.model, ids, m_a) == pytest.approx(evaluator.base_loss, abs=1e-6)
+    assert forward.teacher_forced_loss(tiny_llama.model, ids, m_a) == pytest.approx(evaluator.base_loss, abs=1e-6)
     assert all(not p._forward_hooks for p in locate(tiny_llama.model).mlp_input_projections(layer))
 
 
@@ -137,7 +138,7 @@ def test_random_landscape_matches_explicit_perturbation(tiny, tiny_llama):
     r = landscape.random_landscape(run, loaded=tiny_llama, grid=3, span=0.5, seed=7, store=store)
     assert r.loss.shape == (3, 3)
     ids, m_a = landscape.question_ids(run, tiny_llama.tokenizer)
-    direct = landscape.direct_loss(tiny_llama.model, ids, m_a)
+    direct = forward.teacher_forced_loss(tiny_llama.model, ids, m_a)
     assert r.loss[1, 1] == pytest.approx(direct, abs=1e-5) and r.base_loss == pytest.approx(direct, abs=1e-5)
     # corner (α, β) = (0.5, −0.5) against weights perturbed by hand
     d1, d2 = landscape.random_directions(tiny_llama.model, seed=7)
@@ -146,7 +147,7 @@ def test_random_landscape_matches_explicit_perturbation(tiny, tiny_llama):
         for name, p in edited.named_parameters():
             if name in d1:
                 p += 0.5 * d1[name] - 0.5 * d2[name]
-    assert r.loss[0, 2] == pytest.approx(landscape.direct_loss(edited, ids, m_a), abs=1e-4)
+    assert r.loss[0, 2] == pytest.approx(forward.teacher_forced_loss(edited, ids, m_a), abs=1e-4)
     assert abs(r.loss[0, 2] - direct) > 1e-2  # the perturbation really moves the loss
     embed = tiny_llama.model.get_input_embeddings().weight.numel()
     assert r.n_params == sum(p.numel() for p in tiny_llama.model.parameters()) - embed  # tied LM head
@@ -184,7 +185,7 @@ def test_surface_on_smollm2_matches_an_explicit_edit(tmp_path, smollm2):
         with torch.no_grad():
             for p, part in zip(projections, torch.split(delta, [p.out_features for p in projections])):
                 p.weight += part.float()
-        direct = landscape.direct_loss(smollm2.model, ids, m_a)
+        direct = forward.teacher_forced_loss(smollm2.model, ids, m_a)
     finally:
         with torch.no_grad():
             for p, w in zip(projections, saved):

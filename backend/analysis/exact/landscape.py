@@ -21,6 +21,7 @@ from backend.analysis.exact import geometry as geo
 from backend.analysis.exact import update as ex
 from backend.analysis.exact.run import ExactRun, run_inputs
 from backend.analysis.landscapes.surfaces import _check_grid, grid_axes
+from backend.engine import forward
 from backend.store import derived, schema
 from backend.store.runs import RunData
 
@@ -76,7 +77,8 @@ def plane(gram: np.ndarray) -> dict[str, np.ndarray]:
 
 
 class _PlaneEdit:
-    """Hooks adding Σ_k coef[g, k] U_k (R_k v) to every W_o output, per batch row g."""
+    """Hooks adding Σ_k coef[g, k] U_k (R_k v) to every W_o output, per batch row g
+    (attach with ``forward.hooks(edit.specs())``)."""
 
     def __init__(self, model, update: ex.ExactUpdate):
         self.projections = ex.output_projections(model)
@@ -85,13 +87,8 @@ class _PlaneEdit:
         self.R = [torch.from_numpy(update.right[:, i]).to(dtype) for i in range(update.n_layers)]  # [K, m, H]
         self.coef: torch.Tensor | None = None  # [G, K]
 
-    def __enter__(self):
-        self.handles = [p.register_forward_hook(self._hook(i)) for i, p in enumerate(self.projections)]
-        return self
-
-    def __exit__(self, *exc):
-        for h in self.handles:
-            h.remove()
+    def specs(self) -> list[forward.Hook]:
+        return [forward.on_output(p, self._hook(i)) for i, p in enumerate(self.projections)]
 
     def _hook(self, i: int):
         def hook(_module, inputs, output):
@@ -107,14 +104,12 @@ def plane_losses(model, update: ex.ExactUpdate, ids: list[int], coef: np.ndarray
     """L(θ + Σ_k coef[g, k] ΔW_k) ``[G]`` for coefficient rows ``coef`` ``[G, K]``."""
     x = torch.tensor([ids])
     out = []
-    with _PlaneEdit(model, update) as edit:
+    edit = _PlaneEdit(model, update)
+    with forward.hooks(edit.specs()):
         for start in range(0, len(coef), batch):
             c = torch.from_numpy(np.asarray(coef[start : start + batch])).to(edit.U[0].dtype)
             edit.coef = c
-            logits = model(input_ids=x.expand(len(c), -1), logits_to_keep=update.m_a + 1).logits[:, :-1]
-            logp = torch.log_softmax(logits.double(), -1)
-            target = x[0, -update.m_a :].view(1, -1, 1).expand(len(c), -1, 1)
-            out.append(-logp.gather(-1, target).squeeze(-1).mean(-1).numpy())
+            out.append(forward.teacher_forced_nll(model, x.expand(len(c), -1), update.m_a).double().numpy())
     return np.concatenate(out)
 
 

@@ -14,6 +14,7 @@ import numpy as np
 from backend.analysis.exact import geometry as geo
 from backend.analysis.exact import update as ex
 from backend.analysis.exact.data import ExactRun, cache_path, load, save, show_fields  # noqa: F401
+from backend.engine import forward, provider
 from backend.store.runs import RunData
 
 TOP_K_LAYERS = (1, 2, 4, 8)  # truncations of the exact update reported as fidelity
@@ -58,7 +59,7 @@ def fidelity(run: RunData, loaded, inputs: dict, update: ex.ExactUpdate, layer_g
     for k in [k for k in TOP_K_LAYERS if k < update.n_layers]:
         layers = geo.top_layers(layer_grams, k)
         with ex.edited_weights(loaded.model, update, update.K - 1, layers):
-            loss = ex.plain_loss(loaded.model, ids, update.m_a)
+            loss = forward.teacher_forced_loss(loaded.model, ids, update.m_a)
         truncated[str(k)] = {"layers": layers, "loss": loss, "fraction": frac(loss)}
     out["exact_top_k"] = truncated
     out["exact"] = {"loss": float(edited_loss[-1]), "fraction": frac(float(edited_loss[-1]))}
@@ -67,12 +68,10 @@ def fidelity(run: RunData, loaded, inputs: dict, update: ex.ExactUpdate, layer_g
 
 def ensure(run: RunData, loaded=None, store=None, progress=None) -> ExactRun:
     """The run's exact update: cached, or computed now (needs the run's model) and cached."""
-    from backend.analysis.landscapes.surfaces import _resolve_model
-
     hit = load(run, store)
     if hit is not None:
         return hit
-    loaded = _resolve_model(run, loaded)
+    loaded = provider.provide_for_run(run.model_name, run.model_fingerprint, run.key, loaded=loaded)
     inputs = run_inputs(run, loaded.tokenizer)
     update = ex.compute(
         loaded.model,

@@ -31,7 +31,8 @@ import torch
 from torch import nn
 
 from backend.analysis.exact.data import EXACT_VERSION, ExactUpdate  # noqa: F401
-from backend.engine.architecture import Architecture, locate
+from backend.engine import forward
+from backend.engine.architecture import Architecture, locate, sliding_window_of
 from backend.errors import InputError
 
 MAX_CONDITION = 1e8  # cond([V_0, V_P]) above this: the constraints are numerically dependent
@@ -48,23 +49,20 @@ def output_projections(model: nn.Module, arch: Architecture | None = None) -> li
 
     Refused: absolute position embeddings (the trajectory then shifts the probe tokens'
     input, not only what attention reads) and output projections that are not ``nn.Linear``.
+    The modules are found by ``backend.engine.architecture``.
     """
     arch = arch or locate(model)
-    base = arch.base
-    for name in ("wpe", "embed_positions", "position_embeddings"):
-        if isinstance(getattr(base, name, None), nn.Module):
-            raise ExactUpdateError(
-                f"{type(model).__name__} adds absolute position embeddings ({name}): the trajectory shifts the "
-                "probe's input embeddings, so no attention-output edit reproduces it; exact update unsupported"
-            )
+    name = arch.absolute_position_embedding()
+    if name is not None:
+        raise ExactUpdateError(
+            f"{type(model).__name__} adds absolute position embeddings ({name}): the trajectory shifts the "
+            "probe's input embeddings, so no attention-output edit reproduces it; exact update unsupported"
+        )
     found = []
-    for i, layer in enumerate(arch.layers):
-        attn = next((getattr(layer, n) for n in ("self_attn", "attention", "attn") if hasattr(layer, n)), None)
-        proj = None
-        if attn is not None:
-            proj = next((getattr(attn, n) for n in ("o_proj", "dense", "out_proj") if hasattr(attn, n)), None)
+    for i in range(arch.n_layers):
+        proj = arch.attention_output_projection(i)
         if not isinstance(proj, nn.Linear):
-            what = "no attention module" if attn is None else f"output projection {type(proj).__name__}"
+            what = "no attention module" if arch.attention_of(i) is None else f"output projection {type(proj).__name__}"
             raise ExactUpdateError(
                 f"layer {i} of {type(model).__name__}: {what} (need an nn.Linear o_proj/dense/out_proj)"
             )
@@ -72,42 +70,18 @@ def output_projections(model: nn.Module, arch: Architecture | None = None) -> li
     return found
 
 
-def _answer_nll(logits: torch.Tensor, answer: torch.Tensor) -> float:
-    """logits ``[m_a, V]`` predicting ``answer`` ``[m_a]`` -> mean NLL."""
-    logp = torch.log_softmax(logits.double(), -1)
-    return float(-logp.gather(-1, answer[:, None]).mean())
-
-
-@contextmanager
-def _cache_prefix(cache, length: int):
-    """Show a forward only the first ``length`` cached positions (views, no copy); restore after."""
-    full = [(layer.keys, layer.values) for layer in cache.layers]
-    for layer, (keys, values) in zip(cache.layers, full):
-        layer.keys, layer.values = keys[..., :length, :], values[..., :length, :]
-    try:
-        yield cache
-    finally:
-        for layer, (keys, values) in zip(cache.layers, full):
-            layer.keys, layer.values = keys, values
-
-
 class _Hooks:
-    """Pre-hooks on every W_o: record its input at the probe tokens; optionally edit its output."""
+    """What the hooks on every W_o see and do: record its input at the probe tokens; while
+    ``solve`` is set, add the edit's output at the probe tokens. Attach with
+    ``forward.hooks(h.specs())``."""
 
     def __init__(self, projections: list[nn.Linear], m: int = 0):
         self.projections, self.m = projections, m
         self.inputs: list[torch.Tensor | None] = [None] * len(projections)
         self.solve: Callable[[int, torch.Tensor], torch.Tensor | None] | None = None
-        self.handles: list = []
 
-    def __enter__(self) -> _Hooks:
-        for i, proj in enumerate(self.projections):
-            self.handles.append(proj.register_forward_hook(self._hook(i)))
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for h in self.handles:
-            h.remove()
+    def specs(self) -> list[forward.Hook]:
+        return [forward.on_output(proj, self._hook(i)) for i, proj in enumerate(self.projections)]
 
     def _hook(self, index: int):
         def hook(_module, inputs, output):
@@ -129,13 +103,6 @@ def _prompt_basis(v_prompt: torch.Tensor) -> torch.Tensor:
     """Orthonormal basis ``[H, P]`` of span(V_P), V_P given as rows ``[P, H]``."""
     q, _ = torch.linalg.qr(v_prompt.T)
     return q
-
-
-def _sliding_window(model: nn.Module) -> bool:
-    """True when some layer attends through a sliding window (its KV cache is then not a plain prefix)."""
-    cfg = model.config
-    window = getattr(cfg, "sliding_window", None)
-    return bool(window) and getattr(cfg, "use_sliding_window", True) is not False
 
 
 @torch.inference_mode()
@@ -172,7 +139,8 @@ def compute(
     timings: dict[str, float] = {}
 
     t0 = time.perf_counter()
-    with _Hooks(projections) as hooks:
+    hooks = _Hooks(projections)
+    with forward.hooks(hooks.specs()):
         prefill = arch.base(input_ids=torch.tensor([prompt_ids + trajectory_ids], device=device), use_cache=True)
         cache = prefill.past_key_values
         prompt_v = [v[:P].to(solve_dtype) for v in hooks.inputs if v is not None]  # L × [P, H]
@@ -189,11 +157,13 @@ def compute(
     construction = np.zeros(K)
     t_ctx = t_solve = t_free = 0.0
 
-    def logits_of(out) -> torch.Tensor:
-        return arch.lm_head(out.last_hidden_state[0, -m_a - 1 : -1]).float()
+    def readout(out) -> float:
+        """L of the answer from the stack's output (final norm applied) through the lens."""
+        return float(forward.lens_answer_nll(arch.lens, out.last_hidden_state[:, -m_a - 1 : -1], answer, normed=True))
 
-    sliding = _sliding_window(model)
-    with _Hooks(projections, m) as hooks:
+    sliding = sliding_window_of(model.config) is not None
+    hooks = _Hooks(projections, m)
+    with forward.hooks(hooks.specs()):
         for k, c in enumerate(cuts):
             t0 = time.perf_counter()
             if sliding:  # cached prefixes are not exact under sliding-window caches: plain forwards
@@ -201,9 +171,9 @@ def compute(
                 out = arch.base(input_ids=ids, use_cache=False)
             else:
                 positions = torch.arange(P + c, P + c + m, device=device)[None]
-                with _cache_prefix(cache, P + int(c)) as prefix:
+                with forward.cache_prefix(cache, P + int(c)) as prefix:
                     out = arch.base(input_ids=probe, position_ids=positions, past_key_values=prefix, use_cache=True)
-            target[k] = _answer_nll(logits_of(out), answer)
+            target[k] = readout(out)
             v_ctx = [v[-m:].to(solve_dtype) for v in hooks.inputs if v is not None]  # L × [m, H]
             t_ctx += time.perf_counter() - t0
 
@@ -239,12 +209,12 @@ def compute(
                 if sliding:
                     out = arch.base(input_ids=torch.tensor([prompt_ids + probe_ids], device=device), use_cache=False)
                 else:
-                    with _cache_prefix(cache, P) as prefix:
+                    with forward.cache_prefix(cache, P) as prefix:
                         positions = torch.arange(P, P + m, device=device)[None]
                         out = arch.base(input_ids=probe, position_ids=positions, past_key_values=prefix, use_cache=True)
             finally:
                 hooks.solve = None
-            construction[k] = _answer_nll(logits_of(out), answer)
+            construction[k] = readout(out)
             t_free += time.perf_counter() - t0 - solve_s
             t_solve += solve_s
             if progress:
@@ -281,15 +251,6 @@ def edited_weights(model: nn.Module, update: ExactUpdate, k: int, layers: list[i
                 projections[i].weight.copy_(w)
 
 
-@torch.inference_mode()
-def plain_loss(model: nn.Module, ids: list[int], m_a: int) -> float:
-    """Answer NLL of one plain forward of ``ids`` = prompt + probe ``[P + m]`` (no trajectory)."""
-    device = next(model.parameters()).device
-    x = torch.tensor([ids], device=device)
-    logits = model(input_ids=x, logits_to_keep=m_a + 1).logits[0, :-1]
-    return _answer_nll(logits, x[0, -m_a:])
-
-
 def edited_losses(
     model: nn.Module,
     update: ExactUpdate,
@@ -303,5 +264,5 @@ def edited_losses(
     for k in range(update.K):
         layers = layers_per_boundary[k] if layers_per_boundary is not None else None
         with edited_weights(model, update, k, layers):
-            out[k] = plain_loss(model, list(prompt_ids) + list(probe_ids), update.m_a)
+            out[k] = forward.teacher_forced_loss(model, list(prompt_ids) + list(probe_ids), update.m_a)
     return out

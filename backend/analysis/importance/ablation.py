@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from backend.engine import forward
 from backend.engine.architecture import locate
 from backend.engine.probe import ProbeRequest
 from backend.errors import OutOfMemoryError
@@ -91,25 +92,6 @@ def _segments(req: ProbeRequest, every_boundary: bool) -> list[_Segment]:
     return segments
 
 
-class PrefixCache:
-    """The prefill's KV cache shown to one forward as views of its first ``length`` keys."""
-
-    def __init__(self, cache):
-        self.cache = cache
-        layers = getattr(cache, "layers", None) or []
-        if not layers or not all(hasattr(layer, "keys") and hasattr(layer, "values") for layer in layers):
-            raise TypeError(f"{type(cache).__name__} has no per-layer keys/values to share")
-        self.full = [(layer.keys, layer.values) for layer in layers]
-
-    def limit_to(self, length: int) -> None:
-        for layer, (keys, values) in zip(self.cache.layers, self.full):
-            layer.keys, layer.values = keys[..., :length, :], values[..., :length, :]
-
-    def restore(self) -> None:
-        for layer, (keys, values) in zip(self.cache.layers, self.full):
-            layer.keys, layer.values = keys, values
-
-
 def _pack(segments: list[_Segment], probe: list[int], m_t: int, device) -> dict:
     """Query ids, positions, boolean mask ``[Q, visible + Q]`` and answer-predicting rows of a chunk."""
     m = len(probe)
@@ -145,22 +127,12 @@ def _pack(segments: list[_Segment], probe: list[int], m_t: int, device) -> dict:
     }
 
 
-def _answer_nll(logits: torch.Tensor, answer: torch.Tensor) -> torch.Tensor:
-    """logits ``[N, m_a, V]`` -> mean answer NLL ``[N]`` (float32)."""
-    logp = torch.log_softmax(logits.float(), dim=-1)
-    return -logp.gather(-1, answer.view(1, -1, 1).expand(logp.shape[0], -1, 1)).squeeze(-1).mean(-1)
-
-
 def default_ablation_chunk_tokens(device: torch.device) -> int:
     """Query tokens per packed forward: fixed on CPU, from free memory on CUDA."""
     if device.type != "cuda":
         return 512
     free, _total = torch.cuda.mem_get_info(device)
     return int(max(1024, min(16384, free // (8 << 20))))
-
-
-def _is_oom(exc: BaseException) -> bool:
-    return isinstance(exc, (torch.cuda.OutOfMemoryError, MemoryError)) or "out of memory" in str(exc).lower()
 
 
 @torch.inference_mode()
@@ -188,7 +160,7 @@ def ablate(
 
     t0 = time.perf_counter()
     context = torch.tensor([req.prompt_ids + list(req.trajectory_ids)], device=device)
-    prefix = PrefixCache(arch.base(input_ids=context, use_cache=True).past_key_values)
+    prefix = forward.PrefixCache(arch.base(input_ids=context, use_cache=True).past_key_values)
     timings["prefill_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -218,7 +190,7 @@ def ablate(
             ).logits[0]
         except (RuntimeError, MemoryError) as exc:
             prefix.restore()
-            if not _is_oom(exc):
+            if not forward.is_out_of_memory(exc):
                 raise
             if budget <= m:
                 raise OutOfMemoryError(
@@ -230,7 +202,7 @@ def ablate(
                 torch.cuda.empty_cache()
             continue
         prefix.restore()
-        nll = _answer_nll(logits.view(rows.shape[0], rows.shape[1], -1), answer).cpu().numpy()
+        nll = forward.answer_nll(logits.view(rows.shape[0], rows.shape[1], -1), answer).cpu().numpy()
         for value, (seg_i, b) in zip(nll, packed["owners"]):
             row = chunk[seg_i].row
             if row < 0:
@@ -251,15 +223,11 @@ def ablate_naive(model: torch.nn.Module, req: ProbeRequest, *, every_boundary: b
     """Reference: rebuild ``prompt + t[:s_k] + t[e_k:c] + template + answer`` and score it from scratch."""
     bounds = np.array(sorted(set(int(c) for c in req.boundary_cuts)), dtype=np.int64)
     steps = step_spans(req)
-    device = next(model.parameters()).device
-    m_t, m = len(req.template_ids), len(req.probe_ids)
-    answer = torch.tensor(req.answer_ids, device=device)
+    m_a = len(req.answer_ids)
     traj, K = list(req.trajectory_ids), len(bounds)
 
     def score(tokens: list[int]) -> float:
-        ids = torch.tensor([req.prompt_ids + tokens + req.probe_ids], device=device)
-        logits = model(input_ids=ids, logits_to_keep=m).logits[0, m_t - 1 : m - 1]
-        return float(_answer_nll(logits[None], answer)[0])
+        return forward.teacher_forced_loss(model, req.prompt_ids + tokens + req.probe_ids, m_a)
 
     t0 = time.perf_counter()
     targets = list(range(K)) if every_boundary else [K - 1]

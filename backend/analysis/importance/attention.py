@@ -20,7 +20,8 @@ import numpy as np
 import torch
 from scipy import stats
 
-from backend.analysis.importance.ablation import PrefixCache, step_spans
+from backend.analysis.importance.ablation import step_spans
+from backend.engine import forward
 from backend.engine.architecture import locate
 from backend.engine.probe import ProbeRequest
 
@@ -67,33 +68,17 @@ def eager_attention(model: torch.nn.Module):
             model.set_attn_implementation(previous)
 
 
-def _attention_modules(model: torch.nn.Module) -> list[torch.nn.Module]:
-    modules = []
-    for layer in locate(model).layers:
-        attn = getattr(layer, "self_attn", None) or getattr(layer, "attention", None) or getattr(layer, "attn", None)
-        if attn is None:
-            raise TypeError(f"cannot find the attention module of {type(layer).__name__}")
-        modules.append(attn)
-    return modules
-
-
 class _WeightCapture:
-    """Forward hooks keeping each layer's attention weights at chosen query rows: ``[H, R, keys]``."""
+    """Each layer's attention weights at chosen query rows ``[H, R, keys]``, kept by forward hooks on
+    the attention modules (attach with ``forward.hooks(cap.specs())``)."""
 
     def __init__(self, model: torch.nn.Module):
-        self.modules = _attention_modules(model)
+        self.modules = locate(model).attention_modules()
         self.rows: torch.Tensor | None = None
         self.weights: list[torch.Tensor | None] = [None] * len(self.modules)
-        self.handles: list = []
 
-    def __enter__(self) -> _WeightCapture:
-        for i, module in enumerate(self.modules):
-            self.handles.append(module.register_forward_hook(self._hook(i)))
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for h in self.handles:
-            h.remove()
+    def specs(self) -> list[forward.Hook]:
+        return [forward.on_output(module, self._hook(i)) for i, module in enumerate(self.modules)]
 
     def _hook(self, index: int):
         def hook(_module, _inputs, output):
@@ -133,9 +118,10 @@ def probe_attention(
     P, m_t, probe = len(req.prompt_ids), len(req.template_ids), req.probe_ids
     m = len(probe)
     context = torch.tensor([req.prompt_ids + list(req.trajectory_ids)], device=device)
-    prefix = PrefixCache(arch.base(input_ids=context, use_cache=True).past_key_values)
+    prefix = forward.PrefixCache(arch.base(input_ids=context, use_cache=True).past_key_values)
     out = []
-    with eager_attention(model), _WeightCapture(model) as cap:
+    cap = _WeightCapture(model)
+    with eager_attention(model), forward.hooks(cap.specs()):
         for start in range(0, len(cuts), chunk_probes):
             chunk = cuts[start : start + chunk_probes]
             b, visible = len(chunk), P + max(chunk)
@@ -179,7 +165,8 @@ def probe_attention_naive(
     device = next(model.parameters()).device
     P, m_t, m = len(req.prompt_ids), len(req.template_ids), len(req.probe_ids)
     out = []
-    with eager_attention(model), _WeightCapture(model) as cap:
+    cap = _WeightCapture(model)
+    with eager_attention(model), forward.hooks(cap.specs()):
         for c in cuts:
             ids = req.prompt_ids + list(req.trajectory_ids[:c]) + req.probe_ids
             cap.rows = torch.arange(P + c + m_t - 1, P + c + m - 1, device=device)

@@ -15,6 +15,7 @@ import numpy as np
 
 from backend.analysis.importance.ablation import ablate
 from backend.analysis.importance.attention import probe_attention
+from backend.engine import provider
 from backend.engine.probe import ProbeRequest
 from backend.engine.trajectory import encode, encode_with_offsets
 from backend.errors import InputError
@@ -65,7 +66,7 @@ def _floats(values) -> list:
 
 def compute_run_importance(
     run: RunData,
-    loaded,
+    loaded=None,
     *,
     store=None,
     attention: bool = False,
@@ -75,8 +76,7 @@ def compute_run_importance(
     """Ablation importance (and, with ``attention``, the probe's attention per step) of a run,
     saved as derived data (a failed write is a logged warning) and returned as a JSON-ready dict."""
     report = progress or (lambda stage, done, total: None)
-    if loaded.fingerprint != run.model_fingerprint:
-        raise InputError(f"run {run.key} was analysed with {run.model_name}, not {loaded.name}; load that model")
+    loaded = provider.provide_for_run(run.model_name, run.model_fingerprint, run.key, loaded=loaded)
     req = probe_request_for_run(run, loaded.tokenizer)
     S = len(req.boundary_cuts) - 1
     t0 = time.perf_counter()

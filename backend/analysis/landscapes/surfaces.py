@@ -27,7 +27,8 @@ import numpy as np
 import torch
 
 from backend.analysis.spaces.proxy import ProxyError, project, proxy_factors
-from backend.engine.architecture import locate
+from backend.engine import forward, provider
+from backend.engine.architecture import embedding_weights, locate
 from backend.engine.models import LoadedModel
 from backend.store import derived, schema
 from backend.store.runs import RunData
@@ -58,39 +59,6 @@ def question_ids(run: RunData, tokenizer) -> tuple[list[int], int]:
     return prompt_ids + template_ids + answer_ids, len(answer_ids)
 
 
-def answer_nll(logits: torch.Tensor, ids: torch.Tensor, m_a: int) -> torch.Tensor:
-    """Mean answer NLL per row: logits ``[G, T, V]`` (or ``[G, m_a, V]`` already sliced to the
-    answer-predicting positions), ids ``[T]`` -> ``[G]`` float32."""
-    if logits.shape[1] != m_a:
-        logits = logits[:, -m_a - 1 : -1]
-    logp = torch.log_softmax(logits.float(), -1)
-    target = ids[-m_a:].view(1, m_a, 1).expand(logp.shape[0], m_a, 1)
-    return -logp.gather(-1, target).squeeze(-1).mean(-1)
-
-
-@torch.inference_mode()
-def direct_loss(model: torch.nn.Module, ids: list[int], m_a: int) -> float:
-    """L_q by one plain forward of ``ids`` ``[T]`` (reference for tests)."""
-    device = next(model.parameters()).device
-    x = torch.tensor([ids], device=device)
-    logits = model(input_ids=x, logits_to_keep=m_a + 1).logits[:, :-1]
-    return float(answer_nll(logits, x[0], m_a)[0])
-
-
-def _resolve_model(run: RunData, loaded: LoadedModel | None) -> LoadedModel:
-    """The run's model: ``loaded`` if given, else loaded by name; its weights must be the run's."""
-    if loaded is None:
-        from backend.engine.models import load_model
-
-        loaded = load_model(run.model_name)
-    if run.model_fingerprint and loaded.fingerprint != run.model_fingerprint:
-        raise ProxyError(
-            f"run {run.key} was analysed with {run.model_name} ({run.model_fingerprint}), "
-            f"not with {loaded.name} ({loaded.fingerprint})"
-        )
-    return loaded
-
-
 # ---------------------------------------------------------------------------- layer-edit engine
 class LayerEditEvaluator:
     """L_q(θ + u ẑ_0ᵀ) at layer ``layer`` for many u at once, with no trajectory in context.
@@ -113,6 +81,7 @@ class LayerEditEvaluator:
         param = next(self.model.parameters())
         self.device, self.dtype = param.device, param.dtype
         self.ids = torch.tensor(ids, device=self.device)
+        self.answer = self.ids[-m_a:]  # [m_a]
         self.sizes = [p.out_features for p in self.projections]
         self.z_hat = torch.as_tensor(z_hat, device=self.device, dtype=self.dtype)  # [d]
         self._u: list[torch.Tensor] | None = None  # per projection [G, f_k] while evaluating
@@ -131,17 +100,11 @@ class LayerEditEvaluator:
 
             return hook
 
-        handles = [
-            self.arch.layers[j].register_forward_pre_hook(pre_hook(j), with_kwargs=True)
-            for j in range(self.layer, self.arch.n_layers)
-        ]
-        try:
+        layers = range(self.layer, self.arch.n_layers)
+        with forward.hooks(forward.on_input(self.arch.layers[j], pre_hook(j), with_kwargs=True) for j in layers):
             out = self.arch.base(input_ids=self.ids[None], use_cache=False)
-        finally:
-            for h in handles:
-                h.remove()
         final = out.last_hidden_state[:, -self.m_a - 1 : -1]  # the base stack already applied the final norm
-        self.base_loss = float(answer_nll(self.arch.lens.head(final), self.ids, self.m_a)[0])
+        self.base_loss = float(forward.lens_answer_nll(self.arch.lens, final, self.answer, normed=True)[0])
         args, kwargs = calls[self.layer]
         self.h_in = args[0] if args else kwargs.pop("hidden_states")  # [1, T, d]
         self.layer_kwargs = {}
@@ -166,20 +129,19 @@ class LayerEditEvaluator:
         if U_t.ndim != 2 or U_t.shape[1] != sum(self.sizes):
             raise ProxyError(f"edit vectors must be [G, {sum(self.sizes)}], got {tuple(U_t.shape)}")
         G = U_t.shape[0]
-        handles = [p.register_forward_hook(self._edit_hook(k)) for k, p in enumerate(self.projections)]
+        edits = [forward.on_output(p, self._edit_hook(k)) for k, p in enumerate(self.projections)]
         self._u, self._owner = list(torch.split(U_t, self.sizes, dim=1)), threading.get_ident()
         try:
-            h = self.h_in.expand(G, -1, -1).contiguous()
-            for j in range(self.layer, self.arch.n_layers):
-                extra_args, kw = self.layer_kwargs[j]
-                h = self.arch.layers[j](h, *extra_args, **kw)
-                h = h[0] if isinstance(h, tuple) else h
+            with forward.hooks(edits):
+                h = self.h_in.expand(G, -1, -1).contiguous()
+                for j in range(self.layer, self.arch.n_layers):
+                    extra_args, kw = self.layer_kwargs[j]
+                    h = self.arch.layers[j](h, *extra_args, **kw)
+                    h = h[0] if isinstance(h, tuple) else h
         finally:
             self._u, self._owner = None, None
-            for hd in handles:
-                hd.remove()
-        logits = self.arch.unembed(h[:, -self.m_a - 1 : -1])
-        return answer_nll(logits, self.ids, self.m_a).double().cpu().numpy()
+        nll = forward.lens_answer_nll(self.arch.lens, h[:, -self.m_a - 1 : -1], self.answer)  # [G]
+        return nll.double().cpu().numpy()
 
     def batched(self, U: np.ndarray, batch: int, progress: Callable[[int], None]) -> np.ndarray:
         out = []
@@ -311,7 +273,7 @@ def loss_surface(
     grid_alpha, grid_beta = np.meshgrid(alphas, betas)  # [Nβ, Nα] each
     plane_pts = np.stack([grid_alpha.ravel(), grid_beta.ravel()], 1)  # [G, 2]
 
-    loaded = _resolve_model(run, loaded)
+    loaded = provider.provide_for_run(run.model_name, run.model_fingerprint, run.key, loaded=loaded)
     ids, m_a = question_ids(run, loaded.tokenizer)
     evaluator = LayerEditEvaluator(loaded, ids, m_a, layer, z_hat)
     batch = batch or default_batch(len(ids), loaded.device)
@@ -386,11 +348,7 @@ def landscape_cache_key(run: RunData, grid: int, span: float, seed: int) -> str:
 
 def perturbed_parameters(model: torch.nn.Module) -> list[tuple[str, torch.nn.Parameter]]:
     """Named parameters the landscape perturbs: all but input embeddings and the LM head."""
-    excluded = set()
-    for getter in ("get_input_embeddings", "get_output_embeddings"):
-        module = getattr(model, getter, lambda: None)()
-        if module is not None and getattr(module, "weight", None) is not None:
-            excluded.add(id(module.weight))
+    excluded = {id(w) for w in embedding_weights(model)}
     seen, out = set(), []
     for name, p in model.named_parameters():
         if id(p) in excluded or id(p) in seen:
@@ -454,7 +412,7 @@ def random_landscape(
     if hit is not None:
         return hit
     t0 = time.perf_counter()
-    loaded = _resolve_model(run, loaded)
+    loaded = provider.provide_for_run(run.model_name, run.model_fingerprint, run.key, loaded=loaded)
     ids, m_a = question_ids(run, loaded.tokenizer)
     work = copy.deepcopy(loaded.model).eval()
     base = dict(perturbed_parameters(loaded.model))  # θ, read only
@@ -463,7 +421,7 @@ def random_landscape(
     alphas = np.linspace(-span, span, grid)
     betas = np.linspace(-span, span, grid)
     loss = np.zeros((grid, grid))
-    base_loss = direct_loss(loaded.model, ids, m_a)
+    base_loss = forward.teacher_forced_loss(loaded.model, ids, m_a)
     total, done = grid * grid, 0
     bar = _tqdm(total, "random landscape")
     try:
@@ -474,7 +432,7 @@ def random_landscape(
                         p.copy_(base[name]).add_(d2[name], alpha=float(beta)).add_(d1[name], alpha=float(alpha))
                     else:  # along a row only α moves: one pass over the weights
                         p.add_(d1[name], alpha=float(alpha - alphas[i - 1]))
-                loss[j, i] = direct_loss(work, ids, m_a)
+                loss[j, i] = forward.teacher_forced_loss(work, ids, m_a)
                 done += 1
                 bar.update(1)
                 if progress:
