@@ -32,7 +32,7 @@ CUTS = {
     "steps": "step boundaries only",
 }
 CPU_TOKENS_PER_S = 400  # SmolLM2-135M forward throughput on this 2-core CPU (docs/architecture.md §4)
-# backend.engine.models.DEFAULT_MODEL (tests/test_app_no_compute.py checks they agree): importing
+# backend.engine.models.DEFAULT_MODEL (tests/unit/test_app_no_compute.py checks they agree): importing
 # that module would import torch into the page
 DEFAULT_MODEL = "smollm2-135m"
 WARN_ABOVE_S = 60.0  # backend.jobs.estimates.WARN_ABOVE_S: say so when a job should take over a minute

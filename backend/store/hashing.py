@@ -1,6 +1,6 @@
 """The one content-hash recipe (docs/architecture.md §5): run keys, request keys and every
 derived-data key (projections, surfaces, landscapes, dataset statistics) hash a canonical JSON
-encoding of their inputs. Run keys are pinned (``tests/test_run_key_pinned.py``): the encoding
+encoding of their inputs. Run keys are pinned (``tests/unit/test_run_keys_pinned.py``): the encoding
 below must never change.
 """
 

@@ -2,7 +2,7 @@
 field and tensor name of a cached run, and the one function that names stored tensors.
 
 Nothing outside ``backend.store`` spells these strings: writers build a run through the
-constants here, readers go through ``RunData``'s typed accessors. ``tests/test_schema_names.py``
+constants here, readers go through ``RunData``'s typed accessors. ``tests/unit/test_schema_names.py``
 pins every name: changing one orphans existing caches, so it must be deliberate (raise
 ``SCHEMA_VERSION`` and say why).
 """
