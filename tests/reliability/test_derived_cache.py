@@ -410,3 +410,24 @@ def test_derived_file_names_are_spelled_only_in_the_schema():
         for m in literal.finditer(text)
     ]
     assert offenders == []
+
+
+def test_a_job_whose_cache_write_fails_finishes_and_says_why(cache, wide_tiny, monkeypatch):
+    """The queue's failure policy: a landscape job on a full disk is finished (the result was
+    computed), and the job's messages carry the one-line "not cached" warning."""
+    from backend.engine import provider
+    from backend.jobs import open_queue, run_here, submit
+
+    store, run = cache
+    provider.register(wide_tiny)
+    try:
+        job_id = submit(store, "landscape", {"key": run.key, "grid": 3, "seed": 2})
+        with monkeypatch.context() as patch:
+            _inject("disk-full", store, run, patch)
+            job = run_here(store, job_id)
+    finally:
+        provider.unregister(wide_tiny.name)
+    assert job.state == "finished", job.error
+    assert [m for m in job.messages if m.startswith(derived.NOT_CACHED) and "disk full" in m], job.messages
+    final = open_queue(store).get(job_id)
+    assert final is not None and final.messages == job.messages
