@@ -57,6 +57,6 @@ def _landscape_line(job, args) -> str:
 
     loss = np.asarray(job.value.loss)
     return (
-        f"exact-plane landscape {args.grid}x{args.grid} (span {args.span:g}): "
+        f"landscape on the exact plane, {args.grid}x{args.grid} (span {args.span:g}): "
         f"loss {np.nanmin(loss):.4g} .. {np.nanmax(loss):.4g} nats"
     )

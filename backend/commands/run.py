@@ -26,6 +26,7 @@ def cmd_run(args) -> int:
     if args.trajectory_file:  # refused by its size before it is read
         trajectory = read_trajectory_file(args.trajectory_file, args.max_trajectory_mb)
     req = request_from(args, args.question, args.answer, trajectory)
+    req.validate()  # the limits' messages name the command's flags (--temperature ...), before the job's
     bars = Bars(not args.quiet)
     try:
         job = run_job(args, "run", request_params(req, force=args.force), progress=bars)

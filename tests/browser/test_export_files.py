@@ -16,7 +16,7 @@ import pytest
 
 from backend.errors import InputError
 from backend.plots import exports
-from tests.app_server import CHROMIUM, ROOT, launch_chromium
+from tests.app_server import CHROMIUM, ROOT
 
 needs_chromium = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is missing")
 
@@ -139,10 +139,9 @@ def test_cli_png_and_svg_figures_are_real_images(tiny_run, tmp_path, monkeypatch
 
 
 @needs_chromium
-def test_cdn_html_references_plotlyjs_and_draws_when_it_loads(tiny_run, tmp_path):
+def test_cdn_html_references_plotlyjs_and_draws_when_it_loads(tiny_run, tmp_path, browser):
     """The CDN page is small and names the exact plotly.js version; served that file (the machine
     has no internet, so the request is answered with the bundled plotly.js) it draws all charts."""
-    from playwright.sync_api import sync_playwright
     from plotly.offline import get_plotlyjs, get_plotlyjs_version
 
     store, key = tiny_run
@@ -164,16 +163,16 @@ def test_cdn_html_references_plotlyjs_and_draws_when_it_loads(tiny_run, tmp_path
         else:
             route.abort()
 
-    with sync_playwright() as pw:
-        browser = launch_chromium(pw)
-        context = browser.new_context(viewport={"width": 1280, "height": 800})
+    context = browser.new_context(viewport={"width": 1280, "height": 800})  # the session's Chromium
+    try:
         context.route("**/*", serve)
         page = context.new_page()
         errors: list[str] = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))
         page.goto(out.as_uri())
         page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length === 3", timeout=180_000)
-        browser.close()
+    finally:
+        context.close()
     assert not errors, errors
     assert url in fetched
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.app_server import CHROMIUM, ROOT, launch_chromium
+from tests.app_server import CHROMIUM, ROOT
 
 
 @pytest.fixture(scope="module")
@@ -59,15 +59,12 @@ def test_cli_export_writes_the_file(tiny_run, tmp_path):
 
 
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is missing (apt install chromium)")
-def test_export_opens_offline_and_slider_moves_the_cursor(exported):
-    from playwright.sync_api import sync_playwright
-
+def test_export_opens_offline_and_slider_moves_the_cursor(exported, browser):
     path, run = exported
     n_steps, n_tokens = len(run.steps), run.meta["summary"]["n_tokens"]
     requests: list[str] = []
-    with sync_playwright() as pw:
-        browser = launch_chromium(pw)
-        context = browser.new_context(offline=True, viewport={"width": 1280, "height": 800})
+    context = browser.new_context(offline=True, viewport={"width": 1280, "height": 800})  # the session's Chromium
+    try:
         context.route(
             "**/*",
             lambda route: (
@@ -103,6 +100,7 @@ def test_export_opens_offline_and_slider_moves_the_cursor(exported):
         page.keyboard.press("ArrowRight")
         assert page.locator("#raml-step-label").inner_text() == f"Step 4 / {n_steps}"
         page.screenshot(path=str(Path(__file__).resolve().parents[1] / "artifacts" / "export_step4.png"))
-        browser.close()
+    finally:
+        context.close()
     assert not errors, errors
     assert all(u.startswith("file:") for u in requests), requests  # nothing fetched from the network

@@ -344,7 +344,7 @@ def test_dataset_page_renders_every_claim_view(monkeypatch, claims_store):
 
     store, keys = claims_store
     monkeypatch.setenv("RAML_CACHE_DIR", str(store.root))
-    at = AppTest.from_file("../app/views/dataset.py", default_timeout=120)
+    at = AppTest.from_file("../../app/views/dataset.py", default_timeout=120)
     at.query_params["model"] = "all models"
     at = at.run()
     assert not at.exception and not at.error

@@ -162,14 +162,22 @@ def test_remote_code_in_the_tokenizer_config_is_refused_too(tmp_path, smol_token
 
 
 def test_cache_holds_only_json_parquet_and_safetensors(tiny_run):
-    """No pickle anywhere in a run: its own files, plus numpy archives of derived views
-    (projections, surfaces) that are loaded with ``allow_pickle=False``."""
+    """No pickle anywhere in a run: its own files, numpy archives of derived views (projections,
+    surfaces; loaded with ``allow_pickle=False``), JSON, and exported figures (PNG/SVG) in exports/."""
+    from backend.store.schema import EXPORTS_DIR
+
     store, key = tiny_run
     names = sorted(p.name for p in store.path(key).iterdir() if p.name != "derived")
     assert names == ["lens.parquet", "meta.json", "steps.parquet", "tensors.safetensors", "tokens.parquet"]
     derived = store.path(key) / "derived"
     if derived.exists():
-        assert all(p.suffix in (".npz", ".json") for p in derived.iterdir())
+        for p in derived.rglob("*"):
+            if p.is_dir():
+                assert p.name == EXPORTS_DIR and p.parent == derived, p
+            elif p.parent.name == EXPORTS_DIR:
+                assert p.suffix in (".png", ".svg"), p
+            else:
+                assert p.suffix in (".npz", ".json"), p
 
 
 def test_security_md_states_the_threat_model():
