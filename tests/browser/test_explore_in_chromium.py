@@ -230,6 +230,26 @@ def _chart_point(page, chart: str, x: float, y: float) -> tuple[float, float]:
     )
 
 
+def _click_until_at(page, chart: str, x: float, y: float, step: int, deadline_s: float = 90.0) -> None:
+    """Click data point (x, y) of ``chart`` until the cursor is at ``step``. A click that lands while
+    plotly redraws the chart (the rerun that follows the URL mirror re-sends the figure) is dropped
+    by plotly, as it would be for a person, who clicks again: so poll — click, wait a little, click
+    again — with a deadline, instead of one click and one long wait that races the redraw."""
+    import time
+
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    end = time.monotonic() + deadline_s
+    while True:
+        page.mouse.click(*_chart_point(page, chart, x, y))
+        try:
+            page.wait_for_function(f"() => window.__ramlStepper.step === {step}", timeout=5_000)
+            return
+        except PlaywrightTimeout:
+            if time.monotonic() > end:
+                raise
+
+
 def test_clicks_on_path_loss_and_lens_jump(app_url, browser):
     url, key, run = app_url
     n_steps, n_tokens = len(run.steps), run.meta["summary"]["n_tokens"]
@@ -241,24 +261,19 @@ def test_clicks_on_path_loss_and_lens_jump(app_url, browser):
         return int(page.evaluate("() => window.__ramlStepper.step"))
 
     def click_path(b: int) -> None:
-        page.mouse.click(*_chart_point(page, "explore_path_chart", ring["x"][b], ring["y"][b]))
+        _click_until_at(page, "explore_path_chart", ring["x"][b], ring["y"][b], b)
 
     click_path(4)
-    page.wait_for_function("() => window.__ramlStepper.step === 4", timeout=30_000)
     page.keyboard.press("ArrowRight")
     assert at() == 5
     click_path(4)  # the same point again jumps again (a selection toggle would ignore it)
-    page.wait_for_function("() => window.__ramlStepper.step === 4", timeout=30_000)
     click_path(0)  # the start marker is a point like the others
-    page.wait_for_function("() => window.__ramlStepper.step === 0", timeout=30_000)
 
-    page.mouse.click(*_chart_point(page, "explore_lens_chart", 6, 1))
-    page.wait_for_function("() => window.__ramlStepper.step === 6", timeout=30_000)
+    _click_until_at(page, "explore_lens_chart", 6, 1, 6)
 
     cut = int(run.steps["end"].iloc[1])  # boundary 2 on the loss curve
     loss = float(run.tokens.set_index("cut")["loss"].loc[cut])
-    page.mouse.click(*_chart_point(page, "explore_loss_chart", cut / n_tokens, loss))
-    page.wait_for_function("() => window.__ramlStepper.step === 2", timeout=30_000)
+    _click_until_at(page, "explore_loss_chart", cut / n_tokens, loss, 2)
     assert page.locator("#raml-step-label").inner_text().strip() == f"Step 2 / {n_steps}"
     page.close()
 
