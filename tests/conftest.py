@@ -67,6 +67,26 @@ def smol_tokenizer(request):
     return request.getfixturevalue("smollm2").tokenizer
 
 
+def build_wide_tiny(tokenizer):
+    """A tiny Llama wide enough (H = 128) for the exact update's constraints (P + m ≤ H): the raw
+    model (float32, CPU, seed 3), for tests to wrap, register or save under a name of their own."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(3)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=128,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=2048,
+        tie_word_embeddings=True,
+    )
+    return LlamaForCausalLM(config).eval()
+
+
 def build_tiny(kind: str, tokenizer, seed: int = 0, n_layers: int = 4):
     """A tiny randomly initialised causal LM (float32, CPU) wrapped as a LoadedModel."""
     import torch

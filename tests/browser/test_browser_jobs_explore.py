@@ -8,9 +8,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import SAMPLE_QUESTION, SAMPLE_TRAJECTORY
+from conftest import SAMPLE_QUESTION, SAMPLE_TRAJECTORY, build_wide_tiny
 
-from tests.app_server import CHROMIUM, launch_chromium, streamlit_app
+from tests.app_server import CHROMIUM, streamlit_app
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 DEADLINE_MS = 300_000  # two jobs on a 2-core machine under load, plus a model load each
@@ -30,29 +30,14 @@ FINISHED_JS = """
 def wide_model_dir(tmp_path_factory, smol_tokenizer) -> str:
     """A tiny Llama wide enough (H = 128) for the exact update's probe, saved as a model folder
     (the app's server process loads it by path)."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(3)
-    config = LlamaConfig(
-        vocab_size=len(smol_tokenizer),
-        hidden_size=128,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=2048,
-        tie_word_embeddings=True,
-    )
+    model = build_wide_tiny(smol_tokenizer)
     path = tmp_path_factory.mktemp("wide_tiny_model")
-    LlamaForCausalLM(config).eval().save_pretrained(path, safe_serialization=True)
+    model.save_pretrained(path, safe_serialization=True)
     smol_tokenizer.save_pretrained(path)
     return str(path)
 
 
-def test_importance_and_exact_jobs_survive_navigation(tmp_path, wide_model_dir):
-    from playwright.sync_api import sync_playwright
-
+def test_importance_and_exact_jobs_survive_navigation(tmp_path, wide_model_dir, browser):
     from backend.pipeline.run import RunRequest, run_question
     from backend.store.runs import RunStore
 
@@ -61,8 +46,7 @@ def test_importance_and_exact_jobs_survive_navigation(tmp_path, wide_model_dir):
     key = run_question(req, store).key
     n_steps = len(store.open(key).steps)
     ARTIFACTS.mkdir(exist_ok=True)
-    with streamlit_app(store.root) as url, sync_playwright() as pw:
-        browser = launch_chromium(pw)
+    with streamlit_app(store.root) as url:  # the session's Chromium, a server of its own
         page = browser.new_page(viewport={"width": 1366, "height": 768})
         page.goto(f"{url}/?run={key}&step=3", wait_until="domcontentloaded")
         importance = page.locator(".st-key-importance_compute button").first
@@ -95,7 +79,7 @@ def test_importance_and_exact_jobs_survive_navigation(tmp_path, wide_model_dir):
         assert "Traceback" not in page.content()
         strip.scroll_into_view_if_needed()
         page.screenshot(path=str(ARTIFACTS / "explore_jobs_done_1366.png"))
-        browser.close()
+        page.close()
 
     from backend.jobs import open_queue
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.conftest import SAMPLE_QUESTION, SAMPLE_TRAJECTORY
+from tests.conftest import SAMPLE_QUESTION, SAMPLE_TRAJECTORY, build_wide_tiny
 from tests.integration.test_compare import _arr, _chart, _has_chart
 
 MAIN = str(Path(__file__).resolve().parents[2] / "app" / "main.py")
@@ -18,23 +18,10 @@ FIDELITY_CAPTION = "Exact update · "
 @pytest.fixture(scope="module")
 def wide_tiny(smol_tokenizer):
     """A tiny Llama wide enough (H = 128) for the chat prompt + probe constraints (P + m ≤ H)."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     from backend.engine.models import LoadedModel
 
-    torch.manual_seed(3)
-    config = LlamaConfig(
-        vocab_size=len(smol_tokenizer),
-        hidden_size=128,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=2048,
-        tie_word_embeddings=True,
-    )
-    return LoadedModel.from_objects("tiny-wide", LlamaForCausalLM(config).eval(), smol_tokenizer)
+    model = build_wide_tiny(smol_tokenizer)
+    return LoadedModel.from_objects("tiny-wide", model, smol_tokenizer)
 
 
 @pytest.fixture(scope="module")

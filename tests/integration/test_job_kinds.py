@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SAMPLE_QUESTION, SAMPLE_TRAJECTORY
+from conftest import SAMPLE_QUESTION, SAMPLE_TRAJECTORY, build_wide_tiny
 
 from backend.errors import InputError
 from backend.jobs import open_queue, request_params, run_here, submit
@@ -137,24 +137,11 @@ def test_surface_and_landscape_kinds_are_the_surface_functions(run_copy, provide
 @pytest.fixture(scope="module")
 def wide_tiny(smol_tokenizer):
     """A tiny Llama wide enough (H = 128) for the exact update's constraints (P + m ≤ H)."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     from backend.engine import provider
     from backend.engine.models import LoadedModel
 
-    torch.manual_seed(3)
-    config = LlamaConfig(
-        vocab_size=len(smol_tokenizer),
-        hidden_size=128,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=2048,
-        tie_word_embeddings=True,
-    )
-    loaded = LoadedModel.from_objects("tiny-wide-jobs", LlamaForCausalLM(config).eval(), smol_tokenizer)
+    model = build_wide_tiny(smol_tokenizer)
+    loaded = LoadedModel.from_objects("tiny-wide-jobs", model, smol_tokenizer)
     provider.register(loaded)
     yield loaded
     provider.unregister(loaded.name)

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import SAMPLE_QUESTION, SAMPLE_TRAJECTORY
+from conftest import SAMPLE_QUESTION, SAMPLE_TRAJECTORY, build_wide_tiny
 
 from backend.store import atomic, derived, hashing, schema
 from backend.store.runs import RunStore
@@ -34,23 +34,10 @@ FAULTS = ("read-only", "disk-full")  # EROFS from os.replace: test_save_derived_
 @pytest.fixture(scope="module")
 def wide_tiny(smol_tokenizer):
     """A tiny Llama wide enough (H = 128) for the exact update's constraints (P + m ≤ H)."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     from backend.engine.models import LoadedModel
 
-    torch.manual_seed(3)
-    config = LlamaConfig(
-        vocab_size=len(smol_tokenizer),
-        hidden_size=128,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=2048,
-        tie_word_embeddings=True,
-    )
-    return LoadedModel.from_objects("tiny-wide-derived", LlamaForCausalLM(config).eval(), smol_tokenizer)
+    model = build_wide_tiny(smol_tokenizer)
+    return LoadedModel.from_objects("tiny-wide-derived", model, smol_tokenizer)
 
 
 @pytest.fixture(scope="module")
