@@ -33,6 +33,7 @@ import errno
 import json
 import logging
 import os
+import re
 import shutil
 import sqlite3
 import sys
@@ -370,6 +371,39 @@ class RunData(MetaView):
         return self.tensor(schema.BOUNDARY_CUTS).astype(np.int64)
 
 
+FULL_BELOW_BYTES = 64 << 10  # a file system with less free space than this is full for SQLite
+
+
+def sqlite_reason(exc: BaseException, folder: Path) -> str:
+    """SQLite's error, naming a full disk as such: on a 100% full disk SQLite says only "disk
+    I/O error" (it cannot create its journal or shared-memory file)."""
+    text = str(exc)
+    if "disk I/O error" in text or "disk is full" in text or "unable to open database" in text:
+        try:
+            free = shutil.disk_usage(folder).free
+        except OSError:
+            return text
+        if free < FULL_BELOW_BYTES:
+            return f"disk full (no space left on device; SQLite said: {text})"
+    return text
+
+
+def save_tensors(save_file, tensors: dict, path: Path) -> None:
+    """``safetensors``' ``save_file``, its own ``SafetensorError`` (a full disk is "os error 28")
+    turned into the ``OSError`` it wraps, so the store's one failure path reports it."""
+    try:
+        save_file(tensors, str(path))
+    except OSError:
+        raise
+    except Exception as exc:
+        if type(exc).__name__ != "SafetensorError":
+            raise
+        text = str(exc)
+        code = re.search(r"os error (\d+)|code: (\d+)", text)
+        number = int(next(g for g in code.groups() if g)) if code else errno.EIO
+        raise OSError(number, os.strerror(number)) from None
+
+
 class RunStore:
     """The cache directory: write, open, list, delete runs; keeps the SQLite index in step.
 
@@ -410,14 +444,14 @@ class RunStore:
         try:
             con = sqlite3.connect(self.index_path, timeout=30)
         except sqlite3.Error as exc:
-            raise CacheError(f"cache index {self.index_path} is unusable: {exc}") from None
+            raise CacheError(f"cache index {self.index_path} is unusable: {sqlite_reason(exc, self.root)}") from None
         try:
             con.execute("PRAGMA busy_timeout=30000")
             con.execute(f"PRAGMA journal_mode={self.journal_mode}")
             yield con
             con.commit()
         except sqlite3.Error as exc:
-            raise CacheError(f"cache index {self.index_path}: {exc}") from None
+            raise CacheError(f"cache index {self.index_path}: {sqlite_reason(exc, self.root)}") from None
         finally:
             con.close()
 
@@ -719,7 +753,7 @@ class RunStore:
             tokens.to_parquet(tmp / schema.TOKENS_FILE, index=False)
             steps.to_parquet(tmp / schema.STEPS_FILE, index=False)
             lens.to_parquet(tmp / schema.LENS_FILE, index=False)
-            save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(tmp / schema.TENSORS_FILE))
+            save_tensors(save_file, {k: np.ascontiguousarray(v) for k, v in tensors.items()}, tmp / schema.TENSORS_FILE)
             for name in RUN_FILES:  # data reaches the disk before the rename publishes it
                 os.chmod(tmp / name, schema.FILE_MODE)
                 atomic.fsync_file(tmp / name)
