@@ -15,7 +15,7 @@ import time
 
 import streamlit as st
 
-from app import data
+from app import data, ui
 from backend.jobs import Job, JobQueue, ensure_worker, open_queue
 
 EXPLORE_PAGE = "views/explore.py"
@@ -112,7 +112,7 @@ def _panel() -> None:
         queue = get_queue()
         jobs = queue.list(limit=SHOWN_FINISHED)
     except Exception as exc:  # never take a page down for the panel
-        st.caption(f"Jobs unavailable: {exc}")
+        st.caption(f"Jobs unavailable: {ui.md(exc)}")
         return
     active = [j for j in jobs if j.state in ("queued", "running")]
     # a job that was active at the last poll and is over now: rerun the whole page once, so
@@ -133,14 +133,14 @@ def _panel() -> None:
 
 def _job_card(queue: JobQueue, job: Job) -> None:
     with st.container(border=True, key=f"job_{job.id}"):
-        title = job.title or job.kind
+        title = ui.md(job.title or job.kind)  # a user's question: shown as text, never as Markdown
         st.markdown(f"{STATE_ICON.get(job.state, '')} **#{job.id}** {title}")
         if job.state == "running":
             frac = job.done / job.total if job.total else 0.0
             st.progress(min(max(frac, 0.0), 1.0))
-        st.caption(job_line(job), help=None)
+        st.caption(ui.md(job_line(job)), help=None)
         for message in job.messages[:3]:
-            st.caption(f"⚠ {message}")
+            st.caption(f"⚠ {ui.md(message)}")
         if job.state in ("queued", "running") and not job.cancel_requested:
             if st.button("Cancel", key=f"job_cancel_{job.id}", width="stretch"):
                 queue.cancel(job.id)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app import data
+from app import data, ui
 
 POLL_S = 1.0
 ACTIVE = ("queued", "running")
@@ -38,7 +38,7 @@ def submit(kind: str, params: dict, *, title: str | None = None) -> int | None:
     try:
         job_id = jobs.submit(store, kind, params, title=title)
     except RamlError as exc:
-        st.error(f"Cannot start: {exc}")
+        st.error(f"Cannot start: {ui.md(exc)}")
         return None
     queue()  # make sure this server's worker runs it
     st.session_state[LAST_SUBMITTED] = job_id
