@@ -23,6 +23,7 @@ POLL_S = 1.5
 SHOWN_FINISHED = 5
 STATE_ICON = {
     "queued": ":material/schedule:",
+    "waiting": ":material/hourglass_top:",
     "running": ":material/autorenew:",
     "finished": ":material/check_circle:",
     "failed": ":material/error:",
@@ -76,6 +77,8 @@ def job_line(job: Job, now: float | None = None) -> str:
     now = now or time.time()
     if job.state == "queued":
         return f"queued · estimate {fmt_seconds(job.estimate_s)}"
+    if job.state == "waiting":  # claimed, but another job holds the device
+        return "waiting for the device (another job is using it)" + (" · stopping…" if job.cancel_requested else "")
     if job.state == "running":
         stage = STAGE_TEXT.get(job.stage or "start", job.stage)
         count = f" {job.done}/{job.total}" if job.total > 1 else ""
@@ -114,7 +117,7 @@ def _panel() -> None:
     except Exception as exc:  # never take a page down for the panel
         st.caption(f"Jobs unavailable: {ui.md(exc)}")
         return
-    active = [j for j in jobs if j.state in ("queued", "running")]
+    active = [j for j in jobs if j.state in ("queued", "waiting", "running")]
     # a job that was active at the last poll and is over now: rerun the whole page once, so
     # the page's own views (the Runs library, the last job's link) show its result
     was_active = st.session_state.get("jobs_panel_active", set())
@@ -141,7 +144,7 @@ def _job_card(queue: JobQueue, job: Job) -> None:
         st.caption(ui.md(job_line(job)), help=None)
         for message in job.messages[:3]:
             st.caption(f"⚠ {ui.md(message)}")
-        if job.state in ("queued", "running") and not job.cancel_requested:
+        if job.state in ("queued", "waiting", "running") and not job.cancel_requested:
             if st.button("Cancel", key=f"job_cancel_{job.id}", width="stretch"):
                 queue.cancel(job.id)
                 st.rerun()  # the whole page: it polls again only if a job is active

@@ -18,7 +18,7 @@ import streamlit as st
 from app import data, ui
 
 POLL_S = 1.0
-ACTIVE = ("queued", "running")
+ACTIVE = ("queued", "waiting", "running")
 LAST_SUBMITTED = "jobs_last_submitted"  # shared with app/jobs_panel.py
 
 

@@ -295,7 +295,7 @@ def _last_job() -> None:
     with st.container(border=True, key="runs_last_job"):
         st.markdown(f"**Job #{job.id}** · {ui.md(job.title)}")
         st.caption(ui.md(jobs_panel.job_line(job)))
-        if job.state in ("queued", "running"):
+        if job.state in ("queued", "waiting", "running"):
             st.caption("It runs in the server: open other pages meanwhile; the Jobs panel in the sidebar follows it.")
         for key in job.results[:1]:
             if st.button("Open the run in Explore", type="primary", key="runs_last_job_open"):

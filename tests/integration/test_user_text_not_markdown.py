@@ -47,16 +47,15 @@ def _unescaped(at: AppTest) -> list[tuple[str, str, str]]:
 
 
 def test_user_text_is_never_rendered_as_markdown_on_any_page(tmp_path, tiny_llama, monkeypatch):
+    from conftest import SAMPLE_TRAJECTORY
+
     from backend.jobs import submit
     from backend.jobs.queue import JobQueue
     from backend.pipeline.run import RunRequest, run_question
     from backend.store.runs import RunStore
-    from conftest import SAMPLE_TRAJECTORY
 
     store = RunStore(tmp_path / "cache")
-    req = RunRequest(
-        question=PAYLOAD, answer="6", trajectory=SAMPLE_TRAJECTORY, model=tiny_llama.name, label=PAYLOAD
-    )
+    req = RunRequest(question=PAYLOAD, answer="6", trajectory=SAMPLE_TRAJECTORY, model=tiny_llama.name, label=PAYLOAD)
     key = run_question(req, store, loaded=tiny_llama).key
     job_id = submit(store, "run", {"question": PAYLOAD, "model": "no-such-model-here"}, title=f"Run: {PAYLOAD}")
     JobQueue(store).cancel(job_id)  # listed in the jobs panel, never run by the page's worker
