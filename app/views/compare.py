@@ -221,10 +221,11 @@ def _render() -> None:
         k: figures_proxy.run_label(k, by_key.at[k, "label"], str(by_key.at[k, "model"]), by_key.at[k, "correct"])
         for k in group["keys"]
     }
+    healthy = [k for k in group["keys"] if by_key.at[k, "status"] == "ok"] if "status" in by_key else group["keys"]
     chosen = st.multiselect(
         "Runs",
         group["keys"],
-        default=group["keys"][:MAX_DEFAULT_RUNS],
+        default=healthy[:MAX_DEFAULT_RUNS],  # a damaged run is never preselected (it would fail the page)
         format_func=lambda k: labels_of[k],
         key=f"compare_runs_{group['qid']}",
     )

@@ -371,6 +371,33 @@ class RunData(MetaView):
         return self.tensor(schema.BOUNDARY_CUTS).astype(np.int64)
 
 
+def _truncated(path: Path) -> str:
+    """A cut-short run file, seen from its ends alone ('' when whole): a Parquet file ends in
+    ``PAR1``; a safetensors file is at least its header long. A few bytes read per file, so
+    ``ls`` never says "ok" for a run whose files were truncated (checksums: ``open``)."""
+    try:
+        with path.open("rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            if path.suffix == ".parquet":
+                if size < 12:
+                    return "is truncated"
+                head = fh.read(4)
+                fh.seek(size - 4)
+                return "" if head == b"PAR1" and fh.read(4) == b"PAR1" else "is truncated"
+            if path.suffix == ".safetensors":  # its header says where the last tensor ends
+                n = int.from_bytes(fh.read(8), "little")
+                if size < 8 or not 0 < n <= min(size - 8, 16 << 20):
+                    return "is truncated"
+                header = json.loads(fh.read(n))
+                end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+                return "" if 8 + n + end == size else "is truncated"
+    except (ValueError, KeyError, TypeError, IndexError):
+        return "is truncated"
+    except OSError as exc:
+        return f"is unreadable ({_os_reason(exc)})"
+    return ""
+
+
 FULL_BELOW_BYTES = 64 << 10  # a file system with less free space than this is full for SQLite
 
 
@@ -611,6 +638,10 @@ class RunStore:
         for name in (schema.META_FILE, *RUN_FILES):
             if name not in present:
                 return f"run {key}: {name} is missing"
+        for name in RUN_FILES:
+            problem = _truncated(self.runs_dir / key / name)
+            if problem:
+                return f"run {key}: {name} {problem} (damaged); recompute it"
         return ""
 
     def _read_meta_for_index(self, key: str) -> tuple[dict | None, str]:
