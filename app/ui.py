@@ -22,7 +22,8 @@ EMPTY_STATE = (
 )
 
 
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~<>$:&=])")
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#!|~<>$:&])")  # anywhere in a line
+_LINE_START = re.compile(r"^(\s*)(?:([-+=])|(\d+)\.)", re.MULTILINE)  # list items, setext rules
 
 
 def md(text) -> str:
@@ -30,8 +31,10 @@ def md(text) -> str:
     error quoting one) made literal for anything Streamlit renders as Markdown (``st.markdown``,
     captions, alerts, labels, help): every ASCII punctuation that Markdown, KaTeX (``$``) or
     Streamlit's ``:color[...]``/``:emoji:`` syntax reads is backslash-escaped, so an image link
-    is not fetched and ``**b**`` is not bold."""
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", str(text))
+    is not fetched and ``**b**`` is not bold. A list or rule marker is escaped only where it
+    starts a line (``questions.jsonl`` stays as it is)."""
+    escaped = _MARKDOWN_SPECIAL.sub(r"\\\1", str(text))
+    return _LINE_START.sub(lambda m: m.group(1) + ("\\" + m.group(2) if m.group(2) else m.group(3) + "\\."), escaped)
 
 
 def guard(body: Callable[[], None]) -> None:

@@ -81,4 +81,4 @@ def test_user_text_is_never_rendered_as_markdown_on_any_page(tmp_path, tiny_llam
         seen[page] = _rendered_strings(at)
         assert not _unescaped(at), (page, _unescaped(at))
     everything = " ".join(v for strings in seen.values() for _, _, v in strings)
-    assert "x\\.gif" in everything  # the payload was on the pages, escaped (the scan saw it)
+    assert "\\!\\[p\\]\\(http\\://127.0.0.1\\:9/x.gif\\)" in everything  # on the pages, escaped
