@@ -71,7 +71,7 @@ def last_failure(kind: str, key: str, **match) -> str | None:
     latest = max(over, key=lambda j: j.id, default=None)
     if latest is None or latest.state != "failed":
         return None
-    return f"Job #{latest.id} failed: {latest.error or 'no reason given'}"
+    return f"Job #{latest.id} failed: {ui.md(latest.error or 'no reason given')}"  # errors quote user text
 
 
 def follow(job, what: str, *, key: str) -> None:

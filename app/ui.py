@@ -22,17 +22,19 @@ EMPTY_STATE = (
 )
 
 
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#!|~<>$:&])")  # anywhere in a line
-_LINE_START = re.compile(r"^(\s*)(?:([-+=])|(\d+)\.)", re.MULTILINE)  # list items, setext rules
+# anywhere in a line: code, emphasis, links and images (an escaped "[" makes neither a link, an
+# image nor a ``:color[...]`` directive), raw HTML and autolinks ("<"), KaTeX ("$"), strikethrough
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>$~])")
+_LINE_START = re.compile(r"^(\s*)(?:([-+=#|])|(\d+)\.)", re.MULTILINE)  # lists, headings, rules, tables
 
 
 def md(text) -> str:
     """``text`` from a user (a question, answer, label, job title, file name, URL value, or an
     error quoting one) made literal for anything Streamlit renders as Markdown (``st.markdown``,
-    captions, alerts, labels, help): every ASCII punctuation that Markdown, KaTeX (``$``) or
-    Streamlit's ``:color[...]``/``:emoji:`` syntax reads is backslash-escaped, so an image link
-    is not fetched and ``**b**`` is not bold. A list or rule marker is escaped only where it
-    starts a line (``questions.jsonl`` stays as it is)."""
+    captions, alerts, labels, help): what Markdown, KaTeX (``$``) or Streamlit's
+    ``:color[...]`` syntax reads is backslash-escaped, so an image link is not fetched and
+    ``**b**`` is not bold; list, heading, rule and table markers only where they start a line, so
+    ordinary text (``questions.jsonl:3: field 'answer' is empty``) stays as it is."""
     escaped = _MARKDOWN_SPECIAL.sub(r"\\\1", str(text))
     return _LINE_START.sub(lambda m: m.group(1) + ("\\" + m.group(2) if m.group(2) else m.group(3) + "\\."), escaped)
 
