@@ -23,6 +23,17 @@ def store(args):
     return RunStore(args.cache_dir)
 
 
+def open_run(args, text: str | None = None):
+    """The run named by ``text`` (default ``args.key``): a full key or a unique prefix of at least
+    4 characters, as the UI shows them (``RunStore.resolve``); checked before anything is queued."""
+    st = store(args)
+    return st.open(st.resolve(args.key if text is None else text))
+
+
+def add_key_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("key", help="run key, or a unique prefix of it (at least 4 characters, e.g. the 12 the UI shows)")
+
+
 def add_detach(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--detach",
