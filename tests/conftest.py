@@ -7,7 +7,18 @@ import os
 import sys
 from pathlib import Path
 
-import pytest
+# Before anything loads torch (libgomp reads its settings once, when it loads): OpenMP threads
+# that wait sleep instead of spinning, and each pytest worker (pytest-xdist, `make test` runs two)
+# takes its share of the cores, subprocesses (CLI, Streamlit, Ray workers) included, so that two
+# workers never spin in each other's barriers (docs/threads.md).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1)
+if _WORKERS > 1:
+    _share = str(max(1, len(os.sched_getaffinity(0)) // _WORKERS))
+    os.environ.setdefault("RAML_TORCH_THREADS", _share)
+    os.environ.setdefault("OMP_NUM_THREADS", os.environ["RAML_TORCH_THREADS"])
+
+import pytest  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -26,15 +37,39 @@ os.environ.setdefault(
 DOMAINS = ("unit", "integration", "browser", "reliability")
 
 
+# Tests that must share one process under pytest-xdist (`--dist loadgroup`), one group each:
+# the browser tests (one app server and one Chromium per session), the Ray tests (one local Ray
+# instance at a time), and the tests of a module that shares a module-scoped fixture (built once).
+BROWSER_FIXTURES = frozenset({"browser", "explore_app"})
+
+
+def xdist_group_of(item, domain: str | None) -> str | None:
+    """The one xdist group of a test (None: scheduled on its own)."""
+    names = set(getattr(item, "fixturenames", ()))
+    if domain == "browser" or names & BROWSER_FIXTURES:
+        return "browser"
+    if item.get_closest_marker("ray") is not None:
+        return "ray"
+    info = getattr(item, "_fixtureinfo", None)
+    for defs in info.name2fixturedefs.values() if info is not None else ():
+        if any(d.scope in ("module", "class", "package") for d in defs):
+            return item.module.__name__ if item.module is not None else None
+    return None
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups into the node ids
 def pytest_collection_modifyitems(config, items):
     tests_dir = Path(__file__).resolve().parent
     for item in items:
         try:
-            domain = Path(str(item.fspath)).resolve().relative_to(tests_dir).parts[0]
+            domain: str | None = Path(str(item.fspath)).resolve().relative_to(tests_dir).parts[0]
         except ValueError:
-            continue
+            domain = None
         if domain in DOMAINS:
             item.add_marker(getattr(pytest.mark, domain))
+        group = xdist_group_of(item, domain)
+        if group is not None and item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(group))
 
 
 # A trajectory with several sentences, a line break and reflection words (imported, not generated).

@@ -329,6 +329,14 @@ def _load_uncached(spec: ModelSpec, trust_remote_code: bool, device: str | None,
     dev, dt = pick_device(device)
     if dtype:
         dt = getattr(torch, dtype)
+    if not spec.gguf_file:
+        return _load_with(spec, trust_remote_code, dev, dt)
+    # One process converts a GGUF at a time; the others wait and read the stored copy.
+    with converted.conversion_lock(converted.converted_dir(spec.fingerprint(), str(dt).replace("torch.", ""))):
+        return _load_with(spec, trust_remote_code, dev, dt)
+
+
+def _load_with(spec: ModelSpec, trust_remote_code: bool, dev: torch.device, dt: torch.dtype) -> LoadedModel:
     kwargs: dict = {"dtype": dt, "trust_remote_code": trust_remote_code}
     assert spec.directory is not None, "resolve() gives every loadable spec a directory"
     fingerprint = spec.fingerprint()
