@@ -139,9 +139,9 @@ def test_a_local_start_that_timed_out_is_tried_again_and_other_errors_are_not(mo
 
 
 def _refused(monkeypatch):
-    from backend.errors import RamlError
-
     import ray
+
+    from backend.errors import RamlError
 
     monkeypatch.setattr(ray, "is_initialized", lambda: False)  # the module's instance may still be up
     monkeypatch.setattr(batch_ray, "usable_cpus", lambda: 2)
