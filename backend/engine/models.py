@@ -298,7 +298,7 @@ def load_tokenizer(spec: ModelSpec, trust_remote_code: bool = False):
         except Exception as exc:
             msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise ModelLoadError(f"cannot load the tokenizer of {spec.name}: {msg[:300]}") from None
-        if fingerprint is not None and "gguf_file" in kwargs:
+        if fingerprint is not None and spec.gguf_file and "gguf_file" in kwargs:
             converted.store_tokenizer(fingerprint, tokenizer, spec.directory / spec.gguf_file)
         if getattr(tokenizer, "pad_token_id", None) is None and getattr(tokenizer, "eos_token", None):
             tokenizer.pad_token = tokenizer.eos_token
