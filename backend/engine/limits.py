@@ -47,12 +47,19 @@ def check_limit_values(limits: Limits) -> None:
 
 
 def check_proxy_layers(layers: Sequence[int] | None, n_layers: int | None) -> None:
-    """Layer indices in 0..L-1 (L from the model's config, without weights)."""
+    """Layer indices in 0..L-1 (L from the model's config, without weights). Without L (a
+    request checked before its model is known) only the types are checked, so that the check
+    with L names every bad index at once (``999,-1``, not only ``-1``)."""
     if layers is None:
         return
-    bad = [i for i in layers if not isinstance(i, int) or i < 0 or (n_layers is not None and i >= n_layers)]
+    if n_layers is None:
+        bad = [i for i in layers if not isinstance(i, int) or isinstance(i, bool)]
+        if bad:
+            raise InputError(f"--proxy-layers {','.join(map(str, bad))}: layers are whole numbers")
+        return
+    bad = [i for i in layers if not isinstance(i, int) or i < 0 or i >= n_layers]
     if bad:
-        where = f"0..{n_layers - 1} (the model has {n_layers} layers)" if n_layers else "0 or above"
+        where = f"0..{n_layers - 1} (the model has {n_layers} layers)"
         raise InputError(f"--proxy-layers {','.join(map(str, bad))} outside {where}")
 
 

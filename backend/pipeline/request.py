@@ -68,8 +68,8 @@ class RunRequest:
             raise InputError("question or answer contains a NUL byte")
         g = self.generation
         limits.check_sampling(g.temperature, g.top_p, g.max_new_tokens)
-        if not isinstance(self.template, str) or not self.template:
-            raise InputError("the template is empty (--template)")
+        if not isinstance(self.template, str) or not self.template.strip():
+            raise InputError("the template is empty or only whitespace (--template)")
         limits.check_limit_values(limits.Limits(self.max_answer_tokens, self.max_question_tokens))
         limits.check_proxy_layers(self.proxy_layers, None)
         parse_segmentation(self.segmentation)
