@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 
-from backend.commands.common import add_detach, add_key_argument, open_run, run_job
+from backend.commands.common import add_detach, add_key_argument, add_quiet, open_run, run_job
 from backend.errors import InputError
 
 
@@ -71,4 +71,5 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0, help="sample i uses seed + i")
     p.add_argument("--max-new-tokens", type=int, default=256)
     add_detach(p)
+    add_quiet(p)
     p.set_defaults(func=cmd_branch)
