@@ -21,6 +21,7 @@ from backend.engine.architecture import default_proxy_layers, locate
 from backend.engine.models import LoadedModel, resolve
 from backend.engine.openai_generator import generate_openai
 from backend.engine.specs import parse_cuts
+from backend.engine.threads import compute_settings
 from backend.engine.trajectory import (
     SEGMENTER_VERSION,
     build_prompt,
@@ -357,6 +358,7 @@ def _tables(req, loaded, built, result: probe.ProbeResult, answer, answer_source
         Meta.TRUNCATED_TOKENS: built["truncated"],
         Meta.REFLECTIONS: [asdict(m) for m in built["marks"]],
         Meta.TIMINGS: {k: round(float(v), 4) for k, v in result.timings.items()},
+        Meta.COMPUTE: compute_settings(),
         Meta.SUMMARY: {
             SummaryMeta.N_TOKENS: n,
             SummaryMeta.N_STEPS: len(steps),
