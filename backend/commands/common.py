@@ -34,6 +34,10 @@ def add_key_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument("key", help="run key, or a unique prefix of it (at least 4 characters, e.g. the 12 the UI shows)")
 
 
+def add_quiet(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quiet", action="store_true", help="no progress bars on stderr")
+
+
 def add_detach(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--detach",
@@ -72,7 +76,14 @@ def run_job(args, kind: str, params: dict, *, progress=None, title: str | None =
         return None
     if model:
         prepare_model_work(getattr(args, "verbose", False))
-    job = run_here(st, job_id, progress=progress, reraise=True)
+    bars = None
+    if progress is None:  # every command that runs here shows its stages on stderr, unless --quiet
+        progress = bars = Bars(not getattr(args, "quiet", False))
+    try:
+        job = run_here(st, job_id, progress=progress, reraise=True)
+    finally:
+        if bars is not None:
+            bars.close()
     if job.state == "cancelled":
         from backend.errors import RamlError
 

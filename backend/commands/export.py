@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import sys
 
-from backend.commands.common import add_detach, add_key_argument, open_run, run_job
+from backend.commands.common import add_detach, add_key_argument, add_quiet, open_run, run_job
 from backend.errors import RamlError
 
 
@@ -24,6 +24,7 @@ def register(subparsers) -> None:
     p.add_argument("--scale", type=float, default=1.0, help="image scale (PNG pixels = 1000x450 x scale)")
     p.add_argument("--out", default=None, help="folder for tables and images (default raml-export-KEY)")
     add_detach(p)
+    add_quiet(p)
     p.set_defaults(func=cmd_export)
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import sys
 
-from backend.commands.common import add_detach, add_key_argument, open_run, run_job
+from backend.commands.common import add_detach, add_key_argument, add_quiet, open_run, run_job
 
 
 def cmd_importance(args) -> int:
@@ -44,4 +44,5 @@ def register(subparsers) -> None:
     p.add_argument("--top", type=int, default=20, help="steps listed (most important first)")
     p.add_argument("--json", action="store_true")
     add_detach(p)
+    add_quiet(p)
     p.set_defaults(func=cmd_importance)
