@@ -73,6 +73,7 @@ class RunRequest:
     branch: dict | None = None
     max_answer_tokens: int = limits.DEFAULT_MAX_ANSWER_TOKENS  # a limit, not part of the key
     max_question_tokens: int = limits.DEFAULT_MAX_QUESTION_TOKENS  # a limit, not part of the key
+    origin: dict | None = None  # an imported record: what its file says beyond the trace; meta only, not in the key
 
     def validate(self) -> None:
         """Checks that need no model (backend.engine.limits; the rest in ``check_before_load``)."""
@@ -228,6 +229,7 @@ def run_question(
             Meta.PREDICTED_ANSWER: predicted,
             **_grading(predicted, answer, answer_source),
             Meta.WARNINGS: warnings,
+            Meta.ORIGIN: req.origin,
             Meta.CREATED: time.time(),
         }
         if req.branch:
