@@ -70,7 +70,7 @@ def test_a_rollout_missing_a_field_is_one_line_and_errors_are_skipped(tmp_path):
     ]
 
 
-def test_batch_imports_rollouts_as_branches_and_counterfactual_uses_them(tmp_path, tiny_model_dir):
+def test_batch_imports_rollouts_as_branches_and_counterfactual_uses_them(tmp_path, tiny_model_dir, capsys):
     from backend.pipeline.branches import counterfactual, tree
     from backend.pipeline.run import RunRequest
     from backend.scale.batch import BatchSpec, run_batch
@@ -98,6 +98,33 @@ def test_batch_imports_rollouts_as_branches_and_counterfactual_uses_them(tmp_pat
     assert rows[2]["kept_is_parent"] is True
     again = run_batch(BatchSpec(root, FieldMap.build("thought-anchors"), show_progress=False), template, store)
     assert again.summary() == "0 computed, 7 cached, 0 failed"
+    _agreement_of_the_three_methods(store, base_key, capsys)
+
+
+def _agreement_of_the_three_methods(store, base_key, capsys):
+    """Item 3 on real cached data: ablation and receiver-head attention of the base run against the
+    counterfactual importance of its imported rollouts; in ``raml stats --json`` too."""
+    from scipy.stats import kendalltau, spearmanr
+
+    from backend.analysis.importance.run import compute_run_importance
+    from backend.cli import main
+    from backend.pipeline.agreement import run_agreement, run_vectors
+
+    base = store.open(base_key)
+    compute_run_importance(base, store=store, attention=True)
+    rows = {(r["a"], r["b"]): r for r in run_agreement(store, base)}
+    assert list(rows) == [("ablation", "attention"), ("ablation", "resampling"), ("attention", "resampling")]
+    assert rows[("ablation", "attention")]["n"] == 4 and rows[("ablation", "resampling")]["n"] == 3
+    vectors = run_vectors(store, base)
+    pair = rows[("ablation", "attention")]
+    if pair["spearman"] is not None:
+        assert pair["spearman"] == round(spearmanr(vectors["ablation"], vectors["attention"]).statistic, 6)
+        assert pair["kendall"] == round(kendalltau(vectors["ablation"], vectors["attention"]).statistic, 6)
+    assert main(["--cache-dir", str(store.root), "stats", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)["importance_agreement"]
+    assert report["runs"] == 1  # the six branches are not questions of the dataset
+    assert [(p["a"], p["b"]) for p in report["pooled"]] == list(rows)
+    assert report["pooled"][0]["spearman"] == pair["spearman"]
 
 
 def test_rollouts_fail_in_one_line_when_steps_are_not_the_chunks(tmp_path, tiny_model_dir):
