@@ -63,7 +63,7 @@ def cmd_show(args) -> int:
     run = st.open(args.key)
     payload = show_payload(run)
     if args.json:
-        from backend.pipeline.branches import show_fields
+        from backend.pipeline.lineage import show_fields
 
         payload |= show_fields(st, run)
         print(json.dumps(payload, ensure_ascii=False))

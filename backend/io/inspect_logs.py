@@ -5,7 +5,7 @@
 With the optional ``inspect`` extra installed (``inspect-ai``), samples are read by Inspect's own
 reader (``inspect_ai.log.read_eval_log_samples``: one sample at a time) and turned into the same
 dicts as the files hold (``model_dump``); without it, the documented layout is read directly, one
-zip member at a time, each bounded (``backend.io.zip_bounds``). Either way one sample (of one
+zip member at a time, each bounded (``backend.io.zipped``). Either way one sample (of one
 epoch) is one record:
 
 - question: ``input`` (a string, or the last user message of a message list);
@@ -26,7 +26,7 @@ from pathlib import Path
 
 from backend.io.records import MAX_FILE_BYTES, LineError, QuestionRecord
 from backend.io.traces import SampleError, join_reasoning, make_record, plain_json, reference_answer
-from backend.io.zip_bounds import ZipMemberError, open_zip, read_member
+from backend.io.zipped import ZipMemberError, open_zip, read_member
 
 FORMAT = "inspect"
 SUFFIXES = (".eval",)

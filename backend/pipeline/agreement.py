@@ -1,16 +1,16 @@
 """The importance measures of stored runs, gathered for ``backend.analysis.importance.agreement``
 (issue 21 item 3): each run's ablation and receiver-head attention (its derived importance) and
 its counterfactual importance (its resampled branches). Branch runs are not pooled (they are
-samples of their parent's question, not questions of the dataset)."""
+samples of their parent's question, not questions of the dataset). Reads the store only (no torch)."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from backend.analysis.importance import agreement
-from backend.analysis.importance.run import load_importance
+from backend.analysis.importance.stored import load_importance
 from backend.errors import RamlError
-from backend.pipeline.branches import counterfactual
+from backend.pipeline.lineage import counterfactual
 from backend.store.runs import RunData, RunStore
 
 

@@ -69,7 +69,7 @@ def write_inspect(path: Path, n: int) -> dict:
     import zstandard
 
     sys.path.insert(0, str(ROOT))
-    from backend.io.zip_bounds import open_zip, read_member
+    from backend.io.zipped import open_zip, read_member
 
     with open_zip(FIXTURES / "gsm8k_reasoning.eval") as z:
         header = json.loads(read_member(z, "header.json"))

@@ -119,7 +119,7 @@ def test_inspect_logs_written_by_inspect(name, use_package, monkeypatch):
 
 def _rewrite(src: Path, dst: Path, change) -> None:
     """A copy of an .eval archive (deflated) with some members changed: ``change(name, data) -> data``."""
-    from backend.io.zip_bounds import open_zip, read_member
+    from backend.io.zipped import open_zip, read_member
 
     with open_zip(src) as zin, zipfile.ZipFile(dst, "w", zipfile.ZIP_DEFLATED) as zout:
         for info in zin.infolist():
@@ -150,11 +150,13 @@ def test_inspect_eval_bad_member_and_missing_output_name_the_sample(tmp_path):
 
 def test_zip_members_are_bounded(tmp_path):
     from backend.io import inspect_logs
-    from backend.io.zip_bounds import ZipMemberError, open_zip, read_member
+    from backend.io.zipped import ZipMemberError, open_zip, read_member
 
     with open_zip(LOGS / "gsm8k_reasoning.eval") as archive:  # zstd members (Inspect's writer)
         assert json.loads(read_member(archive, "header.json"))["eval"]["task"] == "gsm8k_reasoning"
-        with pytest.raises(ZipMemberError, match="member 'header.json': is 0 MiB inflated, more than 0 MiB"):
+        with pytest.raises(
+            ZipMemberError, match=r"member 'header.json': is [\d.e-]+ MiB inflated, more than [\d.e-]+ MiB"
+        ):
             read_member(archive, "header.json", max_bytes=100)
     with pytest.raises(ZipMemberError, match="has more than 3 members"):
         open_zip(LOGS / "gsm8k_reasoning.eval", max_members=3)
