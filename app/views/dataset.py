@@ -110,7 +110,10 @@ def _render() -> None:
         st.warning(f"Skipped a damaged run: {line}")
     _summary(report)
     pairs_report = claims_panels.report_for(store, filter_runs(runs, ALL_MODELS, text), settings)
-    claims_panels.draw(report, _open, pairs_report=pairs_report, questions=lambda: _questions(report))
+    samples_of = st.query_params.get("samples") or None  # the Samples tab opens on this question
+    claims_panels.draw(
+        report, _open, pairs_report=pairs_report, questions=lambda: _questions(report), samples_of=samples_of
+    )
     _importance_agreement(store, view)
 
 
@@ -189,6 +192,16 @@ def _questions(stats) -> None:
     )
     rows = list(getattr(getattr(event, "selection", None), "rows", []) or [])
     if rows and rows[0] < len(table):
+        question = str(table["question"].iloc[rows[0]])
+        n = int((runs["question"] == question).sum())
+        if n > 1:  # several samples: open them together, or this one run
+            c1, c2, _ = st.columns([2, 2, 4])
+            if c1.button(f"Open the {n} samples of this question", key="dataset_open_samples", type="primary"):
+                st.query_params["samples"] = question
+                st.rerun()
+            if c2.button("Open this run in Explore", key="dataset_open_run"):
+                _open(str(table["key"].iloc[rows[0]]))
+            return
         _open(str(table["key"].iloc[rows[0]]))
 
 

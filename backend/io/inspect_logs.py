@@ -115,7 +115,9 @@ def _scores(sample: dict) -> dict:
     }
 
 
-def map_sample(sample, position: int, source: str, header: dict, epochs: int) -> QuestionRecord | LineError:
+def map_sample(
+    sample, position: int, source: str, header: dict, epochs: int, reveal: bool = True
+) -> QuestionRecord | LineError:
     """One sample (a dict in the log's own JSON shape) -> a record, or an error naming the sample and field."""
     if not isinstance(sample, dict):
         return SampleError(source, position, None, "is not a JSON object", record=f"sample #{position}")
@@ -129,9 +131,8 @@ def map_sample(sample, position: int, source: str, header: dict, epochs: int) ->
     message, message_field = _final_message(sample)
     if message is None:
         problem = sample.get("error")
-        why = (
-            f" (the sample errored: {str(problem.get('message', problem))[:120]})" if isinstance(problem, dict) else ""
-        )
+        errored = isinstance(problem, dict)
+        why = f" (the sample errored: {str(problem.get('message', problem))[:120]})" if errored and reveal else ""
         return error("output.choices", f"missing: no assistant message{why}")
     reasoning, text, redacted = _blocks(message.get("content"), attachments)
     eval_spec = header.get("eval") if isinstance(header.get("eval"), dict) else {}
@@ -177,7 +178,7 @@ def _epochs(header: dict) -> int:
     return epochs if isinstance(epochs, int) and epochs > 0 else 1
 
 
-def _eval_archive(path: Path, source: str) -> Iterator[QuestionRecord | LineError]:
+def _eval_archive(path: Path, source: str, reveal: bool = True) -> Iterator[QuestionRecord | LineError]:
     """The documented ``.eval`` layout, one bounded member at a time."""
     try:
         archive = open_zip(path)
@@ -210,10 +211,10 @@ def _eval_archive(path: Path, source: str) -> Iterator[QuestionRecord | LineErro
                     source, position, None, f"not readable JSON ({str(exc)[:120]})", record=f"member {member}"
                 )
                 continue
-            yield map_sample(sample, position, source, header, epochs)
+            yield map_sample(sample, position, source, header, epochs, reveal)
 
 
-def _json_log(path: Path, source: str) -> Iterator[QuestionRecord | LineError]:
+def _json_log(path: Path, source: str, reveal: bool = True) -> Iterator[QuestionRecord | LineError]:
     """A ``.json`` log: one object, read whole (bounded; the ``.eval`` format streams)."""
     try:
         size = path.stat().st_size
@@ -230,10 +231,10 @@ def _json_log(path: Path, source: str) -> Iterator[QuestionRecord | LineError]:
     except (OSError, ValueError, UnicodeDecodeError) as exc:
         yield LineError(source, 0, None, f"not a readable Inspect .json log ({str(exc)[:160]})")
         return
-    yield from _log_samples(log, source)
+    yield from _log_samples(log, source, reveal)
 
 
-def _log_samples(log, source: str) -> Iterator[QuestionRecord | LineError]:
+def _log_samples(log, source: str, reveal: bool = True) -> Iterator[QuestionRecord | LineError]:
     if not isinstance(log, dict) or not isinstance(log.get("eval"), dict):
         yield LineError(source, 0, "eval", "missing: not an Inspect log")
         return
@@ -245,10 +246,10 @@ def _log_samples(log, source: str) -> Iterator[QuestionRecord | LineError]:
         return
     epochs = _epochs(log)
     for position, sample in enumerate(samples, start=1):
-        yield map_sample(sample, position, source, log, epochs)
+        yield map_sample(sample, position, source, log, epochs, reveal)
 
 
-def _with_package(path: Path, source: str) -> Iterator[QuestionRecord | LineError]:
+def _with_package(path: Path, source: str, reveal: bool = True) -> Iterator[QuestionRecord | LineError]:
     """Inspect's own reader: the header, then one sample at a time, as the files' JSON."""
     from inspect_ai.log import read_eval_log, read_eval_log_samples
 
@@ -262,20 +263,23 @@ def _with_package(path: Path, source: str) -> Iterator[QuestionRecord | LineErro
     try:
         for sample in read_eval_log_samples(str(path), all_samples_required=False):
             position += 1
-            yield map_sample(sample.model_dump(mode="json"), position, source, header, epochs)
+            yield map_sample(sample.model_dump(mode="json"), position, source, header, epochs, reveal)
     except Exception as exc:
         yield LineError(source, position + 1, None, f"unreadable from here on ({str(exc).splitlines()[0][:160]})")
 
 
-def iter_log(path: str | Path, use_package: bool | None = None) -> Iterator[QuestionRecord | LineError]:
-    """Records of one Inspect log (``.eval`` or ``.json``), in sample order."""
+def iter_log(
+    path: str | Path, use_package: bool | None = None, reveal: bool = True
+) -> Iterator[QuestionRecord | LineError]:
+    """Records of one Inspect log (``.eval`` or ``.json``), in sample order; without ``reveal``
+    no error quotes the log's own messages (a server path read for a browser user)."""
     path = Path(path)
     source = str(path)
     if use_package is None:
         use_package = has_package()
     if use_package:
-        yield from _with_package(path, source)
+        yield from _with_package(path, source, reveal)
     elif path.suffix.lower() in SUFFIXES:
-        yield from _eval_archive(path, source)
+        yield from _eval_archive(path, source, reveal)
     else:
-        yield from _json_log(path, source)
+        yield from _json_log(path, source, reveal)

@@ -70,13 +70,13 @@ def _answer(obj: dict):
     return None
 
 
-def map_line(obj, line: int, source: str) -> list[QuestionRecord | LineError]:
+def map_line(obj, line: int, source: str, reveal: bool = True) -> list[QuestionRecord | LineError]:
     if not isinstance(obj, dict):
         return [LineError(source, line, None, f"expected a JSON object, got {type(obj).__name__}")]
     if obj.get("error"):
         error = obj["error"]
         message = error.get("message") if isinstance(error, dict) else error
-        return [LineError(source, line, "error", f"the request failed: {str(message)[:160]}")]
+        return [LineError(source, line, "error", "the request failed" + (f": {str(message)[:160]}" if reveal else ""))]
     response = obj.get("response")
     if isinstance(response, dict) and response.get("status_code") not in (None, 200):
         return [LineError(source, line, "response.status_code", f"is {response.get('status_code')}, not 200")]
@@ -131,9 +131,12 @@ def map_line(obj, line: int, source: str) -> list[QuestionRecord | LineError]:
     return out
 
 
-def iter_lines(rows: Iterator[tuple[int, object]], source: str) -> Iterator[QuestionRecord | LineError]:
+def iter_lines(
+    rows: Iterator[tuple[int, object]], source: str, reveal: bool = True
+) -> Iterator[QuestionRecord | LineError]:
+    """Records of the decoded lines ``rows``; without ``reveal`` no error quotes the file's messages."""
     for line, obj in rows:
         if isinstance(obj, LineError):
             yield obj
         else:
-            yield from map_line(obj, line, source)
+            yield from map_line(obj, line, source, reveal)

@@ -131,7 +131,7 @@ def iter_questions(
         yield found
         return
     if found in LOG_LAYOUTS:
-        yield from _log_items(path, found, fields)
+        yield from _log_items(path, found, fields, reveal)
         return
     if fields.preset == "thought-anchors" and found != "thought-anchors":
         yield LineError(str(path), 0, None, "preset thought-anchors needs a folder of problem folders (problem.json)")
@@ -140,7 +140,7 @@ def iter_questions(
         named = {name: getattr(fields, name) for name in fields.required}
         fields = replace(PRESETS["thought-anchors"], **named, required=fields.required)
     if found == "jsonl":
-        yield from _jsonl_items(path, fields)
+        yield from _jsonl_items(path, fields, reveal)
         return
     table = open_table(path, found)
     if isinstance(table, LineError):
@@ -185,7 +185,7 @@ def _as_folder_error(item: Item) -> Item:
     return item
 
 
-def _jsonl_items(path: Path, fields: FieldMap) -> Iterator[Item]:
+def _jsonl_items(path: Path, fields: FieldMap, reveal: bool = True) -> Iterator[Item]:
     source = str(path)
     try:
         stream = path.open("rb")
@@ -193,12 +193,13 @@ def _jsonl_items(path: Path, fields: FieldMap) -> Iterator[Item]:
         yield LineError(source, 0, None, f"cannot read file: {exc.strerror}")
         return
     with stream:
-        yield from _jsonl_stream_items(stream, source, fields)
+        yield from _jsonl_stream_items(stream, source, fields, reveal=reveal)
 
 
-def _log_items(path: Path, layout: str, fields: FieldMap) -> Iterator[Item]:
+def _log_items(path: Path, layout: str, fields: FieldMap, reveal: bool = True) -> Iterator[Item]:
+    """An eval-pipeline log; without ``reveal`` no error quotes the log's own messages."""
     if layout == "inspect":
-        yield from inspect_logs.iter_log(path)
+        yield from inspect_logs.iter_log(path, reveal=reveal)
         return
     source = str(path)
     try:
@@ -207,7 +208,7 @@ def _log_items(path: Path, layout: str, fields: FieldMap) -> Iterator[Item]:
         yield LineError(source, 0, None, f"cannot read file: {exc.strerror}")
         return
     with stream:
-        yield from _jsonl_stream_items(stream, source, fields, layout)
+        yield from _jsonl_stream_items(stream, source, fields, layout, reveal)
 
 
 def sniff_rows(rows: Iterator[tuple[int, object]]) -> tuple[str, Iterator[tuple[int, object]]]:
@@ -221,7 +222,9 @@ def sniff_rows(rows: Iterator[tuple[int, object]]) -> tuple[str, Iterator[tuple[
     return layout, itertools.chain([first], rows)
 
 
-def _jsonl_stream_items(stream, source: str, fields: FieldMap, layout: str | None = None) -> Iterator[Item]:
+def _jsonl_stream_items(
+    stream, source: str, fields: FieldMap, layout: str | None = None, reveal: bool = True
+) -> Iterator[Item]:
     rows = iter_jsonl_rows(stream, source)
     if layout is None:
         layout, rows = sniff_rows(rows)
@@ -229,7 +232,7 @@ def _jsonl_stream_items(stream, source: str, fields: FieldMap, layout: str | Non
         yield from lm_eval.iter_samples(rows, source, fields)
         return
     if layout == "openai-chat":
-        yield from openai_chat.iter_lines(rows, source)
+        yield from openai_chat.iter_lines(rows, source, reveal)
         return
     columns = resolve_columns(fields, None)
     assert not isinstance(columns, str)

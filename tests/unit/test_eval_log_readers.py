@@ -81,6 +81,8 @@ def test_openai_batch_output_reasoning_fields_and_failed_lines():
         f"{path}:4: field 'messages': missing: a completion carries no question; keep the request's messages on "
         "the line (or a 'question' field), e.g. join the batch input to its output by custom_id",
     ]
+    _, hidden = read_questions(path, reveal=False)  # a server path read for a browser user: no quoted messages
+    assert str(hidden[0]) == f"{path}:3: field 'error': the request failed"
 
 
 def test_plain_chat_completions_and_upload():
