@@ -72,3 +72,16 @@ def test_bootstrap_interval_matches_a_direct_resample(n):
     rhos = [spearmanr(x[i], y[i]).statistic for i in draws if np.ptp(x[i]) and np.ptp(y[i])]
     assert result.spearman_low == pytest.approx(np.percentile(rhos, 2.5), abs=1e-6)
     assert result.spearman_high == pytest.approx(np.percentile(rhos, 97.5), abs=1e-6)
+
+
+def test_the_pages_table_shows_intervals_and_reasons():
+    from app.panels.importance import agreement_frame
+
+    rows = [
+        agreement.rank_agreement([1, 2, 3, 4, 5], [2, 1, 4, 3, 5], a="ablation", b="attention").to_json(),
+        agreement.rank_agreement([1, 2], [2, 1], a="ablation", b="resampling").to_json(),
+    ]
+    table = agreement_frame(rows)
+    assert list(table["methods"]) == ["ablation · attention", "ablation · resampling"]
+    assert table["Spearman ρ"][0].startswith("+0.80 [") and table["Kendall τ"][0].startswith("+0.60 [")
+    assert table["Spearman ρ"][1] == "—" and table["note"][1] == "2 steps with both measures (need 3)"
