@@ -80,7 +80,10 @@ def test_eval_logs_and_rollouts_import_from_the_runs_page(tmp_path, monkeypatch)
     preview = _preview(at)
     assert sorted(preview["id"]) == ["1#1", "1#2", "2#1", "2#2"]
     root = write_thought_anchors_rollouts(
-        tmp_path / "ta", "Two plus four is six. Wait, 2 + 4 = 6. So it is 6.", "6", {1: [" So 6.\n</think>\\boxed{6}"]}
+        tmp_path / "data" / "ta",
+        "Two plus four is six. Wait, 2 + 4 = 6. So it is 6.",
+        "6",
+        {1: [" So 6.\n</think>\\boxed{6}"]},
     )
     at.file_uploader(key="runs_import_file").clear()
     at.radio(key="runs_import_origin").set_value("Path on the server").run()
