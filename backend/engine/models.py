@@ -298,7 +298,7 @@ def load_tokenizer(spec: ModelSpec, trust_remote_code: bool = False):
         except Exception as exc:
             msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise ModelLoadError(f"cannot load the tokenizer of {spec.name}: {msg[:300]}") from None
-        if fingerprint is not None and "gguf_file" in kwargs:
+        if fingerprint is not None and spec.gguf_file and "gguf_file" in kwargs:
             converted.store_tokenizer(fingerprint, tokenizer, spec.directory / spec.gguf_file)
         if getattr(tokenizer, "pad_token_id", None) is None and getattr(tokenizer, "eos_token", None):
             tokenizer.pad_token = tokenizer.eos_token
@@ -346,6 +346,14 @@ def _load_uncached(spec: ModelSpec, trust_remote_code: bool, device: str | None,
     dev, dt = pick_device(device)
     if dtype:
         dt = getattr(_torch(), dtype)
+    if not spec.gguf_file:
+        return _load_with(spec, trust_remote_code, dev, dt)
+    # One process converts a GGUF at a time; the others wait and read the stored copy.
+    with converted.conversion_lock(converted.converted_dir(spec.fingerprint(), str(dt).replace("torch.", ""))):
+        return _load_with(spec, trust_remote_code, dev, dt)
+
+
+def _load_with(spec: ModelSpec, trust_remote_code: bool, dev: torch.device, dt: torch.dtype) -> LoadedModel:
     kwargs: dict = {"dtype": dt, "trust_remote_code": trust_remote_code}
     assert spec.directory is not None, "resolve() gives every loadable spec a directory"
     fingerprint = spec.fingerprint()

@@ -137,9 +137,8 @@ class Meta:
     BRANCH_AT: Final = "branch_at"  # a branch: the step boundary it branched at
     BRANCH: Final = "branch"  # a branch: how it was made (resample / edit, settings)
     WARNINGS: Final = "warnings"
-    ORIGIN: Final = (
-        "origin"  # an imported record: what its file says beyond the trace (eval log ids, scores); null otherwise
-    )
+    COMPUTE: Final = "compute"  # how the run shared the cores: torch threads, OpenMP wait policy (docs/threads.md)
+    ORIGIN: Final = "origin"  # an imported record: what its file says beyond the trace (eval log ids, scores)
 
 
 class ModelMeta:
