@@ -102,6 +102,7 @@ def test_inspect_logs_written_by_inspect(name, use_package, monkeypatch):
     if use_package and not inspect_logs.has_package():
         pytest.skip("the inspect extra (inspect-ai) is not installed")
     monkeypatch.setattr(inspect_logs, "has_package", lambda: use_package)
+    monkeypatch.setenv(inspect_logs.READER_ENV, "inspect_ai" if use_package else "builtin")
     path = LOGS / name
     assert detect_layout(path) == "inspect"
     records, errors = read_questions(path)
