@@ -76,11 +76,18 @@ def clicked_key(event) -> str | None:
     return None
 
 
-def draw(report: ClaimsReport, open_run, *, pairs_report: ClaimsReport, questions) -> None:
+def draw(
+    report: ClaimsReport, open_run, *, pairs_report: ClaimsReport, questions, samples_of: str | None = None
+) -> None:
     """All claim tabs for one report (one model); ``pairs_report`` spans every model for the
-    two-model view; ``open_run(key)`` opens a run in Explore; ``questions()`` draws the table."""
-    tabs = st.tabs(list(TABS))
-    bodies = (_descent, _reflection, _length, _two_models, _samples, _task_map, _inner)
+    two-model view; ``open_run(key)`` opens a run in Explore; ``questions()`` draws the table;
+    ``samples_of`` (a question) opens the Samples tab on that question."""
+    tabs = st.tabs(list(TABS), default="Samples" if samples_of else None)
+
+    def samples_body(report: ClaimsReport, open_run) -> None:
+        _samples(report, open_run, samples_of)
+
+    bodies = (_descent, _reflection, _length, _two_models, samples_body, _task_map, _inner)
     for name, tab, body in zip(TABS, tabs, bodies):
         with tab:
             st.caption(CLAIMS[name])
@@ -145,7 +152,7 @@ def _two_models(report: ClaimsReport, open_run) -> None:
     _download(comparison.per_question, "paired questions")
 
 
-def _samples(report: ClaimsReport, open_run) -> None:
+def _samples(report: ClaimsReport, open_run, samples_of: str | None = None) -> None:
     runs = report.runs
     counts = runs.groupby(["model", "question"]).size()
     multi = counts[counts >= 2]
@@ -153,7 +160,15 @@ def _samples(report: ClaimsReport, open_run) -> None:
         st.info("Needs several samples of one question (e.g. `raml batch FILE --samples 4 --temperature 0.7`).")
         return
     options = [f"{q[:90]} · {m} ({n} samples)" for (m, q), n in multi.items()]
-    choice = st.selectbox("Question", range(len(options)), format_func=options.__getitem__, key="claims_sample_q")
+    same = model_pairs.question_id
+    wanted = [i for i, (_, q) in enumerate(multi.index) if samples_of and same(q) == same(samples_of)]
+    choice = st.selectbox(
+        "Question",
+        range(len(options)),
+        index=wanted[0] if wanted else 0,
+        format_func=options.__getitem__,
+        key=f"claims_sample_q_{wanted[0] if wanted else 'any'}",
+    )
     model, question = multi.index[choice]
     rows = np.flatnonzero(((runs["model"] == model) & (runs["question"] == question)).to_numpy())
     spread = samples.spread(

@@ -130,3 +130,71 @@ def write_chat_jsonl(path: Path) -> Path:
         json.dumps({"id": "chat", "question": "What is 2 + 4?", "answer": "6", "messages": messages}) + "\n"
     )
     return path
+
+
+TA_PROMPT = "Solve this math problem step by step. You MUST put your final answer in \\boxed{{}}. Problem: {} Solution: \n<think>\n"
+
+
+def write_thought_anchors_rollouts(root: Path, thinking: str, answer: str, rollouts: dict[int, list[str]]) -> Path:
+    """A problem folder as interp-reasoning/thought-anchors' ``generate_rollouts.py`` writes it:
+    problem.json, base_solution.json, chunks.json ({source_text, solution_text, chunks}: their
+    ``split_solution_into_chunks``, which ``thought_anchors_chunks`` reproduces exactly) and
+    chunk_<k>/solutions.json, one entry per rollout: ``chunk_removed``, ``prefix_without_chunk``
+    (the chunks before k joined by spaces, as their cumulative prefix minus chunk k),
+    ``chunk_resampled``, ``rollout``, ``full_cot``, ``answer``, ``is_correct``. ``rollouts[k]``
+    are the continuations written after chunk k was removed (thinking, ``</think>``, answer)."""
+    from backend.engine.trajectory import thought_anchors_chunks
+
+    problem = "What is the coefficient of $a^2b^2$ in $(a+b)^4$?"
+    folder = (
+        root / "deepseek-r1-distill-qwen-14b" / "temperature_0.6_top_p_0.95" / "correct_base_solution" / "problem_2238"
+    )
+    folder.mkdir(parents=True)
+    (folder / "problem.json").write_text(
+        json.dumps(
+            {"problem": problem, "level": "Level 3", "type": "Counting & Probability", "gt_answer": answer}, indent=2
+        )
+    )
+    prompt = TA_PROMPT.format(problem)
+    solution = f"{thinking}\n</think>\n\nThe coefficient is $\\boxed{{{answer}}}$."
+    (folder / "base_solution.json").write_text(
+        json.dumps(
+            {
+                "prompt": prompt,
+                "solution": solution,
+                "full_cot": prompt + solution,
+                "answer": answer,
+                "is_correct": True,
+            },
+            indent=2,
+        )
+    )
+    source_text = prompt + solution
+    solution_text = source_text.split("<think>")[1].strip().split("</think>")[0].strip()
+    chunks = thought_anchors_chunks(solution_text)
+    (folder / "chunks.json").write_text(
+        json.dumps({"source_text": source_text, "solution_text": solution_text, "chunks": chunks}, indent=2)
+    )
+    cumulative, running = [], ""
+    for chunk in chunks:
+        running += chunk + " "
+        cumulative.append(running.strip())
+    for k, texts in rollouts.items():
+        prefix = cumulative[k].replace(chunks[k], "").strip()
+        entries = []
+        for text in texts:
+            got = text.rsplit("\\boxed{", 1)[-1].split("}", 1)[0] if "\\boxed{" in text else ""
+            entries.append(
+                {
+                    "chunk_removed": chunks[k],
+                    "prefix_without_chunk": prefix,
+                    "chunk_resampled": thought_anchors_chunks(text.split("</think>")[0])[0],
+                    "rollout": text,
+                    "full_cot": TA_PROMPT.format(problem) + prefix + text,
+                    "answer": got,
+                    "is_correct": got == answer,
+                }
+            )
+        (folder / f"chunk_{k}").mkdir()
+        (folder / f"chunk_{k}" / "solutions.json").write_text(json.dumps(entries, indent=2))
+    return root

@@ -80,3 +80,39 @@ def render(store, run, cursor: int, go_to: Callable[[int], None]) -> None:
     if payload and payload.get("attention"):
         heads = ", ".join(f"L{h['layer']}H{h['head']}" for h in payload["attention"]["receiver_heads"])
         st.caption(f"Receiver heads (highest kurtosis across steps, as Thought Anchors): {heads}")
+    _agreement(store, run)
+
+
+def _agreement(store, run) -> None:
+    """Do the methods agree? Rank correlations of each pair of measures this run has."""
+    from backend.pipeline.agreement import run_agreement
+
+    rows = run_agreement(store, run)
+    if not rows:
+        return
+    st.markdown("**Do the methods agree?** Rank correlation over the steps (95% bootstrap interval over steps)")
+    st.dataframe(agreement_frame(rows), hide_index=True, key="importance_agreement", width="stretch")
+
+
+def agreement_frame(rows: list[dict]):
+    """The agreement rows as a table: pair, steps, ρ and τ with their intervals (or why not)."""
+    import pandas as pd
+
+    def cell(value, low, high):
+        if value is None:
+            return "—"
+        return f"{value:+.2f}" + (f" [{low:+.2f}, {high:+.2f}]" if low is not None else "")
+
+    return pd.DataFrame(
+        [
+            {
+                "methods": f"{r['a']} · {r['b']}",
+                "steps": r["n"],
+                **({"runs": r["runs"]} if r.get("runs", 1) > 1 else {}),
+                "Spearman ρ": cell(r["spearman"], r["spearman_low"], r["spearman_high"]),
+                "Kendall τ": cell(r["kendall"], r["kendall_low"], r["kendall_high"]),
+                "note": r.get("note", ""),
+            }
+            for r in rows
+        ]
+    )

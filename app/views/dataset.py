@@ -110,7 +110,34 @@ def _render() -> None:
         st.warning(f"Skipped a damaged run: {line}")
     _summary(report)
     pairs_report = claims_panels.report_for(store, filter_runs(runs, ALL_MODELS, text), settings)
-    claims_panels.draw(report, _open, pairs_report=pairs_report, questions=lambda: _questions(report))
+    samples_of = st.query_params.get("samples") or None  # the Samples tab opens on this question
+    claims_panels.draw(
+        report, _open, pairs_report=pairs_report, questions=lambda: _questions(report), samples_of=samples_of
+    )
+    _importance_agreement(store, view)
+
+
+def _importance_agreement(store, view: pd.DataFrame) -> None:
+    """Do the importance methods agree across this view? Pooled over its runs and per question."""
+    from app.panels.importance import agreement_frame
+    from backend.pipeline.agreement import dataset_agreement
+
+    st.subheader("Do the importance methods agree?")
+    if not st.toggle("Rank correlations of ablation, attention and resampling", key="dataset_agreement"):
+        st.caption("Reads every run's stored importance and branches (runs without two measures are left out).")
+        return
+    report = dataset_agreement(store, view["key"].tolist())
+    if not report["pooled"]:
+        st.info("No run of this view has two importance measures yet (Explore: Compute importance, Branches).")
+        return
+    st.caption(
+        f"{report['runs']} runs. Pooled: each run's values as within-run ranks, 95% interval from resampling runs "
+        "(cluster bootstrap); per question: the same over that question's runs (one run: over its steps)."
+    )
+    st.dataframe(agreement_frame(report["pooled"]), hide_index=True, key="dataset_agreement_pooled", width="stretch")
+    per_question = agreement_frame(report["per_question"])
+    per_question.insert(0, "question", [r["question"][:80] for r in report["per_question"]])
+    st.dataframe(per_question, hide_index=True, key="dataset_agreement_questions", width="stretch")
 
 
 def _summary(stats) -> None:
@@ -165,6 +192,16 @@ def _questions(stats) -> None:
     )
     rows = list(getattr(getattr(event, "selection", None), "rows", []) or [])
     if rows and rows[0] < len(table):
+        question = str(table["question"].iloc[rows[0]])
+        n = int((runs["question"] == question).sum())
+        if n > 1:  # several samples: open them together, or this one run
+            c1, c2, _ = st.columns([2, 2, 4])
+            if c1.button(f"Open the {n} samples of this question", key="dataset_open_samples", type="primary"):
+                st.query_params["samples"] = question
+                st.rerun()
+            if c2.button("Open this run in Explore", key="dataset_open_run"):
+                _open(str(table["key"].iloc[rows[0]]))
+            return
         _open(str(table["key"].iloc[rows[0]]))
 
 

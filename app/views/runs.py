@@ -20,8 +20,10 @@ from app import data, ui
 from backend.errors import RamlError
 
 EXPLORE_PAGE = "views/explore.py"
+DATASET_PAGE = "views/dataset.py"
 CONFIRM_DELETE = "runs_confirm_delete"
 PENDING = "runs_pending_request"
+LAST_SAMPLES = "runs_last_samples_question"  # the question of the last K-samples job (opens the Samples view)
 LAST_JOB = "runs_last_job"
 IMPORT_CONFIRM = "runs_import_confirm_pending"
 SEGMENTATIONS = ["sentences", "lines", "paragraphs", "tokens:8", "tokens:16", "tokens:32"]
@@ -219,9 +221,18 @@ def _new_run_form(store) -> None:
         temperature = g2.number_input("Temperature (0 = greedy)", 0.0, 2.0, 0.0, 0.1, key="runs_new_temperature")
         top_p = g3.number_input("Top-p", 0.05, 1.0, 1.0, 0.05, key="runs_new_top_p")
         seed = g4.number_input("Seed", 0, 2**31 - 1, 0, key="runs_new_seed")
-        s1, s2 = st.columns(2)
+        s1, s2, s3 = st.columns(3)
         segmentation = s1.selectbox("Steps", SEGMENTATIONS, key="runs_new_segmentation")
         cuts = s2.selectbox("Cut points", list(CUTS), format_func=CUTS.get, key="runs_new_cuts")
+        samples = s3.number_input(
+            "Samples",
+            1,
+            MAX_SAMPLES,
+            1,
+            key="runs_new_samples",
+            help="K sampled trajectories of the question (as `raml run --samples K`), each a run, grouped under "
+            "the question in the Dataset page's Samples view; temperature 0 samples at 0.7",
+        )
         submitted = st.form_submit_button("Estimate cost")
     if submitted:
         params = {  # the ``run`` kind's params: RunRequest fields (docs/jobs.md)
@@ -238,24 +249,30 @@ def _new_run_form(store) -> None:
                 "seed": int(seed),
             },
         }
+        kind = "run"
         try:
-            prepared = _prepare("run", params)
+            if int(samples) > 1:
+                kind, params = "batch", samples_batch(store, params, int(samples))
+            prepared = _prepare(kind, params)
         except RamlError as exc:
             st.session_state.pop(PENDING, None)
             st.error(f"Cannot start: {ui.md(exc)}")
             return
-        st.session_state[PENDING] = (params, prepared.estimate_s)
+        st.session_state[PENDING] = (kind, params, prepared.estimate_s)
     pending = st.session_state.get(PENDING)
     if pending is None:
         return
-    params, estimate_s = pending
-    gen = params["generation"]
-    cost = estimate_cost(params["trajectory"], params["answer"], gen["max_new_tokens"], params["cuts"])
-    source = "imported trajectory" if params["trajectory"] else f"up to {gen['max_new_tokens']} generated tokens"
-    seconds = cost["seconds"] if estimate_s is None else estimate_s
+    kind, params, estimate_s = pending
+    run_params = params["template"] | {"trajectory": None, "answer": None} if kind == "batch" else params
+    k = params["samples"] if kind == "batch" else 1
+    gen = run_params["generation"]
+    cost = estimate_cost(run_params["trajectory"], run_params["answer"], gen["max_new_tokens"], run_params["cuts"])
+    source = "imported trajectory" if run_params["trajectory"] else f"up to {gen['max_new_tokens']} generated tokens"
+    seconds = k * cost["seconds"] if estimate_s is None else estimate_s
+    each = f"{k} samples, each " if k > 1 else ""
     st.info(
-        f"**Estimated cost:** ≈ {_fmt_seconds(seconds)}: ≈ {cost['probe_tokens']:,} tokens of forward compute "
-        f"(≈ {cost['n_tokens']} trajectory tokens from the {source}, {CUTS[params['cuts']]}). "
+        f"**Estimated cost:** ≈ {_fmt_seconds(seconds)}: {each}≈ {cost['probe_tokens']:,} tokens of forward compute "
+        f"(≈ {cost['n_tokens']} trajectory tokens from the {source}, {CUTS[run_params['cuts']]}). "
         "A cached identical run opens at once."
     )
     if seconds > WARN_ABOVE_S:
@@ -268,12 +285,26 @@ def _new_run_form(store) -> None:
     if start:
         from app import jobs_view
 
-        job_id = jobs_view.submit("run", params)
+        job_id = jobs_view.submit(kind, params, **({"title": f"{k} samples of a question"} if k > 1 else {}))
         if job_id is None:
             return
         st.session_state[LAST_JOB] = job_id
         st.session_state.pop(PENDING, None)
         st.rerun()
+
+
+def samples_batch(store, params: dict, samples: int) -> dict:
+    """The ``batch`` kind's params for K samples of the form's question: the question saved as a
+    one-line JSONL under the cache (content-addressed), the form's settings as the template."""
+    import json
+
+    if params["trajectory"] is not None:
+        raise RamlError("an imported trajectory is one run: leave the trajectory empty to sample K of them")
+    line = {"id": "sample", "question": params["question"]} | ({"answer": params["answer"]} if params["answer"] else {})
+    path = save_upload(store, (json.dumps(line, ensure_ascii=False) + "\n").encode("utf-8"), "question.jsonl")
+    st.session_state[LAST_SAMPLES] = params["question"].strip()
+    template = {k: v for k, v in params.items() if k not in ("question", "answer", "trajectory")}
+    return {"source": str(path), "samples": samples, "template": template}
 
 
 def _fmt_seconds(seconds: float | None) -> str:
@@ -297,6 +328,13 @@ def _last_job() -> None:
         st.caption(ui.md(jobs_panel.job_line(job)))
         if job.state in ("queued", "waiting", "running"):
             st.caption("It runs in the server: open other pages meanwhile; the Jobs panel in the sidebar follows it.")
+        question = st.session_state.get(LAST_SAMPLES)
+        if question and len(job.results) > 1:
+            if st.button(
+                f"Open the {len(job.results)} samples in Dataset", type="primary", key="runs_last_job_samples"
+            ):
+                st.switch_page(DATASET_PAGE, query_params={"samples": question})
+            return
         for key in job.results[:1]:
             if st.button("Open the run in Explore", type="primary", key="runs_last_job_open"):
                 st.switch_page(EXPLORE_PAGE, query_params={"run": key})
@@ -311,8 +349,10 @@ def _import_jsonl(store) -> None:
 
     st.markdown(
         'JSONL (one question per line: `{"id"?: ..., "question": "...", "answer"?: "...", "trajectory"?: "..."}`), '
-        "Parquet (a file or a folder of shards), Arrow, CSV, a Hugging Face `save_to_disk` folder or Thought Anchors "
-        "problem folders. Rows without a trace are generated by the model; a list of traces gives one run per element."
+        "Parquet (a file or a folder of shards), Arrow, CSV, a Hugging Face `save_to_disk` folder, Thought Anchors "
+        "problem folders (their rollouts become branches), Inspect AI logs (`.eval`, `.json`), lm-eval `--log_samples` "
+        "files and OpenAI-compatible chat output. Rows without a trace are generated by the model; a list of traces "
+        "gives one run per element."
     )
     c1, c2, c3 = st.columns(3)
     origin = c1.radio("Source", ["Upload", "Path on the server"], horizontal=True, key="runs_import_origin")
@@ -381,6 +421,7 @@ def _import_jsonl(store) -> None:
                     "question": r.question[:100],
                     "answer": r.answer,
                     "trajectory": "imported" if r.trajectory else "generate",
+                    "branch of": (r.branch or {}).get("of", ""),
                 }
                 for r in records
             ]

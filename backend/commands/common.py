@@ -14,7 +14,17 @@ import sys
 
 from backend.io.terminal import printable
 
-PRESET_NAMES = ("openr1", "s1k", "limo", "gsm8k", "math500", "thought-anchors")  # backend.io.fields.PRESETS
+PRESET_NAMES = (
+    "openr1",
+    "s1k",
+    "limo",
+    "gsm8k",
+    "math500",
+    "thought-anchors",
+    "inspect",
+    "lm-eval",
+    "openai-chat",
+)  # backend.io.fields.PRESETS
 
 
 def store(args):

@@ -99,7 +99,10 @@ def cmd_stats(args: argparse.Namespace) -> int:
     )
     report = dataset_claims(store, keys, settings)
     if args.json:
-        print(json.dumps(_finite(report.to_json()), ensure_ascii=False))
+        from backend.pipeline.agreement import dataset_agreement
+
+        payload = report.to_json() | {"importance_agreement": dataset_agreement(store, keys)}
+        print(json.dumps(_finite(payload), ensure_ascii=False))
         return 0
     print(f"{len(report.runs)} runs ({report.runs['question'].nunique() if len(report.runs) else 0} questions)")
     for line in report.skipped:

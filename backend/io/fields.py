@@ -97,6 +97,11 @@ PRESETS: dict[str, FieldMap] = {
     "math500": FieldMap("problem", "answer", (), id="unique_id", preset="math500"),
     # Thought Anchors problem folders: problem.json (problem, gt_answer) + base_solution.json (solution)
     "thought-anchors": FieldMap("problem", "gt_answer", ("solution", "full_cot"), preset="thought-anchors"),
+    # eval-pipeline logs (backend.io.readers.LOG_LAYOUTS): the preset forces the layout; each reader
+    # knows its format's fields (--question-field / --answer-field name a key of lm-eval's ``doc``)
+    "inspect": FieldMap(preset="inspect"),
+    "lm-eval": FieldMap(preset="lm-eval"),
+    "openai-chat": FieldMap(preset="openai-chat"),
 }
 
 

@@ -7,18 +7,23 @@
 | ``*.parquet`` / ``*.pq``, or a folder of Parquet shards | ``parquet`` (pyarrow.dataset, mapped columns only, in batches) |
 | ``*.arrow`` / ``*.feather`` / ``*.ipc`` | ``arrow`` (stream or file format, memory-mapped) |
 | a folder with ``state.json`` or ``dataset_dict.json`` | ``hf`` (``Dataset.save_to_disk``) |
-| a folder with ``problem.json`` at or below it | ``thought-anchors`` |
+| a folder with ``problem.json`` at or below it | ``thought-anchors`` (with ``chunk_<k>/solutions.json``: rollouts as branches) |
 | ``*.csv`` / ``*.tsv`` | ``csv`` (header row, every column as text) |
-| anything else | ``jsonl`` (the one JSONL reader) |
+| ``*.eval``, or a ``*.json`` Inspect log (an EvalLog object) | ``inspect`` (``backend.io.inspect_logs``) |
+| anything else | ``jsonl`` (the one JSONL reader); by its first line an lm-eval ``--log_samples`` file (``lm-eval``) or OpenAI-compatible chat output (``openai-chat``) |
+
+A preset named like a layout (``inspect``, ``lm-eval``, ``openai-chat``) reads the file as that layout.
 """
 
 from __future__ import annotations
 
+import itertools
 import tempfile
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
+from backend.io import inspect_logs, lm_eval, openai_chat
 from backend.io.fields import PRESETS, FieldMap, map_row, resolve_columns
 from backend.io.jsonl import iter_jsonl_rows
 from backend.io.records import LineError, QuestionRecord
@@ -33,11 +38,19 @@ from backend.io.tables import (
     parquet_files,
     parquet_table,
 )
-from backend.io.thought_anchors import FolderError, is_thought_anchors, thought_anchors_table
+from backend.io.thought_anchors import (
+    FolderError,
+    chunk_folders,
+    is_thought_anchors,
+    mark_base,
+    rollout_records,
+    thought_anchors_table,
+)
 from backend.io.walk import WalkError
 
-LAYOUTS = ("jsonl", "parquet", "arrow", "hf", "thought-anchors", "csv")
-UPLOAD_SUFFIXES = ("jsonl", "json", "txt", "parquet", "pq", "arrow", "feather", "csv", "tsv")
+LAYOUTS = ("jsonl", "parquet", "arrow", "hf", "thought-anchors", "csv", "inspect", "lm-eval", "openai-chat")
+LOG_LAYOUTS = ("inspect", "lm-eval", "openai-chat")  # eval-pipeline logs: a preset of that name forces the layout
+UPLOAD_SUFFIXES = ("jsonl", "json", "txt", "parquet", "pq", "arrow", "feather", "csv", "tsv", "eval")
 
 Item = QuestionRecord | LineError
 
@@ -71,7 +84,19 @@ def detect_layout(path: Path) -> str | LineError:
         return "arrow"
     if suffix in CSV_SUFFIXES:
         return "csv"
+    if suffix in inspect_logs.SUFFIXES:
+        return "inspect"
+    if suffix == ".json" and _head_is_inspect(path):
+        return "inspect"
     return "jsonl"
+
+
+def _head_is_inspect(path: Path) -> bool:
+    try:
+        with path.open("rb") as stream:
+            return inspect_logs.looks_like_json_log(stream.read(4096))
+    except OSError:
+        return False
 
 
 def is_table(path: str | Path) -> bool:
@@ -80,7 +105,7 @@ def is_table(path: str | Path) -> bool:
     if layout is None:  # not there yet: judge by the name
         suffix = Path(path).suffix.lower()
         return suffix in (*PARQUET_SUFFIXES, *ARROW_SUFFIXES, *CSV_SUFFIXES)
-    return layout not in ("jsonl",) and not isinstance(layout, LineError)
+    return layout not in ("jsonl", *LOG_LAYOUTS) and not isinstance(layout, LineError)
 
 
 def open_table(path: Path, layout: str) -> Table | LineError:
@@ -101,9 +126,12 @@ def iter_questions(
     """Records and per-line/per-row errors of ``path``, in file order, read lazily. Without
     ``reveal`` no error quotes the file's own content (its column names)."""
     path = Path(path)
-    found = layout or detect_layout(path)
+    found = layout or (fields.preset if fields.preset in LOG_LAYOUTS else None) or detect_layout(path)
     if isinstance(found, LineError):
         yield found
+        return
+    if found in LOG_LAYOUTS:
+        yield from _log_items(path, found, fields, reveal)
         return
     if fields.preset == "thought-anchors" and found != "thought-anchors":
         yield LineError(str(path), 0, None, "preset thought-anchors needs a folder of problem folders (problem.json)")
@@ -112,7 +140,7 @@ def iter_questions(
         named = {name: getattr(fields, name) for name in fields.required}
         fields = replace(PRESETS["thought-anchors"], **named, required=fields.required)
     if found == "jsonl":
-        yield from _jsonl_items(path, fields)
+        yield from _jsonl_items(path, fields, reveal)
         return
     table = open_table(path, found)
     if isinstance(table, LineError):
@@ -129,8 +157,25 @@ def iter_questions(
         if isinstance(row, LineError):
             yield row
             continue
-        for item in map_row(row, columns, fields, source, row_no, table=True):
-            yield _as_folder_error(item) if is_folders else item
+        items = map_row(row, columns, fields, source, row_no, table=True)
+        if is_folders:
+            yield from _problem_items([_as_folder_error(i) for i in items], Path(source))
+        else:
+            yield from items
+
+
+def _problem_items(items: list[Item], folder: Path) -> Iterator[Item]:
+    """A Thought Anchors problem folder: its base record, then its rollouts (when it has any)."""
+    base = items[0] if len(items) == 1 and isinstance(items[0], QuestionRecord) else None
+    if base is None or not chunk_folders(folder):
+        yield from items
+        return
+    problem = mark_base(base, folder)
+    if problem is not None:
+        yield problem
+        return
+    yield base
+    yield from rollout_records(folder, base)
 
 
 def _as_folder_error(item: Item) -> Item:
@@ -140,7 +185,7 @@ def _as_folder_error(item: Item) -> Item:
     return item
 
 
-def _jsonl_items(path: Path, fields: FieldMap) -> Iterator[Item]:
+def _jsonl_items(path: Path, fields: FieldMap, reveal: bool = True) -> Iterator[Item]:
     source = str(path)
     try:
         stream = path.open("rb")
@@ -148,13 +193,50 @@ def _jsonl_items(path: Path, fields: FieldMap) -> Iterator[Item]:
         yield LineError(source, 0, None, f"cannot read file: {exc.strerror}")
         return
     with stream:
-        yield from _jsonl_stream_items(stream, source, fields)
+        yield from _jsonl_stream_items(stream, source, fields, reveal=reveal)
 
 
-def _jsonl_stream_items(stream, source: str, fields: FieldMap) -> Iterator[Item]:
+def _log_items(path: Path, layout: str, fields: FieldMap, reveal: bool = True) -> Iterator[Item]:
+    """An eval-pipeline log; without ``reveal`` no error quotes the log's own messages."""
+    if layout == "inspect":
+        yield from inspect_logs.iter_log(path, reveal=reveal)
+        return
+    source = str(path)
+    try:
+        stream = path.open("rb")
+    except OSError as exc:
+        yield LineError(source, 0, None, f"cannot read file: {exc.strerror}")
+        return
+    with stream:
+        yield from _jsonl_stream_items(stream, source, fields, layout, reveal)
+
+
+def sniff_rows(rows: Iterator[tuple[int, object]]) -> tuple[str, Iterator[tuple[int, object]]]:
+    """The layout of a JSONL stream by its first decoded object (``lm-eval``, ``openai-chat`` or
+    ``jsonl``), and the rows again from the start."""
+    first = next(rows, None)
+    if first is None:
+        return "jsonl", iter(())
+    obj = first[1]
+    layout = "lm-eval" if lm_eval.looks_like(obj) else "openai-chat" if openai_chat.looks_like(obj) else "jsonl"
+    return layout, itertools.chain([first], rows)
+
+
+def _jsonl_stream_items(
+    stream, source: str, fields: FieldMap, layout: str | None = None, reveal: bool = True
+) -> Iterator[Item]:
+    rows = iter_jsonl_rows(stream, source)
+    if layout is None:
+        layout, rows = sniff_rows(rows)
+    if layout == "lm-eval":
+        yield from lm_eval.iter_samples(rows, source, fields)
+        return
+    if layout == "openai-chat":
+        yield from openai_chat.iter_lines(rows, source, reveal)
+        return
     columns = resolve_columns(fields, None)
     assert not isinstance(columns, str)
-    for line_no, obj in iter_jsonl_rows(stream, source):
+    for line_no, obj in rows:
         if isinstance(obj, LineError):
             yield obj
         else:
@@ -201,7 +283,8 @@ def read_questions_bytes(
     import io
 
     suffix = Path(name).suffix.lower()
-    if suffix in (*PARQUET_SUFFIXES, *ARROW_SUFFIXES, *CSV_SUFFIXES):
+    through_file = suffix in (*PARQUET_SUFFIXES, *ARROW_SUFFIXES, *CSV_SUFFIXES, *inspect_logs.SUFFIXES)
+    if through_file or (suffix == ".json" and inspect_logs.looks_like_json_log(data[:4096])):
         with tempfile.TemporaryDirectory(prefix="raml-upload-") as folder:
             path = Path(folder) / f"upload{suffix}"
             path.write_bytes(data)
@@ -212,7 +295,8 @@ def read_questions_bytes(
         for r in records:
             r.where = r.where.replace(str(path), name)
         return records, errors
-    return collect(_jsonl_stream_items(io.BytesIO(data), name, fields), name, limit)
+    layout = fields.preset if fields.preset in ("lm-eval", "openai-chat") else None
+    return collect(_jsonl_stream_items(io.BytesIO(data), name, fields, layout), name, limit)
 
 
 def parse_jsonl_bytes(data: bytes, source: str) -> tuple[list[QuestionRecord], list[LineError]]:

@@ -26,6 +26,13 @@ class QuestionRecord:
     trajectory: str | None = None
     trace_index: int | None = None  # element of a list-valued trace column (id ends in "#k")
     where: str = ""  # "FILE:LINE", "FILE, row N" or a problem folder: where a failed run is reported
+    # what the source file says about this record beyond the trace (an eval log's sample id, epoch and
+    # scores; lm-eval's doc_id and metrics): kept in the run's meta as ``source`` (not in the key)
+    source: dict | None = None
+    # a rollout of another record of the same file (Thought Anchors): {"of": that record's id,
+    # "branch_at": step, "kind": "resample", ...}; the batch runs it as a branch of that record's run
+    branch: dict | None = None
+    segmentation: str | None = None  # the file's own step split (Thought Anchors' chunks), over the batch's
 
 
 @dataclass

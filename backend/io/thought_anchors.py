@@ -3,13 +3,23 @@
     <model>/temperature_0.6_top_p_0.95/correct_base_solution/problem_330/
         problem.json         {"problem", "level", "type", "gt_solution", "gt_answer"}
         base_solution.json   {"prompt", "solution", "full_cot", "answer", "is_correct"}
-        chunks.json, chunk_<k>/solutions.json  (resamples; not read here)
+        chunks.json          {"source_text", "solution_text", "chunks": [...]}
+        chunk_<k>/solutions.json  [{"chunk_removed", "prefix_without_chunk", "chunk_resampled",
+                                    "rollout", "full_cot", "answer", "is_correct"}, ...]
 
 ``solution`` is the model's text after the prompt (thinking, ``</think>``, final answer);
 ``full_cot`` is prompt + solution. Any folder above problem folders may be given: every
 ``problem_*`` folder below it with both files becomes one row (natural order: 2 before 10), its
 id the folder's path relative to the given one. A row is the two JSON objects merged
 (``problem.json`` wins on a clash), so ``--question-field`` etc. name their keys.
+
+Rollouts (``generate_rollouts.py`` of interp-reasoning/thought-anchors): a problem folder with
+``chunk_<k>/solutions.json`` files is a base run whose steps are the chunks of ``chunks.json``
+(segmentation ``thought-anchors``, their splitter; the batch checks the run's steps against
+``chunks.json``) and one rollout per element of each ``solutions.json``: a branch of the base run
+at step k (``kind: resample``), its trace ``prefix_without_chunk + rollout`` (exactly what their
+model was given and wrote), so counterfactual importance comes from their rollouts with no
+resampling. Rollouts that hold a generation ``error`` are left out, as their analysis does.
 """
 
 from __future__ import annotations
@@ -19,11 +29,19 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from backend.io.records import LineError
+from backend.io.records import LineError, QuestionRecord
 from backend.io.tables import Row, Table
+from backend.io.traces import SampleError, make_record
 from backend.io.walk import files_below
 
-PROBLEM_FILE, SOLUTION_FILE = "problem.json", "base_solution.json"
+PROBLEM_FILE, SOLUTION_FILE, CHUNKS_FILE, ROLLOUTS_FILE = (
+    "problem.json",
+    "base_solution.json",
+    "chunks.json",
+    "solutions.json",
+)
+SEGMENTATION = "thought-anchors"  # backend.engine.specs: their split_solution_into_chunks
+ROLLOUT_FIELDS = ("prefix_without_chunk", "rollout")
 
 
 def _natural(path: Path) -> list:
@@ -78,3 +96,103 @@ def thought_anchors_table(root: Path) -> Table | LineError:
             yield str(folder), row_no, row
 
     return Table(str(root), columns, read)
+
+
+# ----------------------------------------------------------------------------- rollouts
+def chunk_folders(folder: Path) -> list[tuple[int, Path]]:
+    """``(k, chunk_<k>/solutions.json)`` of a problem folder, by k."""
+    found = []
+    for child in folder.glob("chunk_*"):
+        tail = child.name.removeprefix("chunk_")
+        if tail.isdigit() and (child / ROLLOUTS_FILE).is_file():
+            found.append((int(tail), child / ROLLOUTS_FILE))
+    return sorted(found)
+
+
+def normalized_chunks_sha(chunks: list[str]) -> str:
+    """One hash of a list of chunks with whitespace runs made single spaces: the base run's steps
+    (which keep the text's own whitespace) are compared with ``chunks.json`` through it."""
+    import hashlib
+
+    return hashlib.sha256("\n".join(" ".join(c.split()) for c in chunks).encode("utf-8")).hexdigest()
+
+
+def _read_json(path: Path, what: str):
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        return FolderError(str(path), 0, None, f"{what} is not readable JSON ({str(exc)[:120]})")
+
+
+def _thinking(text: str) -> str:
+    """A rollout cut off before ``</think>`` (max tokens) is still all thinking, as its base run's is."""
+    return text if "</think>" in text else "<think>" + text
+
+
+def mark_base(record: QuestionRecord, folder: Path) -> LineError | None:
+    """Make the base record of a problem folder with rollouts a run with their chunks as steps."""
+    chunks = _read_json(folder / CHUNKS_FILE, CHUNKS_FILE) if (folder / CHUNKS_FILE).is_file() else None
+    if chunks is None:
+        return FolderError(str(folder), 0, None, f"has chunk_<k>/{ROLLOUTS_FILE} rollouts but no {CHUNKS_FILE}")
+    if isinstance(chunks, LineError):
+        return chunks
+    listed = chunks.get("chunks") if isinstance(chunks, dict) else None
+    if not isinstance(listed, list) or not all(isinstance(c, str) for c in listed):
+        return FolderError(str(folder / CHUNKS_FILE), 0, "chunks", "missing or not a list of strings")
+    record.segmentation = SEGMENTATION
+    record.source = {
+        "format": "thought-anchors",
+        "problem": record.id,
+        "n_chunks": len(listed),
+        "chunks_sha": normalized_chunks_sha(listed),
+    }
+    return None
+
+
+def rollout_records(folder: Path, base: QuestionRecord) -> Iterator[QuestionRecord | LineError]:
+    """The rollouts of a problem folder as branches of ``base`` (chunk by chunk, in file order)."""
+    for k, path in chunk_folders(folder):
+        solutions = _read_json(path, ROLLOUTS_FILE)
+        if isinstance(solutions, LineError):
+            yield solutions
+            continue
+        if not isinstance(solutions, list):
+            yield FolderError(str(path), 0, None, "is not a JSON list of rollouts")
+            continue
+        for j, rollout in enumerate(solutions):
+            name = f"rollout {j}"
+            if not isinstance(rollout, dict):
+                yield SampleError(str(path), j + 1, None, "is not a JSON object", record=name)
+                continue
+            if "error" in rollout:
+                continue  # a failed generation (their analysis skips these too)
+            missing = next((f for f in ROLLOUT_FIELDS if not isinstance(rollout.get(f), str)), None)
+            if missing:
+                state = "missing" if rollout.get(missing) is None else "must be a string"
+                yield SampleError(str(path), j + 1, missing, state, record=name)
+                continue
+            record = make_record(
+                {
+                    "id": f"{base.id}/chunk_{k}#{j}",
+                    "question": base.question,
+                    "answer": base.answer,
+                    "trajectory": _thinking(rollout["prefix_without_chunk"] + rollout["rollout"]),
+                },
+                source=str(path),
+                line=j + 1,
+                where=f"{path}, {name}",
+                fields={"trajectory": "rollout"},
+                origin={
+                    "format": "thought-anchors-rollout",
+                    "problem": base.id,
+                    "chunk": k,
+                    "rollout": j,
+                    "answer": rollout.get("answer"),
+                    "is_correct": rollout.get("is_correct"),
+                },
+                error=lambda s, ln, f, m, name=name: SampleError(s, ln, f, m, record=name),
+            )
+            if isinstance(record, QuestionRecord):
+                record.segmentation = SEGMENTATION
+                record.branch = {"of": base.id, "branch_at": k, "kind": "resample", "source": "thought-anchors"}
+            yield record

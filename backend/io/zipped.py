@@ -6,11 +6,18 @@ members; ``read_member`` refuses a member whose declared size is over the bound 
 and stops reading as soon as the inflated bytes pass it (so a lying header costs at most the
 bound); ``iter_member_lines`` yields a member's lines, each bounded while it is read. Every
 refusal is one ``ZipMemberError`` line naming the archive and the member.
+
+Members may be stored, deflated or Zstandard-compressed (method 93: Inspect writes ``.eval`` logs
+so; Python's ``zipfile`` reads it only from 3.14): those are inflated with ``zstandard``
+(multi-frame, bounded like the others, CRC checked).
 """
 
 from __future__ import annotations
 
+import io
+import struct
 import zipfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +26,8 @@ from backend.errors import InputError
 MAX_MEMBERS = 100_000
 MAX_MEMBER_BYTES = 64 << 20  # 64 MiB: one member read whole
 CHUNK = 1 << 20
+ZIP_ZSTANDARD = 93
+_LOCAL_HEADER = struct.Struct("<4s5H3L2H")  # signature, version, flags, method, time, date, crc, sizes, name, extra
 
 
 class ZipMemberError(InputError):
@@ -48,12 +57,12 @@ def read_member(archive: zipfile.ZipFile, name: str, max_bytes: int = MAX_MEMBER
         info = archive.getinfo(name)
     except KeyError:
         raise ZipMemberError(f"{where}: not in the archive") from None
-    if info.file_size > max_bytes:
+    if info.file_size > max_bytes or info.compress_size > max_bytes + (1 << 16):
         raise ZipMemberError(f"{where}: is {_mib(info.file_size)} inflated, more than {_mib(max_bytes)}")
     parts: list[bytes] = []
     total = 0
     try:
-        with archive.open(info) as stream:
+        with _open_member(archive, info) as stream:
             while True:
                 chunk = stream.read(min(CHUNK, max_bytes + 1 - total))
                 if not chunk:
@@ -62,9 +71,32 @@ def read_member(archive: zipfile.ZipFile, name: str, max_bytes: int = MAX_MEMBER
                 if total > max_bytes:
                     raise ZipMemberError(f"{where}: inflates to more than {_mib(max_bytes)}")
                 parts.append(chunk)
-    except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError, RuntimeError) as exc:
+    except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError, RuntimeError, ValueError) as exc:
         raise ZipMemberError(f"{where}: unreadable ({type(exc).__name__})") from None
-    return b"".join(parts)
+    data = b"".join(parts)
+    if info.compress_type == ZIP_ZSTANDARD and zlib.crc32(data) != info.CRC:
+        raise ZipMemberError(f"{where}: unreadable (CRC check failed)")
+    return data
+
+
+def _open_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo):
+    """A stream of the member's inflated bytes: zipfile's own, or zstandard's for method 93."""
+    if info.compress_type != ZIP_ZSTANDARD:
+        return archive.open(info)
+    import zstandard
+
+    if archive.fp is None:
+        raise zipfile.BadZipFile("archive is closed")
+    archive.fp.seek(info.header_offset)
+    header = archive.fp.read(_LOCAL_HEADER.size)
+    if len(header) != _LOCAL_HEADER.size or header[:4] != b"PK\x03\x04":
+        raise zipfile.BadZipFile("bad local file header")
+    name_len, extra_len = _LOCAL_HEADER.unpack(header)[-2:]
+    archive.fp.seek(info.header_offset + _LOCAL_HEADER.size + name_len + extra_len)
+    compressed = archive.fp.read(info.compress_size)
+    if len(compressed) != info.compress_size:
+        raise EOFError("member is truncated")
+    return zstandard.ZstdDecompressor().stream_reader(io.BytesIO(compressed), read_across_frames=True)
 
 
 def iter_member_lines(archive: zipfile.ZipFile, name: str, max_line_bytes: int) -> Iterator[tuple[int, bytes]]:

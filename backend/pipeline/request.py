@@ -53,6 +53,7 @@ class RunRequest:
     branch: dict | None = None
     max_answer_tokens: int = limits.DEFAULT_MAX_ANSWER_TOKENS  # a limit, not part of the key
     max_question_tokens: int = limits.DEFAULT_MAX_QUESTION_TOKENS  # a limit, not part of the key
+    origin: dict | None = None  # an imported record: what its file says beyond the trace; meta only, not in the key
 
     def validate(self) -> None:
         """Checks that need no model (backend.engine.limits; the rest in ``check_before_load``)."""

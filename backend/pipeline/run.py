@@ -176,6 +176,7 @@ def run_question(
             Meta.PREDICTED_ANSWER: predicted,
             **_grading(predicted, answer, answer_source),
             Meta.WARNINGS: warnings,
+            Meta.ORIGIN: req.origin,
             Meta.CREATED: time.time(),
         }
         if req.branch:

@@ -13,7 +13,7 @@ engines live in ``local_engine`` and ``ray_engine``; neither imports the other o
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from backend.errors import InputError
@@ -116,17 +116,69 @@ def run_batch(
     spec: BatchSpec, template_request: RunRequest, store, *, progress: Callable[[int, int], None] | None = None
 ) -> BatchReport:
     """Run every (record, sample) of ``spec.source`` with the settings of ``template_request``.
-    ``progress(done, total)`` is called before each item and at the end (a job's cancel point)."""
+    ``progress(done, total)`` is called before each item and at the end (a job's cancel point).
+
+    Records that are rollouts of another record (``record.branch``: Thought Anchors) run in a
+    second wave, as branches of that record's run (``parent``, ``branch_at`` in their meta)."""
     spec.validate()
     records, positions, read_errors = read_records(spec)
     items = plan(records, spec.samples)
+    for item in items:
+        item.order = positions[item.order]
+    bases = [i for i in items if i.record.branch is None]
+    rollouts = [i for i in items if i.record.branch is not None]
+    total = len(items)
+
+    def wave_progress(offset: int):
+        return (lambda done, _total: progress(offset + done, total)) if progress else None
+
+    results = _run_wave(spec, template_request, store, bases, {}, wave_progress(0))
+    if rollouts:
+        parents = parent_keys(results, store)
+        results += _run_wave(spec, template_request, store, rollouts, parents, wave_progress(len(bases)))
+    results.sort(key=lambda r: (r.item.order, r.item.sample))
+    return BatchReport(spec, results, read_errors)
+
+
+def parent_keys(results: list[ItemResult], store) -> dict[str, str | Exception]:
+    """Record id -> its run's key, or why its rollouts cannot be its branches (it failed, or its
+    steps are not the chunks its file lists)."""
+    from backend.io.thought_anchors import normalized_chunks_sha
+
+    keys: dict[str, str | Exception] = {}
+    for r in results:
+        rid = r.item.record.id
+        if not r.key:
+            keys[rid] = InputError(f"its base run ({r.item.record.where}) failed")
+            continue
+        origin = r.item.record.source or {}
+        if "chunks_sha" in origin:
+            texts = list(store.open(r.key, verify=False).steps["text"])
+            if normalized_chunks_sha(texts) != origin["chunks_sha"]:
+                keys[rid] = InputError(
+                    f"the steps of its base run {r.key} ({len(texts)}) are not the {origin['n_chunks']} chunks of "
+                    "chunks.json (their split of another text, or two chunks inside one token), so step k is not chunk k"
+                )
+                continue
+        keys[rid] = r.key
+    return keys
+
+
+def _run_wave(spec, template_request, store, items, parents, progress) -> list[ItemResult]:
     requests: list[RunRequest] = []
     runnable: list[BatchItem] = []
     results: list[ItemResult] = []
     for item in items:
-        item.order = positions[item.order]
         try:
-            requests.append(item_request(template_request, item, spec.samples, spec.sampling_temperature))
+            request = item_request(template_request, item, spec.samples, spec.sampling_temperature)
+            branch = item.record.branch
+            if branch is not None:
+                parent = parents.get(branch["of"], InputError(f"its base record {branch['of']!r} was not read"))
+                if isinstance(parent, Exception):
+                    raise InputError(f"rollout not imported: {parent}")
+                fields = {k: v for k, v in branch.items() if k != "of"}
+                request = replace(request, branch={"parent": parent, **fields, "branch_at": int(branch["branch_at"])})
+            requests.append(request)
             runnable.append(item)
         except Exception as exc:
             results.append(ItemResult(item, None, False, describe_failure(exc)))
@@ -142,5 +194,4 @@ def run_batch(
         from backend.scale.local_engine import run_items_local
 
         results += run_items_local(runnable, requests, store, show_progress=spec.show_progress, progress=progress)
-    results.sort(key=lambda r: (r.item.order, r.item.sample))
-    return BatchReport(spec, results, read_errors)
+    return results

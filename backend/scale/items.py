@@ -53,6 +53,8 @@ def item_request(template: RunRequest, item: BatchItem, samples: int, sampling_t
         trajectory=rec.trajectory,
         label=rec.id,
         generation=generation,
+        segmentation=rec.segmentation or template.segmentation,  # a file's own steps (Thought Anchors' chunks)
+        origin=rec.source,
     )
 
 

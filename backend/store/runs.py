@@ -268,6 +268,12 @@ class MetaView:
         return None if value is None else int(value)
 
     @property
+    def origin(self) -> dict:
+        """An imported record: what its file says beyond the trace (an eval log's sample id, epoch
+        and scores; lm-eval's doc id and metrics; a rollout's chunk); empty otherwise."""
+        return dict(self.meta.get(Meta.ORIGIN) or {})
+
+    @property
     def branch(self) -> dict:
         """A branch: how it was made (kind, generation settings); empty for an ordinary run."""
         return dict(self.meta.get(Meta.BRANCH) or {})

@@ -138,6 +138,7 @@ class Meta:
     BRANCH: Final = "branch"  # a branch: how it was made (resample / edit, settings)
     WARNINGS: Final = "warnings"
     COMPUTE: Final = "compute"  # how the run shared the cores: torch threads, OpenMP wait policy (docs/threads.md)
+    ORIGIN: Final = "origin"  # an imported record: what its file says beyond the trace (eval log ids, scores)
 
 
 class ModelMeta:

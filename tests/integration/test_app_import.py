@@ -58,3 +58,36 @@ def test_uploaded_parquet_with_named_columns_reports_bad_rows(tmp_path, monkeypa
     assert not at.exception
     assert [e.value for e in at.error] == ["1 line of mine.parquet cannot be used (the other 1 can):"]
     assert any("1 question ready" in s.value for s in at.success)
+
+
+def _preview(at):
+    """The import preview table (one row per record)."""
+    return next(d.value for d in at.dataframe if "branch of" in d.value.columns)
+
+
+def test_eval_logs_and_rollouts_import_from_the_runs_page(tmp_path, monkeypatch):
+    """An Inspect .eval log uploaded (Inspect's own writer made it), and Thought Anchors rollouts by
+    path: the preview lists each epoch as a record and each rollout as a branch of its base."""
+    from dataset_layouts import write_thought_anchors_rollouts
+
+    logs = Path(__file__).resolve().parents[1] / "fixtures" / "eval_logs"
+    at = _runs_page(tmp_path / "cache", monkeypatch)
+    data = (logs / "gsm8k_reasoning.eval").read_bytes()
+    at.file_uploader(key="runs_import_file").upload("gsm8k_reasoning.eval", data, "application/zip")
+    at.run()
+    assert not at.exception and not at.error
+    assert any("4 questions ready" in s.value for s in at.success)
+    preview = _preview(at)
+    assert sorted(preview["id"]) == ["1#1", "1#2", "2#1", "2#2"]
+    root = write_thought_anchors_rollouts(
+        tmp_path / "data" / "ta",
+        "Two plus four is six. Wait, 2 + 4 = 6. So it is 6.",
+        "6",
+        {1: [" So 6.\n</think>\\boxed{6}"]},
+    )
+    at.file_uploader(key="runs_import_file").clear()
+    at.radio(key="runs_import_origin").set_value("Path on the server").run()
+    at.text_input(key="runs_import_path").input(str(root)).run()
+    assert not at.exception and not at.error
+    preview = _preview(at)
+    assert list(preview["branch of"]) == ["", preview["id"][0]]

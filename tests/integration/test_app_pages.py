@@ -364,6 +364,41 @@ def test_runs_new_run_form_estimates_runs_and_opens(own_cache, tiny_llama, monke
     assert _step_label(at).startswith("Start")
 
 
+def test_runs_new_run_form_samples_run_as_a_batch_and_open_in_the_samples_view(
+    own_cache, tiny_llama, monkeypatch, request
+):
+    """Issue 21 item 4: K samples from the Runs page are one ``batch`` job of the question (each
+    sample a run); its result opens the Dataset page's Samples view on that question."""
+    from backend.engine import provider
+
+    store, _ = own_cache
+    provider.register(tiny_llama, "tiny-test")
+    request.addfinalizer(lambda: provider.unregister("tiny-test"))
+    at = _app(store.root, monkeypatch)
+    at.switch_page("views/runs.py").run()
+    question = "What is 9 - 5?"
+    at.text_input(key="runs_new_model").input("tiny-test")
+    at.text_area(key="runs_new_question").input(question)
+    at.text_input(key="runs_new_answer").input("4")
+    at.number_input(key="runs_new_max_tokens").set_value(24)
+    at.number_input(key="runs_new_samples").set_value(2)
+    _button(at, "Estimate cost").click().run()
+    _no_errors(at)
+    assert any("2 samples, each" in i.value for i in at.info)
+    at.button(key="runs_new_start").click().run()
+    _no_errors(at)
+    job = _wait_job(store, at.session_state["runs_last_job"])
+    assert job.kind == "batch" and job.params["samples"] == 2 and job.state == "finished", job.error
+    runs = store.list_runs()
+    assert len(job.results) == 2 and set(runs[runs["question"] == question]["key"]) == set(job.results)
+    at.run()
+    at.button(key="runs_last_job_samples").click().run()
+    assert at.query_params["samples"] == [question] or at.query_params["samples"] == question
+    assert not at.exception
+    choice = next(s for s in at.selectbox if s.label == "Question")
+    assert str(choice.format_func(choice.value)).startswith(question)
+
+
 def test_runs_new_run_form_reports_bad_input(cache, monkeypatch):
     store, _, _ = cache
     at = _app(store.root, monkeypatch)
