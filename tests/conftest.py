@@ -86,20 +86,21 @@ SAMPLE_QUESTION = (
 
 
 @pytest.fixture(scope="session")
-def smol_tokenizer(request):
-    """SmolLM2's real tokenizer. Read from the converted copy when there is one (1 s); else the
-    one GGUF conversion of the session happens here, through the ``smollm2`` fixture (which
-    stores the copy for every later process), instead of a second tokenizer-only conversion."""
+def smol_tokenizer():
+    """SmolLM2's real tokenizer: from the converted copy when there is one (1 s), else the
+    tokenizer alone (``load_tokenizer``: read from the GGUF in seconds and kept beside the converted
+    models), never the whole model's conversion: a worker that runs only tiny-model tests does not
+    wait for another worker's de-quantization."""
     from transformers import AutoTokenizer
 
     from backend.engine import converted
-    from backend.engine.models import resolve
+    from backend.engine.models import load_tokenizer, resolve
 
     spec = resolve("smollm2-135m")
     copy = converted.converted_dir(spec.fingerprint(), "float32")
     if converted.is_complete(copy):
         return AutoTokenizer.from_pretrained(str(copy))
-    return request.getfixturevalue("smollm2").tokenizer
+    return load_tokenizer(spec)
 
 
 def build_tiny_model(
