@@ -364,12 +364,9 @@ def _load_with(spec: ModelSpec, trust_remote_code: bool, dev: torch.device, dt: 
         conversion = converted.converted_dir(fingerprint, str(dt).replace("torch.", ""))
         if converted.is_complete(conversion):
             assert conversion is not None
-            try:  # the converted copy (docs/models.md): safetensors, no de-quantizing
-                model, tokenizer = _from_pretrained(spec, str(conversion), kwargs | {"use_safetensors": True})
-                return _finish(spec, model, tokenizer, dev, fingerprint)
-            except ModelLoadError as exc:
-                log.warning("converted copy %s is unusable (%s); converting the GGUF again", conversion, exc)
-                shutil.rmtree(conversion, ignore_errors=True)
+            loaded = _load_converted(spec, conversion, kwargs, dev, fingerprint)
+            if loaded is not None:
+                return loaded
         _check_gguf_header(spec.directory / spec.gguf_file)
         kwargs["gguf_file"] = spec.gguf_file
     else:
@@ -380,6 +377,24 @@ def _load_with(spec: ModelSpec, trust_remote_code: bool, dev: torch.device, dt: 
     if conversion is not None and spec.gguf_file:
         converted.store_converted(conversion, model, tokenizer, spec.directory / spec.gguf_file, fingerprint)
     return loaded
+
+
+def _load_converted(spec: ModelSpec, conversion: Path, kwargs: dict, dev, fingerprint: str) -> LoadedModel | None:
+    """The model from its converted copy (docs/models.md: safetensors, no de-quantizing); None
+    when the copy fails its own integrity check (it is removed and the GGUF converted again).
+    A load that fails while the copy is sound (the server shutting down mid-load, memory)
+    raises and keeps the copy: a healthy 540 MB conversion is never deleted for it."""
+    try:
+        model, tokenizer = _from_pretrained(spec, str(conversion), kwargs | {"use_safetensors": True})
+        return _finish(spec, model, tokenizer, dev, fingerprint)
+    except ModelLoadError as exc:
+        problem = converted.check(conversion)
+        if problem is None:
+            log.warning("loading the converted copy %s failed (%s); the copy is sound and kept", conversion, exc)
+            raise
+        log.warning("converted copy %s is damaged (%s); converting the GGUF again", conversion, problem)
+        shutil.rmtree(conversion, ignore_errors=True)
+        return None
 
 
 def _from_pretrained(spec: ModelSpec, src: str, kwargs: dict):

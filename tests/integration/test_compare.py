@@ -342,3 +342,30 @@ def test_compare_page_model_errors_are_one_line(compare_cache, monkeypatch):
     assert not at.exception
     assert len(at.error) == 1 and "\n" not in at.error[0].value and "Traceback" not in at.error[0].value
     assert at.error[0].value.startswith(f"Job #{job.id} failed: ")
+
+
+def test_compare_never_preselects_a_damaged_run(tmp_path, tiny_llama, monkeypatch):
+    """Issue 27: Compare preselected every run of the question, a damaged one too (the page then
+    failed on it); a damaged run stays selectable but is not chosen by default."""
+    from backend.pipeline.run import RunRequest, run_question
+    from backend.store.runs import RunStore
+
+    store = RunStore(tmp_path / "cache")
+    keys = [
+        run_question(
+            RunRequest(question=SAMPLE_QUESTION, answer="6", trajectory=t, model=tiny_llama.name),
+            store,
+            loaded=tiny_llama,
+        ).key
+        for t in (SAMPLE_TRAJECTORY, SAMPLE_TRAJECTORY + " So the answer is 6.")
+    ]
+    steps = store.path(keys[1]) / "steps.parquet"
+    steps.write_bytes(steps.read_bytes()[:-20])  # truncated: listed as damaged
+    monkeypatch.setenv("RAML_CACHE_DIR", str(store.root))
+    main = str(Path(__file__).resolve().parents[2] / "app" / "main.py")
+    at = AppTest.from_file(main, default_timeout=180).run()
+    at.switch_page("views/compare.py").run()
+    assert not at.exception
+    picker = next(m for m in at.multiselect if m.label == "Runs")
+    assert len(picker.options) == 2, "the damaged run can still be chosen by hand"
+    assert picker.value == [keys[0]], "only the healthy run is preselected"

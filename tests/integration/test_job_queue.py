@@ -60,7 +60,7 @@ def test_cancel_queued_and_running_jobs(queue, tiny_llama):
 
     running = queue.submit("run", _run_params(tiny_llama.name, question="What is 7 - 4?"))
     job = queue.claim()
-    assert job.id == running and queue.get(running).state == "running"
+    assert job.id == running and queue.get(running).state == "waiting"  # claimed; the device lock comes next
     assert queue.cancel(running)  # the flag is read at the job's next progress report
     final = queue.run_job(job)
     assert final.state == "cancelled" and final.resumable and final.results == []
