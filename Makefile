@@ -14,9 +14,8 @@ UV_VERSION := 0.13.9
 TORCH_WHEELS ?= $(firstword $(wildcard /opt/wheels))
 PYTEST := $(PY) -m pytest -q -p no:cacheprovider
 # `make test` runs the suite on TEST_WORKERS pytest-xdist workers (one per core by default, at
-# most 4); `--dist loadgroup` keeps the tests that share an app server and Chromium, a Ray instance
-# or a module's fixture in one worker (tests/conftest.py: xdist_group_of). TEST_WORKERS=0 runs it
-# in one process.
+# most 4); tests/conftest.py's scheduler keeps the browser tests (one app server and Chromium) and
+# each module (a Ray instance, a module's fixtures) in one worker. TEST_WORKERS=0: one process.
 TEST_WORKERS ?= $(shell python3 -c 'import os; print(max(1, min(4, len(os.sched_getaffinity(0)))))' 2>/dev/null || echo 2)
 PYTEST_PARALLEL := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadgroup)
 # OpenMP threads sleep when they wait instead of spinning: two torch processes on one machine (the

@@ -57,19 +57,45 @@ def xdist_group_of(item, domain: str | None) -> str | None:
     return None
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups into the node ids
-def pytest_collection_modifyitems(config, items):
-    tests_dir = Path(__file__).resolve().parent
-    for item in items:
-        try:
-            domain: str | None = Path(str(item.fspath)).resolve().relative_to(tests_dir).parts[0]
-        except ValueError:
-            domain = None
-        if domain in DOMAINS:
-            item.add_marker(getattr(pytest.mark, domain))
-        group = xdist_group_of(item, domain)
-        if group is not None and item.get_closest_marker("xdist_group") is None:
-            item.add_marker(pytest.mark.xdist_group(group))
+def scope_of(nodeid: str) -> str:
+    """The unit of work xdist's scheduler hands one worker (``SuiteScheduling``): every browser test
+    (one app server and one Chromium per session), else the test's module, so that Ray's instance
+    and a module's shared fixtures are built once. pytest 9 derives node ids itself, so xdist's own
+    ``xdist_group`` marks (which rename node ids) no longer group anything; the marks are still set
+    for readers and for ``--dist loadgroup`` where that works."""
+    path = nodeid.split("::", 1)[0]
+    return "tests/browser" if path.startswith("tests/browser/") else path
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """``--dist loadgroup`` or ``loadscope`` (``make test``): schedule by ``scope_of``."""
+    if config.getvalue("dist") not in ("loadgroup", "loadscope"):
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SuiteScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return scope_of(nodeid)
+
+    return SuiteScheduling(config, log)
+
+
+def _domain(item) -> str | None:
+    try:
+        return Path(str(item.fspath)).resolve().relative_to(Path(__file__).resolve().parent).parts[0]
+    except ValueError:
+        return None
+
+
+def pytest_itemcollected(item):
+    """Each test's domain marker and xdist group, as it is collected (before any
+    ``pytest_collection_modifyitems``, where xdist's worker turns the group into the node id)."""
+    domain = _domain(item)
+    if domain in DOMAINS:
+        item.add_marker(getattr(pytest.mark, domain))
+    group = xdist_group_of(item, domain)
+    if group is not None and item.get_closest_marker("xdist_group") is None:
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 # A trajectory with several sentences, a line break and reflection words (imported, not generated).
@@ -86,20 +112,21 @@ SAMPLE_QUESTION = (
 
 
 @pytest.fixture(scope="session")
-def smol_tokenizer(request):
-    """SmolLM2's real tokenizer. Read from the converted copy when there is one (1 s); else the
-    one GGUF conversion of the session happens here, through the ``smollm2`` fixture (which
-    stores the copy for every later process), instead of a second tokenizer-only conversion."""
+def smol_tokenizer():
+    """SmolLM2's real tokenizer: from the converted copy when there is one (1 s), else the
+    tokenizer alone (``load_tokenizer``: read from the GGUF in seconds and kept beside the converted
+    models), never the whole model's conversion: a worker that runs only tiny-model tests does not
+    wait for another worker's de-quantization."""
     from transformers import AutoTokenizer
 
     from backend.engine import converted
-    from backend.engine.models import resolve
+    from backend.engine.models import load_tokenizer, resolve
 
     spec = resolve("smollm2-135m")
     copy = converted.converted_dir(spec.fingerprint(), "float32")
     if converted.is_complete(copy):
         return AutoTokenizer.from_pretrained(str(copy))
-    return request.getfixturevalue("smollm2").tokenizer
+    return load_tokenizer(spec)
 
 
 def build_tiny_model(

@@ -58,10 +58,10 @@ def check_proxy_layers(layers: Sequence[int] | None, n_layers: int | None) -> No
         if bad:
             raise InputError(f"--proxy-layers {','.join(map(str, bad))}: layers are whole numbers")
         return
-    bad = [i for i in layers if not isinstance(i, int) or i < 0 or i >= n_layers]
-    if bad:
+    outside = [i for i in layers if not isinstance(i, int) or i < 0 or i >= n_layers]
+    if outside:
         where = f"0..{n_layers - 1} (the model has {n_layers} layers)"
-        raise InputError(f"--proxy-layers {','.join(map(str, bad))} outside {where}")
+        raise InputError(f"--proxy-layers {','.join(map(str, outside))} outside {where}")
 
 
 def check_input_path(path: str | os.PathLike, what: str) -> Path:

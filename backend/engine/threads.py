@@ -60,7 +60,8 @@ def set_wait_policy(environ=None, modules=None) -> str:
         policy = "default (torch was imported before backend)"
     else:
         policy = WAIT_POLICY
-    environ.setdefault(ENV_WAIT_POLICY, WAIT_POLICY)  # subprocesses (Ray, CLI, servers) inherit it
+    if not given:  # unset or empty (libgomp reads an empty value as its spinning default)
+        environ[ENV_WAIT_POLICY] = WAIT_POLICY  # subprocesses (Ray, CLI, servers) inherit it
     if environ is os.environ:
         _policy_in_force = policy
     return policy

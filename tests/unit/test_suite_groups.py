@@ -46,3 +46,12 @@ def test_each_worker_started_torch_with_its_share_of_the_cores():
 
     assert os.environ.get("OMP_WAIT_POLICY")
     assert torch.get_num_threads() == int(os.environ["OMP_NUM_THREADS"])
+
+
+def test_the_scheduler_keeps_browser_tests_and_modules_together():
+    from tests.conftest import scope_of
+
+    assert scope_of("tests/browser/test_downloads.py::test_csv[1440]") == "tests/browser"
+    assert scope_of("tests/browser/test_html_export.py::test_export_file_is_self_contained") == "tests/browser"
+    assert scope_of("tests/integration/test_batch_ray.py::test_ray_batch_6x2") == "tests/integration/test_batch_ray.py"
+    assert scope_of("tests/unit/test_threads.py::test_x[a::b]") == "tests/unit/test_threads.py"

@@ -116,6 +116,8 @@ def test_a_bad_override_is_refused_in_one_line(bad):
 def test_wait_policy_is_set_unless_the_environment_names_one():
     env: dict[str, str] = {}
     assert threads.set_wait_policy(env, modules={}) == "PASSIVE" and env == {"OMP_WAIT_POLICY": "PASSIVE"}
+    env = {"OMP_WAIT_POLICY": " "}  # empty: libgomp would spin, so it counts as unset
+    assert threads.set_wait_policy(env, modules={}) == "PASSIVE" and env == {"OMP_WAIT_POLICY": "PASSIVE"}
     env = {"OMP_WAIT_POLICY": "active"}
     assert threads.set_wait_policy(env, modules={}) == "ACTIVE" and env["OMP_WAIT_POLICY"] == "active"
     env = {}
