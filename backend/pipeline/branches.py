@@ -1,7 +1,16 @@
-"""Branches of a run (issue 13 item 2): resample from boundary k, or replace step k with
-user text and keep the rest (teacher-forced) or regenerate it. A branch is an ordinary run
-with ``parent`` and ``branch_at`` (the step index that was resampled or replaced) in its meta
-and in the index, analysed and cached like any run.
+"""Branches of a run (issue 13 item 2): resample step s, or replace step s with user text and
+keep the rest (teacher-forced) or regenerate it. A branch is an ordinary run with ``parent`` and
+``branch_at`` (the step s that was resampled or replaced) in its meta and in the index, analysed
+and cached like any run.
+
+Steps are numbered s = 1..S everywhere (docs/architecture.md §3): step s ends at boundary s, which
+is what Explore's stepper shows as "Step s / S"; resampling step s keeps steps 1..s−1.
+
+A resample continues until the model ends its reasoning and answer (its end token or a closed
+final ``\boxed{}``: ``backend.engine.trajectory.generate_until_done``), bounded by the context
+and the stated cap ``DEFAULTS.max_new_tokens``; a branch that hit the cap (or the context) is
+flagged (``branch.finish``, ``truncated`` in the tree) and left out of counterfactual importance,
+which says so (``excluded``). The page and the CLI take their defaults from ``DEFAULTS``.
 
 Counterfactual importance follows Thought Anchors (Bogdan et al. 2025): the answers and L̂ of
 the continuations resampled at step k against those where step k is kept (the branches
@@ -20,14 +29,22 @@ from dataclasses import asdict
 
 from backend.engine import provider
 from backend.engine.models import LoadedModel
-from backend.engine.trajectory import GenerationSettings, generate
+from backend.engine.trajectory import ENDED, GenerationSettings, generate_until_done
 from backend.errors import InputError, RamlError
+from backend.pipeline.branch_defaults import DEFAULTS
 from backend.pipeline.run import RunOutcome, RunRequest, estimate_probe_tokens, run_question
 from backend.store.runs import RunData, RunStore
 
 StageProgress = Callable[[str, int, int], None]
 MAX_SAMPLES = 64
 MAX_NEW_TOKENS = 8192
+STEP_BASE = 1  # steps are numbered from 1 (recorded in each new branch's meta; older branches counted from 0)
+PROBE_RESERVE = 96  # context tokens kept free for the analysis probe (template + answer)
+
+
+CAP_REASON = "hit the cap of {cap} new tokens before the model ended its answer"
+CONTEXT_REASON = "filled the model's context before the model ended its answer"
+LEGACY_REASON = "made before branches recorded why they stopped (maybe cut short)"
 
 
 class OrphanError(InputError):
@@ -36,8 +53,8 @@ class OrphanError(InputError):
 
 def _check_step(run: RunData, step: int) -> int:
     n_steps = len(run.steps)
-    if not isinstance(step, int) or not 0 <= step < n_steps:
-        raise InputError(f"--step {step} is outside run {run.key}'s steps 0..{n_steps - 1}")
+    if not isinstance(step, int) or isinstance(step, bool) or not 1 <= step <= n_steps:
+        raise InputError(f"--step {step} is outside run {run.key}'s steps 1..{n_steps}")
     return step
 
 
@@ -61,8 +78,18 @@ def validate(run: RunData, step: int, samples: int, settings: GenerationSettings
 
 
 def prefix_text(run: RunData, step: int) -> str:
-    """The trajectory text before step ``step`` (steps are contiguous slices of it)."""
-    return "".join(run.steps["text"].iloc[:step])
+    """The trajectory text before step ``step`` (1-based; steps are contiguous slices of it)."""
+    return "".join(run.steps["text"].iloc[: step - 1])
+
+
+def branch_label(
+    run: RunData, store: RunStore, kind: str, step: int, temperature: float | None, offset: int = 0
+) -> str:
+    """ "<parent label> · branch k @ step s, resample, T=0.7": k counts the parent's branches."""
+    k = len(store.children(run.key)) + 1 + offset
+    parent = run.label or run.key[:8]
+    setting = "" if temperature is None else f", T={temperature:g}"
+    return f"{parent} · branch {k} @ step {step}, {kind}{setting}"
 
 
 def _model_for(run: RunData, loaded: LoadedModel | None) -> LoadedModel:
@@ -70,10 +97,13 @@ def _model_for(run: RunData, loaded: LoadedModel | None) -> LoadedModel:
     return provider.provide_for_run(run.model_name, run.model_fingerprint, run.key, loaded=loaded)
 
 
-def _branch_request(run: RunData, trajectory: str, branch: dict) -> RunRequest:
+def _branch_request(
+    run: RunData, trajectory: str, branch: dict, label: str, generation: GenerationSettings | None = None
+) -> RunRequest:
     if run.think_format and "<think>" not in trajectory:
         trajectory = "<think>" + trajectory  # keep the parent's prompt format even without a closing tag
     return RunRequest(
+        generation=generation or GenerationSettings(),
         question=run.question,
         answer=run.answer if run.answer_source == "reference" else None,
         trajectory=trajectory,
@@ -82,8 +112,8 @@ def _branch_request(run: RunData, trajectory: str, branch: dict) -> RunRequest:
         segmentation=run.segmentation,
         cuts=run.cuts,
         proxy_layers=list(run.proxy_layers) or None,
-        label=run.label,
-        branch=branch,
+        label=label,
+        branch=branch | {"step_base": STEP_BASE},
     )
 
 
@@ -91,7 +121,7 @@ def estimate(run: RunData, step: int, samples: int, max_new_tokens: int, regener
     """What a branch will cost, told before starting: tokens generated and analysed, and seconds
     extrapolated from the parent's own analysis time per token."""
     _check_step(run, step)
-    start = int(run.steps["start"].iloc[step])
+    start = int(run.steps["start"].iloc[step - 1])
     n_new = max_new_tokens if regenerate else int(run.n_tokens) - start
     probe_m = max(1, len(run.answer_ids or []) + 12)
     analysed = estimate_probe_tokens(start + n_new, run.cuts, probe_m, len(run.steps))
@@ -119,8 +149,9 @@ def resample(
     loaded: LoadedModel | None = None,
     progress: StageProgress | None = None,
 ) -> list[RunOutcome]:
-    """``samples`` continuations from the boundary before step ``step`` (seeds seed, seed+1, ...)."""
-    settings = settings or GenerationSettings(temperature=0.7, top_p=0.95)
+    """``samples`` continuations from the boundary before step ``step`` (seeds seed, seed+1, ...),
+    each until the model ends its answer or the cap ``settings.max_new_tokens``."""
+    settings = settings or GenerationSettings(DEFAULTS.max_new_tokens, DEFAULTS.temperature, DEFAULTS.top_p)
     report = progress or (lambda stage, done, total: None)
     run = store.open(key)
     validate(run, step, samples, settings)
@@ -130,9 +161,18 @@ def resample(
     for i in range(samples):
         sample = GenerationSettings(settings.max_new_tokens, settings.temperature, settings.top_p, settings.seed + i)
         report("generate", i, samples)
-        continuation = generate(loaded, run.prompt, sample, prefix=prefix)
-        branch = {"parent": key, "branch_at": step, "kind": "resample", "generation": asdict(sample)}
-        outcomes.append(run_question(_branch_request(run, prefix + continuation, branch), store, loaded=loaded))
+        done = generate_until_done(loaded, run.prompt, sample, prefix=prefix, reserve=PROBE_RESERVE)
+        branch = {
+            "parent": key,
+            "branch_at": step,
+            "kind": "resample",
+            "generation": asdict(sample),
+            "finish": done.finish,
+            "generated_tokens": done.n_tokens,
+        }
+        label = branch_label(run, store, "resample", step, sample.temperature)
+        req = _branch_request(run, prefix + done.text, branch, label, sample)
+        outcomes.append(run_question(req, store, loaded=loaded))
         report("generate", i + 1, samples)
     return outcomes
 
@@ -159,25 +199,33 @@ def edit(
     loaded = _model_for(run, loaded)
     prefix = prefix_text(run, step) + text
     branch: dict = {"parent": key, "branch_at": step, "kind": "edit", "text": text, "regenerate": regenerate}
+    generation = None
     if regenerate:
         report("generate", 0, 1)
-        rest = generate(loaded, run.prompt, settings, prefix=prefix)
-        branch["generation"] = asdict(settings)
+        done = generate_until_done(loaded, run.prompt, settings, prefix=prefix, reserve=PROBE_RESERVE)
+        rest, generation = done.text, settings
+        branch |= {"generation": asdict(settings), "finish": done.finish, "generated_tokens": done.n_tokens}
         report("generate", 1, 1)
     else:
-        rest = "".join(run.steps["text"].iloc[step + 1 :])
-    return run_question(_branch_request(run, prefix + rest, branch), store, loaded=loaded)
+        rest = "".join(run.steps["text"].iloc[step:])
+    label = branch_label(run, store, "edit", step, settings.temperature if regenerate else None)
+    return run_question(_branch_request(run, prefix + rest, branch, label, generation), store, loaded=loaded)
 
 
 def _node(store: RunStore, key: str) -> dict:
     run = store.open(key, verify=False)
     branch = run.branch
+    why = truncation(branch)
     return {
         "key": key,
+        "label": run.label,
         "parent": run.parent,
         "branch_at": run.branch_at,
         "kind": branch.get("kind"),
         "generation": branch.get("generation"),
+        "finish": branch.get("finish"),
+        "truncated": why is not None,
+        "truncated_reason": why,
         "predicted_answer": run.predicted_answer,
         "correct": run.correct,
         "final_loss": run.summary.final_loss,
@@ -201,6 +249,21 @@ def tree(store: RunStore, key: str, max_depth: int = 8) -> list[dict]:
     return nodes
 
 
+def truncation(branch: dict) -> str | None:
+    """Why a generated branch may be cut short (one line), or None when the model ended it itself
+    (or nothing was generated: a teacher-forced edit)."""
+    if not branch or "generation" not in branch:
+        return None
+    finish = branch.get("finish")
+    if finish is None:
+        return LEGACY_REASON
+    if finish in ENDED:
+        return None
+    if finish == "context":
+        return CONTEXT_REASON
+    return CAP_REASON.format(cap=(branch.get("generation") or {}).get("max_new_tokens", "?"))
+
+
 def _kl(p: Counter, q: Counter) -> float:
     """KL(p || q) of two answer distributions with add-one (Laplace) smoothing over their union."""
     support = set(p) | set(q)
@@ -217,15 +280,35 @@ def counterfactual(store: RunStore, key: str) -> list[dict]:
     kept, the rest resampled), else the parent alone. Reports the KL divergence of the answer
     distributions (kept ‖ resampled), the change in accuracy and in mean final L̂ (resampled −
     kept, nats: positive when losing step k hurts, like ablation importance).
+
+    Branches that were cut short (``truncation``) are left out: their L̂ is that of an unfinished
+    thought. Each row lists them under ``excluded`` (key and reason); a step whose resamples were
+    all cut short has no values.
     """
     parent = _node(store, key)
     by_step: dict[int, list[dict]] = {}
+    cut: dict[int, list[dict]] = {}
     for node in tree(store, key, max_depth=1):
         if node["kind"] == "resample":
-            by_step.setdefault(int(node["branch_at"]), []).append(node)
+            (cut if node["truncated"] else by_step).setdefault(int(node["branch_at"]), []).append(node)
     rows = []
-    for step in sorted(by_step):
-        resampled = by_step[step]
+    for step in sorted(set(by_step) | set(cut)):
+        resampled = by_step.get(step, [])
+        excluded = [{"key": n["key"], "reason": n["truncated_reason"]} for n in cut.get(step, [])]
+        if not resampled:
+            rows.append(
+                {
+                    "step": step,
+                    "n_resampled": 0,
+                    "n_kept": 0,
+                    "kept_is_parent": step + 1 not in by_step,
+                    "answer_kl": None,
+                    "loss_delta": None,
+                    "accuracy_delta": None,
+                    "excluded": excluded,
+                }
+            )
+            continue
         kept = by_step.get(step + 1) or [parent]
 
         def answers(nodes):
@@ -246,6 +329,7 @@ def counterfactual(store: RunStore, key: str) -> list[dict]:
                 "answer_kl": round(_kl(answers(kept), answers(resampled)), 6),
                 "loss_delta": None if loss_r is None or loss_k is None else round(loss_r - loss_k, 6),
                 "accuracy_delta": None if acc_r is None or acc_k is None else round(acc_k - acc_r, 6),
+                "excluded": excluded,
             }
         )
     return rows
