@@ -5,6 +5,7 @@ Screenshots go to tests/artifacts/."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -28,7 +29,7 @@ def test_compute_importance_branch_and_see_the_overlay(tmp_path, tiny_model_dir,
     ARTIFACTS.mkdir(exist_ok=True)
     with streamlit_app(store.root) as url:
         page = browser.new_page(viewport={"width": 1280, "height": 1600})
-        page.goto(f"{url}/?run={key}&step=3", wait_until="domcontentloaded")  # steps 1..S: URL step = step shown
+        page.goto(f"{url}/?run={key}&step=3", wait_until="domcontentloaded")
         page.locator(".st-key-importance_compute button").first.click(timeout=FIRST_PAGE_MS)
         strip = page.locator(".st-key-importance_strip .js-plotly-plot").first
         strip.wait_for(timeout=300_000)  # the importance job's result
@@ -43,32 +44,7 @@ def test_compute_importance_branch_and_see_the_overlay(tmp_path, tiny_model_dir,
         strip.scroll_into_view_if_needed()
         page.screenshot(path=str(ARTIFACTS / "importance_strip_1280.png"), full_page=True)
 
-        # issue 25 item 2: ticking a table row jumps there (no StreamlitWidgetAlreadyInstantiatedError)
-        best = _top_step(page)
-        page.locator("#raml-step-label").click()  # focus the page (a click also mirrors the step)
-        page.keyboard.press("End" if best == 1 else "Home")  # a step other than the row's
-        _wait_step(page, n_steps if best == 1 else 0, n_steps)
-        _tick_first_row(page, best)
-        _wait_step(page, best, n_steps)
-        _wait_url_step(page, best)
-        assert "StreamlitWidgetAlreadyInstantiatedError" not in page.content()
-        assert page.locator(".st-key-branch_here_open").count() == 1  # the Branches panel is still there
-
-        # issue 25 item 1: step with the keyboard, then branch here at once: the branch is at the step shown
-        page.locator("#raml-step-label").click()  # focus the page, not the table
-        page.keyboard.press("Home")
-        for _ in range(3):
-            page.keyboard.press("ArrowRight")
-        _wait_step(page, 3, n_steps)
-        shown = page.evaluate(
-            """() => ({strip: document.querySelector('.st-key-importance_strip .js-plotly-plot').dataset.ramlCursor,
-                       at: document.getElementById('raml-branch-at').dataset.step})"""
-        )
-        assert shown == {"strip": "3", "at": "3"}  # every panel follows the browser's cursor
-        page.locator(".st-key-branch_here_open label").first.click()  # no wait for the URL mirror
-        start = page.locator(".st-key-branch_start button").first
-        start.wait_for(timeout=60_000)
-        assert start.inner_text().strip() == "Branch at step 3"
+        page.locator(".st-key-branch_here_open label").first.click()  # acts on step 3: the step on screen
         page.locator(".st-key-branch_samples input").first.fill("1")
         page.locator(".st-key-branch_samples input").first.press("Enter")
         page.locator(".st-key-branch_max_new input").first.fill("8")
@@ -86,7 +62,78 @@ def test_compute_importance_branch_and_see_the_overlay(tmp_path, tiny_model_dir,
         page.screenshot(path=str(ARTIFACTS / "branch_overlay_1280.png"), full_page=True)
         page.close()
     children = store.children(key)
-    assert len(children) == 1 and store.open(children[0]).branch_at == 3  # the step that was on screen
+    assert len(children) == 1 and store.open(children[0]).branch_at == 3
+
+
+def test_the_step_a_button_acts_on_is_the_step_on_screen(tmp_path, tiny_model_dir, browser):
+    """Issue 25 items 1-2 in real Chromium: ticking an importance row jumps there (no
+    StreamlitWidgetAlreadyInstantiatedError, the Branches panel stays, the URL follows); then
+    step with the keyboard and at once "branch here": the queued branch job is at the step shown,
+    and the strip's cursor and the branch panel's step follow the browser's cursor. Importance is
+    computed here beforehand and the branch job is read from the queue, so no wait on a model."""
+    from backend.analysis.importance.run import compute_run_importance
+    from backend.pipeline.run import RunRequest, run_question
+    from backend.store.runs import RunStore
+
+    store = RunStore(tmp_path / "cache")
+    req = RunRequest(question=SAMPLE_QUESTION, answer="6", trajectory=SAMPLE_TRAJECTORY, model=tiny_model_dir)
+    key = run_question(req, store).key
+    compute_run_importance(store.open(key), store=store)
+    n_steps = len(store.open(key).steps)
+    with streamlit_app(store.root) as url:
+        page = browser.new_page(viewport={"width": 1280, "height": 1600})
+        page.goto(f"{url}/?run={key}&step=1", wait_until="domcontentloaded")
+        page.locator(".st-key-importance_strip .js-plotly-plot").first.wait_for(timeout=FIRST_PAGE_MS)
+        page.wait_for_function("() => document.body.classList.contains('raml-live')", timeout=FIRST_PAGE_MS)
+
+        best = _top_step(page)
+        page.locator("#raml-step-label").click()  # focus the page (a click also mirrors the step)
+        page.keyboard.press("End" if best == 1 else "Home")  # a step other than the row's
+        _wait_step(page, n_steps if best == 1 else 0, n_steps)
+        _tick_first_row(page, best)
+        _wait_step(page, best, n_steps)
+        _wait_url_step(page, best)
+        assert "StreamlitWidgetAlreadyInstantiatedError" not in page.content()
+        assert page.locator(".st-key-branch_here_open").count() == 1  # the Branches panel is still there
+
+        page.locator("#raml-step-label").click()
+        page.keyboard.press("Home")
+        for _ in range(3):
+            page.keyboard.press("ArrowRight")
+        _wait_step(page, 3, n_steps)
+        shown = page.evaluate(
+            """() => ({strip: document.querySelector('.st-key-importance_strip .js-plotly-plot').dataset.ramlCursor,
+                       at: document.getElementById('raml-branch-at').dataset.step})"""
+        )
+        assert shown == {"strip": "3", "at": "3"}  # every panel follows the browser's cursor
+        page.locator(".st-key-branch_here_open label").first.click()  # at once: no wait for the URL mirror
+        start = page.locator(".st-key-branch_start button").first
+        start.wait_for(timeout=120_000)
+        page.wait_for_function(
+            "() => document.querySelector('.st-key-branch_start button').innerText.trim() === 'Branch at step 3'",
+            timeout=60_000,
+        )
+        start.click()
+        rows = _poll_branch_jobs(store.root / "jobs.sqlite")
+        page.close()
+    assert len(rows) == 1 and json.loads(rows[0][0])["step"] == 3  # the step that was on screen
+
+
+def _poll_branch_jobs(path: Path, deadline_s: float = 120.0) -> list:
+    """The queued branch jobs' params, once there is one (polled with a deadline)."""
+    import sqlite3
+    import time
+
+    end = time.monotonic() + deadline_s
+    while True:
+        if path.exists():
+            with sqlite3.connect(path) as con:
+                rows = con.execute("SELECT params FROM jobs WHERE kind = 'branch'").fetchall()
+            if rows:
+                return rows
+        if time.monotonic() > end:
+            raise AssertionError("no branch job was queued")
+        time.sleep(0.5)
 
 
 def _wait_step(page, step: int, n_steps: int) -> None:
