@@ -28,7 +28,7 @@ def _cached(store, run) -> dict | None:
 
 
 def _counterfactual(store, key: str):
-    from backend.pipeline.branches import counterfactual
+    from backend.pipeline.lineage import counterfactual
 
     return counterfactual(store, key)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from backend.commands.common import add_detach, run_job, store
+from backend.commands.common import add_detach, add_key_argument, open_run, run_job
 from backend.errors import InputError
 
 
@@ -14,7 +14,7 @@ def cmd_branch(args) -> int:
     from backend.engine.trajectory import GenerationSettings
     from backend.pipeline import branches as branching
 
-    run = store(args).open(args.key)  # the key checked before anything is queued
+    run = open_run(args)  # the key checked before anything is queued
     settings = GenerationSettings(args.max_new_tokens, args.temperature, args.top_p, args.seed)
     params = {
         "key": run.key,
@@ -61,7 +61,7 @@ def _cost_line(cost: dict) -> str:
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("branch", help="branch a run at a step: resample it or replace it with your text")
-    p.add_argument("key")
+    add_key_argument(p)
     from backend.pipeline.branch_defaults import DEFAULTS  # the page's defaults too (a light module)
 
     p.add_argument("--step", type=int, required=True, help="the step resampled or replaced, 1..S (as Explore shows it)")

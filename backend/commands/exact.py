@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import json
 
-from backend.commands.common import add_detach, run_job, store
+from backend.commands.common import add_detach, add_key_argument, open_run, run_job
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "exact", help="compute the exact all-layer weight update of a run (cached; adds exact_update_* to show --json)"
     )
-    p.add_argument("key")
+    add_key_argument(p)
     p.add_argument("--json", action="store_true", help="print the per-boundary table and meta as JSON")
     p.add_argument("--landscape", action="store_true", help="also the loss over the plane of the exact updates")
     p.add_argument("--grid", type=int, default=15, help="--landscape: points per side (3..41)")
@@ -23,7 +23,7 @@ def register(subparsers) -> None:
 
 
 def cmd_exact(args) -> int:
-    run = store(args).open(args.key)  # the key checked before anything is queued
+    run = open_run(args)  # the key checked before anything is queued
     job = run_job(args, "exact", {"key": run.key})
     landscape = None
     if args.landscape:  # queued after the update, so its update is a cache hit

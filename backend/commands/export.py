@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import sys
 
-from backend.commands.common import add_detach, run_job, store
+from backend.commands.common import add_detach, add_key_argument, open_run, run_job
 from backend.errors import RamlError
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("export", help="write an interactive HTML file, the tables, or the figures as images")
-    p.add_argument("key")
+    add_key_argument(p)
     p.add_argument("--html", default=None, help="interactive HTML file to write, or - for stdout")
     p.add_argument(
         "--follow-symlinks", action="store_true", help="if --html is a symbolic link, replace the file it points to"
@@ -28,7 +28,7 @@ def register(subparsers) -> None:
 
 
 def cmd_export(args) -> int:
-    run = store(args).open(args.key)  # key checked and run verified before anything else
+    run = open_run(args)  # key checked and run verified before anything else
 
     if not (args.html or args.format or args.png or args.svg):
         raise RamlError("export needs --html FILE, --format csv|parquet|json, --png or --svg")
@@ -48,7 +48,7 @@ def cmd_export(args) -> int:
     formats = [fmt for fmt in ("png", "svg") if getattr(args, fmt)]
     if formats:
         exports.ensure_browser()  # refused here, in one line, before a job is queued
-        job = run_job(args, "export_images", {"key": run.key, "formats": formats, "scale": args.scale})
+        job = run_job(args, "export_images", {"key": run.key, "formats": formats, "scale": args.scale}, model=False)
         if job is not None:
             written += exports.copy_into(job.value, out_dir)
     for path in written:

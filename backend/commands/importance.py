@@ -6,11 +6,11 @@ from __future__ import annotations
 import json
 import sys
 
-from backend.commands.common import add_detach, run_job, store
+from backend.commands.common import add_detach, add_key_argument, open_run, run_job
 
 
 def cmd_importance(args) -> int:
-    run = store(args).open(args.key)  # the key checked before anything is queued
+    run = open_run(args)  # the key checked before anything is queued
     params = {"key": run.key, "attention": args.attention, "every_boundary": args.every_boundary}
     job = run_job(args, "importance", params)
     if job is None:
@@ -38,7 +38,7 @@ def cmd_importance(args) -> int:
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("importance", help="step importance of a run: ablation (and --attention)")
-    p.add_argument("key")
+    add_key_argument(p)
     p.add_argument("--attention", action="store_true", help="also the answer probe's attention per step")
     p.add_argument("--every-boundary", action="store_true", help="score every later boundary, not only the end")
     p.add_argument("--top", type=int, default=20, help="steps listed (most important first)")

@@ -9,8 +9,6 @@ import bisect
 import re
 from dataclasses import dataclass, field
 
-import torch
-
 from backend.engine.specs import SEGMENTATIONS, parse_segmentation  # noqa: F401 (re-exported)
 from backend.errors import InputError
 
@@ -163,12 +161,16 @@ class _AnswerGiven:
             self.text += self.tokenizer.decode(row[self.seen :], skip_special_tokens=True)
             self.seen = len(row)
             self.hit = "}" in self.text[-16:] and boxed_closed(self.text)
+        import torch
+
         return torch.full((input_ids.shape[0],), self.hit, dtype=torch.bool, device=input_ids.device)
 
 
 def _generate(
     loaded, prompt: str, settings: GenerationSettings, prefix: str, *, until_answer: bool, reserve: int
 ) -> Generation:
+    import torch  # here, not at import: reading settings and templates stays torch-free (fast CLI start-up)
+
     tok, model = loaded.tokenizer, loaded.model
     prefix_ids = encode_with_offsets(tok, prefix)[0] if prefix else []
     ids = torch.tensor([encode(tok, prompt) + prefix_ids], device=loaded.device)

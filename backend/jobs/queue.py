@@ -327,6 +327,7 @@ class JobQueue:
         try:
             registry = self._registry()
             with lock, collect_warnings() as cache_warnings:
+                _configure_threads(measure_load=True, running_jobs=1 + self.running_elsewhere(job))
                 ctx.progress("start", 0, 0)
                 try:
                     registry.execute(job.kind, job.params, ctx)
@@ -360,6 +361,16 @@ class JobQueue:
         final = self.get(job.id) or job
         final.value = ctx.value
         return final
+
+    def running_elsewhere(self, job: Job) -> int:
+        """Jobs of this queue computing now on other devices of this machine (a CUDA job beside a
+        CPU one): they split the cores with ``job``. Jobs of the same device wait for its lock."""
+        with self._db() as con:
+            row = con.execute(
+                "SELECT COUNT(*) FROM jobs WHERE state = 'running' AND device != ? AND id != ?",
+                (job.device, int(job.id)),
+            ).fetchone()
+        return int(row[0]) if row else 0
 
     def run_next(self) -> Job | None:
         """Claim and run one queued job in this thread (tests, CLI); None if the queue is empty."""
@@ -563,14 +574,15 @@ class Worker(threading.Thread):
             self.wake.clear()
 
 
-def _configure_threads() -> None:
-    """Torch threads from the cores really available (backend.engine.threads, where present)."""
+def _configure_threads(**choice) -> None:
+    """Torch threads from the cores really available, the machine's load and the jobs running at
+    once (``backend.engine.threads.configure_torch_threads``; docs/threads.md)."""
     try:
         from backend.engine.threads import configure_torch_threads  # type: ignore[import-not-found]
     except ImportError:
         return
     try:
-        configure_torch_threads()
+        configure_torch_threads(**choice)
     except Exception as exc:  # never let thread tuning stop the worker
         log.warning("could not configure torch threads: %s", exc)
 

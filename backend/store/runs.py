@@ -50,6 +50,7 @@ from backend.errors import CacheError, RunNotFoundError
 from backend.store import atomic, schema
 from backend.store.atomic import os_reason as _os_reason
 from backend.store.hashing import RUN_KEY_LENGTH, content_hash, file_sha256
+from backend.store.keys import match_key, normalize_prefix
 from backend.store.schema import (
     INDEX_COLUMNS,
     KEY_PATTERN,
@@ -658,6 +659,17 @@ class RunStore:
         return damaged
 
     # ------------------------------------------------------------------ runs
+    def resolve(self, key_or_prefix: str) -> str:
+        """The full key of the run that ``key_or_prefix`` is or begins (a unique prefix of at
+        least 4 hex characters, like git); one-line errors for too short, ambiguous or absent
+        (``backend.store.keys``). Damaged runs count, so ``rm`` reaches them too."""
+        prefix = normalize_prefix(key_or_prefix)
+        try:
+            names = [entry.name for entry in os.scandir(self.runs_dir) if entry.name.startswith(prefix)]
+        except OSError as exc:
+            raise CacheError(f"cannot list the runs of cache {self.root}: {_os_reason(exc)}") from None
+        return match_key(prefix, names, f"cache {self.root}")
+
     def path(self, key: str) -> Path:
         return self.runs_dir / check_key(key)
 

@@ -21,15 +21,6 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture()
-def provided(tiny_llama):
-    from backend.engine import provider
-
-    provider.register(tiny_llama)
-    yield tiny_llama
-    provider.unregister(tiny_llama.name)
-
-
-@pytest.fixture()
 def queue(store, provided):
     return open_queue(store)
 
