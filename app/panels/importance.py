@@ -22,7 +22,7 @@ KIND = "importance"
 
 
 def _cached(store, run) -> dict | None:
-    from backend.analysis.importance.run import load_importance
+    from backend.analysis.importance.stored import load_importance
 
     return load_importance(run, store)
 
