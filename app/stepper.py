@@ -17,13 +17,21 @@ Marks (``marks`` payload; a new panel adds its own entries, no JS change needed)
 
 - ``labels`` [B]: text of ``#raml-step-label``;
 - ``text``: ``{"chars": [S], "future_chars": int}``: the ``.raml-step`` spans of the text box;
-- ``html`` {element id: [B] HTML}: replaces the element with that id (the step card);
+- ``html`` {element id: [B] HTML}: replaces the element with that id (the step card, the branch
+  panel's "acts on step s" line);
+- ``texts`` {CSS selector: [B] text}: the text of every element matching the selector (the
+  labels of buttons that act on the step on screen, e.g. "Branch at step s");
 - ``charts`` [{chart: key, kind: "vline" | "column" | "ring", x: [B], y?: [B]}]: marks drawn over
   a plotly chart with its own axis mapping (``_fullLayout.xaxis.l2p``); a click on the chart jumps
   to the nearest boundary (``vline``), the clicked column (``column``) or point (``ring``).
 
 If a chart exposes no axis mapping (a future plotly.js) the component sets ``ok = false`` and the
 page falls back to drawing the cursor into the figures on the server.
+
+The step a button acts on is the step on screen (issue 25): a click on any other control of the
+page first sends the browser's step to the server (``sync``), so the click's rerun reads it. A
+jump decided on the server (a row of the importance table) comes with a new ``jump`` number,
+and the browser moves there.
 """
 
 from __future__ import annotations
@@ -173,6 +181,11 @@ function paint(s, b) {
     const el = document.getElementById(id);
     if (el && html[id][b] !== undefined) el.outerHTML = html[id][b];
   }
+  const texts = s.data.marks.texts || {};
+  for (const sel in texts) {
+    if (texts[sel][b] === undefined) continue;
+    for (const el of document.querySelectorAll(sel)) if (el.textContent !== texts[sel][b]) el.textContent = texts[sel][b];
+  }
   const r = paintCharts(s, b);
   document.body.dataset.ramlCursor = String(b);
   return r;
@@ -229,7 +242,7 @@ function onClick(e) {
   const s = window.__ramlStepper;
   if (!s || !s.live() || !e.target.closest) return;
   const hit = e.target.closest('.st-key-explore_prev button, .st-key-explore_next button, .st-key-explore_play button, .st-key-explore_present button, .st-key-explore_exit_present button');
-  if (!hit) return;
+  if (!hit) { sync(s); return; }  // any other control acts on the step on screen: the server hears it first
   const host = hit.closest('[class*="st-key-explore_"]');
   if (host.classList.contains('st-key-explore_present') || host.classList.contains('st-key-explore_exit_present')) {
     sync(s);  // the server gets the step before the click reruns the page
@@ -265,6 +278,10 @@ export default function (component) {
   if (!s || s.data.run !== data.run) {  // a new run: start where the server (the URL) says
     if (s && s.timer) clearInterval(s.timer);
     s = {step: data.start, sent: data.start, times: (s && s.times) || [], timer: null, range: null};
+  } else if (data.jump !== s.data.jump) {  // the server moved the cursor (e.g. an importance row)
+    if (s.timer) { clearInterval(s.timer); s.timer = null; }
+    s.step = Math.min(data.start, data.n_steps);
+    s.sent = s.step;
   } else if (s.data.sig !== data.sig) {  // new view settings or sizes: the browser's cursor stays
     s.step = Math.min(s.step, data.n_steps);
     s.sent = data.start;
@@ -322,6 +339,7 @@ def stepper_payload(
     speed_s: float,
     present: bool,
     viewport_h: int | None,
+    jump: int = 0,
 ) -> dict:
     """Everything the browser needs to move every view for boundaries 0..``n_steps`` itself."""
     return {
@@ -333,6 +351,7 @@ def stepper_payload(
         "speed_ms": round(float(speed_s) * 1000),
         "present": bool(present),
         "viewport_h": viewport_h,
+        "jump": int(jump),  # a new number: the server moved the cursor to ``start``
     }
 
 

@@ -1,6 +1,11 @@
 """Explore panel: step importance strip aligned with the steps, the most important steps
 (click a row to jump there), and a button that submits an ``importance`` job (the page never
-ablates: the server's worker does, and this panel follows the job while it runs)."""
+ablates: the server's worker does, and this panel follows the job while it runs).
+
+Steps are numbered 1..S as the stepper shows them; the strip's cursor is placed by the browser's
+stepper (``marks``: a column mark at x = the step on screen), so it never lags the keyboard. A row
+picked in the table moves the cursor in the table's own callback, before any widget of the next
+run exists (setting the slider's state later raises StreamlitWidgetAlreadyInstantiatedError)."""
 
 from __future__ import annotations
 
@@ -12,24 +17,46 @@ from app import jobs_view
 from backend.plots import importance as plots
 
 TABLE = "importance_table"
-LAST_PICK = "importance_last_pick"  # the table row already jumped to
+STRIP = "importance_strip"
 KIND = "importance"
 
 
 def _cached(store, run) -> dict | None:
-    from backend.analysis.importance.run import load_importance
+    from backend.analysis.importance.stored import load_importance
 
     return load_importance(run, store)
 
 
 def _counterfactual(store, key: str):
-    from backend.pipeline.branches import counterfactual
+    from backend.pipeline.lineage import counterfactual
 
     return counterfactual(store, key)
 
 
-def render(store, run, cursor: int, go_to: Callable[[int], None]) -> None:
-    """``cursor`` is Explore's boundary (0..S); step k ends at boundary k + 1."""
+def rows_of(store, run) -> dict:
+    """The strip's rows of ``run`` (empty before anything is computed)."""
+    return plots.strip_rows(len(run.steps), _cached(store, run), _counterfactual(store, run.key))
+
+
+def marks(view) -> dict:
+    """The strip's cursor at every boundary b: the column of step b (b = 0, the start: none)."""
+    if not rows_of(view.store, view.run):
+        return {}
+    return {"charts": [{"chart": STRIP, "kind": "column", "x": list(range(view.n_steps + 1))}]}
+
+
+def _on_pick(steps: list[int], go_to: Callable[[int], None]) -> None:
+    """The table's selection changed (a callback: runs before the page's widgets are created)."""
+    event = st.session_state.get(TABLE)
+    selection = event.get("selection", {}) if isinstance(event, dict) else getattr(event, "selection", None)
+    rows = (selection.get("rows") if isinstance(selection, dict) else getattr(selection, "rows", None)) or []
+    if rows and 0 <= int(rows[0]) < len(steps):
+        go_to(int(steps[int(rows[0])]))  # step s is boundary s: the stepper shows "Step s / S"
+
+
+def render(view, go_to: Callable[[int], None]) -> None:
+    """``go_to(b)`` moves Explore's cursor to boundary b (= step b)."""
+    store, run = view.store, view.run
     st.subheader("Step importance")
     payload = _cached(store, run)
     texts = run.steps["text"].tolist()
@@ -48,7 +75,8 @@ def render(store, run, cursor: int, go_to: Callable[[int], None]) -> None:
         failure = jobs_view.last_failure(KIND, run.key)
         if failure:
             st.error(failure)
-    rows = plots.strip_rows(len(texts), payload, _counterfactual(store, run.key))
+    counterfactual = _counterfactual(store, run.key)
+    rows = plots.strip_rows(len(texts), payload, counterfactual)
     if not rows:
         if job is None:
             cols[2].caption("Not computed yet: ablation removes one step at a time and measures L̂ at the end.")
@@ -58,25 +86,25 @@ def render(store, run, cursor: int, go_to: Callable[[int], None]) -> None:
             f"L̂ at the end {payload['final_loss']:.3f} nats; ablation = L̂ without the step − L̂ "
             f"({payload['timings']['ablate_s']:.1f} s)"
         )
-    cursor_step = max(cursor - 1, 0)
-    st.plotly_chart(plots.importance_strip(rows, texts, cursor_step), key="importance_strip", width="stretch")
+    cursor = view.cursor if view.redraw else None  # else the browser's stepper draws the cursor
+    st.plotly_chart(plots.importance_strip(rows, texts, cursor), key=STRIP, width="stretch")
+    left_out = [e for row in counterfactual for e in row.get("excluded", [])]
+    if left_out:
+        reasons = sorted({e["reason"] for e in left_out})
+        st.warning(
+            f"{len(left_out)} resampled branch(es) left out of resampling importance: " + "; ".join(reasons) + ".",
+            icon=":material/content_cut:",
+        )
     table = plots.top_steps_table(rows, texts)
-    event = st.dataframe(
+    st.dataframe(
         table,
         key=TABLE,
-        on_select="rerun",
+        on_select=lambda: _on_pick(table["step"].tolist(), go_to),
         selection_mode="single-row",
         hide_index=True,
         height=min(38 * 8, 38 * (len(table) + 1)),
         width="stretch",
     )
-    selected = list(getattr(getattr(event, "selection", None), "rows", []) or [])
-    picked = int(table["step"].iloc[selected[0]]) if selected else None
-    if picked != st.session_state.get(LAST_PICK):  # act once per new selection, not on every rerun
-        st.session_state[LAST_PICK] = picked
-        if picked is not None and picked + 1 != cursor:
-            go_to(picked + 1)
-            st.rerun()
     if payload and payload.get("attention"):
         heads = ", ".join(f"L{h['layer']}H{h['head']}" for h in payload["attention"]["receiver_heads"])
         st.caption(f"Receiver heads (highest kurtosis across steps, as Thought Anchors): {heads}")

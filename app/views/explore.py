@@ -16,6 +16,8 @@ import streamlit as st
 
 from app import data, state, stepper, ui
 from app.panels import CHART_PANELS, CURSOR_PANELS, header
+from app.panels import branches as branches_panel
+from app.panels import importance as importance_panel
 from app.panels.common import View
 from backend.plots import figures
 
@@ -29,15 +31,19 @@ REDRAW_CHARTS = "explore_redraw_charts"  # set if the browser cannot move chart 
 CURSOR_PAYLOAD = "explore_cursor_payload"  # last cursor positions sent to the browser (tests read it)
 STEPPER = "explore_stepper"
 VIEWPORT = "explore_viewport_h"  # the browser's window height, reported by the stepper
+JUMP = "explore_jump"  # counts cursor moves decided on the server; the browser follows a new number
+FOLLOW = "explore_follow"  # the browser's step changed while a panel needs the server's copy: rerun the page
 ALPHA_OPTIONS = [0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5]
 SPEEDS = {"slow (2 s)": 2.0, "normal (1 s)": 1.0, "fast (0.5 s)": 0.5}
 
 
 # ----------------------------------------------------------------------------- callbacks
 def _go_to(boundary: int, n_steps: int) -> None:
+    """Move the cursor on the server (a callback: before any widget exists, so the slider's state may be set)."""
     b = int(min(max(boundary, 0), n_steps))
     st.session_state[CURSOR] = b
     st.session_state[SLIDER] = b
+    st.session_state[JUMP] = int(st.session_state.get(JUMP, 0)) + 1  # the browser's stepper follows
     ui.set_query_params(step=b)  # the URL is the truth a full rerun starts from
 
 
@@ -73,6 +79,8 @@ def _on_browser_step(n_steps: int) -> None:
         value = st.session_state[STEPPER].get("step")
     if value is not None:
         b = int(min(max(int(value), 0), n_steps))
+        if b != st.session_state.get(CURSOR) and branches_panel.needs_cursor():
+            st.session_state[FOLLOW] = True  # the open branch form shows the step's own text
         st.session_state[CURSOR] = b
         ui.set_query_params(step=b)
 
@@ -203,11 +211,11 @@ def _render() -> None:
     if not view.redraw:
         _mount_stepper(view)
     if not url.present:  # issue 13: importance strip and branches (app/panels/), below the linked views
-        from app.panels import branches, exact, importance
+        from app.panels import exact
 
-        importance.render(store, run, st.session_state.get(CURSOR, step), lambda b: _go_to(b, n_steps))
+        importance_panel.render(view, lambda b: _go_to(b, n_steps))
         exact.render(store, run)
-        branches.render(store, run, st.session_state.get(CURSOR, step))
+        branches_panel.render(view)
 
 
 def _sidebar(run, key: str, space: str, layers: list[int], layer, n_steps: int, present: bool) -> state.ExploreSettings:
@@ -308,7 +316,8 @@ def _export_controls(run) -> None:
 def _marks(view: View) -> dict:
     """Every panel's marks for every boundary, merged (``app/stepper.py`` documents the keys)."""
     marks: dict = {"labels": [figures.step_label(b, view.n_steps) for b in range(view.n_steps + 1)], "charts": []}
-    for panel in (*CURSOR_PANELS, *CHART_PANELS):
+    below = () if view.present else (importance_panel, branches_panel)  # drawn under the linked views
+    for panel in (*CURSOR_PANELS, *CHART_PANELS, *below):
         part = panel.marks(view)
         marks["charts"] += part.pop("charts", [])
         for name, value in part.items():
@@ -413,6 +422,7 @@ def _mount_stepper(view: View) -> None:
         speed_s=s.speed,
         present=view.present,
         viewport_h=view.layout.viewport_h,
+        jump=int(st.session_state.get(JUMP, 0)),
     )
 
     @st.fragment
@@ -420,6 +430,8 @@ def _mount_stepper(view: View) -> None:
         result = stepper.mount(
             payload, key=STEPPER, on_step=lambda: _on_browser_step(view.n_steps), on_viewport=_on_viewport
         )
+        if st.session_state.pop(FOLLOW, False):
+            st.rerun(scope="app")  # a panel drawn on the server shows the step on screen
         if result is not None and getattr(result, "ok", True) is False:
             st.session_state[REDRAW_CHARTS] = True  # no plotly.js axis mapping: draw cursors on the server
             st.rerun(scope="app")

@@ -36,7 +36,9 @@ def cmd_branch(args) -> int:
     else:
         if args.regenerate:
             raise InputError("--regenerate goes with --edit-file (resampled branches are always generated)")
-        samples = 1 if args.samples is None else args.samples
+        from backend.pipeline.branch_defaults import DEFAULTS
+
+        samples = DEFAULTS.samples if args.samples is None else args.samples
         branching.validate(run, args.step, samples, settings)
         cost = branching.estimate(run, args.step, samples, args.max_new_tokens)
         params |= {"mode": "resample", "samples": samples}
@@ -59,17 +61,24 @@ def _cost_line(cost: dict) -> str:
 def register(subparsers) -> None:
     p = subparsers.add_parser("branch", help="branch a run at a step: resample it or replace it with your text")
     add_key_argument(p)
-    p.add_argument("--step", type=int, required=True, help="the step resampled or replaced (0-based)")
-    p.add_argument("--samples", type=int, default=None, help="resampled continuations (default 1)")
+    from backend.pipeline.branch_defaults import DEFAULTS  # the page's defaults too (a light module)
+
+    p.add_argument("--step", type=int, required=True, help="the step resampled or replaced, 1..S (as Explore shows it)")
+    p.add_argument("--samples", type=int, default=None, help=f"resampled continuations (default {DEFAULTS.samples})")
     p.add_argument("--edit-file", default=None, help="text that replaces the step")
     p.add_argument("--regenerate", action="store_true", help="with --edit-file: regenerate the rest")
     p.add_argument(
         "--max-edit-mb", type=float, default=1.0, help="largest --edit-file accepted (default 1 MB), checked first"
     )
-    p.add_argument("--temperature", type=float, default=0.7, help="0 = greedy")
-    p.add_argument("--top-p", type=float, default=0.95)
+    p.add_argument("--temperature", type=float, default=DEFAULTS.temperature, help="0 = greedy")
+    p.add_argument("--top-p", type=float, default=DEFAULTS.top_p)
     p.add_argument("--seed", type=int, default=0, help="sample i uses seed + i")
-    p.add_argument("--max-new-tokens", type=int, default=256)
+    p.add_argument(
+        "--max-new-tokens",
+        type=int,
+        default=DEFAULTS.max_new_tokens,
+        help="the cap; a resample stops earlier when the model ends its answer (end token or a closed \\boxed{})",
+    )
     add_detach(p)
     add_quiet(p)
     p.set_defaults(func=cmd_branch)

@@ -26,7 +26,7 @@ def cmd_importance(args) -> int:
     print(" step  ablation  attention  text")
     for k in order[: args.top]:
         att = "" if head[k] is None else f"{head[k]:9.4f}"
-        print(f"{k:5d}  {payload['ablation'][k]:+8.4f}  {att:>9}  {texts[k].strip()[:60]}")
+        print(f"{k + 1:5d}  {payload['ablation'][k]:+8.4f}  {att:>9}  {texts[k].strip()[:60]}")  # steps 1..S
     if payload["attention"]:
         heads = ", ".join(
             f"L{h['layer']}H{h['head']} ({h['kurtosis']:.1f})" for h in payload["attention"]["receiver_heads"]

@@ -32,7 +32,8 @@ def show_payload(run) -> dict:
         "tokens": [{"cut": int(c), "loss": float(v)} for c, v in zip(run.tokens["cut"], run.tokens["loss"])],
         "steps": [
             {
-                "index": int(r["index"]),
+                "step": int(r["index"]) + 1,  # the step number every panel, the URL and `branch --step` use
+                "index": int(r["index"]),  # its row in steps.parquet (step - 1)
                 "text": r["text"],
                 "start": int(r["start"]),
                 "end": int(r["end"]),
@@ -78,5 +79,5 @@ def cmd_show(args) -> int:
     print(f"tokens   {s.n_tokens}, steps {s.n_steps}, loss {s.initial_loss:.3f} -> {s.final_loss:.3f} nats")
     for st_ in payload["steps"]:
         flag = " [reflection]" if st_["reflection"] else ""
-        print(f"  {st_['index']:3d}  L={st_['loss']:.3f}  {printable(st_['text'].strip()[:70])}{flag}")
+        print(f"  {st_['step']:3d}  L={st_['loss']:.3f}  {printable(st_['text'].strip()[:70])}{flag}")
     return 0

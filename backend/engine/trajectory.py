@@ -114,6 +114,105 @@ def encode_with_offsets(tokenizer, text: str) -> tuple[list[int], list[tuple[int
         return ids, offsets
 
 
+FINISH_EOS, FINISH_ANSWER, FINISH_CAP, FINISH_CONTEXT = "eos", "answer", "cap", "context"
+ENDED = (FINISH_EOS, FINISH_ANSWER)  # the model ended its reasoning and answer by itself
+
+
+@dataclass(frozen=True)
+class Generation:
+    """What ``generate_until_done`` produced and why it stopped (``finish``): ``eos`` (the model's
+    end token), ``answer`` (a closed final ``\\boxed{…}``), ``cap`` (the stated token cap) or
+    ``context`` (the model's context is full)."""
+
+    text: str
+    finish: str
+    n_tokens: int
+    max_new_tokens: int
+
+    @property
+    def ended(self) -> bool:
+        return self.finish in ENDED
+
+
+def boxed_closed(text: str) -> bool:
+    """Whether the last ``\\boxed{`` of ``text`` has its closing brace (nested braces counted)."""
+    start = text.rfind("\\boxed{")
+    if start < 0:
+        return False
+    depth = 0
+    for ch in text[start + len("\\boxed") :]:
+        depth += ch == "{"
+        depth -= ch == "}"
+        if depth == 0:
+            return True
+    return False
+
+
+class _AnswerGiven:
+    """A stopping criterion: stop once the new text holds a closed ``\\boxed{…}`` (the final answer).
+    Tokens are decoded one at a time (O(n)); braces and backslashes are plain ASCII in every vocabulary."""
+
+    def __init__(self, tokenizer, start: int):
+        self.tokenizer, self.start, self.text, self.seen, self.hit = tokenizer, start, "", start, False
+
+    def __call__(self, input_ids, scores, **kwargs):
+        row = input_ids[0].tolist()
+        if len(row) > self.seen:
+            self.text += self.tokenizer.decode(row[self.seen :], skip_special_tokens=True)
+            self.seen = len(row)
+            self.hit = "}" in self.text[-16:] and boxed_closed(self.text)
+        import torch
+
+        return torch.full((input_ids.shape[0],), self.hit, dtype=torch.bool, device=input_ids.device)
+
+
+def _generate(
+    loaded, prompt: str, settings: GenerationSettings, prefix: str, *, until_answer: bool, reserve: int
+) -> Generation:
+    import torch  # here, not at import: reading settings and templates stays torch-free (fast CLI start-up)
+
+    tok, model = loaded.tokenizer, loaded.model
+    prefix_ids = encode_with_offsets(tok, prefix)[0] if prefix else []
+    ids = torch.tensor([encode(tok, prompt) + prefix_ids], device=loaded.device)
+    budget = settings.max_new_tokens
+    context = getattr(loaded, "max_context", None)
+    room = None if not context else int(context) - ids.shape[1] - max(int(reserve), 0)
+    if room is not None and room < 1:
+        raise InputError(
+            f"no room left in the model's {context}-token context to continue (prefix {ids.shape[1]} tokens)"
+        )
+    limit = budget if room is None else min(budget, room)
+    kwargs = dict(max_new_tokens=limit, pad_token_id=tok.pad_token_id)
+    stop = None
+    if until_answer:
+        from transformers import StoppingCriteriaList
+
+        stop = _AnswerGiven(tok, ids.shape[1])
+        kwargs["stopping_criteria"] = StoppingCriteriaList([stop])
+    if settings.greedy:
+        kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+    else:
+        torch.manual_seed(settings.seed)
+        kwargs.update(do_sample=True, temperature=settings.temperature, top_p=settings.top_p, top_k=None)
+    with torch.inference_mode():
+        out = model.generate(ids, attention_mask=torch.ones_like(ids), **kwargs)
+    new = out[0, ids.shape[1] :].tolist()
+    specials = {tok.eos_token_id, tok.pad_token_id} - {None}
+    eos_at = next((i for i, t in enumerate(new) if t in specials), None)
+    text = tok.decode(new if eos_at is None else new[:eos_at], skip_special_tokens=False)
+    for special in {tok.eos_token, tok.pad_token} - {None}:
+        text = text.split(special)[0]
+    if eos_at is not None:
+        finish = FINISH_EOS
+    elif stop is not None and stop.hit:
+        finish = FINISH_ANSWER
+    elif len(new) >= limit and limit < budget:
+        finish = FINISH_CONTEXT
+    else:
+        finish = FINISH_CAP
+    return Generation(text, finish, len(new) if eos_at is None else eos_at, budget)
+
+
 def generate(loaded, prompt: str, settings: GenerationSettings, prefix: str = "") -> str:
     """Sample (or greedily decode) what follows ``prompt + prefix``; returns the decoded new text.
 
@@ -123,23 +222,18 @@ def generate(loaded, prompt: str, settings: GenerationSettings, prefix: str = ""
     ``settings.top_p`` (no hidden top-k), seeded with ``settings.seed``. The text stops before the
     first EOS / pad token.
     """
-    import torch  # here, not at import: reading settings and templates stays torch-free (fast CLI start-up)
+    return _generate(loaded, prompt, settings, prefix, until_answer=False, reserve=0).text
 
-    tok, model = loaded.tokenizer, loaded.model
-    prefix_ids = encode_with_offsets(tok, prefix)[0] if prefix else []
-    ids = torch.tensor([encode(tok, prompt) + prefix_ids], device=loaded.device)
-    kwargs = dict(max_new_tokens=settings.max_new_tokens, pad_token_id=tok.pad_token_id)
-    if settings.greedy:
-        kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-    else:
-        torch.manual_seed(settings.seed)
-        kwargs.update(do_sample=True, temperature=settings.temperature, top_p=settings.top_p, top_k=None)
-    with torch.inference_mode():
-        out = model.generate(ids, attention_mask=torch.ones_like(ids), **kwargs)
-    text = tok.decode(out[0, ids.shape[1] :], skip_special_tokens=False)
-    for special in {tok.eos_token, tok.pad_token} - {None}:
-        text = text.split(special)[0]
-    return text
+
+def generate_until_done(
+    loaded, prompt: str, settings: GenerationSettings, prefix: str = "", *, reserve: int = 0
+) -> Generation:
+    """Continue ``prompt + prefix`` until the model ends its reasoning and answer: its end token
+    or a closed final ``\\boxed{…}``, bounded by ``settings.max_new_tokens`` (the stated cap) and
+    the model's context (less ``reserve`` tokens kept for the probe of the analysis). ``</think>``
+    ends only the reasoning: the answer after it is still generated (branches compare answers).
+    Same sampling as ``generate``; the result says why it stopped."""
+    return _generate(loaded, prompt, settings, prefix, until_answer=True, reserve=reserve)
 
 
 def _sentence_ends_here(text: str, space_at: int) -> bool:

@@ -1,7 +1,16 @@
-"""Branches of a run (issue 13 item 2): resample from boundary k, or replace step k with
-user text and keep the rest (teacher-forced) or regenerate it. A branch is an ordinary run
-with ``parent`` and ``branch_at`` (the step index that was resampled or replaced) in its meta
-and in the index, analysed and cached like any run.
+"""Branches of a run (issue 13 item 2): resample step s, or replace step s with user text and
+keep the rest (teacher-forced) or regenerate it. A branch is an ordinary run with ``parent`` and
+``branch_at`` (the step s that was resampled or replaced) in its meta and in the index, analysed
+and cached like any run.
+
+Steps are numbered s = 1..S everywhere (docs/architecture.md §3): step s ends at boundary s, which
+is what Explore's stepper shows as "Step s / S"; resampling step s keeps steps 1..s−1.
+
+A resample continues until the model ends its reasoning and answer (its end token or a closed
+final ``\boxed{}``: ``backend.engine.trajectory.generate_until_done``), bounded by the context
+and the stated cap ``DEFAULTS.max_new_tokens``; a branch that hit the cap (or the context) is
+flagged (``branch.finish``, ``truncated`` in the tree) and left out of counterfactual importance,
+which says so (``excluded``). The page and the CLI take their defaults from ``DEFAULTS``.
 
 The family tree (children, counterfactual importance, ``show --json`` fields, the check before
 ``rm``) is read by ``backend.pipeline.lineage``, which needs no model.
@@ -17,9 +26,10 @@ from dataclasses import asdict
 
 from backend.engine import provider
 from backend.engine.models import LoadedModel
-from backend.engine.trajectory import GenerationSettings, generate
+from backend.engine.trajectory import GenerationSettings, generate_until_done
 from backend.errors import ContextTooLongError, InputError
-from backend.pipeline.lineage import OrphanError, confirm_orphaning, counterfactual, show_fields, tree
+from backend.pipeline.branch_defaults import DEFAULTS
+from backend.pipeline.lineage import OrphanError, confirm_orphaning, counterfactual, show_fields, tree, truncation
 from backend.pipeline.request import check_before_load
 from backend.pipeline.run import RunOutcome, RunRequest, estimate_probe_tokens, run_question
 from backend.store.runs import RunData, RunStore
@@ -37,6 +47,7 @@ __all__ = [  # the family-tree readers live in lineage (torch-free); re-exported
     "resample",
     "show_fields",
     "tree",
+    "truncation",
     "validate",
 ]
 
@@ -44,12 +55,14 @@ StageProgress = Callable[[str, int, int], None]
 MAX_SAMPLES = 64
 MAX_NEW_TOKENS = 8192
 MAX_EDIT_CHARS = 1 << 20  # an edited step: a step, not a book (the CLI's --edit-file is capped by bytes first)
+STEP_BASE = 1  # steps are numbered from 1 (recorded in each new branch's meta; older branches counted from 0)
+PROBE_RESERVE = 96  # context tokens kept free for the analysis probe (template + answer)
 
 
 def _check_step(run: RunData, step: int) -> int:
     n_steps = len(run.steps)
-    if not isinstance(step, int) or not 0 <= step < n_steps:
-        raise InputError(f"--step {step} is outside run {run.key}'s steps 0..{n_steps - 1}")
+    if not isinstance(step, int) or isinstance(step, bool) or not 1 <= step <= n_steps:
+        raise InputError(f"--step {step} is outside run {run.key}'s steps 1..{n_steps}")
     return step
 
 
@@ -83,7 +96,7 @@ def check_edit(run: RunData, step: int, text: str, regenerate: bool) -> None:
         raise InputError(f"the edited step has {len(text)} characters, over the limit of {MAX_EDIT_CHARS}")
     if regenerate:
         return  # the rest is generated: its length is --max-new-tokens, checked with the sampling
-    rest = "".join(run.steps["text"].iloc[step + 1 :])
+    rest = "".join(run.steps["text"].iloc[step:])
     request = _branch_request(run, prefix_text(run, step) + text + rest, {"kind": "edit"})
     try:
         check_before_load(request, provider.registered(run.model_name))  # tokenizer and config only
@@ -93,8 +106,18 @@ def check_edit(run: RunData, step: int, text: str, regenerate: bool) -> None:
 
 
 def prefix_text(run: RunData, step: int) -> str:
-    """The trajectory text before step ``step`` (steps are contiguous slices of it)."""
-    return "".join(run.steps["text"].iloc[:step])
+    """The trajectory text before step ``step`` (1-based; steps are contiguous slices of it)."""
+    return "".join(run.steps["text"].iloc[: step - 1])
+
+
+def branch_label(
+    run: RunData, store: RunStore, kind: str, step: int, temperature: float | None, offset: int = 0
+) -> str:
+    """ "<parent label> · branch k @ step s, resample, T=0.7": k counts the parent's branches."""
+    k = len(store.children(run.key)) + 1 + offset
+    parent = run.label or run.key[:8]
+    setting = "" if temperature is None else f", T={temperature:g}"
+    return f"{parent} · branch {k} @ step {step}, {kind}{setting}"
 
 
 def _model_for(run: RunData, loaded: LoadedModel | None) -> LoadedModel:
@@ -102,10 +125,13 @@ def _model_for(run: RunData, loaded: LoadedModel | None) -> LoadedModel:
     return provider.provide_for_run(run.model_name, run.model_fingerprint, run.key, loaded=loaded)
 
 
-def _branch_request(run: RunData, trajectory: str, branch: dict) -> RunRequest:
+def _branch_request(
+    run: RunData, trajectory: str, branch: dict, label: str, generation: GenerationSettings | None = None
+) -> RunRequest:
     if run.think_format and "<think>" not in trajectory:
         trajectory = "<think>" + trajectory  # keep the parent's prompt format even without a closing tag
     return RunRequest(
+        generation=generation or GenerationSettings(),
         question=run.question,
         answer=run.answer if run.answer_source == "reference" else None,
         trajectory=trajectory,
@@ -114,8 +140,8 @@ def _branch_request(run: RunData, trajectory: str, branch: dict) -> RunRequest:
         segmentation=run.segmentation,
         cuts=run.cuts,
         proxy_layers=list(run.proxy_layers) or None,
-        label=run.label,
-        branch=branch,
+        label=label,
+        branch=branch | {"step_base": STEP_BASE},
     )
 
 
@@ -123,7 +149,7 @@ def estimate(run: RunData, step: int, samples: int, max_new_tokens: int, regener
     """What a branch will cost, told before starting: tokens generated and analysed, and seconds
     extrapolated from the parent's own analysis time per token."""
     _check_step(run, step)
-    start = int(run.steps["start"].iloc[step])
+    start = int(run.steps["start"].iloc[step - 1])
     n_new = max_new_tokens if regenerate else int(run.n_tokens) - start
     probe_m = max(1, len(run.answer_ids or []) + 12)
     analysed = estimate_probe_tokens(start + n_new, run.cuts, probe_m, len(run.steps))
@@ -151,8 +177,9 @@ def resample(
     loaded: LoadedModel | None = None,
     progress: StageProgress | None = None,
 ) -> list[RunOutcome]:
-    """``samples`` continuations from the boundary before step ``step`` (seeds seed, seed+1, ...)."""
-    settings = settings or GenerationSettings(temperature=0.7, top_p=0.95)
+    """``samples`` continuations from the boundary before step ``step`` (seeds seed, seed+1, ...),
+    each until the model ends its answer or the cap ``settings.max_new_tokens``."""
+    settings = settings or GenerationSettings(DEFAULTS.max_new_tokens, DEFAULTS.temperature, DEFAULTS.top_p)
     report = progress or (lambda stage, done, total: None)
     run = store.open(key)
     validate(run, step, samples, settings)
@@ -162,9 +189,18 @@ def resample(
     for i in range(samples):
         sample = GenerationSettings(settings.max_new_tokens, settings.temperature, settings.top_p, settings.seed + i)
         report("generate", i, samples)
-        continuation = generate(loaded, run.prompt, sample, prefix=prefix)
-        branch = {"parent": key, "branch_at": step, "kind": "resample", "generation": asdict(sample)}
-        outcomes.append(run_question(_branch_request(run, prefix + continuation, branch), store, loaded=loaded))
+        done = generate_until_done(loaded, run.prompt, sample, prefix=prefix, reserve=PROBE_RESERVE)
+        branch = {
+            "parent": key,
+            "branch_at": step,
+            "kind": "resample",
+            "generation": asdict(sample),
+            "finish": done.finish,
+            "generated_tokens": done.n_tokens,
+        }
+        label = branch_label(run, store, "resample", step, sample.temperature)
+        req = _branch_request(run, prefix + done.text, branch, label, sample)
+        outcomes.append(run_question(req, store, loaded=loaded))
         report("generate", i + 1, samples)
     return outcomes
 
@@ -189,11 +225,14 @@ def edit(
     loaded = _model_for(run, loaded)
     prefix = prefix_text(run, step) + text
     branch: dict = {"parent": key, "branch_at": step, "kind": "edit", "text": text, "regenerate": regenerate}
+    generation = None
     if regenerate:
         report("generate", 0, 1)
-        rest = generate(loaded, run.prompt, settings, prefix=prefix)
-        branch["generation"] = asdict(settings)
+        done = generate_until_done(loaded, run.prompt, settings, prefix=prefix, reserve=PROBE_RESERVE)
+        rest, generation = done.text, settings
+        branch |= {"generation": asdict(settings), "finish": done.finish, "generated_tokens": done.n_tokens}
         report("generate", 1, 1)
     else:
-        rest = "".join(run.steps["text"].iloc[step + 1 :])
-    return run_question(_branch_request(run, prefix + rest, branch), store, loaded=loaded)
+        rest = "".join(run.steps["text"].iloc[step:])
+    label = branch_label(run, store, "edit", step, settings.temperature if regenerate else None)
+    return run_question(_branch_request(run, prefix + rest, branch, label, generation), store, loaded=loaded)

@@ -14,8 +14,13 @@ import math
 import sys
 from collections import Counter
 
+from backend.engine.trajectory import ENDED  # a light module: no torch at import
 from backend.errors import InputError, RamlError
 from backend.store.runs import RunData, RunStore
+
+CAP_REASON = "hit the cap of {cap} new tokens before the model ended its answer"
+CONTEXT_REASON = "filled the model's context before the model ended its answer"
+LEGACY_REASON = "made before branches recorded why they stopped (maybe cut short)"
 
 
 class OrphanError(InputError):
@@ -25,12 +30,17 @@ class OrphanError(InputError):
 def _node(store: RunStore, key: str) -> dict:
     run = store.open(key, verify=False)
     branch = run.branch
+    why = truncation(branch)
     return {
         "key": key,
+        "label": run.label,
         "parent": run.parent,
         "branch_at": run.branch_at,
         "kind": branch.get("kind"),
         "generation": branch.get("generation"),
+        "finish": branch.get("finish"),
+        "truncated": why is not None,
+        "truncated_reason": why,
         "predicted_answer": run.predicted_answer,
         "correct": run.correct,
         "final_loss": run.summary.final_loss,
@@ -54,6 +64,21 @@ def tree(store: RunStore, key: str, max_depth: int = 8) -> list[dict]:
     return nodes
 
 
+def truncation(branch: dict) -> str | None:
+    """Why a generated branch may be cut short (one line), or None when the model ended it itself
+    (or nothing was generated: a teacher-forced edit)."""
+    if not branch or "generation" not in branch:
+        return None
+    finish = branch.get("finish")
+    if finish is None:
+        return LEGACY_REASON
+    if finish in ENDED:
+        return None
+    if finish == "context":
+        return CONTEXT_REASON
+    return CAP_REASON.format(cap=(branch.get("generation") or {}).get("max_new_tokens", "?"))
+
+
 def _kl(p: Counter, q: Counter) -> float:
     """KL(p || q) of two answer distributions with add-one (Laplace) smoothing over their union."""
     support = set(p) | set(q)
@@ -70,15 +95,35 @@ def counterfactual(store: RunStore, key: str) -> list[dict]:
     kept, the rest resampled), else the parent alone. Reports the KL divergence of the answer
     distributions (kept ‖ resampled), the change in accuracy and in mean final L̂ (resampled −
     kept, nats: positive when losing step k hurts, like ablation importance).
+
+    Branches that were cut short (``truncation``) are left out: their L̂ is that of an unfinished
+    thought. Each row lists them under ``excluded`` (key and reason); a step whose resamples were
+    all cut short has no values.
     """
     parent = _node(store, key)
     by_step: dict[int, list[dict]] = {}
+    cut: dict[int, list[dict]] = {}
     for node in tree(store, key, max_depth=1):
         if node["kind"] == "resample":
-            by_step.setdefault(int(node["branch_at"]), []).append(node)
+            (cut if node["truncated"] else by_step).setdefault(int(node["branch_at"]), []).append(node)
     rows = []
-    for step in sorted(by_step):
-        resampled = by_step[step]
+    for step in sorted(set(by_step) | set(cut)):
+        resampled = by_step.get(step, [])
+        excluded = [{"key": n["key"], "reason": n["truncated_reason"]} for n in cut.get(step, [])]
+        if not resampled:
+            rows.append(
+                {
+                    "step": step,
+                    "n_resampled": 0,
+                    "n_kept": 0,
+                    "kept_is_parent": step + 1 not in by_step,
+                    "answer_kl": None,
+                    "loss_delta": None,
+                    "accuracy_delta": None,
+                    "excluded": excluded,
+                }
+            )
+            continue
         kept = by_step.get(step + 1) or [parent]
 
         def answers(nodes):
@@ -99,6 +144,7 @@ def counterfactual(store: RunStore, key: str) -> list[dict]:
                 "answer_kl": round(_kl(answers(kept), answers(resampled)), 6),
                 "loss_delta": None if loss_r is None or loss_k is None else round(loss_r - loss_k, 6),
                 "accuracy_delta": None if acc_r is None or acc_k is None else round(acc_k - acc_r, 6),
+                "excluded": excluded,
             }
         )
     return rows

@@ -185,6 +185,8 @@ def run_question(
                 Meta.BRANCH_AT: int(req.branch["branch_at"]),
                 Meta.BRANCH: req.branch,
             }
+            if req.branch.get("generation"):  # generated here from the parent's prefix: say so at the top level
+                meta_extra |= {Meta.TRAJECTORY_SOURCE: "generated", Meta.GENERATOR: {"kind": "local", "branch": True}}
         tables = _tables(req, loaded, built, result, answer, answer_source, meta_extra)
         store.write(key, *tables)
         store.remember_request(req_key, key)

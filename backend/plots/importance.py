@@ -11,7 +11,8 @@ STRIP_ROWS = {"ablation": "ablation ΔL̂", "attention": "attention", "resamplin
 
 
 def strip_rows(n_steps: int, importance: dict | None, counterfactual: list[dict] | None) -> dict[str, np.ndarray]:
-    """The strip's rows ``[S]`` each, NaN where a step has no value (no branches at it, ...)."""
+    """The strip's rows ``[S]`` each (position i is step i + 1), NaN where a step has no value
+    (no finished branches at it, ...)."""
     rows: dict[str, np.ndarray] = {}
     if importance:
         rows["ablation"] = np.array([np.nan if v is None else v for v in importance["ablation"]], dtype=float)
@@ -21,15 +22,17 @@ def strip_rows(n_steps: int, importance: dict | None, counterfactual: list[dict]
     if counterfactual:
         values = np.full(n_steps, np.nan)
         for row in counterfactual:
-            if row["loss_delta"] is not None and 0 <= row["step"] < n_steps:
-                values[row["step"]] = row["loss_delta"]
+            if row["loss_delta"] is not None and 1 <= row["step"] <= n_steps:
+                values[row["step"] - 1] = row["loss_delta"]
         rows["resampling"] = values
     return rows
 
 
 def importance_strip(rows: dict[str, np.ndarray], texts: list[str], cursor_step: int | None = None) -> go.Figure:
-    """One heatmap row per measure, one column per step; each row scaled to its own max |value|
-    so the measures (nats, attention mass) share one colour bar of ranks of strength."""
+    """One heatmap row per measure, one column per step (x = step 1..S, the stepper's numbers);
+    each row scaled to its own max |value| so the measures (nats, attention mass) share one colour
+    bar of ranks of strength. ``cursor_step`` draws the cursor into the figure (the fallback; in
+    the browser the stepper places it)."""
     names = list(rows)
     z, hover = [], []
     for name in names:
@@ -38,14 +41,14 @@ def importance_strip(rows: dict[str, np.ndarray], texts: list[str], cursor_step:
         z.append(values / (scale or 1.0))
         hover.append(
             [
-                f"step {k}: {STRIP_ROWS[name]} = {'—' if not np.isfinite(v) else f'{v:+.4f}'}<br>{texts[k][:80]}"
+                f"step {k + 1}: {STRIP_ROWS[name]} = {'—' if not np.isfinite(v) else f'{v:+.4f}'}<br>{texts[k][:80]}"
                 for k, v in enumerate(values)
             ]
         )
     fig = go.Figure(
         go.Heatmap(
             z=z,
-            x=list(range(len(texts))),
+            x=list(range(1, len(texts) + 1)),
             y=[STRIP_ROWS[n] for n in names],
             text=hover,
             hoverinfo="text",
@@ -58,12 +61,12 @@ def importance_strip(rows: dict[str, np.ndarray], texts: list[str], cursor_step:
             ygap=2,
         )
     )
-    if cursor_step is not None:
+    if cursor_step:
         fig.add_vline(x=cursor_step, line_color="black", line_width=2)
     fig.update_layout(
         height=60 + 34 * len(names),
         margin=dict(l=10, r=10, t=24, b=24),
-        xaxis=dict(title=None, dtick=max(1, len(texts) // 20)),
+        xaxis=dict(title=None, dtick=max(1, len(texts) // 20), range=[0.5, len(texts) + 0.5]),
         yaxis=dict(autorange="reversed"),  # ablation on top, in the order of the rows
         title=dict(text="Step importance (red: the answer's loss rises without the step)", font=dict(size=13)),
     )
@@ -71,8 +74,8 @@ def importance_strip(rows: dict[str, np.ndarray], texts: list[str], cursor_step:
 
 
 def top_steps_table(rows: dict[str, np.ndarray], texts: list[str]) -> pd.DataFrame:
-    """One row per step: its measures and text, most important (ablation) first."""
-    df = pd.DataFrame({"step": range(len(texts))} | {STRIP_ROWS[k]: v for k, v in rows.items()})
+    """One row per step (``step`` 1..S): its measures and text, most important (ablation) first."""
+    df = pd.DataFrame({"step": range(1, len(texts) + 1)} | {STRIP_ROWS[k]: v for k, v in rows.items()})
     df["text"] = [t.strip()[:120] for t in texts]
     if "ablation" in rows:
         df = df.sort_values(STRIP_ROWS["ablation"], ascending=False, na_position="last")

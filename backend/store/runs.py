@@ -264,8 +264,8 @@ class MetaView:
 
     @property
     def branch_at(self) -> int | None:
-        value = self.meta.get(Meta.BRANCH_AT)
-        return None if value is None else int(value)
+        """A branch: the step (1..S, docs/architecture.md §3) it resampled or replaced."""
+        return branch_step(self.meta)
 
     @property
     def origin(self) -> dict:
@@ -318,6 +318,16 @@ class RunMeta(MetaView):
 
     key: str
     meta: dict
+
+
+def branch_step(meta: dict) -> int | None:
+    """The step a branch was made at, numbered 1..S (issue 25). Branches written before the
+    numbering was recorded (``branch.step_base`` absent) counted steps from 0: shifted by one."""
+    value = meta.get(Meta.BRANCH_AT)
+    if value is None:
+        return None
+    base = (meta.get(Meta.BRANCH) or {}).get("step_base", 0)
+    return int(value) + (1 - int(base))
 
 
 @dataclass
@@ -542,7 +552,7 @@ class RunStore:
             meta.get(Meta.PREDICTED_ANSWER),
             meta.get(Meta.GRADER),
             meta.get(Meta.PARENT),
-            meta.get(Meta.BRANCH_AT),
+            branch_step(meta),
         )
 
     def _index_put(self, meta: dict) -> None:

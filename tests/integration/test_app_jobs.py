@@ -121,6 +121,10 @@ def test_branch_button_queues_one_branch_job(own, no_worker, monkeypatch):
     store, key = own
     at = _app(store.root, monkeypatch, run=key, step="3")
     at.toggle(key="branch_here_open").set_value(True).run()
+    from backend.pipeline.branch_defaults import DEFAULTS  # one set of defaults: page, CLI, job kind
+
+    assert at.number_input(key="branch_max_new").value == DEFAULTS.max_new_tokens
+    assert at.number_input(key="branch_samples").value == DEFAULTS.samples
     at.number_input(key="branch_samples").set_value(3).run()
     at.number_input(key="branch_max_new").set_value(8).run()
     at.button(key="branch_start").click().run()
@@ -129,7 +133,7 @@ def test_branch_button_queues_one_branch_job(own, no_worker, monkeypatch):
     assert job.kind == "branch"
     assert {k: job.params[k] for k in ("key", "step", "mode", "samples", "max_new_tokens", "text", "regenerate")} == {
         "key": key,
-        "step": 2,  # boundary 3 = the end of step index 2
+        "step": 3,  # the step on screen: "Step 3 / S" (issue 25: one numbering everywhere)
         "mode": "resample",
         "samples": 3,
         "max_new_tokens": 8,

@@ -39,7 +39,7 @@ def test_branches_are_linked_both_ways_and_survive_a_restart(parent, capsys):
         assert meta["branch"]["generation"] == {"max_new_tokens": 6, "temperature": 1.0, "top_p": 0.9, "seed": 5 + i}
         assert meta["trajectory"].startswith(branching.prefix_text(run, 2))  # steps before k are kept
     edited_run = store.open(edited.key)
-    later = "".join(run.steps["text"].iloc[4:])
+    later = "".join(run.steps["text"].iloc[3:])  # step 3 (1-based) replaced, steps 4.. kept
     assert edited_run.meta["trajectory"] == branching.prefix_text(run, 3) + "So she has 9 apples. " + later
     assert edited_run.meta["branch"]["kind"] == "edit"
 
@@ -100,3 +100,47 @@ def test_branch_limits_are_checked_before_any_model_work(parent, capsys):
         err = capsys.readouterr().err.strip()
         assert fragment in err and len(err.splitlines()) == 1
     assert store.children(key) == []
+
+
+def test_resamples_run_to_the_end_or_are_flagged_and_left_out(parent, capsys):
+    """Issue 25 items 3-4: a resample stops when the model ends its answer or at the stated cap;
+    one cut at the cap is flagged, left out of counterfactual importance with its reason (also in
+    ``show --json``); a branch is labelled as a branch and its real settings are top-level meta."""
+    store, key = parent
+    settings = GenerationSettings(max_new_tokens=4, temperature=1.0, top_p=0.9, seed=5)
+    outcomes = branching.resample(store, key, 2, 2, settings=settings)
+    for i, outcome in enumerate(outcomes):
+        run = store.open(outcome.key)
+        assert run.branch["finish"] == "cap" and run.branch["generated_tokens"] == 4  # a random tiny model rambles
+        assert run.generation["temperature"] == 1.0 and run.generation["seed"] == 5 + i  # top-level, not only in branch
+        assert run.trajectory_source == "generated" and run.branch_at == 2
+        assert run.label.endswith(f"branch {i + 1} @ step 2, resample, T=1")
+    nodes = {n["key"]: n for n in branching.tree(store, key)}
+    assert all(
+        nodes[o.key]["truncated"] and "cap of 4 new tokens" in nodes[o.key]["truncated_reason"] for o in outcomes
+    )
+    row = branching.counterfactual(store, key)[0]
+    assert row["step"] == 2 and row["n_resampled"] == 0 and row["loss_delta"] is None
+    assert sorted(e["key"] for e in row["excluded"]) == sorted(o.key for o in outcomes)
+
+    assert main(["--cache-dir", str(store.root), "show", key, "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["branches"]["counterfactual"][0]["excluded"][0]["reason"].startswith("hit the cap")
+    assert [s["step"] for s in shown["steps"]] == list(range(1, len(shown["steps"]) + 1))  # steps 1..S
+
+
+def test_a_resample_stops_at_a_closed_boxed_answer(smol_tokenizer):
+    """The stopping rule of ``generate_until_done``: the new text's last ``\\boxed{`` closed."""
+    import torch
+
+    from backend.engine.trajectory import _AnswerGiven, boxed_closed
+
+    assert boxed_closed("so \\boxed{\\frac{1}{2}}") and not boxed_closed("so \\boxed{\\frac{1}{2}")
+    assert not boxed_closed("no box here }")
+    prompt = smol_tokenizer.encode("Q: 1+1?")
+    new = smol_tokenizer.encode(" It is 2, so \\boxed{2} and then more words")
+    stop = _AnswerGiven(smol_tokenizer, len(prompt))
+    fired = [bool(stop(torch.tensor([prompt + new[: i + 1]]), None)[0]) for i in range(len(new))]
+    first = fired.index(True)
+    assert smol_tokenizer.decode(new[: first + 1]).endswith("\\boxed{2}")
+    assert not any(fired[:first])

@@ -86,10 +86,10 @@ def test_branch_kind_resample_and_edit_are_the_branch_functions(run_copy, provid
     job = _finish(store, submit(store, "branch", {"key": key, "step": 1, "samples": 2, "max_new_tokens": 6}))
     direct = branches.resample(store, key, 1, 2, settings=GenerationSettings(6, 0.7, 0.95, 0), loaded=provided)
     assert job.results == [o.key for o in direct] and all(o.cached for o in direct)
-    edit = {"key": key, "step": 0, "mode": "edit", "text": "Maya has five apples. "}
+    edit = {"key": key, "step": 1, "mode": "edit", "text": "Maya has five apples. "}
     job = _finish(store, submit(store, "branch", edit))
     direct_edit = branches.edit(
-        store, key, 0, "Maya has five apples. ", settings=GenerationSettings(64, 0.7, 0.95, 0), loaded=provided
+        store, key, 1, "Maya has five apples. ", settings=GenerationSettings(64, 0.7, 0.95, 0), loaded=provided
     )
     assert job.results == [direct_edit.key] and direct_edit.cached
     assert store.open(direct_edit.key).parent == key
@@ -177,10 +177,11 @@ BAD = [
     ("importance", {"key": "../etc"}, "key"),
     ("importance", {"key": "ffff0000"}, "key"),
     ("branch", {"key": "KEY", "step": 99}, "step"),
-    ("branch", {"key": "KEY", "step": 0, "samples": 65}, "samples"),
-    ("branch", {"key": "KEY", "step": 0, "mode": "swap"}, "mode"),
-    ("branch", {"key": "KEY", "step": 0, "mode": "edit"}, "text"),
-    ("branch", {"key": "KEY", "step": 0, "regenerate": True}, "regenerate"),
+    ("branch", {"key": "KEY", "step": 0}, "step"),  # steps are numbered 1..S
+    ("branch", {"key": "KEY", "step": 1, "samples": 65}, "samples"),
+    ("branch", {"key": "KEY", "step": 1, "mode": "swap"}, "mode"),
+    ("branch", {"key": "KEY", "step": 1, "mode": "edit"}, "text"),
+    ("branch", {"key": "KEY", "step": 1, "regenerate": True}, "regenerate"),
     ("surface", {"key": "KEY", "layer": 0, "grid": 2}, "grid"),
     ("surface", {"key": "KEY", "layer": 99}, "layer"),
     ("surface", {"key": "KEY", "layer": 0, "span": -1.0}, "span"),

@@ -11,6 +11,7 @@ from backend.jobs import params as P
 from backend.jobs.kinds.common import short
 from backend.jobs.kinds.models import model_for_run
 from backend.jobs.queue import JobContext
+from backend.pipeline.branch_defaults import DEFAULTS  # the one set of defaults (page, CLI, this kind)
 
 MODES = ("resample", "edit")
 
@@ -18,12 +19,12 @@ MODES = ("resample", "edit")
 @dataclass(frozen=True)
 class BranchParams:
     key: str
-    step: int  # 0-based index of the step resampled or replaced
+    step: int  # the step resampled or replaced, 1..S (docs/architecture.md §3)
     mode: str = "resample"
-    samples: int = 1
-    temperature: float = 0.7
-    top_p: float = 0.95
-    max_new_tokens: int = 64
+    samples: int | None = None  # None: DEFAULTS.samples for a resample, 1 for an edit
+    temperature: float = DEFAULTS.temperature
+    top_p: float = DEFAULTS.top_p
+    max_new_tokens: int = DEFAULTS.max_new_tokens
     seed: int = 0
     text: str | None = None  # the replacement step (mode "edit")
     regenerate: bool = False  # mode "edit": regenerate the steps after it
@@ -43,7 +44,7 @@ class BranchParams:
         if self.mode == "edit":
             if self.text is None or not self.text.strip():
                 raise InputError(f"job kind '{kind}': text is needed (and not empty) with mode edit")
-            if self.samples != 1:
+            if self.samples not in (None, 1):
                 raise InputError(f"job kind '{kind}': samples must be 1 with mode edit (an edit is one branch)")
         else:
             if self.text is not None:
@@ -52,11 +53,12 @@ class BranchParams:
                 raise InputError(
                     f"job kind '{kind}': regenerate goes with mode edit (resampled branches are generated)"
                 )
+        samples = (1 if self.mode == "edit" else DEFAULTS.samples) if self.samples is None else self.samples
         try:
-            branches.validate(run, self.step, self.samples, self.settings())
+            branches.validate(run, self.step, samples, self.settings())
         except InputError as exc:
             raise InputError(f"job kind '{kind}': {str(exc).replace('--', '')}") from None
-        return replace(self, key=key)
+        return replace(self, key=key, samples=samples)
 
 
 def branch_title(p: BranchParams) -> str:
