@@ -97,7 +97,7 @@ def check_edit(run: RunData, step: int, text: str, regenerate: bool) -> None:
     if regenerate:
         return  # the rest is generated: its length is --max-new-tokens, checked with the sampling
     rest = "".join(run.steps["text"].iloc[step:])
-    request = _branch_request(run, prefix_text(run, step) + text + rest, {"kind": "edit"})
+    request = _branch_request(run, prefix_text(run, step) + text + rest, {"kind": "edit"}, run.label)
     try:
         check_before_load(request, provider.registered(run.model_name))  # tokenizer and config only
     except ContextTooLongError as exc:  # a branch has no --truncate: say what to do instead
