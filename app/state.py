@@ -16,8 +16,10 @@ SPACES = ("proxy", "hidden", "exact")
 SPACE_LABELS = {
     "proxy": "parameter-proxy space (MLP ΔW)",
     "hidden": "hidden-state space (residual stream)",
-    "exact": "exact all-layer update (W_o ΔW; layer -1 = all)",
+    "exact": "exact all-layer update (W_o ΔW)",
 }
+SPACE_SHORT = {"proxy": "proxy ΔW", "hidden": "hidden state", "exact": "exact update"}  # headings, captions
+EXACT_ALL_LAYERS = -1  # the exact space's "layer" of the full all-layer update (backend.analysis.spaces.proxy)
 MAX_PARAM_CHARS = 100
 KNOWN_PARAMS = ("run", "step", "layer", "space", "present")
 # UMAP and its trustworthiness score say little about a handful of points (issue 14): below this
@@ -107,11 +109,27 @@ def clamp_step(step: int | None, n_steps: int, default: int = 0) -> tuple[int, s
     return fixed, f"Step {step} is out of range for this run (0..{n_steps}); showing step {fixed}."
 
 
+def default_layer(space: str, available: list[int]) -> int | None:
+    """Each space's own default: the full update (all layers) in the exact space, else the middle stored layer."""
+    if not available:
+        return None
+    if space == "exact" and EXACT_ALL_LAYERS in available:
+        return EXACT_ALL_LAYERS
+    return available[len(available) // 2]
+
+
+def layer_label(space: str, layer: int | None) -> str:
+    """How a layer of ``space`` is named on screen (the exact space's -1 is "all layers")."""
+    if layer is None:
+        return ""
+    return "all layers" if space == "exact" and layer == EXACT_ALL_LAYERS else f"layer {layer}"
+
+
 def resolve_layer(layer: int | None, available: list[int], space: str) -> tuple[int | None, str | None]:
-    """(layer, warning): the requested layer if the space stores it, else the middle stored one."""
+    """(layer, warning): the requested layer if the space stores it, else the space's default."""
     if not available:
         return None, None
-    default = available[len(available) // 2]
+    default = default_layer(space, available)
     if layer is None or layer in available:
         return (default if layer is None else layer), None
     return default, f"Layer {layer} is not stored for the {space} space of this run; showing layer {default}."

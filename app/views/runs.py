@@ -305,6 +305,7 @@ def _import_jsonl(store) -> None:
     from backend.io.fields import PRESETS, FieldMap
     from backend.io.readers import UPLOAD_SUFFIXES, read_questions, read_questions_bytes
     from backend.io.records import MAX_FILE_BYTES
+    from backend.io.roots import confine, data_roots
 
     st.markdown(
         'JSONL (one question per line: `{"id"?: ..., "question": "...", "answer"?: "...", "trajectory"?: "..."}`), '
@@ -337,11 +338,22 @@ def _import_jsonl(store) -> None:
         records, errors = read_questions_bytes(payload, name, fields, limit=limit)
         source = None  # saved under the cache only when queued
     else:
-        name = st.text_input("File or folder on the server's disk", key="runs_import_path").strip()
+        roots = data_roots(store.root)
+        where = ", ".join(f"`{r}`" for r in roots) if roots else "none (server paths are off)"
+        name = st.text_input(
+            "File or folder on the server's disk",
+            key="runs_import_path",
+            help="Only below the server's data folders (RAML_DATA_ROOTS); a relative path is taken below the first",
+        ).strip()
+        st.caption(f"Data folders of this server: {where}")
         if not name:
             return
-        source = Path(name).expanduser()
-        records, errors = read_questions(source, fields, limit=limit)
+        try:
+            source = confine(name, roots)
+        except RamlError as exc:
+            st.error(str(exc))
+            return
+        records, errors = read_questions(source, fields, limit=limit, reveal=False)
     if not records and len(errors) == 1 and errors[0].line == 0:  # the whole file or folder: one message
         st.error(str(errors[0]))
         return

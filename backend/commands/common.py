@@ -31,9 +31,26 @@ def add_detach(p: argparse.ArgumentParser) -> None:
     )
 
 
-def run_job(args, kind: str, params: dict, *, progress=None, title: str | None = None):
+def prepare_model_work(verbose: bool = False) -> None:
+    """Just before a model runs in this process (after every flag was checked, so a refusal
+    never pays for torch): torch threads from the cores really available (affinity, cgroup
+    quota, ``RAML_TORCH_THREADS``) and, unless ``--verbose``, transformers' own bars off."""
+    from backend.engine.threads import configure_torch_threads
+
+    configure_torch_threads()
+    if not verbose:
+        try:
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()
+        except ImportError:
+            pass
+
+
+def run_job(args, kind: str, params: dict, *, progress=None, title: str | None = None, model: bool = True):
     """Submit a job of ``kind``; with ``--detach`` print its id and return None, else run it
-    here and return the finished job (its ``value`` is the kind's result)."""
+    here and return the finished job (its ``value`` is the kind's result). ``model=False``: a
+    kind that runs no model (image export), so torch is left alone."""
     from backend.jobs import run_here, submit
 
     st = store(args)
@@ -42,6 +59,8 @@ def run_job(args, kind: str, params: dict, *, progress=None, title: str | None =
         print(f"queued job {job_id} ({kind})", file=sys.stderr)
         print(job_id)
         return None
+    if model:
+        prepare_model_work(getattr(args, "verbose", False))
     job = run_here(st, job_id, progress=progress, reraise=True)
     if job.state == "cancelled":
         from backend.errors import RamlError
@@ -86,7 +105,7 @@ class Bars:
 def request_from(args, question, answer=None, trajectory=None, label="", seed=None):
     from backend.engine.models import DEFAULT_MODEL
     from backend.engine.trajectory import RAML_TEMPLATE, GenerationSettings
-    from backend.pipeline.run import RunRequest
+    from backend.pipeline.request import RunRequest
 
     gen = GenerationSettings(
         max_new_tokens=args.max_new_tokens,

@@ -48,7 +48,7 @@ def cmd_export(args) -> int:
     formats = [fmt for fmt in ("png", "svg") if getattr(args, fmt)]
     if formats:
         exports.ensure_browser()  # refused here, in one line, before a job is queued
-        job = run_job(args, "export_images", {"key": run.key, "formats": formats, "scale": args.scale})
+        job = run_job(args, "export_images", {"key": run.key, "formats": formats, "scale": args.scale}, model=False)
         if job is not None:
             written += exports.copy_into(job.value, out_dir)
     for path in written:

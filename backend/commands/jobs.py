@@ -65,8 +65,11 @@ def cmd_jobs_control(args) -> int:
 
 
 def cmd_jobs_worker(args) -> int:
+    from backend.commands.common import prepare_model_work
+
     queue = _queue(args)
     queue.recover()
+    prepare_model_work(args.verbose)
     while True:
         job = queue.run_next()
         if job is not None:

@@ -23,7 +23,7 @@ def cmd_rm(args) -> int:
     missing = [k for k in dict.fromkeys(args.keys) if not st.path(k).exists()]
     if missing:
         raise InputError(f"no run {', '.join(missing)} in {args.cache_dir}: nothing deleted")
-    from backend.pipeline.branches import confirm_orphaning
+    from backend.pipeline.lineage import confirm_orphaning
 
     confirm_orphaning(st, args.keys, args.yes)  # asks (or refuses) before orphaning branches
     for k in dict.fromkeys(args.keys):

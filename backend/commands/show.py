@@ -64,7 +64,7 @@ def cmd_show(args) -> int:
     payload = show_payload(run)
     if args.json:
         from backend.analysis.lens.grid import show_fields as lens_fields
-        from backend.pipeline.branches import show_fields
+        from backend.pipeline.lineage import show_fields
 
         payload |= show_fields(st, run)
         payload |= lens_fields(run, st)

@@ -50,6 +50,54 @@ def is_complete(path: Path | None) -> bool:
     return path is not None and (path / MARKER).is_file() and (path / "config.json").is_file()
 
 
+TOKENIZER_SUFFIX = "tokenizer"  # <fingerprint>-tokenizer/: the tokenizer alone, before any weights were converted
+
+
+def tokenizer_dir(fingerprint: str, root: Path | None = None) -> Path | None:
+    """Where the converted tokenizer of a GGUF is read from, or None when there is none yet: a
+    complete converted model of any dtype (its tokenizer files), else the tokenizer-only copy
+    that ``store_tokenizer`` wrote when a limit was checked before the first load."""
+    root = root if root is not None else converted_root()
+    if root is None or not _FINGERPRINT.match(fingerprint):
+        return None
+    alone = root / f"{fingerprint}-{TOKENIZER_SUFFIX}"
+    candidates = sorted(p for p in root.glob(f"{fingerprint}-*") if p != alone) + [alone]
+    for path in candidates:
+        if (path / MARKER).is_file() and (path / "tokenizer_config.json").is_file():
+            return path
+    return None
+
+
+def store_tokenizer(fingerprint: str, tokenizer, source: Path, root: Path | None = None) -> bool:
+    """Keep a tokenizer converted from a GGUF beside the converted models (atomic, like them), so
+    the next check before load reads ``tokenizer.json`` in a second instead of converting the
+    GGUF's vocabulary again (tens of seconds). False (logged) if it cannot be written."""
+    root = root if root is not None else converted_root()
+    if root is None or not _FINGERPRINT.match(fingerprint):
+        return False
+    path = root / f"{fingerprint}-{TOKENIZER_SUFFIX}"
+    tmp: Path | None = None
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=root))
+        tokenizer.save_pretrained(tmp)
+        info = {"source": source.name, "fingerprint": fingerprint, "tokenizer_only": True, "created": time.time()}
+        (tmp / MARKER).write_text(json.dumps(info, indent=1))
+        try:
+            tmp.rename(path)
+        except OSError:
+            if not (path / MARKER).is_file():
+                raise
+        return True
+    except Exception as exc:  # a cache only: never fail the check that already has its tokenizer
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else f"{type(exc).__name__}: {exc}"
+        log.warning("could not store the converted tokenizer in %s: %s", path, str(reason)[:200])
+        return False
+    finally:
+        if tmp is not None and tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
 def store_converted(path: Path, model, tokenizer, source: Path, fingerprint: str) -> bool:
     """Write ``model`` + ``tokenizer`` to ``path`` atomically; False (logged) if it cannot.
 

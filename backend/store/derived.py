@@ -100,6 +100,26 @@ def exports_dir(run, store=None) -> Path | None:
     return base / EXPORTS_DIR
 
 
+def derived_stamp(run, store=None) -> str:
+    """Changes whenever derived data of ``run`` is written, replaced or removed (names, sizes and
+    mtimes of its derived folders: the run's own and the cache's shared one). A page cache keys on
+    it beside the run's stamp, which derived files never change."""
+    parts = []
+    for folder in _folders(store, run):
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                info = entry.stat()
+            except OSError:
+                continue
+            if entry.is_file():
+                parts.append(f"{entry.name}:{info.st_size}:{info.st_mtime_ns}")
+    return content_hash(parts, DERIVED_KEY_LENGTH) if parts else ""
+
+
 # ---------------------------------------------------------------------------- load
 def load_npz(path: Path, members: tuple[str, ...] | None = None) -> dict[str, np.ndarray] | None:
     """Arrays of a cached ``.npz`` (only ``members`` when given), or None if it is missing or unreadable."""

@@ -55,8 +55,9 @@ LANDSCAPE: Final = DerivedKind("landscape", 1, ".npz")  # loss along two random 
 EXACT: Final = DerivedKind("exact", 1, ".npz")  # exact-update factors, Gram, losses, fidelity
 EXACT_SURFACE: Final = DerivedKind("exact-surface", 1, ".npz")  # loss on the exact-update plane
 IMPORTANCE: Final = DerivedKind("importance", 2, ".json")  # step ablation and attention (v2: named by key)
-CLAIMS_DIGEST: Final = DerivedKind("claims", 1, ".npz")  # one run's part of the dataset claims
-CLAIMS_REPORT: Final = DerivedKind("claims-report", 1, ".npz", scope="store")  # the claims of a set of runs
+# v2 (issue 25): summaries follow the after-answer switch; runs carry their parent
+CLAIMS_DIGEST: Final = DerivedKind("claims", 2, ".npz")  # one run's part of the dataset claims
+CLAIMS_REPORT: Final = DerivedKind("claims-report", 2, ".npz", scope="store")  # the claims of a set of runs
 LENS_TUNED: Final = DerivedKind("lens-tuned", 1, ".json")  # the lens grid read through the model's tuned lens
 DERIVED_KINDS: Final = (
     PROJECTION,

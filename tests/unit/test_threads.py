@@ -55,11 +55,26 @@ def test_configure_sets_torch_threads(monkeypatch):
 
 
 def test_cli_entry_configures_threads(tmp_path, monkeypatch):
+    """Threads are set just before a job runs here, after every flag was checked: listing and a
+    refused flag leave torch alone (its import costs seconds of start-up)."""
+    import backend.jobs
     from backend import cli
 
     calls = []
-    monkeypatch.setattr(threads, "configure_torch_threads", lambda *a, **k: calls.append(k) or 1)
+    monkeypatch.setattr(threads, "configure_torch_threads", lambda *a, **k: calls.append("threads") or 1)
     assert cli.main(["--cache-dir", str(tmp_path), "ls"]) == 0
-    assert calls == []  # light commands leave torch alone
-    cli.main(["--cache-dir", str(tmp_path), "run", "--question", "q", "--temperature", "nan"])
-    assert calls == [{}]
+    assert cli.main(["--cache-dir", str(tmp_path), "run", "--question", "q", "--temperature", "nan"]) == 2
+    assert calls == []
+
+    class Finished:
+        state, value = "finished", None
+
+    monkeypatch.setattr(backend.jobs, "run_here", lambda *a, **k: calls.append("job") or Finished())
+    monkeypatch.setattr(backend.jobs, "submit", lambda *a, **k: 1)
+    from backend.commands.common import run_job
+
+    args = type("Args", (), {"cache_dir": str(tmp_path), "detach": False, "verbose": True})()
+    run_job(args, "importance", {"key": "0" * 32})
+    assert calls == ["threads", "job"]
+    run_job(args, "export_images", {"key": "0" * 32}, model=False)  # no model: torch left alone
+    assert calls == ["threads", "job", "job"]
