@@ -140,9 +140,20 @@ class TrainReport:
 
 @torch.no_grad()
 def _layer_states(arch: Architecture, model: nn.Module, ids: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
-    """Decoder-layer outputs ``L x [B, T, d]`` and the final log-probs ``[B, T, V]`` of one forward."""
-    out = model(input_ids=ids, output_hidden_states=True)
-    states = [h.detach() for h in out.hidden_states[1:]]  # [B, T, d] after each decoder layer
+    """Decoder-layer outputs ``L x [B, T, d]`` (before the final norm, as the engine's hooks see them:
+    ``output_hidden_states``' last entry is already normed) and the final log-probs ``[B, T, V]``."""
+    from backend.engine import forward
+
+    states: list[torch.Tensor] = [None] * arch.n_layers  # type: ignore[list-item]
+
+    def keep(index: int):
+        def hook(_module, _inputs, output):
+            states[index] = (output[0] if isinstance(output, tuple) else output).detach()
+
+        return hook
+
+    with forward.hooks([forward.on_output(layer, keep(i)) for i, layer in enumerate(arch.layers)]):
+        out = model(input_ids=ids)
     return states, torch.log_softmax(out.logits.float(), dim=-1)
 
 

@@ -43,7 +43,7 @@ def test_the_lens_train_job_stores_what_the_direct_call_stores(run_copy, tmp_pat
     via_job = lenses.load_lens(store.root, tiny_llama.fingerprint)
 
     direct_store = RunStore(tmp_path / "direct")
-    shutil.copytree(store.root / "runs", direct_store.root / "runs")  # the same cached trajectories
+    shutil.copytree(store.root / "runs", direct_store.root / "runs", dirs_exist_ok=True)  # the same cached trajectories
     direct_store.reconcile()
     train_lens(direct_store, tiny_llama, LensBudget(tokens=256, epochs=1, generations=False))
     direct = lenses.load_lens(direct_store.root, tiny_llama.fingerprint)
@@ -89,6 +89,11 @@ def test_the_lens_grid_job_reads_the_run_through_the_stored_lens(run_copy, tiny_
     assert [r["nll"] for r in shown["lens_grid"]["tuned"]] == grid["nll"].tolist()
     assert [r["nll"] for r in shown["lens_grid"]["logit"]] == run.lens["nll"].tolist()
     assert shown["tuned_lens"]["quality"]["kl_tuned"][-1] < 1e-6
+
+    out = store.root.parent / "export"
+    assert main(["--cache-dir", str(store.root), "export", key, "--format", "json", "--out", str(out)]) == 0
+    exported = json.loads((out / "lens_tuned.json").read_text())
+    assert [r["nll"] for r in exported] == pytest.approx(grid["nll"].tolist(), rel=1e-9)
 
 
 @pytest.mark.parametrize(

@@ -67,7 +67,7 @@ def test_training_lowers_the_held_out_kl_at_every_layer_but_the_last(tiny_llama,
     assert held_out and not {tuple(s) for s in held_out} & {tuple(s) for s in bundled.train}
     before = tl.layer_kl(tiny_llama.model, arch, arch.lens, held_out)
     after = tl.layer_kl(tiny_llama.model, arch, lens, held_out)
-    assert before[-1] == after[-1] == pytest.approx(0.0, abs=1e-6)  # the last layer is the model's own readout
+    assert before[-1] == after[-1] == pytest.approx(0.0, abs=1e-5)  # the last layer is the model's own readout
     assert np.all(after[:-1] < before[:-1]), (before, after)
     assert report.steps == 8 and report.train_kl[-1] < report.train_kl[0]
     assert torch.count_nonzero(lens.translators[0].weight) == 0  # the embeddings' translator stays identity

@@ -12,8 +12,8 @@ from backend.jobs.queue import JobContext
 @dataclass(frozen=True)
 class LensTrainParams:
     model: str = "smollm2-135m"
-    tokens: int = 4096  # training tokens (backend.analysis.lens.train.DEFAULT_TOKENS)
-    epochs: int = 2
+    tokens: int = 1024  # training tokens (backend.analysis.lens.train.DEFAULT_TOKENS)
+    epochs: int = 1
     generations: bool = True
     seed: int = 0
 
