@@ -15,7 +15,7 @@ import time
 
 import streamlit as st
 
-from app import data
+from app import data, ui
 from backend.jobs import Job, JobQueue, ensure_worker, open_queue
 
 EXPLORE_PAGE = "views/explore.py"
@@ -23,6 +23,7 @@ POLL_S = 1.5
 SHOWN_FINISHED = 5
 STATE_ICON = {
     "queued": ":material/schedule:",
+    "waiting": ":material/hourglass_top:",
     "running": ":material/autorenew:",
     "finished": ":material/check_circle:",
     "failed": ":material/error:",
@@ -76,6 +77,8 @@ def job_line(job: Job, now: float | None = None) -> str:
     now = now or time.time()
     if job.state == "queued":
         return f"queued · estimate {fmt_seconds(job.estimate_s)}"
+    if job.state == "waiting":  # claimed, but another job holds the device
+        return "waiting for the device (another job is using it)" + (" · stopping…" if job.cancel_requested else "")
     if job.state == "running":
         stage = STAGE_TEXT.get(job.stage or "start", job.stage)
         count = f" {job.done}/{job.total}" if job.total > 1 else ""
@@ -112,9 +115,9 @@ def _panel() -> None:
         queue = get_queue()
         jobs = queue.list(limit=SHOWN_FINISHED)
     except Exception as exc:  # never take a page down for the panel
-        st.caption(f"Jobs unavailable: {exc}")
+        st.caption(f"Jobs unavailable: {ui.md(exc)}")
         return
-    active = [j for j in jobs if j.state in ("queued", "running")]
+    active = [j for j in jobs if j.state in ("queued", "waiting", "running")]
     # a job that was active at the last poll and is over now: rerun the whole page once, so
     # the page's own views (the Runs library, the last job's link) show its result
     was_active = st.session_state.get("jobs_panel_active", set())
@@ -133,15 +136,15 @@ def _panel() -> None:
 
 def _job_card(queue: JobQueue, job: Job) -> None:
     with st.container(border=True, key=f"job_{job.id}"):
-        title = job.title or job.kind
+        title = ui.md(job.title or job.kind)  # a user's question: shown as text, never as Markdown
         st.markdown(f"{STATE_ICON.get(job.state, '')} **#{job.id}** {title}")
         if job.state == "running":
             frac = job.done / job.total if job.total else 0.0
             st.progress(min(max(frac, 0.0), 1.0))
-        st.caption(job_line(job), help=None)
+        st.caption(ui.md(job_line(job)), help=None)
         for message in job.messages[:3]:
-            st.caption(f"⚠ {message}")
-        if job.state in ("queued", "running") and not job.cancel_requested:
+            st.caption(f"⚠ {ui.md(message)}")
+        if job.state in ("queued", "waiting", "running") and not job.cancel_requested:
             if st.button("Cancel", key=f"job_cancel_{job.id}", width="stretch"):
                 queue.cancel(job.id)
                 st.rerun()  # the whole page: it polls again only if a job is active

@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from backend.store.runs import KEY_PATTERN
+from backend.errors import RamlError
+from backend.store.keys import AmbiguousKeyError, match_key, normalize_prefix
 
 SPACES = ("proxy", "hidden", "exact")
 SPACE_LABELS = {
@@ -68,15 +69,11 @@ def parse_query(params: Mapping[str, object]) -> UrlState:
         if len(raw) > MAX_PARAM_CHARS:
             out.warnings.append(f"URL parameter {name} is too long ({len(raw)} characters); ignored.")
             continue
-        if name == "run":
-            key = raw.strip()
-            if not KEY_PATTERN.match(key):
-                out.warnings.append(
-                    f"'{_shown(key)}' is not a run key (expected 16-64 lowercase hex characters); "
-                    "showing another run instead."
-                )
-            else:
-                out.run = key
+        if name == "run":  # a full key or a unique prefix, as the CLI takes it (backend.store.keys)
+            try:
+                out.run = normalize_prefix(raw)
+            except RamlError as exc:
+                out.warnings.append(f"{exc}; showing another run instead.")
         elif name == "step":
             out.step = _as_int("step", raw, out.warnings)
         elif name == "layer":
@@ -101,8 +98,12 @@ def resolve_run(requested: str | None, available: list[str], fallback: str | Non
     default = fallback if fallback in available else (available[0] if available else None)
     if requested is None:
         return default, None
-    if requested in available:
-        return requested, None
+    try:
+        return match_key(requested, available), None  # a unique prefix opens its run
+    except AmbiguousKeyError as exc:
+        return default, f"{exc}; showing {'another run' if default else 'nothing'} instead."
+    except RamlError:
+        pass
     return default, f"No run {requested[:16]}… in the cache; showing {'another run' if default else 'nothing'} instead."
 
 

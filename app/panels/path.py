@@ -5,7 +5,7 @@ from __future__ import annotations
 import plotly.graph_objects as go
 import streamlit as st
 
-from app import data, state
+from app import data, state, ui
 from app.panels.common import View, heading
 from app.panels.loss import chart_config
 from backend.plots import figures
@@ -67,7 +67,7 @@ def draw(view: View) -> None:
             view.root, view.key, view.stamp, int(layer), space, method, view.scale, view.layout.chart_h, dstamp
         )
     except ValueError as exc:  # e.g. UMAP on too few points: say why, keep the rest
-        st.warning(str(exc))
+        st.warning(ui.md(exc))
         return
     proj = projection(view)
     kwargs: dict = {}

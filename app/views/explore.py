@@ -124,7 +124,7 @@ def _render() -> None:
     fallback = None if url.run in keys else data.default_run(runs, store)  # newest healthy run
     key, warning = state.resolve_run(url.run, keys, fallback)
     for w in url.warnings + ([warning] if warning else []):
-        st.warning(w)  # before the run loads: a damaged run's error must not hide them
+        st.warning(ui.md(w))  # before the run loads: a damaged run's error must not hide them
     warnings: list[str] = []
     if not url.present:
         labels = {r.key: _run_label(r) for r in runs.itertuples()}

@@ -23,6 +23,21 @@ def store(args):
     return RunStore(args.cache_dir)
 
 
+def open_run(args, text: str | None = None):
+    """The run named by ``text`` (default ``args.key``): a full key or a unique prefix of at least
+    4 characters, as the UI shows them (``RunStore.resolve``); checked before anything is queued."""
+    st = store(args)
+    return st.open(st.resolve(args.key if text is None else text))
+
+
+def add_key_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("key", help="run key, or a unique prefix of it (at least 4 characters, e.g. the 12 the UI shows)")
+
+
+def add_quiet(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quiet", action="store_true", help="no progress bars on stderr")
+
+
 def add_detach(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--detach",
@@ -61,7 +76,14 @@ def run_job(args, kind: str, params: dict, *, progress=None, title: str | None =
         return None
     if model:
         prepare_model_work(getattr(args, "verbose", False))
-    job = run_here(st, job_id, progress=progress, reraise=True)
+    bars = None
+    if progress is None:  # every command that runs here shows its stages on stderr, unless --quiet
+        progress = bars = Bars(not getattr(args, "quiet", False))
+    try:
+        job = run_here(st, job_id, progress=progress, reraise=True)
+    finally:
+        if bars is not None:
+            bars.close()
     if job.state == "cancelled":
         from backend.errors import RamlError
 
@@ -129,6 +151,8 @@ def request_from(args, question, answer=None, trajectory=None, label="", seed=No
         generator=args.generator,
         base_url=args.base_url,
         generator_model=args.generator_model,
+        generator_deadline_s=args.generator_deadline,
+        generator_max_mb=args.generator_max_mb,
         device=args.device,
         dtype=args.dtype,
         max_answer_tokens=args.max_answer_tokens,
@@ -137,7 +161,8 @@ def request_from(args, question, answer=None, trajectory=None, label="", seed=No
 
 
 def add_run_options(p: argparse.ArgumentParser) -> None:
-    from backend.engine import limits  # light; the model and template defaults (torch) are filled in later
+    from backend.engine import limits  # light; the model and template defaults are filled in later
+    from backend.engine.openai_generator import DEFAULT_DEADLINE_S, DEFAULT_MAX_RESPONSE_MB
 
     p.add_argument(
         "--model",
@@ -166,6 +191,18 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--generator", default="local", help="local (the scorer writes the trace) or openai (a server)")
     p.add_argument("--base-url", default=None, help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1")
     p.add_argument("--generator-model", default=None, help="model name the --base-url server serves")
+    p.add_argument(
+        "--generator-deadline",
+        type=float,
+        default=DEFAULT_DEADLINE_S,
+        help=f"seconds the --base-url server has for the whole reply (default {DEFAULT_DEADLINE_S:g})",
+    )
+    p.add_argument(
+        "--generator-max-mb",
+        type=float,
+        default=DEFAULT_MAX_RESPONSE_MB,
+        help=f"largest reply accepted from it, counted as it arrives (default {DEFAULT_MAX_RESPONSE_MB:g} MB)",
+    )
     p.add_argument("--force", action="store_true", help="recompute even if cached")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument(

@@ -6,11 +6,11 @@ from __future__ import annotations
 import json
 import sys
 
-from backend.commands.common import add_detach, run_job, store
+from backend.commands.common import add_detach, add_key_argument, add_quiet, open_run, run_job
 
 
 def cmd_importance(args) -> int:
-    run = store(args).open(args.key)  # the key checked before anything is queued
+    run = open_run(args)  # the key checked before anything is queued
     params = {"key": run.key, "attention": args.attention, "every_boundary": args.every_boundary}
     job = run_job(args, "importance", params)
     if job is None:
@@ -38,10 +38,11 @@ def cmd_importance(args) -> int:
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("importance", help="step importance of a run: ablation (and --attention)")
-    p.add_argument("key")
+    add_key_argument(p)
     p.add_argument("--attention", action="store_true", help="also the answer probe's attention per step")
     p.add_argument("--every-boundary", action="store_true", help="score every later boundary, not only the end")
     p.add_argument("--top", type=int, default=20, help="steps listed (most important first)")
     p.add_argument("--json", action="store_true")
     add_detach(p)
+    add_quiet(p)
     p.set_defaults(func=cmd_importance)

@@ -60,6 +60,9 @@ def select_keys(runs, selection: list[str], question_field: str = "question") ->
         path = Path(item)
         if not path.exists():
             raise InputError(f"'{item}' is neither a file nor a field=value filter")
+        from backend.engine.limits import check_input_path
+
+        check_input_path(path, "question file")  # no FIFO or device reaches a reader
         from backend.io.fields import FieldMap
         from backend.io.readers import read_questions
 

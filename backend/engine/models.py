@@ -298,7 +298,7 @@ def load_tokenizer(spec: ModelSpec, trust_remote_code: bool = False):
         except Exception as exc:
             msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise ModelLoadError(f"cannot load the tokenizer of {spec.name}: {msg[:300]}") from None
-        if fingerprint is not None and "gguf_file" in kwargs:
+        if fingerprint is not None and spec.gguf_file and "gguf_file" in kwargs:
             converted.store_tokenizer(fingerprint, tokenizer, spec.directory / spec.gguf_file)
         if getattr(tokenizer, "pad_token_id", None) is None and getattr(tokenizer, "eos_token", None):
             tokenizer.pad_token = tokenizer.eos_token
@@ -346,6 +346,14 @@ def _load_uncached(spec: ModelSpec, trust_remote_code: bool, device: str | None,
     dev, dt = pick_device(device)
     if dtype:
         dt = getattr(_torch(), dtype)
+    if not spec.gguf_file:
+        return _load_with(spec, trust_remote_code, dev, dt)
+    # One process converts a GGUF at a time; the others wait and read the stored copy.
+    with converted.conversion_lock(converted.converted_dir(spec.fingerprint(), str(dt).replace("torch.", ""))):
+        return _load_with(spec, trust_remote_code, dev, dt)
+
+
+def _load_with(spec: ModelSpec, trust_remote_code: bool, dev: torch.device, dt: torch.dtype) -> LoadedModel:
     kwargs: dict = {"dtype": dt, "trust_remote_code": trust_remote_code}
     assert spec.directory is not None, "resolve() gives every loadable spec a directory"
     fingerprint = spec.fingerprint()
@@ -356,12 +364,9 @@ def _load_uncached(spec: ModelSpec, trust_remote_code: bool, device: str | None,
         conversion = converted.converted_dir(fingerprint, str(dt).replace("torch.", ""))
         if converted.is_complete(conversion):
             assert conversion is not None
-            try:  # the converted copy (docs/models.md): safetensors, no de-quantizing
-                model, tokenizer = _from_pretrained(spec, str(conversion), kwargs | {"use_safetensors": True})
-                return _finish(spec, model, tokenizer, dev, fingerprint)
-            except ModelLoadError as exc:
-                log.warning("converted copy %s is unusable (%s); converting the GGUF again", conversion, exc)
-                shutil.rmtree(conversion, ignore_errors=True)
+            loaded = _load_converted(spec, conversion, kwargs, dev, fingerprint)
+            if loaded is not None:
+                return loaded
         _check_gguf_header(spec.directory / spec.gguf_file)
         kwargs["gguf_file"] = spec.gguf_file
     else:
@@ -372,6 +377,24 @@ def _load_uncached(spec: ModelSpec, trust_remote_code: bool, device: str | None,
     if conversion is not None and spec.gguf_file:
         converted.store_converted(conversion, model, tokenizer, spec.directory / spec.gguf_file, fingerprint)
     return loaded
+
+
+def _load_converted(spec: ModelSpec, conversion: Path, kwargs: dict, dev, fingerprint: str) -> LoadedModel | None:
+    """The model from its converted copy (docs/models.md: safetensors, no de-quantizing); None
+    when the copy fails its own integrity check (it is removed and the GGUF converted again).
+    A load that fails while the copy is sound (the server shutting down mid-load, memory)
+    raises and keeps the copy: a healthy 540 MB conversion is never deleted for it."""
+    try:
+        model, tokenizer = _from_pretrained(spec, str(conversion), kwargs | {"use_safetensors": True})
+        return _finish(spec, model, tokenizer, dev, fingerprint)
+    except ModelLoadError as exc:
+        problem = converted.check(conversion)
+        if problem is None:
+            log.warning("loading the converted copy %s failed (%s); the copy is sound and kept", conversion, exc)
+            raise
+        log.warning("converted copy %s is damaged (%s); converting the GGUF again", conversion, problem)
+        shutil.rmtree(conversion, ignore_errors=True)
+        return None
 
 
 def _from_pretrained(spec: ModelSpec, src: str, kwargs: dict):

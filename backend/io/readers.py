@@ -206,8 +206,9 @@ def read_questions_bytes(
             path = Path(folder) / f"upload{suffix}"
             path.write_bytes(data)
             records, errors = read_questions(path, fields, limit=limit)
-        for e in errors:
-            e.source = e.source.replace(str(path), name)
+        for e in errors:  # the server's temporary path is never shown: the upload's own name is
+            e.source = e.source.replace(str(path), name).replace(folder, "<upload>")
+            e.message = e.message.replace(str(path), name).replace(folder, "<upload>")
         for r in records:
             r.where = r.where.replace(str(path), name)
         return records, errors

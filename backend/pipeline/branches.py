@@ -18,8 +18,9 @@ from dataclasses import asdict
 from backend.engine import provider
 from backend.engine.models import LoadedModel
 from backend.engine.trajectory import GenerationSettings, generate
-from backend.errors import InputError
+from backend.errors import ContextTooLongError, InputError
 from backend.pipeline.lineage import OrphanError, confirm_orphaning, counterfactual, show_fields, tree
+from backend.pipeline.request import check_before_load
 from backend.pipeline.run import RunOutcome, RunRequest, estimate_probe_tokens, run_question
 from backend.store.runs import RunData, RunStore
 
@@ -27,6 +28,7 @@ __all__ = [  # the family-tree readers live in lineage (torch-free); re-exported
     "MAX_NEW_TOKENS",
     "MAX_SAMPLES",
     "OrphanError",
+    "check_edit",
     "confirm_orphaning",
     "counterfactual",
     "edit",
@@ -41,6 +43,7 @@ __all__ = [  # the family-tree readers live in lineage (torch-free); re-exported
 StageProgress = Callable[[str, int, int], None]
 MAX_SAMPLES = 64
 MAX_NEW_TOKENS = 8192
+MAX_EDIT_CHARS = 1 << 20  # an edited step: a step, not a book (the CLI's --edit-file is capped by bytes first)
 
 
 def _check_step(run: RunData, step: int) -> int:
@@ -67,6 +70,26 @@ def validate(run: RunData, step: int, samples: int, settings: GenerationSettings
     _check_sampling(samples, settings)
     if settings.greedy and samples > 1:
         raise InputError("--temperature 0 is greedy: every sample would be the same; use --temperature > 0")
+
+
+def check_edit(run: RunData, step: int, text: str, regenerate: bool) -> None:
+    """Every limit of an edit, before any weights load: the step exists, the text is not empty
+    and not over ``MAX_EDIT_CHARS``, and (the rest kept) the edited trajectory fits the model's
+    context, counted with its tokenizer only. One-line ``InputError``s."""
+    _check_step(run, step)
+    if not isinstance(text, str) or not text.strip():
+        raise InputError("the edited step is empty (to drop a step, see `raml importance`)")
+    if len(text) > MAX_EDIT_CHARS:
+        raise InputError(f"the edited step has {len(text)} characters, over the limit of {MAX_EDIT_CHARS}")
+    if regenerate:
+        return  # the rest is generated: its length is --max-new-tokens, checked with the sampling
+    rest = "".join(run.steps["text"].iloc[step + 1 :])
+    request = _branch_request(run, prefix_text(run, step) + text + rest, {"kind": "edit"})
+    try:
+        check_before_load(request, provider.registered(run.model_name))  # tokenizer and config only
+    except ContextTooLongError as exc:  # a branch has no --truncate: say what to do instead
+        message = str(exc).replace("use --truncate to keep its last part", "shorten the edited step")
+        raise ContextTooLongError(f"edited trajectory: {message}") from None
 
 
 def prefix_text(run: RunData, step: int) -> str:
@@ -161,9 +184,7 @@ def edit(
     settings = settings or GenerationSettings()
     report = progress or (lambda stage, done, total: None)
     run = store.open(key)
-    _check_step(run, step)
-    if not isinstance(text, str) or not text.strip():
-        raise InputError("the edited step is empty (to drop a step, see `raml importance`)")
+    check_edit(run, step, text, regenerate)
     _check_sampling(1, settings)
     loaded = _model_for(run, loaded)
     prefix = prefix_text(run, step) + text

@@ -12,7 +12,13 @@ from dataclasses import dataclass, field
 
 from backend.engine import limits
 from backend.engine.models import DEFAULT_MODEL, LoadedModel, load_tokenizer, read_shape, resolve
-from backend.engine.openai_generator import GENERATORS, check_base_url
+from backend.engine.openai_generator import (
+    DEFAULT_DEADLINE_S,
+    DEFAULT_MAX_RESPONSE_MB,
+    GENERATORS,
+    check_base_url,
+    check_transport_limits,
+)
 from backend.engine.specs import parse_cuts, parse_segmentation
 from backend.engine.trajectory import RAML_TEMPLATE, GenerationSettings
 from backend.errors import InputError
@@ -39,6 +45,8 @@ class RunRequest:
     generator: str = "local"  # "local": the scorer model writes the trace; "openai": a remote server
     base_url: str | None = None  # OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1
     generator_model: str | None = None  # the model name that server serves
+    generator_deadline_s: float = DEFAULT_DEADLINE_S  # the whole request to that server; a limit, not in the key
+    generator_max_mb: float = DEFAULT_MAX_RESPONSE_MB  # its reply's size; a limit, not in the key
     device: str | None = None  # scorer placement: None = CUDA if available, else CPU
     dtype: str | None = None  # scorer dtype: None = bf16 on CUDA, fp32 on CPU
     # a branch of another run (issue 13): {"parent": key, "branch_at": step, "kind": ..., settings}; in the key
@@ -60,8 +68,8 @@ class RunRequest:
             raise InputError("question or answer contains a NUL byte")
         g = self.generation
         limits.check_sampling(g.temperature, g.top_p, g.max_new_tokens)
-        if not isinstance(self.template, str) or not self.template:
-            raise InputError("the template is empty (--template)")
+        if not isinstance(self.template, str) or not self.template.strip():
+            raise InputError("the template is empty or only whitespace (--template)")
         limits.check_limit_values(limits.Limits(self.max_answer_tokens, self.max_question_tokens))
         limits.check_proxy_layers(self.proxy_layers, None)
         parse_segmentation(self.segmentation)
@@ -70,6 +78,7 @@ class RunRequest:
             raise InputError(f"unknown --generator '{self.generator}': use local or openai")
         if self.generator == "openai" and self.trajectory is None:
             check_base_url(self.base_url)
+            check_transport_limits(self.generator_deadline_s, self.generator_max_mb)
             if not self.generator_model:
                 raise InputError("--generator openai needs --generator-model NAME (the model the server serves)")
         if self.dtype is not None and self.dtype not in DTYPES:

@@ -21,6 +21,7 @@ from backend.engine.architecture import default_proxy_layers, locate
 from backend.engine.models import LoadedModel, resolve
 from backend.engine.openai_generator import generate_openai
 from backend.engine.specs import parse_cuts
+from backend.engine.threads import compute_settings
 from backend.engine.trajectory import (
     SEGMENTER_VERSION,
     build_prompt,
@@ -115,6 +116,19 @@ def run_question(
         return RunOutcome(hit, True, time.perf_counter() - t_start)
 
     check_before_load(req, loaded)
+    generator_meta, remote = None, None
+    if req.trajectory is None and req.generator == "openai":  # before the weights: a server's failure costs no load
+        report("generate", 0, req.generation.max_new_tokens)
+        remote = generate_openai(
+            str(req.base_url),
+            str(req.generator_model),
+            req.question,
+            req.generation,
+            timeout_s=req.generator_deadline_s,
+            max_response_mb=req.generator_max_mb,
+        )
+        report("generate", req.generation.max_new_tokens, req.generation.max_new_tokens)
+        generator_meta = {"kind": "openai", "base_url": req.base_url, "model": req.generator_model}
     report("load", 0, 1)
     loaded = provider.provide(
         req.model, loaded=loaded, trust_remote_code=req.trust_remote_code, device=req.device, dtype=req.dtype
@@ -122,13 +136,8 @@ def run_question(
     report("load", 1, 1)
     tok = loaded.tokenizer
 
-    generator_meta = None
-    if req.trajectory is None and req.generator == "openai":
-        report("generate", 0, req.generation.max_new_tokens)
-        response = generate_openai(str(req.base_url), str(req.generator_model), req.question, req.generation)
-        report("generate", req.generation.max_new_tokens, req.generation.max_new_tokens)
-        source = "generated"
-        generator_meta = {"kind": "openai", "base_url": req.base_url, "model": req.generator_model}
+    if remote is not None:
+        response, source = remote, "generated"
     elif req.trajectory is None:
         report("generate", 0, req.generation.max_new_tokens)
         response = generate(loaded, build_prompt(tok, req.question, think=False), req.generation)
@@ -349,6 +358,7 @@ def _tables(req, loaded, built, result: probe.ProbeResult, answer, answer_source
         Meta.TRUNCATED_TOKENS: built["truncated"],
         Meta.REFLECTIONS: [asdict(m) for m in built["marks"]],
         Meta.TIMINGS: {k: round(float(v), 4) for k, v in result.timings.items()},
+        Meta.COMPUTE: compute_settings(),
         Meta.SUMMARY: {
             SummaryMeta.N_TOKENS: n,
             SummaryMeta.N_STEPS: len(steps),

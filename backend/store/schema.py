@@ -152,6 +152,7 @@ class Meta:
     BRANCH_AT: Final = "branch_at"  # a branch: the step boundary it branched at
     BRANCH: Final = "branch"  # a branch: how it was made (resample / edit, settings)
     WARNINGS: Final = "warnings"
+    COMPUTE: Final = "compute"  # how the run shared the cores: torch threads, OpenMP wait policy (docs/threads.md)
 
 
 class ModelMeta:

@@ -153,3 +153,30 @@ def test_the_runs_page_refuses_a_server_path_outside_the_data_folders(layout, mo
         assert SECRET not in page and "name,value" not in page
         assert not at.dataframe
     assert os.path.exists(secret)
+
+
+def test_upload_errors_name_the_upload_never_the_servers_temp_path():
+    import io
+    import tempfile
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from backend.io.readers import read_questions_bytes
+
+    buffer = io.BytesIO()
+    pq.write_table(pa.table({"question": ["a"]}), buffer)
+    good = buffer.getvalue()
+    uploads = {
+        "cut.parquet": good[: len(good) // 2] + good[-8:],
+        "junk.arrow": b"ARROW1\0\0" + b"x" * 100,
+        "empty.feather": b"",
+        "bad.csv": b"question,answer\n\xff\xfe,1\n",
+        "nocol.csv": b"a,b\n1,2\n",
+    }
+    for name, payload in uploads.items():
+        _, errors = read_questions_bytes(payload, name)
+        assert errors, name
+        for e in errors:
+            assert tempfile.gettempdir() not in str(e) and "raml-upload" not in str(e), (name, str(e))
+            assert str(e).startswith(name), (name, str(e))
