@@ -44,6 +44,10 @@ def lens_switch(current: str) -> str:
     return str(kind)
 
 
+class _NoGrid(Exception):
+    """The run's tuned grid is not computed: raised, not returned, so the cache never keeps "missing"."""
+
+
 @st.cache_resource(show_spinner=False, max_entries=32)
 def _figure(root: str, key: str, stamp: float, value: str, scale: float, height: int, kind: str, lens_stamp: str):
     from backend.analysis.lens.grid import load_tuned_grid
@@ -52,7 +56,7 @@ def _figure(root: str, key: str, stamp: float, value: str, scale: float, height:
     run = data.load_run(store, key)
     frame = run.lens if kind == "logit" else load_tuned_grid(run, store)
     if frame is None:
-        return None
+        raise _NoGrid()
     return figures.lens_heatmap_figure(frame, cursor=None, value=value, scale=scale, height=height)
 
 
@@ -96,10 +100,11 @@ def draw(view: View) -> None:
     else:
         heading("Logit lens: what each layer predicts for the answer", "lens")
     lens_stamp = _lens_stamp(view) if kind == "tuned" else ""
-    fig = _figure(
-        view.root, view.key, view.stamp, view.settings.lens_value, view.scale, view.layout.chart_h, kind, lens_stamp
-    )
-    if fig is None:
+    try:
+        fig = _figure(
+            view.root, view.key, view.stamp, view.settings.lens_value, view.scale, view.layout.chart_h, kind, lens_stamp
+        )
+    except _NoGrid:
         _missing(view, lens_stamp)
         return
     if view.redraw:
@@ -112,6 +117,8 @@ def marks(view: View) -> dict:
     kind = view.settings.lens_kind
     if kind == "tuned":
         args = (view.root, view.key, view.stamp, view.settings.lens_value, view.scale, view.layout.chart_h)
-        if _figure(*args, kind, _lens_stamp(view)) is None:
+        try:
+            _figure(*args, kind, _lens_stamp(view))
+        except _NoGrid:
             return {"charts": []}  # no grid drawn: nothing for the stepper to move
     return {"charts": [{"chart": CHART, "kind": "column", "x": list(range(view.n_steps + 1))}]}

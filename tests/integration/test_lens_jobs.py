@@ -52,7 +52,9 @@ def test_the_lens_train_job_stores_what_the_direct_call_stores(run_copy, tmp_pat
         assert np.array_equal(via_job.arrays[name], direct.arrays[name]), name
     assert via_job.config["params_sha256"] == direct.config["params_sha256"]
     assert via_job.config["quality"] == direct.config["quality"]
-    assert via_job.config["trained"]["tokens_by_source"].keys() == {"assets"}  # 256 tokens: the bundled text comes first
+    assert via_job.config["trained"]["tokens_by_source"].keys() == {
+        "assets"
+    }  # 256 tokens: the bundled text comes first
     L = tiny_llama.model.config.num_hidden_layers
     assert len(via_job.config["quality"]["kl_tuned"]) == L and via_job.config["quality"]["kl_tuned"][-1] < 1e-6
 
@@ -70,7 +72,7 @@ def test_the_lens_grid_job_reads_the_run_through_the_stored_lens(run_copy, tiny_
     train_lens(store, tiny_llama, LensBudget(**BUDGET))
     with pytest.raises(InputError, match="not computed yet"):
         lens_table(run, store, "tuned")
-    assert main(["--cache-dir", str(store.root), "lens", "grid", key[:10], "--json"]) == 0
+    assert main(["--cache-dir", str(store.root), "lens", "grid", key, "--json"]) == 0
     printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
 
     lens = tuned_lens_for(store.root, tiny_llama)
