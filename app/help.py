@@ -5,6 +5,8 @@ Plain text (markdown) only; every view's heading links its topic (``app/panels/c
 
 from __future__ import annotations
 
+FIGURES: dict[str, str] = {"lens": "docs/figures/lens_quality_smollm2.png"}  # shown under a topic's text
+
 HOW_TO_READ: dict[str, tuple[str, str]] = {
     "loss": (
         "L̂ and the descent",
@@ -43,11 +45,17 @@ HOW_TO_READ: dict[str, tuple[str, str]] = {
         "Whitespace is shown as ␣ (space), ⏎ (newline) and → (tab).",
     ),
     "lens": (
-        "The logit lens",
+        "The logit lens and the tuned lens",
         "Each layer's residual stream at the answer's probe position, decoded with the model's final norm and "
         "LM head as if the model stopped there. Rows = layers (0 at the bottom), columns = step boundaries. "
         "Colour = the answer's NLL (dark = low loss) or p(first answer token) on this run's own range. "
         "A column that darkens from the top down shows the answer forming in later layers first.\n\n"
+        "**Logit or tuned** (sidebar, kept in the URL): early layers live in another basis than the LM head, "
+        "so the **logit lens** often reads them as noise (a flat, high-loss grid). The **tuned lens** "
+        "(Belrose et al. 2023) puts one learned affine map per layer in front of the same readout, trained "
+        "to match the final layer's next-token distribution (`raml lens train`); the last layer is the model's "
+        "own readout in both. The figure: held-out KL to the final distribution and the answer's lens loss "
+        "per layer, logit vs tuned, for SmolLM2-135M (docs/lens.md).\n\n"
         "Click a column to jump to that step.",
     ),
     "text": (

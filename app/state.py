@@ -22,7 +22,8 @@ SPACE_LABELS = {
 SPACE_SHORT = {"proxy": "proxy ΔW", "hidden": "hidden state", "exact": "exact update"}  # headings, captions
 EXACT_ALL_LAYERS = -1  # the exact space's "layer" of the full all-layer update (backend.analysis.spaces.proxy)
 MAX_PARAM_CHARS = 100
-KNOWN_PARAMS = ("run", "step", "layer", "space", "present")
+KNOWN_PARAMS = ("run", "step", "layer", "space", "present", "lens")
+LENS_KINDS = ("logit", "tuned")  # backend.analysis.lens.use.LENS_KINDS
 # UMAP and its trustworthiness score say little about a handful of points (issue 14): below this
 # many boundaries Explore offers PCA only and shows no trustworthiness.
 MIN_UMAP_POINTS = 12
@@ -39,6 +40,7 @@ class UrlState:
     layer: int | None = None
     space: str = "proxy"
     present: bool = False
+    lens: str = "logit"  # the lens grid's readout: "logit" | "tuned"
     warnings: list[str] = field(default_factory=list)
 
 
@@ -83,6 +85,11 @@ def parse_query(params: Mapping[str, object]) -> UrlState:
                 out.warnings.append(f"URL parameter space='{_shown(raw)}' is not one of proxy, hidden; showing proxy.")
         elif name == "present":
             out.present = raw.strip().lower() in ("1", "true", "yes", "on")
+        elif name == "lens":
+            if raw.strip() in LENS_KINDS:
+                out.lens = raw.strip()
+            else:
+                out.warnings.append(f"URL parameter lens='{_shown(raw)}' is not one of logit, tuned; showing logit.")
     return out
 
 
@@ -142,6 +149,7 @@ class ExploreSettings:
 
     alpha: float
     lens_value: str = "nll"  # "nll" | "p_answer"
+    lens_kind: str = "logit"  # "logit" | "tuned" (the URL's ``lens``)
     method: str = "pca"  # "pca" | "umap"
     speed: float = 1.0  # seconds per step while playing
     colour_tokens: bool = False  # per-token text coloured by the loss change each token caused

@@ -41,6 +41,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "backend.commands.stats",
     "backend.commands.importance",
     "backend.commands.branch",
+    "backend.commands.lens",
 )
 
 

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import html
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
 from app import data
-from app.help import HOW_TO_READ
+from app.help import FIGURES, HOW_TO_READ
 from app.state import ExploreLayout, ExploreSettings
 from backend.plots import figures
+
+ROOT = Path(__file__).resolve().parents[2]  # the repository: FIGURES are paths under it
 
 
 @dataclass
@@ -62,6 +65,9 @@ def heading(text: str, topic: str) -> None:
         st.html(f'<div class="raml-h">{html.escape(text)}</div>')
         with st.popover("How to read", type="tertiary", key=f"explore_help_{topic}"):
             st.markdown(f"**{title}**\n\n{body}")
+            figure = ROOT / FIGURES[topic] if topic in FIGURES else None
+            if figure is not None and figure.is_file():
+                st.image(str(figure))
 
 
 def esc(value) -> str:

@@ -20,17 +20,17 @@ def _figures_zip(run, fmt: str) -> bytes:
         return b""
 
 
-def render_downloads(run) -> None:
+def render_downloads(run, store=None) -> None:
     """Two rows: tables in the chosen format, figures in the chosen format (each a zip)."""
     left, right = st.columns([1, 2])
     table_fmt = left.selectbox("Tables", exports.TABLE_FORMATS, key="explore_dl_table_fmt")
     right.download_button(
         "⬇ tables (zip)",
-        data=lambda: exports.tables_zip(run, table_fmt),
+        data=lambda: exports.tables_zip(run, table_fmt, store),
         file_name=f"raml-{run.key[:12]}-tables-{table_fmt}.zip",
         mime="application/zip",
         key="explore_dl_tables",
-        help="tokens, steps and lens tables in one zip.",
+        help="tokens, steps and lens tables (and lens_tuned once computed) in one zip.",
         on_click="ignore",  # no rerun: the page stays as it is
     )
     left, right = st.columns([1, 2])

@@ -18,6 +18,7 @@ from app import data, state, stepper, ui
 from app.panels import CHART_PANELS, CURSOR_PANELS, header
 from app.panels import branches as branches_panel
 from app.panels import importance as importance_panel
+from app.panels import lens as lens_panel
 from app.panels.common import View
 from backend.plots import figures
 
@@ -174,7 +175,7 @@ def _render() -> None:
     st.session_state[CURSOR] = step
     st.session_state[SLIDER] = step
 
-    settings = _sidebar(run, key, space, layers, layer, n_steps, url.present)
+    settings = _sidebar(run, key, space, layers, layer, n_steps, url.present, url.lens)
     view = View(
         store=store,
         run=run,
@@ -218,11 +219,13 @@ def _render() -> None:
         branches_panel.render(view)
 
 
-def _sidebar(run, key: str, space: str, layers: list[int], layer, n_steps: int, present: bool) -> state.ExploreSettings:
+def _sidebar(
+    run, key: str, space: str, layers: list[int], layer, n_steps: int, present: bool, lens_kind: str = "logit"
+) -> state.ExploreSettings:
     n_tokens = int(run.n_tokens)
     alpha_default = figures.default_ema_alpha(n_tokens)
     if present:
-        return state.ExploreSettings(alpha=alpha_default)
+        return state.ExploreSettings(alpha=alpha_default, lens_kind=lens_kind)
     methods = state.projection_methods(n_steps + 1)
     with st.sidebar:
         st.session_state["explore_space"] = space
@@ -274,6 +277,7 @@ def _sidebar(run, key: str, space: str, layers: list[int], layer, n_steps: int, 
             format_func={"nll": "answer NLL", "p_answer": "p(answer)"}.get,
             key="explore_lens_value",
         )
+        lens_kind = lens_panel.lens_switch(lens_kind)
         colour_tokens = st.toggle(
             "Colour tokens by ΔL̂",
             key="explore_colour_tokens",
@@ -284,6 +288,7 @@ def _sidebar(run, key: str, space: str, layers: list[int], layer, n_steps: int, 
     return state.ExploreSettings(
         alpha=float(alpha),
         lens_value=str(lens_value),
+        lens_kind=lens_kind,
         method=str(method),
         speed=SPEEDS[speed],
         colour_tokens=bool(colour_tokens),
@@ -310,7 +315,7 @@ def _export_controls(run) -> None:
     )
     from app.panels.downloads import render_downloads
 
-    render_downloads(run)
+    render_downloads(run, data.get_store())
 
 
 def _marks(view: View) -> dict:
@@ -410,9 +415,7 @@ def _mount_stepper(view: View) -> None:
     """The browser-side stepper, in its own fragment: its step reports rerun only this fragment."""
     marks = _marks(view)
     s = view.settings
-    signature = (
-        f"{view.key}:{view.space}:{view.layer}:{s.method}:{s.alpha}:{s.lens_value}:{s.colour_tokens}:{view.layout}"
-    )
+    signature = f"{view.key}:{view.space}:{view.layer}:{s.method}:{s.alpha}:{s.lens_value}:{s.lens_kind}:{s.colour_tokens}:{view.layout}"
     payload = stepper.stepper_payload(
         signature=signature,
         run_key=view.key,

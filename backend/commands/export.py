@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import sys
 
-from backend.commands.common import add_detach, add_key_argument, add_quiet, open_run, run_job
+from backend.commands.common import add_detach, add_key_argument, add_quiet, open_run, run_job, store
 from backend.errors import RamlError
 
 
@@ -45,7 +45,7 @@ def cmd_export(args) -> int:
     written = [export_html(run, args.html, args.plotlyjs, follow_symlinks=args.follow_symlinks)] if args.html else []
     out_dir = args.out or f"raml-export-{run.key}"
     if args.format:
-        written += exports.export_tables(run, out_dir, args.format)
+        written += exports.export_tables(run, out_dir, args.format, store=store(args))
     formats = [fmt for fmt in ("png", "svg") if getattr(args, fmt)]
     if formats:
         exports.ensure_browser()  # refused here, in one line, before a job is queued

@@ -64,9 +64,11 @@ def cmd_show(args) -> int:
     run = st.open(st.resolve(args.key))
     payload = show_payload(run)
     if args.json:
+        from backend.analysis.lens.grid import show_fields as lens_fields
         from backend.pipeline.lineage import show_fields
 
         payload |= show_fields(st, run)
+        payload |= lens_fields(run, st)
         print(json.dumps(payload, ensure_ascii=False))
         return 0
     s = run.summary

@@ -4,8 +4,9 @@ Every place that unembeds goes through a ``Lens``: the engine's deferred readout
 and the landscapes. Today's lens is the logit lens, the model's own readout: final norm, LM head
 and whatever the family applies to the logits afterwards (``LogitTransform``: Gemma 2/3
 ``final_logit_softcapping``, Cohere ``logit_scale``, Granite ``logits_scaling``, ...). A tuned lens
-(one learned affine map per layer before the readout) can plug in later by implementing
-``Lens.__call__`` with a ``layer`` argument.
+(one learned affine map per layer before the readout, ``backend.engine.tuned_lens``) plugs in
+through ``translate``: the engine moves each layer's state with ``translate(h, layer)`` and reads it
+out with the lens; ``layer=None`` is the model's own final state (never translated).
 
 ``check_readout`` runs once at model load: the lens applied to the last layer's output must give
 the model's own logits (1e-4 nats in float32), otherwise the model is refused by name, because
@@ -92,6 +93,13 @@ def logit_transform_of(config: Any) -> LogitTransform:
 class Lens(Protocol):
     """Residual stream after a layer ``[..., d]`` -> next-token logits ``[..., V]`` (float32)."""
 
+    kind: str  # "logit" | "tuned": what the lens grid says it shows
+
+    def translate(self, hidden: torch.Tensor, layer: int | None) -> torch.Tensor:
+        """The state after decoder layer ``layer`` in the basis the readout expects (identity for the
+        logit lens; ``None``: the model's own final state, never moved)."""
+        ...
+
     def __call__(self, hidden: torch.Tensor, layer: int | None = None) -> torch.Tensor: ...
 
     def head(self, normed: torch.Tensor) -> torch.Tensor:
@@ -106,6 +114,10 @@ class LogitLens:
     final_norm: nn.Module
     lm_head: nn.Module
     transform: LogitTransform = LogitTransform()
+    kind = "logit"
+
+    def translate(self, hidden: torch.Tensor, layer: int | None) -> torch.Tensor:
+        return hidden
 
     def __call__(self, hidden: torch.Tensor, layer: int | None = None) -> torch.Tensor:
         return self.head(self.final_norm(hidden))

@@ -25,6 +25,7 @@ import torch
 
 from backend.engine import forward
 from backend.engine.architecture import Architecture, locate, sliding_window_of
+from backend.engine.lens import Lens
 from backend.errors import InputError, OutOfMemoryError
 
 Progress = Callable[[int, int], None]  # (done, total) cut points
@@ -230,6 +231,8 @@ class _Accumulator:
         assert len(layers) == len(cap.layers), "every layer's hook fired"
         lens_h = torch.stack([hs.view(n_boundary, m_a, -1) for hs in layers], 1)  # [nb, L, m_a, d]
         self.hidden.append(lens_h[:, :, 0].float().cpu())
+        if self.arch.lens.kind != "logit":  # a tuned lens: each layer's translator before the readout
+            lens_h = torch.stack([self.arch.lens.translate(lens_h[:, i], i) for i in range(len(layers))], 1)
         self.lens.add(lens_h.reshape(n_boundary * len(layers), m_a, -1))
         for i in self.req.proxy_layers:
             self.z[i].append(cap.z[i].cpu())
@@ -264,6 +267,12 @@ class _Accumulator:
             proxy_preact={i: torch.cat(v).numpy().astype(np.float32) for i, v in self.pre.items()},
             timings=timings,
         )
+
+
+def _with_lens(arch: Architecture, lens: Lens | None) -> Architecture:
+    if lens is not None:
+        arch.lens = lens
+    return arch
 
 
 def _validate(req: ProbeRequest, arch: Architecture) -> None:
@@ -343,12 +352,15 @@ def analyze(
     chunk_tokens: int | None = None,
     readout_bytes: int = READOUT_BYTES,
     progress: Progress | None = None,
+    lens: Lens | None = None,
 ) -> ProbeResult:
     """Single-pass engine: trajectory encoded once, probes scored in chunks over its KV cache.
 
     ``readout_bytes`` bounds the logits in flight in the LM-head readout (rows x m_a x V x 4 bytes).
+    ``lens`` reads the lens grid (default the logit lens; a ``TunedLens`` translates each layer
+    first); L̂ and the first-token statistics always come from the model's own readout.
     """
-    arch = locate(model)
+    arch = _with_lens(locate(model), lens)
     _validate(req, arch)
     _check_attention_window(model, req)
     device = next(model.parameters()).device
@@ -430,9 +442,11 @@ def analyze(
 
 
 @torch.inference_mode()
-def analyze_naive(model: torch.nn.Module, req: ProbeRequest, *, progress: Progress | None = None) -> ProbeResult:
+def analyze_naive(
+    model: torch.nn.Module, req: ProbeRequest, *, progress: Progress | None = None, lens: Lens | None = None
+) -> ProbeResult:
     """Reference method: one plain prompt ``prompt + t[:c] + template + answer`` per cut point."""
-    arch = locate(model)
+    arch = _with_lens(locate(model), lens)
     _validate(req, arch)
     device = next(model.parameters()).device
     cuts, boundary = req.all_cuts, np.array(sorted(set(req.boundary_cuts)), dtype=np.int64)

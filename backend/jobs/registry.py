@@ -18,7 +18,7 @@ from typing import Any
 
 from backend.errors import InputError
 from backend.jobs import params as P
-from backend.jobs.kinds import branch, exact, export, grids, importance
+from backend.jobs.kinds import branch, exact, export, grids, importance, lens
 from backend.jobs.kinds import run as run_kinds
 from backend.jobs.queue import JobContext, JobQueue, Prepared
 
@@ -103,6 +103,8 @@ BUILTIN_KINDS: tuple[Kind, ...] = (
     Kind("landscape", grids.LandscapeParams, grids.run_landscape, grids.landscape_title, grids.landscape_estimate),
     Kind("exact", exact.ExactParams, exact.run_exact, exact.exact_title),
     Kind("exact_landscape", exact.ExactLandscapeParams, exact.run_exact_landscape, exact.exact_landscape_title),
+    Kind("lens_train", lens.LensTrainParams, lens.run_lens_train, lens.lens_train_title),
+    Kind("lens_grid", lens.LensGridParams, lens.run_lens_grid, lens.lens_grid_title),
     Kind("export_images", export.ExportImagesParams, export.run_export_images, export.export_title, uses_model=False),
 )
 

@@ -34,9 +34,17 @@ SYSTEM_CHROMIUM = "/usr/bin/chromium"
 FIGURE_WIDTH, FIGURE_HEIGHT = 1000, 450
 
 
-def run_tables(run) -> dict[str, pd.DataFrame]:
-    """The run's tables by name: tokens [C rows], steps [K - 1 rows], lens [K·L rows]."""
-    return {"tokens": run.tokens, "steps": run.steps, "lens": run.lens}
+def run_tables(run, store=None) -> dict[str, pd.DataFrame]:
+    """The run's tables by name: tokens [C rows], steps [K - 1 rows], lens [K·L rows], and
+    ``lens_tuned`` [K·L rows, the same columns] once the run's tuned-lens grid is computed (docs/lens.md)."""
+    tables = {"tokens": run.tokens, "steps": run.steps, "lens": run.lens}
+    if store is not None:
+        from backend.analysis.lens.grid import load_tuned_grid
+
+        tuned = load_tuned_grid(run, store)
+        if tuned is not None:
+            tables["lens_tuned"] = tuned
+    return tables
 
 
 def table_bytes(frame: pd.DataFrame, fmt: str) -> bytes:
@@ -67,13 +75,14 @@ def _out_dir(out_dir: str | Path) -> Path:
     return path
 
 
-def export_tables(run, out_dir: str | Path, fmt: str) -> list[Path]:
-    """Write ``tokens.<fmt>``, ``steps.<fmt>``, ``lens.<fmt>`` into ``out_dir``; returns the paths."""
+def export_tables(run, out_dir: str | Path, fmt: str, store=None) -> list[Path]:
+    """Write ``tokens.<fmt>``, ``steps.<fmt>``, ``lens.<fmt>`` (and ``lens_tuned.<fmt>``, see
+    ``run_tables``) into ``out_dir``; returns the paths."""
     if fmt not in TABLE_FORMATS:
         raise InputError(f"unknown export format '{fmt}': use one of {', '.join(TABLE_FORMATS)}")
     folder = _out_dir(out_dir)
     written = []
-    for name, frame in run_tables(run).items():
+    for name, frame in run_tables(run, store).items():
         target = folder / f"{name}.{fmt}"
         atomic.write_bytes(target, table_bytes(frame, fmt))
         written.append(target)
@@ -162,11 +171,11 @@ def _rendered_image(path: Path, fmt: str) -> bytes:
     return data
 
 
-def tables_zip(run, fmt: str) -> bytes:
-    """All three tables in one zip (for a download button)."""
+def tables_zip(run, fmt: str, store=None) -> bytes:
+    """All tables (``run_tables``) in one zip (for a download button)."""
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-        for name, frame in run_tables(run).items():
+        for name, frame in run_tables(run, store).items():
             zf.writestr(f"{name}.{fmt}", table_bytes(frame, fmt))
     return buf.getvalue()
 

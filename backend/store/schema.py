@@ -25,6 +25,10 @@ DERIVED_DIR: Final = "derived"  # <run dir>/derived/ (or <root>/derived/ for a r
 AGGREGATES_DIR: Final = "aggregates"  # <root>/aggregates/ (derived data of a set of runs)
 EXPORTS_DIR: Final = "exports"  # <run dir>/derived/exports/ (figure and table files of a run)
 LOCK_SUFFIX: Final = ".lock"
+LENSES_DIR: Final = "lenses"  # <root>/lenses/<model fingerprint>/tuned/ (backend.store.lenses)
+TUNED_LENS_DIR: Final = "tuned"
+LENS_PARAMS_FILE: Final = "params.safetensors"  # translators "{i}.weight" [d, d], "{i}.bias" [d] float32
+LENS_CONFIG_FILE: Final = "config.json"  # tuned-lens' TunedLensConfig fields + model_fingerprint, params_sha256
 
 
 # ---------------------------------------------------------------------------- derived data
@@ -54,7 +58,18 @@ IMPORTANCE: Final = DerivedKind("importance", 2, ".json")  # step ablation and a
 # v2 (issue 25): summaries follow the after-answer switch; runs carry their parent
 CLAIMS_DIGEST: Final = DerivedKind("claims", 2, ".npz")  # one run's part of the dataset claims
 CLAIMS_REPORT: Final = DerivedKind("claims-report", 2, ".npz", scope="store")  # the claims of a set of runs
-DERIVED_KINDS: Final = (PROJECTION, SURFACE, LANDSCAPE, EXACT, EXACT_SURFACE, IMPORTANCE, CLAIMS_DIGEST, CLAIMS_REPORT)
+LENS_TUNED: Final = DerivedKind("lens-tuned", 1, ".json")  # the lens grid read through the model's tuned lens
+DERIVED_KINDS: Final = (
+    PROJECTION,
+    SURFACE,
+    LANDSCAPE,
+    EXACT,
+    EXACT_SURFACE,
+    IMPORTANCE,
+    CLAIMS_DIGEST,
+    CLAIMS_REPORT,
+    LENS_TUNED,
+)
 
 # ---------------------------------------------------------------------------- run files
 META_FILE: Final = "meta.json"

@@ -218,7 +218,8 @@ def test_every_kind_is_listed_once_with_typed_frozen_params():
 
     names = [k.name for k in BUILTIN_KINDS]
     assert names == [
-        "run", "batch", "importance", "branch", "surface", "landscape", "exact", "exact_landscape", "export_images"
+        "run", "batch", "importance", "branch", "surface", "landscape", "exact", "exact_landscape", "lens_train",
+        "lens_grid", "export_images",
     ]  # fmt: skip
     for kind in BUILTIN_KINDS:
         assert dataclasses.is_dataclass(kind.params) and kind.params.__dataclass_params__.frozen, kind.name

@@ -24,6 +24,12 @@ def test_file_and_folder_names_are_pinned():
     )
     assert (schema.DERIVED_DIR, schema.AGGREGATES_DIR, schema.LOCK_SUFFIX) == ("derived", "aggregates", ".lock")
     assert schema.META_FILE == "meta.json"
+    assert (schema.LENSES_DIR, schema.TUNED_LENS_DIR, schema.LENS_PARAMS_FILE, schema.LENS_CONFIG_FILE) == (
+        "lenses",
+        "tuned",
+        "params.safetensors",
+        "config.json",
+    )
     assert schema.RUN_FILES == ("tokens.parquet", "steps.parquet", "lens.parquet", "tensors.safetensors")
     assert (schema.FILE_MODE, schema.DIR_MODE) == (0o644, 0o755)
 
