@@ -245,6 +245,9 @@ def test_the_idle_page_never_polls_and_an_active_job_does(own, no_worker, run_ev
     _no_exception(at)
     assert run_every_seen and all(r is None for r in run_every_seen), run_every_seen  # nothing re-runs by itself
     assert tickers_seen == []  # and no poll timer is armed
+    from backend.analysis.importance.defaults import ATTENTION as DEFAULT_ATTENTION
+
+    assert at.checkbox(key="importance_attention").value is DEFAULT_ATTENTION  # the CLI's default too
     at.button(key="importance_compute").click().run()
     _no_exception(at)
     names = {name for name, _ in tickers_seen}
