@@ -24,6 +24,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     RAML_CACHE_DIR=/data/cache \
     HF_HOME=/data/hf \
     HF_HUB_OFFLINE=1 \
+    OMP_WAIT_POLICY=PASSIVE \
     RAML_PREPARE_DEMO=1
 
 RUN groupadd --gid 10001 raml && useradd --create-home --uid 10001 --gid 10001 --shell /usr/sbin/nologin raml

@@ -13,6 +13,16 @@ UV_VERSION := 0.13.9
 # then takes the local 2.13.0+cpu file, never PyPI's multi-GB CUDA build.
 TORCH_WHEELS ?= $(firstword $(wildcard /opt/wheels))
 PYTEST := $(PY) -m pytest -q -p no:cacheprovider
+# `make test` runs the suite on TEST_WORKERS pytest-xdist workers (one per core by default, at
+# most 4); `--dist loadgroup` keeps the tests that share an app server and Chromium, a Ray instance
+# or a module's fixture in one worker (tests/conftest.py: xdist_group_of). TEST_WORKERS=0 runs it
+# in one process.
+TEST_WORKERS ?= $(shell python3 -c 'import os; print(max(1, min(4, len(os.sched_getaffinity(0)))))' 2>/dev/null || echo 2)
+PYTEST_PARALLEL := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadgroup)
+# OpenMP threads sleep when they wait instead of spinning: two torch processes on one machine (the
+# app's job worker and a CLI batch, two test workers) then share the cores instead of stalling each
+# other (docs/threads.md). Set before any Python starts, so it holds even where torch loads first.
+export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: setup run demo test test-unit test-integration test-browser test-reliability lint chromium bench clean-cache
 
@@ -54,11 +64,11 @@ lint: setup
 test:
 	$(MAKE) --no-print-directory -j2 setup chromium
 	$(MAKE) --no-print-directory lint
-	$(PYTEST) --durations=25 tests
+	$(PYTEST) $(PYTEST_PARALLEL) --durations=25 tests
 
 # One domain: tests/<domain>/ carries the marker (tests/conftest.py), e.g. `make test-unit`.
 test-unit test-integration test-reliability: setup
-	$(PYTEST) -m $(@:test-%=%) tests
+	$(PYTEST) $(PYTEST_PARALLEL) -m $(@:test-%=%) tests
 
 test-browser: setup chromium
 	$(PYTEST) -m browser tests

@@ -10,6 +10,8 @@ import streamlit as st
 
 from backend.analysis.dataset import model_pairs
 from backend.analysis.dataset.claims import ClaimsReport, ClaimsSettings, dataset_claims
+from backend.analysis.dataset.intervals import MIN_INTERVAL_N
+from backend.analysis.dataset.progress_curves import MIN_CURVE_RUNS
 from backend.analysis.dataset.task_map import SPACES
 from backend.analysis.spaces import samples
 from backend.plots import claims as figures
@@ -19,7 +21,9 @@ from backend.store.runs import RunStore
 TABS = ("Descent", "Reflection", "Length", "Two models", "Samples", "Task map", "Inner loop", "Questions")
 CLAIMS = {
     "Descent": "Claim: the trajectory lowers the answer's loss like an inner loop of gradient descent. "
-    "Mean L̂ over progress x = c/n on a common grid, by correctness; bands are bootstrap 95% intervals over runs.",
+    "Mean L̂ over progress x = c/n on a common grid, by correctness; bands are bootstrap 95% intervals over runs "
+    f"(none from fewer than {MIN_INTERVAL_N}); a curve stops where fewer than {MIN_CURVE_RUNS} of its runs remain "
+    "(hover: n at each x). The table's L̂ follow the same cut points as the curves.",
     "Reflection": "Claim: reflection words (wait, however, alternatively, …) mark larger moves. Each occurrence's "
     "relative change |L̂(after) − L̂(before)| / L̂(before) against windows of the same length at similar progress "
     "in the same run that contain no reflection word.",

@@ -40,6 +40,14 @@ def run_stamp(store: RunStore, key: str) -> float:
     return store.stamp(key)
 
 
+def derived_stamp(store: RunStore, key: str) -> str:
+    """Changes when the run's derived data (exact update, importance, ...) is written; the run's
+    stamp does not, so every cached loader of derived data keys on this as well (issue 25)."""
+    from backend.store import derived
+
+    return derived.derived_stamp(load_run(store, key), store)
+
+
 def list_runs(store: RunStore) -> pd.DataFrame:
     """Library table (newest first), straight from the SQLite index (cheap, always fresh)."""
     return store.list_runs()
@@ -56,7 +64,7 @@ def load_run(store: RunStore, key: str) -> RunData:
 
 
 @st.cache_data(show_spinner="Fitting the 2-D projection…", max_entries=64)
-def _projection(root: str, key: str, stamp: float, layer: int, space: str, method: str) -> dict:
+def _projection(root: str, key: str, stamp: float, layer: int, space: str, method: str, dstamp: str = "") -> dict:
     from backend.analysis.spaces import proxy
 
     run = _load_run(root, key, stamp)
@@ -73,18 +81,21 @@ def _projection(root: str, key: str, stamp: float, layer: int, space: str, metho
 
 def projection(store: RunStore, key: str, layer: int, space: str, method: str = "pca") -> dict:
     """2-D path (``coords`` [B, 2]), explained variance, trustworthiness and step geometry."""
-    return _projection(str(store.root), key, run_stamp(store, key), int(layer), space, method)
+    dstamp = derived_stamp(store, key) if space == "exact" else ""
+    return _projection(str(store.root), key, run_stamp(store, key), int(layer), space, method, dstamp)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def _available_layers(root: str, key: str, stamp: float, space: str) -> list[int]:
+def _available_layers(root: str, key: str, stamp: float, space: str, dstamp: str) -> list[int]:
     from backend.analysis.spaces import proxy
 
-    return proxy.available_layers(_load_run(root, key, stamp), space)
+    return proxy.available_layers(_load_run(root, key, stamp), space, store=_store_for(root))
 
 
 def available_layers(store: RunStore, key: str, space: str) -> list[int]:
-    return _available_layers(str(store.root), key, run_stamp(store, key), space)
+    """Layers ``space`` can show; the exact space's come from derived data, so its stamp is in the key."""
+    dstamp = derived_stamp(store, key) if space == "exact" else ""
+    return _available_layers(str(store.root), key, run_stamp(store, key), space, dstamp)
 
 
 def proxy_available() -> bool:

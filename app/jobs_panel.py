@@ -17,10 +17,11 @@ import time
 
 import streamlit as st
 
-from app import data, poll
+from app import data, poll, ui
 from backend.jobs import Job, JobQueue, ensure_worker, open_queue
 
 EXPLORE_PAGE = "views/explore.py"
+ACTIVE_STATES = ("queued", "waiting", "running")  # the panel polls while a job is in one of these
 SHOWN_FINISHED = 5  # finished / failed / cancelled jobs, folded under the running ones
 SHOWN_ACTIVE = 3  # more open cards than this scroll in a box of ACTIVE_BOX_PX
 RECENT_S = 300.0  # a job that ended this recently stays open; older ones fold
@@ -28,6 +29,7 @@ SHOWN_RECENT = 3
 ACTIVE_BOX_PX = 420
 STATE_ICON = {
     "queued": ":material/schedule:",
+    "waiting": ":material/hourglass_top:",
     "running": ":material/autorenew:",
     "finished": ":material/check_circle:",
     "failed": ":material/error:",
@@ -81,6 +83,8 @@ def job_line(job: Job, now: float | None = None) -> str:
     now = now or time.time()
     if job.state == "queued":
         return f"queued · estimate {fmt_seconds(job.estimate_s)}"
+    if job.state == "waiting":  # claimed, but another job holds the device
+        return "waiting for the device (another job is using it)" + (" · stopping…" if job.cancel_requested else "")
     if job.state == "running":
         stage = STAGE_TEXT.get(job.stage or "start", job.stage)
         count = f" {job.done}/{job.total}" if job.total > 1 else ""
@@ -118,13 +122,13 @@ def signature(jobs: list[Job]) -> tuple:
     return tuple(
         (j.id, j.state, j.stage, j.done, j.total, len(j.messages), len(j.results), j.cancel_requested)
         for j in jobs
-        if j.state in ("queued", "running")
+        if j.state in ACTIVE_STATES
     )
 
 
 def _polled_panel() -> None:
     jobs = _panel()
-    if any(j.state in ("queued", "running") for j in jobs):
+    if any(j.state in ACTIVE_STATES for j in jobs):
         poll.ticker("jobs_panel", poll.backoff("jobs_panel", signature(jobs)))
     else:
         poll.reset("jobs_panel")
@@ -135,9 +139,9 @@ def _panel() -> list[Job]:
         queue = get_queue()
         jobs = queue.list(limit=SHOWN_FINISHED)
     except Exception as exc:  # never take a page down for the panel
-        st.caption(f"Jobs unavailable: {exc}")
+        st.caption(f"Jobs unavailable: {ui.md(exc)}")
         return []
-    active = [j for j in jobs if j.state in ("queued", "running")]
+    active = [j for j in jobs if j.state in ACTIVE_STATES]
     # a job that was active at the last poll and is over now: rerun the whole page once, so
     # the page's own views (the Runs library, the last job's link) show its result
     was_active = st.session_state.get("jobs_panel_active", set())
@@ -145,9 +149,9 @@ def _panel() -> list[Job]:
     st.session_state["jobs_panel_active"] = now_active
     if was_active - now_active:
         st.rerun(scope="app")
-    over = sorted(
-        (j for j in jobs if j.state not in ("queued", "running")), key=lambda j: j.finished or 0, reverse=True
-    )[:SHOWN_FINISHED]
+    over = sorted((j for j in jobs if j.state not in ACTIVE_STATES), key=lambda j: j.finished or 0, reverse=True)[
+        :SHOWN_FINISHED
+    ]
     now = time.time()
     # jobs that ended in the last RECENT_S stay open (their result link, a Resume): the rest fold
     recent = [j for j in over if now - (j.finished or 0) < RECENT_S][:SHOWN_RECENT]
@@ -175,15 +179,15 @@ def _panel() -> list[Job]:
 
 def _job_card(queue: JobQueue, job: Job) -> None:
     with st.container(border=True, key=f"job_{job.id}"):
-        title = job.title or job.kind
+        title = ui.md(job.title or job.kind)  # a user's question: shown as text, never as Markdown
         st.markdown(f"{STATE_ICON.get(job.state, '')} **#{job.id}** {title}")
         if job.state == "running":
             frac = job.done / job.total if job.total else 0.0
             st.progress(min(max(frac, 0.0), 1.0))
-        st.caption(job_line(job), help=None)
+        st.caption(ui.md(job_line(job)), help=None)
         for message in job.messages[:3]:
-            st.caption(f"⚠ {message}")
-        if job.state in ("queued", "running") and not job.cancel_requested:
+            st.caption(f"⚠ {ui.md(message)}")
+        if job.state in ("queued", "waiting", "running") and not job.cancel_requested:
             if st.button("Cancel", key=f"job_cancel_{job.id}", width="stretch"):
                 queue.cancel(job.id)
                 st.rerun()  # the whole page: it polls again only if a job is active

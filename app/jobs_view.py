@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app import data, poll
+from app import data, poll, ui
 
-ACTIVE = ("queued", "running")
+ACTIVE = ("queued", "waiting", "running")
 LAST_SUBMITTED = "jobs_last_submitted"  # shared with app/jobs_panel.py
 
 
@@ -38,7 +38,7 @@ def submit(kind: str, params: dict, *, title: str | None = None) -> int | None:
     try:
         job_id = jobs.submit(store, kind, params, title=title)
     except RamlError as exc:
-        st.error(f"Cannot start: {exc}")
+        st.error(f"Cannot start: {ui.md(exc)}")
         return None
     queue()  # make sure this server's worker runs it
     st.session_state[LAST_SUBMITTED] = job_id
@@ -71,7 +71,7 @@ def last_failure(kind: str, key: str, **match) -> str | None:
     latest = max(over, key=lambda j: j.id, default=None)
     if latest is None or latest.state != "failed":
         return None
-    return f"Job #{latest.id} failed: {latest.error or 'no reason given'}"
+    return f"Job #{latest.id} failed: {ui.md(latest.error or 'no reason given')}"  # errors quote user text
 
 
 def follow(job, what: str, *, key: str) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+import backend  # noqa: F401  # first: OpenMP waits sleep in this server's job worker (docs/threads.md)
 from app.ui import FAVICON
 
 present = str(st.query_params.get("present", "")).strip().lower() in ("1", "true", "yes", "on")

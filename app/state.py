@@ -10,14 +10,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from backend.store.runs import KEY_PATTERN
+from backend.errors import RamlError
+from backend.store.keys import AmbiguousKeyError, match_key, normalize_prefix
 
 SPACES = ("proxy", "hidden", "exact")
 SPACE_LABELS = {
     "proxy": "parameter-proxy space (MLP ΔW)",
     "hidden": "hidden-state space (residual stream)",
-    "exact": "exact all-layer update (W_o ΔW; layer -1 = all)",
+    "exact": "exact all-layer update (W_o ΔW)",
 }
+SPACE_SHORT = {"proxy": "proxy ΔW", "hidden": "hidden state", "exact": "exact update"}  # headings, captions
+EXACT_ALL_LAYERS = -1  # the exact space's "layer" of the full all-layer update (backend.analysis.spaces.proxy)
 MAX_PARAM_CHARS = 100
 KNOWN_PARAMS = ("run", "step", "layer", "space", "present")
 # UMAP and its trustworthiness score say little about a handful of points (issue 14): below this
@@ -64,15 +67,11 @@ def parse_query(params: Mapping[str, object]) -> UrlState:
         if len(raw) > MAX_PARAM_CHARS:
             out.warnings.append(f"URL parameter {name} is too long ({len(raw)} characters); ignored.")
             continue
-        if name == "run":
-            key = raw.strip()
-            if not KEY_PATTERN.match(key):
-                out.warnings.append(
-                    f"'{_shown(key)}' is not a run key (expected 16-64 lowercase hex characters); "
-                    "showing another run instead."
-                )
-            else:
-                out.run = key
+        if name == "run":  # a full key or a unique prefix, as the CLI takes it (backend.store.keys)
+            try:
+                out.run = normalize_prefix(raw)
+            except RamlError as exc:
+                out.warnings.append(f"{exc}; showing another run instead.")
         elif name == "step":
             out.step = _as_int("step", raw, out.warnings)
         elif name == "layer":
@@ -92,8 +91,12 @@ def resolve_run(requested: str | None, available: list[str], fallback: str | Non
     default = fallback if fallback in available else (available[0] if available else None)
     if requested is None:
         return default, None
-    if requested in available:
-        return requested, None
+    try:
+        return match_key(requested, available), None  # a unique prefix opens its run
+    except AmbiguousKeyError as exc:
+        return default, f"{exc}; showing {'another run' if default else 'nothing'} instead."
+    except RamlError:
+        pass
     return default, f"No run {requested[:16]}… in the cache; showing {'another run' if default else 'nothing'} instead."
 
 
@@ -107,11 +110,27 @@ def clamp_step(step: int | None, n_steps: int, default: int = 0) -> tuple[int, s
     return fixed, f"Step {step} is out of range for this run (0..{n_steps}); showing step {fixed}."
 
 
+def default_layer(space: str, available: list[int]) -> int | None:
+    """Each space's own default: the full update (all layers) in the exact space, else the middle stored layer."""
+    if not available:
+        return None
+    if space == "exact" and EXACT_ALL_LAYERS in available:
+        return EXACT_ALL_LAYERS
+    return available[len(available) // 2]
+
+
+def layer_label(space: str, layer: int | None) -> str:
+    """How a layer of ``space`` is named on screen (the exact space's -1 is "all layers")."""
+    if layer is None:
+        return ""
+    return "all layers" if space == "exact" and layer == EXACT_ALL_LAYERS else f"layer {layer}"
+
+
 def resolve_layer(layer: int | None, available: list[int], space: str) -> tuple[int | None, str | None]:
-    """(layer, warning): the requested layer if the space stores it, else the middle stored one."""
+    """(layer, warning): the requested layer if the space stores it, else the space's default."""
     if not available:
         return None, None
-    default = available[len(available) // 2]
+    default = default_layer(space, available)
     if layer is None or layer in available:
         return (default if layer is None else layer), None
     return default, f"Layer {layer} is not stored for the {space} space of this run; showing layer {default}."

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +22,23 @@ EMPTY_STATE = (
 )
 
 
+# anywhere in a line: code, emphasis, links and images (an escaped "[" makes neither a link, an
+# image nor a ``:color[...]`` directive), raw HTML and autolinks ("<"), KaTeX ("$"), strikethrough
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>$~])")
+_LINE_START = re.compile(r"^(\s*)(?:([-+=#|])|(\d+)\.)", re.MULTILINE)  # lists, headings, rules, tables
+
+
+def md(text) -> str:
+    """``text`` from a user (a question, answer, label, job title, file name, URL value, or an
+    error quoting one) made literal for anything Streamlit renders as Markdown (``st.markdown``,
+    captions, alerts, labels, help): what Markdown, KaTeX (``$``) or Streamlit's
+    ``:color[...]`` syntax reads is backslash-escaped, so an image link is not fetched and
+    ``**b**`` is not bold; list, heading, rule and table markers only where they start a line, so
+    ordinary text (``questions.jsonl:3: field 'answer' is empty``) stays as it is."""
+    escaped = _MARKDOWN_SPECIAL.sub(r"\\\1", str(text))
+    return _LINE_START.sub(lambda m: m.group(1) + ("\\" + m.group(2) if m.group(2) else m.group(3) + "\\."), escaped)
+
+
 def guard(body: Callable[[], None]) -> None:
     """Run a page body (or one panel) through the one error display (:func:`show_error`)."""
     try:
@@ -37,10 +55,10 @@ def show_error(exc: BaseException, *, where: str | None = None) -> None:
     """
     prefix = f"{where}: " if where else ""
     if isinstance(exc, RamlError):
-        st.error(prefix + str(exc))
+        st.error(md(prefix + str(exc)))
         return
     log.error("page failed", exc_info=exc)
-    st.error(f"{prefix}Something went wrong (a bug, please report it): {type(exc).__name__}: {str(exc)[:300]}")
+    st.error(md(f"{prefix}Something went wrong (a bug, please report it): {type(exc).__name__}: {str(exc)[:300]}"))
     with st.expander("Details (traceback)"):
         st.code("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)), language="text")
 

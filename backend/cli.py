@@ -20,12 +20,14 @@ from backend.errors import RamlError
 from backend.io.terminal import printable
 
 EXIT_INPUT = 2
-LIGHT_COMMANDS = frozenset({"ls", "show", "rm", "export"})  # no torch: threads left alone
 
 
 # Commands that live in their own modules: each module defines ``register(subparsers)``, which
 # adds its sub-parser(s) with ``set_defaults(func=...)``. A new command is a new module plus
-# one line here; its module imports heavy libraries inside the command function only.
+# one line here; its module imports heavy libraries inside the command function only (start-up
+# stays light: ``tests/unit/test_cli_startup.py`` checks that listing and showing never import
+# torch or transformers). Torch threads are set just before a model runs
+# (``backend.commands.common.prepare_model_work``), after every flag was checked.
 COMMAND_MODULES: tuple[str, ...] = (
     "backend.commands.run",
     "backend.commands.batch",
@@ -78,21 +80,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     if not args.verbose:
-        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # read when transformers is imported, if ever
         import warnings
 
         warnings.filterwarnings("ignore")
-        try:
-            from transformers.utils import logging as hf_logging
-
-            hf_logging.disable_progress_bar()
-        except ImportError:
-            pass
     try:
-        if args.command not in LIGHT_COMMANDS:
-            from backend.engine.threads import configure_torch_threads
-
-            configure_torch_threads()  # from the cores really available (affinity, cgroup quota, env)
         with _progress_bars_silenced(getattr(args, "quiet", False)):
             return args.func(args)
     except RamlError as exc:

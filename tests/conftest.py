@@ -7,7 +7,18 @@ import os
 import sys
 from pathlib import Path
 
-import pytest
+# Before anything loads torch (libgomp reads its settings once, when it loads): OpenMP threads
+# that wait sleep instead of spinning, and each pytest worker (pytest-xdist, `make test` runs two)
+# takes its share of the cores, subprocesses (CLI, Streamlit, Ray workers) included, so that two
+# workers never spin in each other's barriers (docs/threads.md).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1)
+if _WORKERS > 1:
+    _share = str(max(1, len(os.sched_getaffinity(0)) // _WORKERS))
+    os.environ.setdefault("RAML_TORCH_THREADS", _share)
+    os.environ.setdefault("OMP_NUM_THREADS", os.environ["RAML_TORCH_THREADS"])
+
+import pytest  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -26,15 +37,39 @@ os.environ.setdefault(
 DOMAINS = ("unit", "integration", "browser", "reliability")
 
 
+# Tests that must share one process under pytest-xdist (`--dist loadgroup`), one group each:
+# the browser tests (one app server and one Chromium per session), the Ray tests (one local Ray
+# instance at a time), and the tests of a module that shares a module-scoped fixture (built once).
+BROWSER_FIXTURES = frozenset({"browser", "explore_app"})
+
+
+def xdist_group_of(item, domain: str | None) -> str | None:
+    """The one xdist group of a test (None: scheduled on its own)."""
+    names = set(getattr(item, "fixturenames", ()))
+    if domain == "browser" or names & BROWSER_FIXTURES:
+        return "browser"
+    if item.get_closest_marker("ray") is not None:
+        return "ray"
+    info = getattr(item, "_fixtureinfo", None)
+    for defs in info.name2fixturedefs.values() if info is not None else ():
+        if any(d.scope in ("module", "class", "package") for d in defs):
+            return item.module.__name__ if item.module is not None else None
+    return None
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups into the node ids
 def pytest_collection_modifyitems(config, items):
     tests_dir = Path(__file__).resolve().parent
     for item in items:
         try:
-            domain = Path(str(item.fspath)).resolve().relative_to(tests_dir).parts[0]
+            domain: str | None = Path(str(item.fspath)).resolve().relative_to(tests_dir).parts[0]
         except ValueError:
-            continue
+            domain = None
         if domain in DOMAINS:
             item.add_marker(getattr(pytest.mark, domain))
+        group = xdist_group_of(item, domain)
+        if group is not None and item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(group))
 
 
 # A trajectory with several sentences, a line break and reflection words (imported, not generated).
@@ -67,51 +102,53 @@ def smol_tokenizer(request):
     return request.getfixturevalue("smollm2").tokenizer
 
 
-def build_wide_tiny(tokenizer):
-    """A tiny Llama wide enough (H = 128) for the exact update's constraints (P + m ≤ H): the raw
-    model (float32, CPU, seed 3), for tests to wrap, register or save under a name of their own."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(3)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=128,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=2048,
-        tie_word_embeddings=True,
-    )
-    return LlamaForCausalLM(config).eval()
-
-
-def build_tiny(kind: str, tokenizer, seed: int = 0, n_layers: int = 4):
-    """A tiny randomly initialised causal LM (float32, CPU) wrapped as a LoadedModel."""
+def build_tiny_model(
+    kind: str,
+    vocab_size: int,
+    *,
+    seed: int = 0,
+    n_layers: int = 4,
+    hidden: int = 64,
+    ff: int = 128,
+    heads: int = 4,
+    kv_heads: int = 2,
+    max_positions: int = 2048,
+):
+    """The one builder of tiny randomly initialised causal LMs (float32, CPU, seeded, tied
+    embeddings): a raw ``LlamaForCausalLM`` or ``Qwen2ForCausalLM`` of the given shape."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
-    from backend.engine.models import LoadedModel
-
+    classes = {"llama": (LlamaConfig, LlamaForCausalLM), "qwen2": (Qwen2Config, Qwen2ForCausalLM)}
+    if kind not in classes:
+        raise ValueError(f"tiny model kind {kind!r}: one of {sorted(classes)}")
+    config_class, model_class = classes[kind]
     torch.manual_seed(seed)
-    common = dict(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
+    config = config_class(
+        vocab_size=vocab_size,
+        hidden_size=hidden,
+        intermediate_size=ff,
         num_hidden_layers=n_layers,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=2048,
+        num_attention_heads=heads,
+        num_key_value_heads=kv_heads,
+        max_position_embeddings=max_positions,
         tie_word_embeddings=True,
     )
-    if kind == "llama":
-        model = LlamaForCausalLM(LlamaConfig(**common))
-    elif kind == "qwen2":
-        model = Qwen2ForCausalLM(Qwen2Config(**common))
-    else:
-        raise ValueError(kind)
-    return LoadedModel.from_objects(f"tiny-{kind}-seed{seed}", model.eval(), tokenizer)
+    return model_class(config).eval()
+
+
+def build_wide_tiny(tokenizer):
+    """A tiny Llama wide enough (H = 128) for the exact update's constraints (P + m ≤ H): the raw
+    model (float32, CPU, seed 3), for tests to wrap, register or save under a name of their own."""
+    return build_tiny_model("llama", len(tokenizer), seed=3, n_layers=2, hidden=128, ff=128)
+
+
+def build_tiny(kind: str, tokenizer, seed: int = 0, n_layers: int = 4, name: str | None = None, **shape):
+    """A tiny model (``build_tiny_model``) wrapped as a LoadedModel named ``tiny-<kind>-seed<seed>``."""
+    from backend.engine.models import LoadedModel
+
+    model = build_tiny_model(kind, len(tokenizer), seed=seed, n_layers=n_layers, **shape)
+    return LoadedModel.from_objects(name or f"tiny-{kind}-seed{seed}", model, tokenizer)
 
 
 @pytest.fixture(scope="session")
@@ -158,6 +195,31 @@ def tiny_run(tmp_path_factory, tiny_llama):
     req = RunRequest(question=SAMPLE_QUESTION, answer="6", trajectory=SAMPLE_TRAJECTORY, model=tiny_llama.name)
     outcome = run_question(req, store, loaded=tiny_llama)
     return store, outcome.key
+
+
+@pytest.fixture()
+def provided(tiny_llama):
+    """The tiny Llama served by name by the one model provider for the test's duration (jobs and
+    CLI commands run in this process find it there)."""
+    from backend.engine import provider
+
+    provider.register(tiny_llama)
+    yield tiny_llama
+    provider.unregister(tiny_llama.name)
+
+
+@pytest.fixture()
+def run_copy(tiny_run, tmp_path):
+    """A cache of its own holding a copy of the tiny run (its derived data left out): (store, key)."""
+    import shutil
+
+    from backend.store.runs import RunStore
+
+    src, key = tiny_run
+    store = RunStore(tmp_path / "cache")
+    shutil.copytree(src.root / "runs" / key, store.root / "runs" / key, ignore=shutil.ignore_patterns("derived"))
+    store.reconcile()
+    return store, key
 
 
 # ----------------------------------------------------------------------------- browser (tests/browser)

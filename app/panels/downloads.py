@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from app import ui
 from backend.plots import exports
 
 
@@ -15,7 +16,7 @@ def _figures_zip(run, fmt: str) -> bytes:
     try:
         return exports.images_zip(run, fmt, scale=2.0 if fmt == "png" else 1.0)
     except Exception as exc:  # no browser / kaleido: the click must not crash the page
-        st.error(str(exc))
+        st.error(ui.md(exc))
         return b""
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import plotly.graph_objects as go
 import streamlit as st
 
-from app import data, state
+from app import data, state, ui
 from app.panels.common import View, heading
 from app.panels.loss import chart_config
 from backend.plots import figures
@@ -15,7 +15,9 @@ CHART = "explore_path_chart"
 
 
 @st.cache_resource(show_spinner=False, max_entries=32)
-def _figure(root: str, key: str, stamp: float, layer: int, space: str, method: str, scale: float, height: int):
+def _figure(
+    root: str, key: str, stamp: float, layer: int, space: str, method: str, scale: float, height: int, dstamp: str = ""
+):
     store = data.store_at(root)
     run = data.load_run(store, key)
     proj = data.projection(store, key, layer, space, method)
@@ -50,8 +52,8 @@ def geometry(view: View):
 
 def draw(view: View) -> None:
     space, layer = view.space, view.layer
-    short = "proxy ΔW" if space == "proxy" else "hidden state"
-    heading(f"Path of the steps · {short}{f' · layer {layer}' if layer is not None else ''}", "path")
+    where = state.layer_label(space, layer)
+    heading(f"Path of the steps · {state.SPACE_SHORT[space]}{f' · {where}' if where else ''}", "path")
     if not view.proxy_ok:
         st.info("The 2-D path needs backend.analysis.spaces.proxy, which this checkout does not have yet.")
         return
@@ -60,9 +62,12 @@ def draw(view: View) -> None:
         return
     method = view.settings.method
     try:
-        fig = _figure(view.root, view.key, view.stamp, int(layer), space, method, view.scale, view.layout.chart_h)
+        dstamp = data.derived_stamp(view.store, view.key) if space == "exact" else ""
+        fig = _figure(
+            view.root, view.key, view.stamp, int(layer), space, method, view.scale, view.layout.chart_h, dstamp
+        )
     except ValueError as exc:  # e.g. UMAP on too few points: say why, keep the rest
-        st.warning(str(exc))
+        st.warning(ui.md(exc))
         return
     proj = projection(view)
     kwargs: dict = {}
@@ -74,10 +79,10 @@ def draw(view: View) -> None:
     st.plotly_chart(fig, key=CHART, config=chart_config("path"), **kwargs)
     n_points = view.n_steps + 1
     trust = proj["trustworthiness"] if n_points >= state.MIN_UMAP_POINTS else None
-    kind = "MLP ΔW proxy" if space == "proxy" else "hidden state"
+    kind = {"proxy": "MLP ΔW proxy", "hidden": "hidden state", "exact": "exact all-layer update"}[space]
     if not view.present:
         st.caption(
-            f"{kind} at layer {layer}, {method.upper()}"
+            f"{kind} · {state.layer_label(space, layer)}, {method.upper()}"
             + (f" · trustworthiness {trust:.2f}" if trust is not None else "")
             + (
                 f" · {n_points} points (no UMAP below {state.MIN_UMAP_POINTS})"

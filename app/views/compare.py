@@ -176,7 +176,7 @@ def _int_param(name: str) -> int | None:
     try:
         return int(str(raw).strip()) if raw is not None else None
     except ValueError:
-        st.warning(f"URL parameter {name}='{str(raw)[:40]}' is not a whole number; ignored.")
+        st.warning(ui.md(f"URL parameter {name}='{str(raw)[:40]}' is not a whole number; ignored."))
         return None
 
 
@@ -199,7 +199,7 @@ def _render() -> None:
     groups = question_groups(runs_df)
     wanted = str(st.query_params.get("q", "")).strip()
     if wanted and wanted not in set(groups["qid"]):
-        st.warning(f"No question '{wanted[:40]}' in the cache; showing the one with most runs.")
+        st.warning(ui.md(f"No question '{wanted[:40]}' in the cache; showing the one with most runs."))
         wanted = ""
     index = int(np.flatnonzero(groups["qid"] == wanted)[0]) if wanted else 0
     choice = st.selectbox(
@@ -221,10 +221,11 @@ def _render() -> None:
         k: figures_proxy.run_label(k, by_key.at[k, "label"], str(by_key.at[k, "model"]), by_key.at[k, "correct"])
         for k in group["keys"]
     }
+    healthy = [k for k in group["keys"] if by_key.at[k, "status"] == "ok"] if "status" in by_key else group["keys"]
     chosen = st.multiselect(
         "Runs",
         group["keys"],
-        default=group["keys"][:MAX_DEFAULT_RUNS],
+        default=healthy[:MAX_DEFAULT_RUNS],  # a damaged run is never preselected (it would fail the page)
         format_func=lambda k: labels_of[k],
         key=f"compare_runs_{group['qid']}",
     )

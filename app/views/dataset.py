@@ -78,6 +78,13 @@ def _render() -> None:
         help="short numeric answers often appear mid-trajectory; the loss there is "
         "trivially low, so the reference drops those points",
     )
+    branches = st.checkbox(
+        "Include branches (intervals then resample whole questions: a cluster bootstrap)",
+        value=False,
+        key="dataset_include_branches",
+        help="a branch repeats its parent's question and most of its text: counted as an independent run it "
+        "would narrow every interval; by default branches are left out",
+    )
     for name, value, default in (("model", model, most_runs), ("q", text.strip(), "")):
         if value != default:
             st.query_params[name] = value
@@ -90,7 +97,14 @@ def _render() -> None:
         return
     if model == ALL_MODELS and view["model"].nunique() > 1:
         st.caption("Runs of several models are pooled: their losses are not on one scale.")
-    settings = ClaimsSettings(ema_alpha=PAPER_EMA_ALPHA if smooth else None, exclude_after_answer=bool(exclude))
+    settings = ClaimsSettings(
+        ema_alpha=PAPER_EMA_ALPHA if smooth else None,
+        exclude_after_answer=bool(exclude),
+        include_branches=bool(branches),
+    )
+    n_branches = int(view["parent"].fillna("").astype(str).str.len().gt(0).sum()) if "parent" in view else 0
+    if n_branches and not branches:
+        st.caption(f"{n_branches} branch run(s) left out (each repeats its parent's question).")
     report = claims_panels.report_for(store, view, settings)
     for line in report.skipped[:5]:
         st.warning(f"Skipped a damaged run: {line}")

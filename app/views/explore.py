@@ -123,7 +123,7 @@ def _render() -> None:
     fallback = None if url.run in keys else data.default_run(runs, store)  # newest healthy run
     key, warning = state.resolve_run(url.run, keys, fallback)
     for w in url.warnings + ([warning] if warning else []):
-        st.warning(w)  # before the run loads: a damaged run's error must not hide them
+        st.warning(ui.md(w))  # before the run loads: a damaged run's error must not hide them
     warnings: list[str] = []
     if not url.present:
         labels = {r.key: _run_label(r) for r in runs.itertuples()}
@@ -156,11 +156,13 @@ def _render() -> None:
         what = "no proxy layers" if space == "proxy" else "no exact update yet (compute it below, or `raml exact`)"
         warnings.append(f"This run has {what}; showing the hidden-state space.")
         space, layers = "hidden", data.available_layers(store, key, "hidden")
-    layer, warning = state.resolve_layer(url.layer, layers, space)
+    fell_back = space != url.space
+    layer, warning = state.resolve_layer(None if fell_back else url.layer, layers, space)
     warnings += [warning] if warning else []
     for w in warnings:
         st.warning(w)
-    ui.set_query_params(run=key, step=step, layer=layer, space=space)
+    # a fallback keeps the asked-for space in the URL (shown once its data exists), not a borrowed layer
+    ui.set_query_params(run=key, step=step, layer=None if fell_back else layer, space=url.space)
     st.session_state[CURSOR] = step
     st.session_state[SLIDER] = step
 
@@ -227,7 +229,13 @@ def _sidebar(run, key: str, space: str, layers: list[int], layer, n_steps: int, 
         )
         if layers:
             st.session_state["explore_layer"] = layer
-            st.selectbox("Layer", layers, key="explore_layer", on_change=_on_layer_change)
+            st.selectbox(
+                "Layer",
+                layers,
+                key="explore_layer",
+                on_change=_on_layer_change,
+                format_func=lambda layer: state.layer_label(space, layer),
+            )
         if st.session_state.get("explore_method") not in methods:
             st.session_state["explore_method"] = "pca"
         method = st.radio(

@@ -153,7 +153,9 @@ def _library(store) -> None:
     pending = st.session_state.get(CONFIRM_DELETE)
     if pending:
         question = labels.get(pending, "")
-        st.warning(f"Delete run {pending[:12]} ({question})? Its cached files are removed; it can be recomputed.")
+        st.warning(
+            f"Delete run {pending[:12]} ({ui.md(question)})? Its cached files are removed; it can be recomputed."
+        )
         d1, d2, _ = st.columns([1.3, 1, 6])
         if d1.button("Yes, delete", type="primary", key="runs_delete_confirm"):
             st.session_state.pop(CONFIRM_DELETE, None)
@@ -258,7 +260,7 @@ def _new_run_form(store) -> None:
             prepared = _prepare("run", params)
         except RamlError as exc:
             st.session_state.pop(PENDING, None)
-            st.error(f"Cannot start: {exc}")
+            st.error(f"Cannot start: {ui.md(exc)}")
             return
         st.session_state[PENDING] = (params, prepared.estimate_s)
     pending = st.session_state.get(PENDING)
@@ -309,9 +311,9 @@ def _last_job() -> None:
     if job is None:
         return
     with st.container(border=True, key="runs_last_job"):
-        st.markdown(f"**Job #{job.id}** · {job.title}")
-        st.caption(jobs_panel.job_line(job))
-        if job.state in ("queued", "running"):
+        st.markdown(f"**Job #{job.id}** · {ui.md(job.title)}")
+        st.caption(ui.md(jobs_panel.job_line(job)))
+        if job.state in ("queued", "waiting", "running"):
             st.caption("It runs in the server: open other pages meanwhile; the Jobs panel in the sidebar follows it.")
         for key in job.results[:1]:
             if st.button("Open the run in Explore", type="primary", key="runs_last_job_open"):
@@ -323,6 +325,7 @@ def _import_jsonl(store) -> None:
     from backend.io.fields import PRESETS, FieldMap
     from backend.io.readers import UPLOAD_SUFFIXES, read_questions, read_questions_bytes
     from backend.io.records import MAX_FILE_BYTES
+    from backend.io.roots import confine, data_roots
 
     st.markdown(
         'JSONL (one question per line: `{"id"?: ..., "question": "...", "answer"?: "...", "trajectory"?: "..."}`), '
@@ -355,17 +358,28 @@ def _import_jsonl(store) -> None:
         records, errors = read_questions_bytes(payload, name, fields, limit=limit)
         source = None  # saved under the cache only when queued
     else:
-        name = st.text_input("File or folder on the server's disk", key="runs_import_path").strip()
+        roots = data_roots(store.root)
+        where = ", ".join(f"`{r}`" for r in roots) if roots else "none (server paths are off)"
+        name = st.text_input(
+            "File or folder on the server's disk",
+            key="runs_import_path",
+            help="Only below the server's data folders (RAML_DATA_ROOTS); a relative path is taken below the first",
+        ).strip()
+        st.caption(f"Data folders of this server: {where}")
         if not name:
             return
-        source = Path(name).expanduser()
-        records, errors = read_questions(source, fields, limit=limit)
+        try:
+            source = confine(name, roots)
+        except RamlError as exc:
+            st.error(ui.md(exc))
+            return
+        records, errors = read_questions(source, fields, limit=limit, reveal=False)
     if not records and len(errors) == 1 and errors[0].line == 0:  # the whole file or folder: one message
-        st.error(str(errors[0]))
+        st.error(ui.md(errors[0]))
         return
     if errors:
         st.error(
-            f"{len(errors)} line{'s' if len(errors) > 1 else ''} of {name} cannot be used "
+            f"{len(errors)} line{'s' if len(errors) > 1 else ''} of {ui.md(name)} cannot be used "
             f"(the other {len(records)} can):"
         )
         st.dataframe(
@@ -422,13 +436,13 @@ def _import_jsonl(store) -> None:
     plural = "s" if n > 1 else ""
     estimate = _batch_estimate(records, template, samples)
     runs = f"{n} question{plural}" + (f" × {samples} samples" if samples > 1 else "")
-    st.info(f"**Estimated cost of {runs}:** {estimate}. Cached runs are reused.")
+    st.info(f"**Estimated cost of {runs}:** {ui.md(estimate)}. Cached runs are reused.")
     confirm_id = f"{name}:{n}:{model}:{max_new}:{samples}"
     if st.button(f"Run {n} question{plural}…", type="primary", key="runs_import_start"):
         st.session_state[IMPORT_CONFIRM] = confirm_id
     if st.session_state.get(IMPORT_CONFIRM) != confirm_id:
         return
-    st.warning(f"Queue {runs} from {name} ({estimate})?")
+    st.warning(f"Queue {runs} from {ui.md(name)} ({ui.md(estimate)})?")
     c1, c2, _ = st.columns([1.4, 1, 6])
     if c2.button("Cancel", key="runs_import_cancel"):
         st.session_state.pop(IMPORT_CONFIRM, None)
@@ -439,7 +453,7 @@ def _import_jsonl(store) -> None:
     try:
         path = save_upload(store, payload, name) if source is None else source
     except OSError as exc:
-        st.error(f"Cannot save {name} under the cache ({store.root}): {exc.strerror or exc}")
+        st.error(ui.md(f"Cannot save {name} under the cache: {exc.strerror or exc}"))
         return
     params = {  # the ``batch`` kind (docs/jobs.md): the one batch implementation reads the file
         "source": str(path),

@@ -34,9 +34,11 @@ def register(subparsers) -> None:
 
 
 def cmd_batch(args) -> int:
+    from backend.engine.limits import check_input_path
     from backend.io.fields import FieldMap
     from backend.scale.batch import BatchSpec
 
+    check_input_path(args.file, "dataset")  # no FIFO or device reaches a reader
     if args.limit is not None and args.limit < 1:
         raise InputError(f"--limit {args.limit} must be at least 1 (leave --limit out to run every question)")
     request_from(args, "options check").validate()  # shared options: refused once, before any line runs

@@ -4,9 +4,8 @@ a ``branch`` job; prints the branches' run keys (``--detach``: the job id)."""
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-from backend.commands.common import add_detach, run_job, store
+from backend.commands.common import add_detach, add_key_argument, add_quiet, open_run, run_job
 from backend.errors import InputError
 
 
@@ -14,7 +13,7 @@ def cmd_branch(args) -> int:
     from backend.engine.trajectory import GenerationSettings
     from backend.pipeline import branches as branching
 
-    run = store(args).open(args.key)  # the key checked before anything is queued
+    run = open_run(args)  # the key checked before anything is queued
     settings = GenerationSettings(args.max_new_tokens, args.temperature, args.top_p, args.seed)
     params = {
         "key": run.key,
@@ -27,11 +26,11 @@ def cmd_branch(args) -> int:
     if args.edit_file is not None:
         if args.samples is not None:
             raise InputError("--samples and --edit-file exclude each other (an edit is one branch)")
-        try:
-            text = Path(args.edit_file).read_text(encoding="utf-8-sig")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise InputError(f"cannot read edit file {args.edit_file}: {exc}") from None
+        from backend.engine.limits import read_text_file
+
+        text = read_text_file(args.edit_file, "edit file", "--max-edit-mb", args.max_edit_mb)  # kind, size first
         branching.validate(run, args.step, 1, settings)
+        branching.check_edit(run, args.step, text, args.regenerate)  # the context too, before the weights
         cost = branching.estimate(run, args.step, 1, args.max_new_tokens, regenerate=args.regenerate)
         params |= {"mode": "edit", "text": text, "regenerate": args.regenerate}
     else:
@@ -59,14 +58,18 @@ def _cost_line(cost: dict) -> str:
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("branch", help="branch a run at a step: resample it or replace it with your text")
-    p.add_argument("key")
+    add_key_argument(p)
     p.add_argument("--step", type=int, required=True, help="the step resampled or replaced (0-based)")
     p.add_argument("--samples", type=int, default=None, help="resampled continuations (default 1)")
     p.add_argument("--edit-file", default=None, help="text that replaces the step")
     p.add_argument("--regenerate", action="store_true", help="with --edit-file: regenerate the rest")
+    p.add_argument(
+        "--max-edit-mb", type=float, default=1.0, help="largest --edit-file accepted (default 1 MB), checked first"
+    )
     p.add_argument("--temperature", type=float, default=0.7, help="0 = greedy")
     p.add_argument("--top-p", type=float, default=0.95)
     p.add_argument("--seed", type=int, default=0, help="sample i uses seed + i")
     p.add_argument("--max-new-tokens", type=int, default=256)
     add_detach(p)
+    add_quiet(p)
     p.set_defaults(func=cmd_branch)

@@ -23,6 +23,21 @@ def store(args):
     return RunStore(args.cache_dir)
 
 
+def open_run(args, text: str | None = None):
+    """The run named by ``text`` (default ``args.key``): a full key or a unique prefix of at least
+    4 characters, as the UI shows them (``RunStore.resolve``); checked before anything is queued."""
+    st = store(args)
+    return st.open(st.resolve(args.key if text is None else text))
+
+
+def add_key_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("key", help="run key, or a unique prefix of it (at least 4 characters, e.g. the 12 the UI shows)")
+
+
+def add_quiet(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quiet", action="store_true", help="no progress bars on stderr")
+
+
 def add_detach(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--detach",
@@ -31,9 +46,26 @@ def add_detach(p: argparse.ArgumentParser) -> None:
     )
 
 
-def run_job(args, kind: str, params: dict, *, progress=None, title: str | None = None):
+def prepare_model_work(verbose: bool = False) -> None:
+    """Just before a model runs in this process (after every flag was checked, so a refusal
+    never pays for torch): torch threads from the cores really available (affinity, cgroup
+    quota, ``RAML_TORCH_THREADS``) and, unless ``--verbose``, transformers' own bars off."""
+    from backend.engine.threads import configure_torch_threads
+
+    configure_torch_threads()
+    if not verbose:
+        try:
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()
+        except ImportError:
+            pass
+
+
+def run_job(args, kind: str, params: dict, *, progress=None, title: str | None = None, model: bool = True):
     """Submit a job of ``kind``; with ``--detach`` print its id and return None, else run it
-    here and return the finished job (its ``value`` is the kind's result)."""
+    here and return the finished job (its ``value`` is the kind's result). ``model=False``: a
+    kind that runs no model (image export), so torch is left alone."""
     from backend.jobs import run_here, submit
 
     st = store(args)
@@ -42,7 +74,16 @@ def run_job(args, kind: str, params: dict, *, progress=None, title: str | None =
         print(f"queued job {job_id} ({kind})", file=sys.stderr)
         print(job_id)
         return None
-    job = run_here(st, job_id, progress=progress, reraise=True)
+    if model:
+        prepare_model_work(getattr(args, "verbose", False))
+    bars = None
+    if progress is None:  # every command that runs here shows its stages on stderr, unless --quiet
+        progress = bars = Bars(not getattr(args, "quiet", False))
+    try:
+        job = run_here(st, job_id, progress=progress, reraise=True)
+    finally:
+        if bars is not None:
+            bars.close()
     if job.state == "cancelled":
         from backend.errors import RamlError
 
@@ -86,7 +127,7 @@ class Bars:
 def request_from(args, question, answer=None, trajectory=None, label="", seed=None):
     from backend.engine.models import DEFAULT_MODEL
     from backend.engine.trajectory import RAML_TEMPLATE, GenerationSettings
-    from backend.pipeline.run import RunRequest
+    from backend.pipeline.request import RunRequest
 
     gen = GenerationSettings(
         max_new_tokens=args.max_new_tokens,
@@ -110,6 +151,8 @@ def request_from(args, question, answer=None, trajectory=None, label="", seed=No
         generator=args.generator,
         base_url=args.base_url,
         generator_model=args.generator_model,
+        generator_deadline_s=args.generator_deadline,
+        generator_max_mb=args.generator_max_mb,
         device=args.device,
         dtype=args.dtype,
         max_answer_tokens=args.max_answer_tokens,
@@ -118,7 +161,8 @@ def request_from(args, question, answer=None, trajectory=None, label="", seed=No
 
 
 def add_run_options(p: argparse.ArgumentParser) -> None:
-    from backend.engine import limits  # light; the model and template defaults (torch) are filled in later
+    from backend.engine import limits  # light; the model and template defaults are filled in later
+    from backend.engine.openai_generator import DEFAULT_DEADLINE_S, DEFAULT_MAX_RESPONSE_MB
 
     p.add_argument(
         "--model",
@@ -147,6 +191,18 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--generator", default="local", help="local (the scorer writes the trace) or openai (a server)")
     p.add_argument("--base-url", default=None, help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1")
     p.add_argument("--generator-model", default=None, help="model name the --base-url server serves")
+    p.add_argument(
+        "--generator-deadline",
+        type=float,
+        default=DEFAULT_DEADLINE_S,
+        help=f"seconds the --base-url server has for the whole reply (default {DEFAULT_DEADLINE_S:g})",
+    )
+    p.add_argument(
+        "--generator-max-mb",
+        type=float,
+        default=DEFAULT_MAX_RESPONSE_MB,
+        help=f"largest reply accepted from it, counted as it arrives (default {DEFAULT_MAX_RESPONSE_MB:g} MB)",
+    )
     p.add_argument("--force", action="store_true", help="recompute even if cached")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument(

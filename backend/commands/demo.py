@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from backend.commands.common import Bars, store
+from backend.commands.common import Bars, prepare_model_work, store
 
 
 def register(subparsers) -> None:
@@ -14,6 +14,7 @@ def register(subparsers) -> None:
 def cmd_demo(args) -> int:
     from backend.demo import ensure_demo
 
+    prepare_model_work(args.verbose)
     bars = Bars(not args.quiet)
     try:
         key = ensure_demo(store(args), progress=bars)

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import sys
 
-from backend.commands.common import add_detach, run_job, store
+from backend.commands.common import add_detach, add_key_argument, add_quiet, open_run, run_job
 from backend.errors import RamlError
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("export", help="write an interactive HTML file, the tables, or the figures as images")
-    p.add_argument("key")
+    add_key_argument(p)
     p.add_argument("--html", default=None, help="interactive HTML file to write, or - for stdout")
     p.add_argument(
         "--follow-symlinks", action="store_true", help="if --html is a symbolic link, replace the file it points to"
@@ -24,11 +24,12 @@ def register(subparsers) -> None:
     p.add_argument("--scale", type=float, default=1.0, help="image scale (PNG pixels = 1000x450 x scale)")
     p.add_argument("--out", default=None, help="folder for tables and images (default raml-export-KEY)")
     add_detach(p)
+    add_quiet(p)
     p.set_defaults(func=cmd_export)
 
 
 def cmd_export(args) -> int:
-    run = store(args).open(args.key)  # key checked and run verified before anything else
+    run = open_run(args)  # key checked and run verified before anything else
 
     if not (args.html or args.format or args.png or args.svg):
         raise RamlError("export needs --html FILE, --format csv|parquet|json, --png or --svg")
@@ -48,7 +49,7 @@ def cmd_export(args) -> int:
     formats = [fmt for fmt in ("png", "svg") if getattr(args, fmt)]
     if formats:
         exports.ensure_browser()  # refused here, in one line, before a job is queued
-        job = run_job(args, "export_images", {"key": run.key, "formats": formats, "scale": args.scale})
+        job = run_job(args, "export_images", {"key": run.key, "formats": formats, "scale": args.scale}, model=False)
         if job is not None:
             written += exports.copy_into(job.value, out_dir)
     for path in written:

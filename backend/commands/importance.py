@@ -7,11 +7,11 @@ import argparse
 import json
 import sys
 
-from backend.commands.common import add_detach, run_job, store
+from backend.commands.common import add_detach, add_key_argument, add_quiet, open_run, run_job
 
 
 def cmd_importance(args) -> int:
-    run = store(args).open(args.key)  # the key checked before anything is queued
+    run = open_run(args)  # the key checked before anything is queued
     params = {"key": run.key, "attention": args.attention, "every_boundary": args.every_boundary}
     job = run_job(args, "importance", params)
     if job is None:
@@ -39,7 +39,7 @@ def cmd_importance(args) -> int:
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("importance", help="step importance of a run: ablation (and --attention)")
-    p.add_argument("key")
+    add_key_argument(p)
     from backend.analysis.importance.defaults import ATTENTION as DEFAULT_ATTENTION
     from backend.analysis.importance.defaults import EVERY_BOUNDARY as DEFAULT_EVERY_BOUNDARY
 
@@ -59,4 +59,5 @@ def register(subparsers) -> None:
     p.add_argument("--top", type=int, default=20, help="steps listed (most important first)")
     p.add_argument("--json", action="store_true")
     add_detach(p)
+    add_quiet(p)
     p.set_defaults(func=cmd_importance)

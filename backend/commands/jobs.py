@@ -44,12 +44,61 @@ def cmd_jobs_ls(args) -> int:
 
     jobs = _queue(args).list()
     if args.json:
-        print(json.dumps([asdict(j) for j in jobs], indent=1))
+        print(json.dumps([asdict(j) | {"elapsed_s": j.elapsed_s()} for j in jobs], indent=1, default=str))
         return 0
+    if not jobs:
+        print(f"no jobs in {args.cache_dir}")
+        return 0
+    now = time.time()
+    print(f"{'id':>5}  {'state':<9}  {'kind':<14}  {'queued':<14}  {'started':<8}  {'elapsed':>8}  stage / result")
     for j in jobs:
-        progress = f"{j.stage} {j.done}/{j.total}" if j.state == "running" else (j.error or "")
-        print(f"{j.id:>5}  {j.state:<9}  {j.kind:<9}  {_safe(j.title)[:50]:<50}  {_safe(progress)[:60]}")
+        print(
+            f"{j.id:>5}  {j.state:<9}  {j.kind:<14}  {_when(j.created, now):<14}  "
+            f"{_clock(j.started):<8}  {_duration(j.elapsed_s(now)):>8}  {_safe(_detail(j))[:90]}"
+        )
+        if j.title:
+            print(f"{'':>7}{_safe(j.title)[:100]}")
     return 0
+
+
+def _when(stamp: float | None, now: float) -> str:
+    """``14:03:12`` today, ``Dec 01 14:03`` before (local time)."""
+    if not stamp:
+        return "-"
+    if time.strftime("%Y%m%d", time.localtime(stamp)) == time.strftime("%Y%m%d", time.localtime(now)):
+        return _clock(stamp)
+    return time.strftime("%b %d %H:%M", time.localtime(stamp))
+
+
+def _clock(stamp: float | None) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(stamp)) if stamp else "-"
+
+
+def _duration(seconds: float | None) -> str:
+    """``4.2 s``, ``3 min 05 s``, ``2 h 07 min``; ``-`` before it started."""
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+def _detail(j) -> str:
+    """Running: its stage and progress; finished: the keys it made (12 characters, as the UI
+    shows them and every command takes them); failed: why."""
+    if j.state in ("running", "queued", "waiting") and j.stage:
+        progress = f" {j.done}/{j.total}" if j.total else ""
+        return f"{j.stage}{progress}"
+    if j.error:
+        return j.error
+    if j.results:
+        keys = " ".join(k[:12] for k in j.results[:4])
+        return f"-> {keys}" + (f" (+{len(j.results) - 4})" if len(j.results) > 4 else "")
+    return j.stage or ""
 
 
 def cmd_jobs_control(args) -> int:
@@ -65,8 +114,11 @@ def cmd_jobs_control(args) -> int:
 
 
 def cmd_jobs_worker(args) -> int:
+    from backend.commands.common import prepare_model_work
+
     queue = _queue(args)
     queue.recover()
+    prepare_model_work(args.verbose)
     while True:
         job = queue.run_next()
         if job is not None:

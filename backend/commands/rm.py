@@ -8,24 +8,32 @@ from backend.errors import InputError
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("rm", help="delete runs")
-    p.add_argument("keys", nargs="+")
+    p.add_argument("keys", nargs="+", help="run keys or unique prefixes (at least 4 characters)")
     p.add_argument("--yes", action="store_true", help="delete even if branches of it would be orphaned")
     p.set_defaults(func=cmd_rm)
 
 
 def cmd_rm(args) -> int:
-    """All or nothing: every key is checked (format, then presence) before any run is deleted."""
-    from backend.store.runs import check_key
+    """All or nothing: every key or prefix is resolved (format, ambiguity, presence) before any
+    run is deleted."""
+    from backend.errors import RunNotFoundError
+    from backend.store.keys import normalize_prefix
 
     st = store(args)
     for k in args.keys:
-        check_key(k)
-    missing = [k for k in dict.fromkeys(args.keys) if not st.path(k).exists()]
+        normalize_prefix(k)  # a malformed or too short one is named before any lookup
+    keys, missing = [], []
+    for k in dict.fromkeys(args.keys):
+        try:
+            keys.append(st.resolve(k))
+        except RunNotFoundError:
+            missing.append(k)
     if missing:
         raise InputError(f"no run {', '.join(missing)} in {args.cache_dir}: nothing deleted")
-    from backend.pipeline.branches import confirm_orphaning
+    keys = list(dict.fromkeys(keys))
+    from backend.pipeline.lineage import confirm_orphaning
 
-    confirm_orphaning(st, args.keys, args.yes)  # asks (or refuses) before orphaning branches
-    for k in dict.fromkeys(args.keys):
+    confirm_orphaning(st, keys, args.yes)  # asks (or refuses) before orphaning branches
+    for k in keys:
         st.delete(k)
     return 0

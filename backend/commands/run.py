@@ -27,6 +27,9 @@ def cmd_run(args) -> int:
         trajectory = read_trajectory_file(args.trajectory_file, args.max_trajectory_mb)
     req = request_from(args, args.question, args.answer, trajectory)
     req.validate()  # the limits' messages name the command's flags (--temperature ...), before the job's
+    from backend.pipeline.request import check_before_load
+
+    check_before_load(req)  # layers (config / GGUF header), then lengths (tokenizer): before torch and the weights
     bars = Bars(not args.quiet)
     try:
         job = run_job(args, "run", request_params(req, force=args.force), progress=bars)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 
-from backend.commands.common import store
+from backend.commands.common import add_key_argument, store
 from backend.io.terminal import printable
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("show", help="print a run")
-    p.add_argument("key")
+    add_key_argument(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_show)
 
@@ -60,10 +60,10 @@ def _add_exact_fields(run, payload: dict) -> None:
 
 def cmd_show(args) -> int:
     st = store(args)
-    run = st.open(args.key)
+    run = st.open(st.resolve(args.key))
     payload = show_payload(run)
     if args.json:
-        from backend.pipeline.branches import show_fields
+        from backend.pipeline.lineage import show_fields
 
         payload |= show_fields(st, run)
         print(json.dumps(payload, ensure_ascii=False))

@@ -24,6 +24,11 @@ def register(sub) -> None:
     p.add_argument("--ema", type=float, default=None, help="smooth each curve with this EMA alpha (reference: 0.01)")
     p.add_argument("--keep-after-answer", action="store_true", help="keep cut points after the answer appears")
     p.add_argument("--layer", type=int, default=None, help="proxy layer (default: each run's middle stored layer)")
+    p.add_argument(
+        "--include-branches",
+        action="store_true",
+        help="pool branches with their parents (intervals then resample whole questions; default: branches left out)",
+    )
     p.add_argument("--question-field", default="question", help="question column of a question file")
     p.set_defaults(func=cmd_stats)
 
@@ -55,6 +60,9 @@ def select_keys(runs, selection: list[str], question_field: str = "question") ->
         path = Path(item)
         if not path.exists():
             raise InputError(f"'{item}' is neither a file nor a field=value filter")
+        from backend.engine.limits import check_input_path
+
+        check_input_path(path, "question file")  # no FIFO or device reaches a reader
         from backend.io.fields import FieldMap
         from backend.io.readers import read_questions
 
@@ -83,7 +91,11 @@ def cmd_stats(args: argparse.Namespace) -> int:
     runs = store.list_runs()
     keys = select_keys(runs, args.selection, args.question_field) if args.selection else runs["key"].tolist()
     settings = ClaimsSettings(
-        grid_points=args.grid, ema_alpha=args.ema, exclude_after_answer=not args.keep_after_answer, layer=args.layer
+        grid_points=args.grid,
+        ema_alpha=args.ema,
+        exclude_after_answer=not args.keep_after_answer,
+        layer=args.layer,
+        include_branches=args.include_branches,
     )
     report = dataset_claims(store, keys, settings)
     if args.json:
@@ -94,7 +106,8 @@ def cmd_stats(args: argparse.Namespace) -> int:
         print(f"skipped: {line}")
     for row in report.descent_summary.itertuples():
         if row.group == "all":
-            print(f"  {row.statistic:>13}: {row.mean:.4g}  95% CI [{row.low:.4g}, {row.high:.4g}]  n={row.n}")
+            spread = f"95% CI [{row.low:.4g}, {row.high:.4g}]" if math.isfinite(row.low) else f"values {row.values}"
+            print(f"  {row.statistic:>13}: {row.mean:.4g}  {spread}  n={row.n}")
     pooled = report.reflection_words[report.reflection_words["word"] == "all words"]
     if len(pooled):
         r = pooled.iloc[0]

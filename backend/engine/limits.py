@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,36 +48,70 @@ def check_limit_values(limits: Limits) -> None:
 
 
 def check_proxy_layers(layers: Sequence[int] | None, n_layers: int | None) -> None:
-    """Layer indices in 0..L-1 (L from the model's config, without weights)."""
+    """Layer indices in 0..L-1 (L from the model's config, without weights). Without L (a
+    request checked before its model is known) only the types are checked, so that the check
+    with L names every bad index at once (``999,-1``, not only ``-1``)."""
     if layers is None:
         return
-    bad = [i for i in layers if not isinstance(i, int) or i < 0 or (n_layers is not None and i >= n_layers)]
+    if n_layers is None:
+        bad = [i for i in layers if not isinstance(i, int) or isinstance(i, bool)]
+        if bad:
+            raise InputError(f"--proxy-layers {','.join(map(str, bad))}: layers are whole numbers")
+        return
+    bad = [i for i in layers if not isinstance(i, int) or i < 0 or i >= n_layers]
     if bad:
-        where = f"0..{n_layers - 1} (the model has {n_layers} layers)" if n_layers else "0 or above"
+        where = f"0..{n_layers - 1} (the model has {n_layers} layers)"
         raise InputError(f"--proxy-layers {','.join(map(str, bad))} outside {where}")
 
 
-def read_trajectory_file(path: str | os.PathLike, max_mb: float = DEFAULT_MAX_TRAJECTORY_MB) -> str:
-    """A trajectory file's text, refused by its size before a byte is read into memory."""
+def check_input_path(path: str | os.PathLike, what: str) -> Path:
+    """A dataset path that readers may open: a regular file or a folder, never a FIFO (which
+    hangs an open), a device such as /dev/zero (endless) or a socket. One-line ``InputError``."""
     p = Path(path)
     try:
-        size = p.stat().st_size
+        mode = p.stat().st_mode
     except OSError as exc:
-        raise InputError(f"cannot read trajectory file {path}: {exc.strerror}") from None
-    if not p.is_file():
-        raise InputError(f"trajectory file {path} is not a regular file")
-    if size > max_mb * (1 << 20):
-        raise InputError(
-            f"trajectory file {path} has {size / (1 << 20):.1f} MB, over the {max_mb:g} MB limit "
-            "(--max-trajectory-mb to raise it)"
-        )
+        raise InputError(f"cannot read {what} {path}: {exc.strerror}") from None
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        kind = "a pipe" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"
+        raise InputError(f"{what} {path} is not a regular file or folder ({kind})")
+    return p
+
+
+def read_text_file(path: str | os.PathLike, what: str, flag: str, max_mb: float) -> str:
+    """The text of a user's input file, checked before a byte is read: a regular file (not a
+    FIFO, a device such as /dev/zero, or a folder), at most ``max_mb`` (``flag`` raises it),
+    UTF-8. At most the limit is ever read, even if the file grows meanwhile. One-line
+    ``InputError`` naming the file and what is wrong."""
+    p = Path(path)
     try:
-        with open(p, encoding="utf-8-sig") as f:
-            return f.read()
-    except UnicodeDecodeError as exc:
-        raise InputError(f"trajectory file {path} is not UTF-8 text (byte {exc.start})") from None
+        info = p.stat()
     except OSError as exc:
-        raise InputError(f"cannot read trajectory file {path}: {exc.strerror}") from None
+        raise InputError(f"cannot read {what} {path}: {exc.strerror}") from None
+    if not stat.S_ISREG(info.st_mode):
+        kind = "a folder" if stat.S_ISDIR(info.st_mode) else "a pipe" if stat.S_ISFIFO(info.st_mode) else "a device"
+        raise InputError(f"{what} {path} is not a regular file ({kind})")
+    limit = int(max_mb * (1 << 20))
+    too_big = f"over the {max_mb:g} MB limit ({flag} to raise it)"
+    if info.st_size > limit:
+        raise InputError(f"{what} {path} has {info.st_size / (1 << 20):.1f} MB, {too_big}")
+    try:
+        with open(p, "rb") as f:
+            data = f.read(limit + 1)
+    except OSError as exc:
+        raise InputError(f"cannot read {what} {path}: {exc.strerror}") from None
+    if len(data) > limit:
+        raise InputError(f"{what} {path} grew past {max_mb:g} MB while it was read, {too_big}")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{what} {path} is not UTF-8 text (byte {exc.start})") from None
+    return text.replace("\r\n", "\n").replace("\r", "\n")  # newlines as a text-mode read gives them
+
+
+def read_trajectory_file(path: str | os.PathLike, max_mb: float = DEFAULT_MAX_TRAJECTORY_MB) -> str:
+    """A trajectory file's text, refused by its kind and size before a byte is read into memory."""
+    return read_text_file(path, "trajectory file", "--max-trajectory-mb", max_mb)
 
 
 def _pieces(text: str, size: int = _PIECE_CHARS):

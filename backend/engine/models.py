@@ -17,12 +17,13 @@ import shutil
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from backend.engine import converted
 from backend.errors import ModelLoadError
+
+if TYPE_CHECKING:  # torch is imported where a model is loaded or run: resolving and checking stay light
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +79,12 @@ class ModelSpec:
         return h.hexdigest()[:16]
 
 
+def _torch():
+    import torch
+
+    return torch
+
+
 @dataclass
 class LoadedModel:
     """A model ready for analysis: weights, tokenizer, where it runs, and its fingerprint."""
@@ -86,8 +93,8 @@ class LoadedModel:
     model: torch.nn.Module
     tokenizer: object
     fingerprint: str
-    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
-    dtype: torch.dtype = torch.float32
+    device: torch.device = field(default_factory=lambda: _torch().device("cpu"))
+    dtype: torch.dtype = field(default_factory=lambda: _torch().float32)
 
     @property
     def max_context(self) -> int:
@@ -278,13 +285,21 @@ def load_tokenizer(spec: ModelSpec, trust_remote_code: bool = False):
         else:
             _check_gguf_header(spec.directory / spec.gguf_file)
         kwargs: dict = {"trust_remote_code": trust_remote_code}
+        source, fingerprint = str(spec.directory), None
         if spec.gguf_file:
-            kwargs["gguf_file"] = spec.gguf_file
+            fingerprint = spec.fingerprint()
+            copy = converted.tokenizer_dir(fingerprint)
+            if copy is not None:  # the converted copy's tokenizer.json: seconds, not the GGUF's vocabulary
+                source = str(copy)
+            else:
+                kwargs["gguf_file"] = spec.gguf_file
         try:
-            tokenizer = AutoTokenizer.from_pretrained(str(spec.directory), **kwargs)
+            tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
         except Exception as exc:
             msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise ModelLoadError(f"cannot load the tokenizer of {spec.name}: {msg[:300]}") from None
+        if fingerprint is not None and spec.gguf_file and "gguf_file" in kwargs:
+            converted.store_tokenizer(fingerprint, tokenizer, spec.directory / spec.gguf_file)
         if getattr(tokenizer, "pad_token_id", None) is None and getattr(tokenizer, "eos_token", None):
             tokenizer.pad_token = tokenizer.eos_token
         _tokenizers.clear()  # one at a time, like models
@@ -320,6 +335,8 @@ def _check_directory_is_safe(spec: ModelSpec, trust_remote_code: bool) -> None:
 
 def pick_device(prefer: str | None = None) -> tuple[torch.device, torch.dtype]:
     """CUDA + bf16 when available, else CPU float32 (docs/architecture.md §2)."""
+    import torch
+
     if prefer == "cpu" or not torch.cuda.is_available():
         return torch.device("cpu"), torch.float32
     return torch.device("cuda"), torch.bfloat16
@@ -328,7 +345,15 @@ def pick_device(prefer: str | None = None) -> tuple[torch.device, torch.dtype]:
 def _load_uncached(spec: ModelSpec, trust_remote_code: bool, device: str | None, dtype: str | None) -> LoadedModel:
     dev, dt = pick_device(device)
     if dtype:
-        dt = getattr(torch, dtype)
+        dt = getattr(_torch(), dtype)
+    if not spec.gguf_file:
+        return _load_with(spec, trust_remote_code, dev, dt)
+    # One process converts a GGUF at a time; the others wait and read the stored copy.
+    with converted.conversion_lock(converted.converted_dir(spec.fingerprint(), str(dt).replace("torch.", ""))):
+        return _load_with(spec, trust_remote_code, dev, dt)
+
+
+def _load_with(spec: ModelSpec, trust_remote_code: bool, dev: torch.device, dt: torch.dtype) -> LoadedModel:
     kwargs: dict = {"dtype": dt, "trust_remote_code": trust_remote_code}
     assert spec.directory is not None, "resolve() gives every loadable spec a directory"
     fingerprint = spec.fingerprint()
@@ -339,12 +364,9 @@ def _load_uncached(spec: ModelSpec, trust_remote_code: bool, device: str | None,
         conversion = converted.converted_dir(fingerprint, str(dt).replace("torch.", ""))
         if converted.is_complete(conversion):
             assert conversion is not None
-            try:  # the converted copy (docs/models.md): safetensors, no de-quantizing
-                model, tokenizer = _from_pretrained(spec, str(conversion), kwargs | {"use_safetensors": True})
-                return _finish(spec, model, tokenizer, dev, fingerprint)
-            except ModelLoadError as exc:
-                log.warning("converted copy %s is unusable (%s); converting the GGUF again", conversion, exc)
-                shutil.rmtree(conversion, ignore_errors=True)
+            loaded = _load_converted(spec, conversion, kwargs, dev, fingerprint)
+            if loaded is not None:
+                return loaded
         _check_gguf_header(spec.directory / spec.gguf_file)
         kwargs["gguf_file"] = spec.gguf_file
     else:
@@ -355,6 +377,24 @@ def _load_uncached(spec: ModelSpec, trust_remote_code: bool, device: str | None,
     if conversion is not None and spec.gguf_file:
         converted.store_converted(conversion, model, tokenizer, spec.directory / spec.gguf_file, fingerprint)
     return loaded
+
+
+def _load_converted(spec: ModelSpec, conversion: Path, kwargs: dict, dev, fingerprint: str) -> LoadedModel | None:
+    """The model from its converted copy (docs/models.md: safetensors, no de-quantizing); None
+    when the copy fails its own integrity check (it is removed and the GGUF converted again).
+    A load that fails while the copy is sound (the server shutting down mid-load, memory)
+    raises and keeps the copy: a healthy 540 MB conversion is never deleted for it."""
+    try:
+        model, tokenizer = _from_pretrained(spec, str(conversion), kwargs | {"use_safetensors": True})
+        return _finish(spec, model, tokenizer, dev, fingerprint)
+    except ModelLoadError as exc:
+        problem = converted.check(conversion)
+        if problem is None:
+            log.warning("loading the converted copy %s failed (%s); the copy is sound and kept", conversion, exc)
+            raise
+        log.warning("converted copy %s is damaged (%s); converting the GGUF again", conversion, problem)
+        shutil.rmtree(conversion, ignore_errors=True)
+        return None
 
 
 def _from_pretrained(spec: ModelSpec, src: str, kwargs: dict):
@@ -393,7 +433,6 @@ def _finish(spec: ModelSpec, model, tokenizer, dev: torch.device, fingerprint: s
     return LoadedModel(spec.name, model, tokenizer, fingerprint, param.device, param.dtype)
 
 
-@torch.inference_mode()
 def _check_causal(name: str, model: torch.nn.Module) -> None:
     """Refuse models the probe engine cannot read: no decoder stack / LM head, or outputs at a
     position that depend on later tokens (an encoder such as BERT loaded as ``*LMHeadModel``).
@@ -411,9 +450,11 @@ def _check_causal(name: str, model: torch.nn.Module) -> None:
     vocab = int(getattr(model.config, "vocab_size", 0) or 0)
     if vocab < 8:
         return
+    torch = _torch()
     ids = torch.tensor([[1, 2, 3, 4, 5, 6], [1, 2, 3, 4, 5, 7]], device=device) % vocab
     try:
-        logits = model(input_ids=ids).logits.float()
+        with torch.inference_mode():
+            logits = model(input_ids=ids).logits.float()
     except Exception as exc:
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ModelLoadError(f"{name}: a test forward pass failed ({type(exc).__name__}: {msg[:200]})") from None

@@ -9,8 +9,6 @@ import bisect
 import re
 from dataclasses import dataclass, field
 
-import torch
-
 from backend.engine.specs import SEGMENTATIONS, parse_segmentation  # noqa: F401 (re-exported)
 from backend.errors import InputError
 
@@ -125,6 +123,8 @@ def generate(loaded, prompt: str, settings: GenerationSettings, prefix: str = ""
     ``settings.top_p`` (no hidden top-k), seeded with ``settings.seed``. The text stops before the
     first EOS / pad token.
     """
+    import torch  # here, not at import: reading settings and templates stays torch-free (fast CLI start-up)
+
     tok, model = loaded.tokenizer, loaded.model
     prefix_ids = encode_with_offsets(tok, prefix)[0] if prefix else []
     ids = torch.tensor([encode(tok, prompt) + prefix_ids], device=loaded.device)

@@ -113,9 +113,10 @@ class Columns:
         return [c for c in (self.question, self.answer, self.trajectory, self.id) if c]
 
 
-def resolve_columns(fields: FieldMap, present: list[str] | None) -> Columns | str:
+def resolve_columns(fields: FieldMap, present: list[str] | None, reveal: bool = True) -> Columns | str:
     """The columns to read from a file with columns ``present`` (None: unknown, as for JSONL),
-    or why the file cannot be read with this mapping (one line)."""
+    or why the file cannot be read with this mapping (one line; it lists the file's columns
+    only with ``reveal``: a server path read for a browser user does not show its header)."""
     if present is None:
         trajectory = fields.trajectory[0] if fields.trajectory else None
         return Columns(fields.question, fields.answer, trajectory, fields.id)
@@ -123,7 +124,8 @@ def resolve_columns(fields: FieldMap, present: list[str] | None) -> Columns | st
 
     def missing(name: str, option: str) -> str:
         hint = f" (preset {fields.preset})" if fields.preset else ""
-        return f"field {name!r}{hint} is not a column of this file (columns: {shown}); choose one with {option}"
+        listed = f" (columns: {shown})" if reveal else ""
+        return f"field {name!r}{hint} is not a column of this file{listed}; choose one with {option}"
 
     if fields.question not in present:
         return missing(fields.question, "--question-field")

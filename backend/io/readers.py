@@ -30,9 +30,11 @@ from backend.io.tables import (
     arrow_files_table,
     csv_table,
     hf_table,
+    parquet_files,
     parquet_table,
 )
 from backend.io.thought_anchors import FolderError, is_thought_anchors, thought_anchors_table
+from backend.io.walk import WalkError
 
 LAYOUTS = ("jsonl", "parquet", "arrow", "hf", "thought-anchors", "csv")
 UPLOAD_SUFFIXES = ("jsonl", "json", "txt", "parquet", "pq", "arrow", "feather", "csv", "tsv")
@@ -49,10 +51,13 @@ def detect_layout(path: Path) -> str | LineError:
     if path.is_dir():
         if (path / "state.json").is_file() or (path / "dataset_dict.json").is_file():
             return "hf"
-        if is_thought_anchors(path):
-            return "thought-anchors"
-        if any(f.suffix.lower() in PARQUET_SUFFIXES for f in path.rglob("*")):
-            return "parquet"
+        try:
+            if is_thought_anchors(path):
+                return "thought-anchors"
+            if parquet_files(path):
+                return "parquet"
+        except WalkError as exc:  # too deep, too many files, a system folder: one line
+            return LineError(source, 0, None, str(exc).removeprefix(f"{source}: "))
         return LineError(
             source,
             0,
@@ -90,8 +95,11 @@ def open_table(path: Path, layout: str) -> Table | LineError:
     return thought_anchors_table(path)
 
 
-def iter_questions(path: str | Path, fields: FieldMap = FieldMap(), layout: str | None = None) -> Iterator[Item]:
-    """Records and per-line/per-row errors of ``path``, in file order, read lazily."""
+def iter_questions(
+    path: str | Path, fields: FieldMap = FieldMap(), layout: str | None = None, reveal: bool = True
+) -> Iterator[Item]:
+    """Records and per-line/per-row errors of ``path``, in file order, read lazily. Without
+    ``reveal`` no error quotes the file's own content (its column names)."""
     path = Path(path)
     found = layout or detect_layout(path)
     if isinstance(found, LineError):
@@ -110,7 +118,7 @@ def iter_questions(path: str | Path, fields: FieldMap = FieldMap(), layout: str 
     if isinstance(table, LineError):
         yield table
         return
-    columns = resolve_columns(fields, table.columns)
+    columns = resolve_columns(fields, table.columns, reveal)
     if isinstance(columns, str):
         yield LineError(table.source, 0, None, columns)
         return
@@ -175,10 +183,14 @@ def collect(
 
 
 def read_questions(
-    path: str | Path, fields: FieldMap = FieldMap(), layout: str | None = None, limit: int | None = None
+    path: str | Path,
+    fields: FieldMap = FieldMap(),
+    layout: str | None = None,
+    limit: int | None = None,
+    reveal: bool = True,
 ) -> tuple[list[QuestionRecord], list[LineError]]:
     """Records and per-line/per-row errors of any supported file or folder."""
-    return collect(iter_questions(path, fields, layout), str(path), limit)
+    return collect(iter_questions(path, fields, layout, reveal), str(path), limit)
 
 
 def read_questions_bytes(
@@ -194,8 +206,9 @@ def read_questions_bytes(
             path = Path(folder) / f"upload{suffix}"
             path.write_bytes(data)
             records, errors = read_questions(path, fields, limit=limit)
-        for e in errors:
-            e.source = e.source.replace(str(path), name)
+        for e in errors:  # the server's temporary path is never shown: the upload's own name is
+            e.source = e.source.replace(str(path), name).replace(folder, "<upload>")
+            e.message = e.message.replace(str(path), name).replace(folder, "<upload>")
         for r in records:
             r.where = r.where.replace(str(path), name)
         return records, errors

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from backend.io.records import LineError
 from backend.io.tables import Row, Table
+from backend.io.walk import files_below
 
 PROBLEM_FILE, SOLUTION_FILE = "problem.json", "base_solution.json"
 
@@ -31,7 +32,7 @@ def _natural(path: Path) -> list:
 
 def problem_folders(root: Path) -> list[Path]:
     """Folders at or below ``root`` holding a ``problem.json`` (natural order)."""
-    found = [p.parent for p in root.rglob(PROBLEM_FILE)] if root.is_dir() else []
+    found = [p.parent for p in files_below(root, lambda name: name == PROBLEM_FILE)] if root.is_dir() else []
     return sorted(found, key=_natural)
 
 

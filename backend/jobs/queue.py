@@ -12,10 +12,15 @@ claims queued jobs one at a time and holds a per-device file lock while a job ru
 servers (or a server and a CLI batch) on one machine never run two heavy jobs on one device.
 
 Cancel is cooperative: ``cancel`` flags the row and the job stops at its next progress
-report (between probe chunks, questions or grid points). A server killed mid-job leaves the
-row ``running`` with a dead owner; the next worker on that cache marks it ``failed`` with
-``resumable = 1`` (runs are written atomically, so nothing partial exists), and ``resume``
-queues it again (the runs it already finished are cache hits).
+report (between probe chunks, questions or grid points). A claimed job is ``waiting`` while it
+waits for the device lock (another job holds the device), then ``running``. While a job is
+claimed its owner stamps ``heartbeat`` every ``HEARTBEAT_S`` from a thread of its own (a model
+load reports no progress for a while). A server killed mid-job leaves the row with a dead
+owner (its process is gone, or on another host its heartbeat is older than
+``STALE_HEARTBEAT_S``); any worker on that cache, every poll and also while it runs a job of its
+own, marks it ``failed`` with ``resumable = 1`` (runs are written atomically, so nothing partial
+exists); ``cancel`` of such a job cancels it at once; ``resume`` queues it again (the runs it
+already finished are cache hits).
 """
 
 from __future__ import annotations
@@ -43,12 +48,16 @@ from backend.store.runs import RunStore
 log = logging.getLogger(__name__)
 
 JOBS_DB = "jobs.sqlite"
-STATES = ("queued", "running", "finished", "failed", "cancelled")
-ACTIVE = ("queued", "running")
+STATES = ("queued", "waiting", "running", "finished", "failed", "cancelled")
+ACTIVE = ("queued", "waiting", "running")
+OWNED = ("waiting", "running")  # claimed by a worker: the states a dead owner can leave behind
 PROGRESS_WRITE_INTERVAL_S = 0.25
 # Stages after which the work is stored: a cancel arriving then lets the job finish.
 UNSTOPPABLE_STAGES = frozenset({"write", "done"})
-STALE_HEARTBEAT_S = 600  # a running job on another host with no progress for this long is dead
+HEARTBEAT_S = 2.0  # how often the owner of a claimed job stamps its row
+STALE_HEARTBEAT_S = 60.0  # a claimed job on another host not stamped for this long is dead
+STALE_SAME_HOST_S = 600.0  # ... and on this host, even though a process has its pid (pid reuse)
+LOCK_POLL_S = 0.5  # a waiting job checks for cancel this often
 
 Listener = Callable[[str, int, int], None]
 
@@ -135,8 +144,8 @@ def _owner_alive(owner: str | None, heartbeat: float | None) -> bool:
         except ProcessLookupError:
             return False
         except PermissionError:
-            return True
-        return True
+            pass
+        return heartbeat is not None and time.time() - heartbeat < STALE_SAME_HOST_S
     return heartbeat is not None and time.time() - heartbeat < STALE_HEARTBEAT_S
 
 
@@ -235,15 +244,19 @@ class JobQueue:
     def list(self, limit: int = 50) -> list[Job]:
         """Active jobs first (oldest first), then the most recent finished ones."""
         with self._db() as con:
-            active = con.execute("SELECT * FROM jobs WHERE state IN ('queued', 'running') ORDER BY id").fetchall()
+            active = con.execute(
+                "SELECT * FROM jobs WHERE state IN ('queued', 'waiting', 'running') ORDER BY id"
+            ).fetchall()
             done = con.execute(
-                "SELECT * FROM jobs WHERE state NOT IN ('queued', 'running') ORDER BY id DESC LIMIT ?", (limit,)
+                "SELECT * FROM jobs WHERE state NOT IN ('queued', 'waiting', 'running') ORDER BY id DESC LIMIT ?",
+                (limit,),
             ).fetchall()
         return [_job(r) for r in [*active, *done]]
 
     # ------------------------------------------------------------------ control
     def cancel(self, job_id: int) -> bool:
-        """Cancel a queued job at once, or ask a running one to stop; False if already over."""
+        """Cancel a queued job at once, or ask a waiting or running one to stop (one whose owner
+        died is cancelled at once, resumable); False if already over."""
         with self._db() as con:
             cur = con.execute(
                 "UPDATE jobs SET state = 'cancelled', finished = ?, error = 'cancelled before it started' "
@@ -252,7 +265,22 @@ class JobQueue:
             )
             if cur.rowcount:
                 return True
-            cur = con.execute("UPDATE jobs SET cancel_requested = 1 WHERE id = ? AND state = 'running'", (int(job_id),))
+            row = con.execute(
+                "SELECT owner, heartbeat FROM jobs WHERE id = ? AND state IN ('waiting', 'running')", (int(job_id),)
+            ).fetchone()
+            if row is None:
+                return False
+            if not _owner_alive(row["owner"], row["heartbeat"]):
+                con.execute(
+                    "UPDATE jobs SET state = 'cancelled', resumable = 1, finished = COALESCE(heartbeat, ?), "
+                    "error = 'cancelled; its server had stopped during the job (nothing partial was stored)' "
+                    "WHERE id = ? AND state IN ('waiting', 'running')",
+                    (time.time(), int(job_id)),
+                )
+                return True
+            cur = con.execute(
+                "UPDATE jobs SET cancel_requested = 1 WHERE id = ? AND state IN ('waiting', 'running')", (int(job_id),)
+            )
             return bool(cur.rowcount)
 
     def resume(self, job_id: int) -> bool:
@@ -272,13 +300,13 @@ class JobQueue:
     def recover(self) -> list[int]:
         """Mark jobs whose server died mid-job as failed and resumable; returns their ids."""
         with self._db() as con:
-            rows = con.execute("SELECT id, owner, heartbeat FROM jobs WHERE state = 'running'").fetchall()
+            rows = con.execute("SELECT id, owner, heartbeat FROM jobs WHERE state IN ('waiting', 'running')").fetchall()
             dead = [int(r["id"]) for r in rows if not _owner_alive(r["owner"], r["heartbeat"])]
             for job_id in dead:
                 con.execute(
                     "UPDATE jobs SET state = 'failed', resumable = 1, finished = COALESCE(heartbeat, ?), "
                     "error = 'the server stopped during this job; nothing partial was stored; resume to run it again' "
-                    "WHERE id = ? AND state = 'running'",
+                    "WHERE id = ? AND state IN ('waiting', 'running')",
                     (time.time(), job_id),
                 )
         if dead:
@@ -299,8 +327,8 @@ class JobQueue:
                 return None
             now = time.time()
             con.execute(
-                "UPDATE jobs SET state = 'running', started = ?, heartbeat = ?, owner = ? WHERE id = ?",
-                (now, now, _owner_id(), row["id"]),
+                "UPDATE jobs SET state = 'waiting', heartbeat = ?, owner = ? WHERE id = ?",
+                (now, _owner_id(), row["id"]),
             )
             con.execute("COMMIT")
         return self.get(int(row["id"]))
@@ -324,9 +352,14 @@ class JobQueue:
         ctx = JobContext(self, job, listener=listener)
         lock = FileLock(str(Path(self.store.root) / "locks" / f"device-{job.device}.lock"))
         Path(self.store.root, "locks").mkdir(parents=True, exist_ok=True)
+        beat = Heartbeat(self, job.id)
+        beat.start()
         try:
             registry = self._registry()
+            self._wait_for_device(job, lock)
+            self._update(job.id, state="running", started=time.time())
             with lock, collect_warnings() as cache_warnings:
+                _configure_threads(measure_load=True, running_jobs=1 + self.running_elsewhere(job))
                 ctx.progress("start", 0, 0)
                 try:
                     registry.execute(job.kind, job.params, ctx)
@@ -357,9 +390,35 @@ class JobQueue:
             )
             if reraise:
                 raise
+        finally:
+            beat.stop()
+            if lock.is_locked:
+                lock.release()
         final = self.get(job.id) or job
         final.value = ctx.value
         return final
+
+    def _wait_for_device(self, job: Job, lock: FileLock) -> None:
+        """Take the device lock (the job stays ``waiting`` meanwhile), checking for cancel."""
+        from filelock import Timeout
+
+        while True:
+            try:
+                lock.acquire(timeout=LOCK_POLL_S)
+                return
+            except Timeout:
+                if self._cancel_requested(job.id):
+                    raise JobCancelled() from None
+
+    def running_elsewhere(self, job: Job) -> int:
+        """Jobs of this queue computing now on other devices of this machine (a CUDA job beside a
+        CPU one): they split the cores with ``job``. Jobs of the same device wait for its lock."""
+        with self._db() as con:
+            row = con.execute(
+                "SELECT COUNT(*) FROM jobs WHERE state = 'running' AND device != ? AND id != ?",
+                (job.device, int(job.id)),
+            ).fetchone()
+        return int(row[0]) if row else 0
 
     def run_next(self) -> Job | None:
         """Claim and run one queued job in this thread (tests, CLI); None if the queue is empty."""
@@ -431,6 +490,27 @@ def _job(row: sqlite3.Row) -> Job:
         device=row["device"],
         owner=row["owner"],
     )
+
+
+class Heartbeat(threading.Thread):
+    """Stamps a claimed job's ``heartbeat`` every ``HEARTBEAT_S`` until stopped, and recovers
+    other owners' dead jobs meanwhile (so a busy worker notices a dead server too)."""
+
+    def __init__(self, queue: JobQueue, job_id: int):
+        super().__init__(name=f"raml-heartbeat-{job_id}", daemon=True)
+        self.queue, self.job_id = queue, job_id
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.wait(HEARTBEAT_S):
+            try:
+                self.queue._update(self.job_id, heartbeat=time.time())
+                self.queue.recover()
+            except Exception as exc:  # a locked or full index: the next beat tries again
+                log.debug("heartbeat of job %s: %s", self.job_id, exc)
+
+    def stop(self) -> None:
+        self.stopped.set()
 
 
 class JobContext:
@@ -553,6 +633,7 @@ class Worker(threading.Thread):
             if not Path(self.queue.store.root).is_dir():
                 return  # the cache was removed (a test's temp dir): nothing left to work on
             try:
+                self.queue.recover()  # any worker, every poll: a job of a server that died is not left running
                 job = self.queue.claim()
                 if job is not None:
                     self.queue.run_job(job)
@@ -563,14 +644,15 @@ class Worker(threading.Thread):
             self.wake.clear()
 
 
-def _configure_threads() -> None:
-    """Torch threads from the cores really available (backend.engine.threads, where present)."""
+def _configure_threads(**choice) -> None:
+    """Torch threads from the cores really available, the machine's load and the jobs running at
+    once (``backend.engine.threads.configure_torch_threads``; docs/threads.md)."""
     try:
         from backend.engine.threads import configure_torch_threads  # type: ignore[import-not-found]
     except ImportError:
         return
     try:
-        configure_torch_threads()
+        configure_torch_threads(**choice)
     except Exception as exc:  # never let thread tuning stop the worker
         log.warning("could not configure torch threads: %s", exc)
 

@@ -3,9 +3,8 @@ user text and keep the rest (teacher-forced) or regenerate it. A branch is an or
 with ``parent`` and ``branch_at`` (the step index that was resampled or replaced) in its meta
 and in the index, analysed and cached like any run.
 
-Counterfactual importance follows Thought Anchors (Bogdan et al. 2025): the answers and L̂ of
-the continuations resampled at step k against those where step k is kept (the branches
-resampled at step k + 1, else the parent itself).
+The family tree (children, counterfactual importance, ``show --json`` fields, the check before
+``rm``) is read by ``backend.pipeline.lineage``, which needs no model.
 
 Long functions take ``progress(stage, done, total)`` like ``backend.pipeline.run.run_question``.
 """
@@ -13,25 +12,38 @@ Long functions take ``progress(stage, done, total)`` like ``backend.pipeline.run
 from __future__ import annotations
 
 import math
-import sys
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict
 
 from backend.engine import provider
 from backend.engine.models import LoadedModel
 from backend.engine.trajectory import GenerationSettings, generate
-from backend.errors import InputError, RamlError
+from backend.errors import ContextTooLongError, InputError
+from backend.pipeline.lineage import OrphanError, confirm_orphaning, counterfactual, show_fields, tree
+from backend.pipeline.request import check_before_load
 from backend.pipeline.run import RunOutcome, RunRequest, estimate_probe_tokens, run_question
 from backend.store.runs import RunData, RunStore
+
+__all__ = [  # the family-tree readers live in lineage (torch-free); re-exported for old callers
+    "MAX_NEW_TOKENS",
+    "MAX_SAMPLES",
+    "OrphanError",
+    "check_edit",
+    "confirm_orphaning",
+    "counterfactual",
+    "edit",
+    "estimate",
+    "prefix_text",
+    "resample",
+    "show_fields",
+    "tree",
+    "validate",
+]
 
 StageProgress = Callable[[str, int, int], None]
 MAX_SAMPLES = 64
 MAX_NEW_TOKENS = 8192
-
-
-class OrphanError(InputError):
-    """Deleting a run would orphan its branches and nobody confirmed it."""
+MAX_EDIT_CHARS = 1 << 20  # an edited step: a step, not a book (the CLI's --edit-file is capped by bytes first)
 
 
 def _check_step(run: RunData, step: int) -> int:
@@ -58,6 +70,26 @@ def validate(run: RunData, step: int, samples: int, settings: GenerationSettings
     _check_sampling(samples, settings)
     if settings.greedy and samples > 1:
         raise InputError("--temperature 0 is greedy: every sample would be the same; use --temperature > 0")
+
+
+def check_edit(run: RunData, step: int, text: str, regenerate: bool) -> None:
+    """Every limit of an edit, before any weights load: the step exists, the text is not empty
+    and not over ``MAX_EDIT_CHARS``, and (the rest kept) the edited trajectory fits the model's
+    context, counted with its tokenizer only. One-line ``InputError``s."""
+    _check_step(run, step)
+    if not isinstance(text, str) or not text.strip():
+        raise InputError("the edited step is empty (to drop a step, see `raml importance`)")
+    if len(text) > MAX_EDIT_CHARS:
+        raise InputError(f"the edited step has {len(text)} characters, over the limit of {MAX_EDIT_CHARS}")
+    if regenerate:
+        return  # the rest is generated: its length is --max-new-tokens, checked with the sampling
+    rest = "".join(run.steps["text"].iloc[step + 1 :])
+    request = _branch_request(run, prefix_text(run, step) + text + rest, {"kind": "edit"})
+    try:
+        check_before_load(request, provider.registered(run.model_name))  # tokenizer and config only
+    except ContextTooLongError as exc:  # a branch has no --truncate: say what to do instead
+        message = str(exc).replace("use --truncate to keep its last part", "shorten the edited step")
+        raise ContextTooLongError(f"edited trajectory: {message}") from None
 
 
 def prefix_text(run: RunData, step: int) -> str:
@@ -152,9 +184,7 @@ def edit(
     settings = settings or GenerationSettings()
     report = progress or (lambda stage, done, total: None)
     run = store.open(key)
-    _check_step(run, step)
-    if not isinstance(text, str) or not text.strip():
-        raise InputError("the edited step is empty (to drop a step, see `raml importance`)")
+    check_edit(run, step, text, regenerate)
     _check_sampling(1, settings)
     loaded = _model_for(run, loaded)
     prefix = prefix_text(run, step) + text
@@ -167,115 +197,3 @@ def edit(
     else:
         rest = "".join(run.steps["text"].iloc[step + 1 :])
     return run_question(_branch_request(run, prefix + rest, branch), store, loaded=loaded)
-
-
-def _node(store: RunStore, key: str) -> dict:
-    run = store.open(key, verify=False)
-    branch = run.branch
-    return {
-        "key": key,
-        "parent": run.parent,
-        "branch_at": run.branch_at,
-        "kind": branch.get("kind"),
-        "generation": branch.get("generation"),
-        "predicted_answer": run.predicted_answer,
-        "correct": run.correct,
-        "final_loss": run.summary.final_loss,
-        "n_tokens": run.summary.n_tokens,
-    }
-
-
-def tree(store: RunStore, key: str, max_depth: int = 8) -> list[dict]:
-    """Every descendant of ``key`` (depth-first), each with its parent, step and outcome."""
-    nodes, frontier = [], [(key, 0)]
-    while frontier:
-        current, depth = frontier.pop(0)
-        for child in store.children(current):
-            try:
-                node = _node(store, child)
-            except RamlError:
-                continue  # a damaged or vanished child stays out of the tree
-            nodes.append(node | {"depth": depth + 1})
-            if depth + 1 < max_depth:
-                frontier.append((child, depth + 1))
-    return nodes
-
-
-def _kl(p: Counter, q: Counter) -> float:
-    """KL(p || q) of two answer distributions with add-one (Laplace) smoothing over their union."""
-    support = set(p) | set(q)
-    total_p, total_q = sum(p.values()) + len(support), sum(q.values()) + len(support)
-    return float(
-        sum(((p[a] + 1) / total_p) * math.log(((p[a] + 1) / total_p) / ((q[a] + 1) / total_q)) for a in support)
-    )
-
-
-def counterfactual(store: RunStore, key: str) -> list[dict]:
-    """Per step with resampled branches: Thought Anchors' counterfactual importance.
-
-    ``resampled`` = direct resample branches at step k; ``kept`` = those at step k + 1 (step k
-    kept, the rest resampled), else the parent alone. Reports the KL divergence of the answer
-    distributions (kept ‖ resampled), the change in accuracy and in mean final L̂ (resampled −
-    kept, nats: positive when losing step k hurts, like ablation importance).
-    """
-    parent = _node(store, key)
-    by_step: dict[int, list[dict]] = {}
-    for node in tree(store, key, max_depth=1):
-        if node["kind"] == "resample":
-            by_step.setdefault(int(node["branch_at"]), []).append(node)
-    rows = []
-    for step in sorted(by_step):
-        resampled = by_step[step]
-        kept = by_step.get(step + 1) or [parent]
-
-        def answers(nodes):
-            return Counter(str(n["predicted_answer"] or "").strip() for n in nodes)
-
-        def mean(nodes, field):
-            values = [float(n[field]) for n in nodes if n[field] is not None]
-            return sum(values) / len(values) if values else None
-
-        loss_r, loss_k = mean(resampled, "final_loss"), mean(kept, "final_loss")
-        acc_r, acc_k = mean(resampled, "correct"), mean(kept, "correct")
-        rows.append(
-            {
-                "step": step,
-                "n_resampled": len(resampled),
-                "n_kept": len(kept),
-                "kept_is_parent": step + 1 not in by_step,
-                "answer_kl": round(_kl(answers(kept), answers(resampled)), 6),
-                "loss_delta": None if loss_r is None or loss_k is None else round(loss_r - loss_k, 6),
-                "accuracy_delta": None if acc_r is None or acc_k is None else round(acc_k - acc_r, 6),
-            }
-        )
-    return rows
-
-
-def show_fields(store: RunStore, run: RunData) -> dict:
-    """``show --json`` additions: stored importance (or null) and the branches of the run."""
-    from backend.analysis.importance.run import load_importance
-
-    return {
-        "importance": load_importance(run, store),
-        "branches": {
-            "parent": run.parent,
-            "branch_at": run.branch_at,
-            "children": tree(store, run.key),
-            "counterfactual": counterfactual(store, run.key),
-        },
-    }
-
-
-def confirm_orphaning(store: RunStore, keys: list[str], yes: bool, ask=input) -> None:
-    """Before ``rm``: runs with branches left behind need ``--yes`` or a 'y' at a terminal."""
-    deleting = set(keys)
-    orphans = {k: [c for c in store.children(k) if c not in deleting] for k in keys}
-    orphans = {k: v for k, v in orphans.items() if v}
-    if not orphans or yes:
-        return
-    total = sum(len(v) for v in orphans.values())
-    what = f"{', '.join(orphans)} has {total} branch run(s) that would be orphaned"
-    if not sys.stdin.isatty():
-        raise OrphanError(f"{what}; pass --yes to delete anyway (no terminal to ask)")
-    if ask(f"{what}. Delete anyway? [y/N] ").strip().lower() not in ("y", "yes"):
-        raise OrphanError(f"not deleted: {what}")

@@ -7,7 +7,6 @@ trajectory, segment it, run the probe engine once, and store everything.
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -17,15 +16,14 @@ import pandas as pd
 
 from backend.analysis.answers.extract import extract_final_answer
 from backend.analysis.answers.grading import grade_answer
-from backend.engine import limits, probe, provider
+from backend.engine import probe, provider
 from backend.engine.architecture import default_proxy_layers, locate
-from backend.engine.models import DEFAULT_MODEL, LoadedModel, load_tokenizer, read_shape, resolve
-from backend.engine.openai_generator import GENERATORS, check_base_url, generate_openai
-from backend.engine.specs import parse_cuts, parse_segmentation
+from backend.engine.models import LoadedModel, resolve
+from backend.engine.openai_generator import generate_openai
+from backend.engine.specs import parse_cuts
+from backend.engine.threads import compute_settings
 from backend.engine.trajectory import (
-    RAML_TEMPLATE,
     SEGMENTER_VERSION,
-    GenerationSettings,
     build_prompt,
     encode,
     encode_with_offsets,
@@ -36,6 +34,7 @@ from backend.engine.trajectory import (
     split_thinking,
 )
 from backend.errors import ContextTooLongError, InputError
+from backend.pipeline.request import RunRequest, check_before_load
 from backend.store import hashing, schema
 from backend.store.runs import RunStore, content_key
 from backend.store.schema import Meta, ModelMeta, SummaryMeta
@@ -43,67 +42,8 @@ from backend.store.schema import Meta, ModelMeta, SummaryMeta
 log = logging.getLogger(__name__)
 
 ANALYSIS_VERSION = 1
-DTYPES = ("float32", "float16", "bfloat16")
 # stage name, done, total — e.g. ("analyze", 120, 301)
 StageProgress = Callable[[str, int, int], None]
-
-
-@dataclass
-class RunRequest:
-    """Everything that defines a run. Same request -> same cache key -> cache hit."""
-
-    question: str
-    answer: str | None = None  # None: fall back to the model's own final answer
-    trajectory: str | None = None  # None: generate one with the model
-    model: str = DEFAULT_MODEL
-    generation: GenerationSettings = field(default_factory=GenerationSettings)
-    template: str = RAML_TEMPLATE
-    segmentation: str = "sentences"
-    cuts: str = "all"  # "all", "stride:K" or "steps"
-    proxy_layers: list[int] | None = None  # None: 4 evenly spaced + last
-    truncate: bool = False  # over-long trajectory: keep its last part instead of failing
-    trust_remote_code: bool = False
-    label: str = ""  # e.g. the JSONL id; shown in the library, not part of the key
-    generator: str = "local"  # "local": the scorer model writes the trace; "openai": a remote server
-    base_url: str | None = None  # OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1
-    generator_model: str | None = None  # the model name that server serves
-    device: str | None = None  # scorer placement: None = CUDA if available, else CPU
-    dtype: str | None = None  # scorer dtype: None = bf16 on CUDA, fp32 on CPU
-    # a branch of another run (issue 13): {"parent": key, "branch_at": step, "kind": ..., settings}; in the key
-    branch: dict | None = None
-    max_answer_tokens: int = limits.DEFAULT_MAX_ANSWER_TOKENS  # a limit, not part of the key
-    max_question_tokens: int = limits.DEFAULT_MAX_QUESTION_TOKENS  # a limit, not part of the key
-
-    def validate(self) -> None:
-        """Checks that need no model (backend.engine.limits; the rest in ``check_before_load``)."""
-        if not isinstance(self.question, str) or not self.question.strip():
-            raise InputError("question is empty")
-        if self.answer is not None and (not isinstance(self.answer, str) or not self.answer.strip()):
-            raise InputError("answer is empty (leave it out to use the model's own final answer)")
-        if self.trajectory is not None and not isinstance(self.trajectory, str):
-            raise InputError("trajectory must be a string")
-        if self.trajectory is not None and not self.trajectory.strip():
-            raise InputError("trajectory is empty")
-        if "\x00" in self.question or (self.answer is not None and "\x00" in self.answer):
-            raise InputError("question or answer contains a NUL byte")
-        g = self.generation
-        limits.check_sampling(g.temperature, g.top_p, g.max_new_tokens)
-        if not isinstance(self.template, str) or not self.template:
-            raise InputError("the template is empty (--template)")
-        limits.check_limit_values(limits.Limits(self.max_answer_tokens, self.max_question_tokens))
-        limits.check_proxy_layers(self.proxy_layers, None)
-        parse_segmentation(self.segmentation)
-        parse_cuts(self.cuts, 1)
-        if self.generator not in GENERATORS:
-            raise InputError(f"unknown --generator '{self.generator}': use local or openai")
-        if self.generator == "openai" and self.trajectory is None:
-            check_base_url(self.base_url)
-            if not self.generator_model:
-                raise InputError("--generator openai needs --generator-model NAME (the model the server serves)")
-        if self.dtype is not None and self.dtype not in DTYPES:
-            raise InputError(f"unknown --dtype '{self.dtype}': use one of {', '.join(DTYPES)}")
-        if self.device is not None and not re.fullmatch(r"cpu|mps|cuda(:\d+)?", self.device):
-            raise InputError(f"unknown --device '{self.device}': use cpu, cuda, cuda:N or mps")
 
 
 @dataclass
@@ -176,6 +116,19 @@ def run_question(
         return RunOutcome(hit, True, time.perf_counter() - t_start)
 
     check_before_load(req, loaded)
+    generator_meta, remote = None, None
+    if req.trajectory is None and req.generator == "openai":  # before the weights: a server's failure costs no load
+        report("generate", 0, req.generation.max_new_tokens)
+        remote = generate_openai(
+            str(req.base_url),
+            str(req.generator_model),
+            req.question,
+            req.generation,
+            timeout_s=req.generator_deadline_s,
+            max_response_mb=req.generator_max_mb,
+        )
+        report("generate", req.generation.max_new_tokens, req.generation.max_new_tokens)
+        generator_meta = {"kind": "openai", "base_url": req.base_url, "model": req.generator_model}
     report("load", 0, 1)
     loaded = provider.provide(
         req.model, loaded=loaded, trust_remote_code=req.trust_remote_code, device=req.device, dtype=req.dtype
@@ -183,13 +136,8 @@ def run_question(
     report("load", 1, 1)
     tok = loaded.tokenizer
 
-    generator_meta = None
-    if req.trajectory is None and req.generator == "openai":
-        report("generate", 0, req.generation.max_new_tokens)
-        response = generate_openai(str(req.base_url), str(req.generator_model), req.question, req.generation)
-        report("generate", req.generation.max_new_tokens, req.generation.max_new_tokens)
-        source = "generated"
-        generator_meta = {"kind": "openai", "base_url": req.base_url, "model": req.generator_model}
+    if remote is not None:
+        response, source = remote, "generated"
     elif req.trajectory is None:
         report("generate", 0, req.generation.max_new_tokens)
         response = generate(loaded, build_prompt(tok, req.question, think=False), req.generation)
@@ -251,32 +199,6 @@ def _grading(predicted: str | None, answer: str, answer_source: str) -> dict:
         return {Meta.CORRECT: None, Meta.GRADER: "none"}
     grade = grade_answer(predicted, answer)
     return {Meta.CORRECT: grade.correct, Meta.GRADER: grade.grader}
-
-
-def check_before_load(req: RunRequest, loaded: LoadedModel | None = None) -> None:
-    """Every limit that needs the model, checked with its tokenizer and config only (no weights)."""
-    if loaded is not None:
-        tokenizer, n_layers, max_context = loaded.tokenizer, locate(loaded.model).n_layers, loaded.max_context
-    else:
-        spec = resolve(req.model)
-        shape = read_shape(spec)
-        tokenizer, n_layers, max_context = (
-            load_tokenizer(spec, req.trust_remote_code),
-            shape.n_layers,
-            shape.max_context,
-        )
-    limits.check_proxy_layers(req.proxy_layers, n_layers)
-    limits.check_before_load(
-        tokenizer,
-        question=req.question.strip(),
-        answer=req.answer,
-        trajectory=req.trajectory,
-        template=req.template,
-        max_new_tokens=req.generation.max_new_tokens,
-        truncate=req.truncate,
-        max_context=max_context,
-        limits=limits.Limits(req.max_answer_tokens, req.max_question_tokens),
-    )
 
 
 def _build_probe_request(
@@ -436,6 +358,7 @@ def _tables(req, loaded, built, result: probe.ProbeResult, answer, answer_source
         Meta.TRUNCATED_TOKENS: built["truncated"],
         Meta.REFLECTIONS: [asdict(m) for m in built["marks"]],
         Meta.TIMINGS: {k: round(float(v), 4) for k, v in result.timings.items()},
+        Meta.COMPUTE: compute_settings(),
         Meta.SUMMARY: {
             SummaryMeta.N_TOKENS: n,
             SummaryMeta.N_STEPS: len(steps),

@@ -27,13 +27,14 @@ def _band(fig: go.Figure, x, low, high, color: str, name: str, **trace_kw) -> No
 
 
 def _mean_line(fig: go.Figure, part: pd.DataFrame, x: str, color: str, name: str, unit: str, **trace_kw) -> None:
-    n_max = int(part["n"].max()) if len(part) else 0
+    drawn = part["n"][np.isfinite(part["mean"].to_numpy(dtype=np.float64))]  # where the curve is drawn
+    n_min, n_max = (int(drawn.min()), int(drawn.max())) if len(drawn) else (0, 0)
     fig.add_trace(
         go.Scatter(
             x=part[x],
             y=part["mean"],
             mode="lines",
-            name=f"{name} (n = {n_max})",
+            name=f"{name} (n = {n_max})" if n_min == n_max else f"{name} (n = {n_min}–{n_max} runs)",
             legendgroup=name,
             line=dict(color=color, width=2.5),
             customdata=np.stack([part["n"], part["low"], part["high"]], axis=1),

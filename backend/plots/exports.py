@@ -136,11 +136,30 @@ def export_images(
                 pio.write_images(list(figs.values()), rendered, format=fmt, width=width, height=height, scale=scale)
             except Exception as exc:  # kaleido/choreographer: browser failed to start or render
                 raise InputError(f"figure export through kaleido failed ({type(exc).__name__}: {exc})") from None
-            for source, target in zip(rendered, targets):
-                atomic.write_bytes(target, source.read_bytes())
+            images = [_rendered_image(source, fmt) for source in rendered]  # all there before any is replaced
+            for image, target in zip(images, targets):
+                atomic.write_bytes(target, image)
     except OSError as exc:  # the private folder could not be made
         raise InputError(f"cannot write figures into {folder}: {atomic.os_reason(exc)}") from None
     return targets
+
+
+IMAGE_SIGNATURES = {"png": (b"\x89PNG\r\n\x1a\n",), "svg": (b"<svg", b"<?xml")}
+
+
+def _rendered_image(path: Path, fmt: str) -> bytes:
+    """The bytes kaleido wrote to ``path``, or one line saying it wrote none (a full disk, a
+    browser that died): a listed file is always a real image."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        data = b""
+    if not data.lstrip().startswith(IMAGE_SIGNATURES[fmt]):
+        what = "nothing" if not data else f"{len(data)} bytes that are not a {fmt.upper()} image"
+        raise InputError(
+            f"figure export: kaleido wrote {what} for {path.name} (is the disk full?); no file was replaced"
+        )
+    return data
 
 
 def tables_zip(run, fmt: str) -> bytes:

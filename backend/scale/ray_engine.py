@@ -40,6 +40,18 @@ class RunWorker:
         return run_request(request, self.store)
 
 
+def worker_env() -> dict[str, str]:
+    """Environment of every Ray worker process, set before it starts (so before torch loads):
+    the OpenMP wait policy and, when the driver has one, the thread override (docs/threads.md).
+    A cluster's workers do not inherit the driver's environment; a local instance's would."""
+    from backend.engine.threads import ENV_THREADS, ENV_WAIT_POLICY, WAIT_POLICY
+
+    env = {ENV_WAIT_POLICY: os.environ.get(ENV_WAIT_POLICY, "").strip() or WAIT_POLICY}
+    if os.environ.get(ENV_THREADS, "").strip():
+        env[ENV_THREADS] = os.environ[ENV_THREADS].strip()
+    return env
+
+
 def cached_key(request, store, fingerprints: dict[str, str]) -> str | None:
     """The run key if this request was already computed (checked without loading the model)."""
     return store.run_for_request(_request_key(request, fingerprints))
@@ -61,6 +73,25 @@ def usable_cpus() -> int:
         return os.cpu_count() or 1
 
 
+STARTUP_TRIES = 3  # Ray gives its own processes 30 s to register; a busy machine can need more
+
+
+def start_local(num_cpus: int, **kwargs) -> None:
+    """``ray.init`` of a new local instance (never another user's cluster found on this machine),
+    tried again when Ray's fixed start-up wait ran out on a busy machine."""
+    import ray
+
+    for attempt in range(1, STARTUP_TRIES + 1):
+        try:
+            ray.init(address="local", num_cpus=num_cpus, **kwargs)
+            return
+        except Exception as exc:
+            if "timed out during startup" not in str(exc) or attempt == STARTUP_TRIES:
+                raise
+            log.warning("ray: local instance did not start in time (try %d of %d)", attempt, STARTUP_TRIES)
+            ray.shutdown()
+
+
 def connect(address: str | None) -> bool:
     """Join ``address`` or start a local Ray instance; True if this call started Ray."""
     import ray
@@ -72,8 +103,8 @@ def connect(address: str | None) -> bool:
         if address:
             ray.init(address=address, **kwargs)
         else:
-            ray.init(num_cpus=int(os.environ.get("RAML_RAY_CPUS", usable_cpus())), **kwargs)
-    except (ConnectionError, RuntimeError, ValueError) as exc:
+            start_local(int(os.environ.get("RAML_RAY_CPUS", usable_cpus())), **kwargs)
+    except Exception as exc:  # Ray raises plain Exceptions too (a start-up that timed out)
         where = f"the Ray cluster at {address}" if address else "a local Ray instance"
         raise RamlError(f"cannot start or reach {where}: {str(exc).splitlines()[0][:200]}") from None
     return True
@@ -145,7 +176,9 @@ def _run_on_ray(address: str | None, pending: deque, store, bar):
     actors = []
     try:
         n_workers, options = worker_options(len(pending))
-        worker_class = ray.remote(RunWorker).options(max_restarts=MAX_ACTOR_RESTARTS, **options)
+        worker_class = ray.remote(RunWorker).options(
+            max_restarts=MAX_ACTOR_RESTARTS, runtime_env={"env_vars": worker_env()}, **options
+        )
         cache_dir = str(store.root.resolve())
         actors = [worker_class.remote(cache_dir, options.get("num_cpus", 0)) for _ in range(n_workers)]
         log.info("ray: %d workers with %s", n_workers, options)

@@ -36,7 +36,7 @@ import numpy as np
 from backend.errors import WriteError
 from backend.store import atomic
 from backend.store.hashing import DERIVED_KEY_LENGTH, content_hash
-from backend.store.schema import AGGREGATES_DIR, DERIVED_DIR, EXPORTS_DIR, DerivedKind
+from backend.store.schema import AGGREGATES_DIR, DERIVED_DIR, DIR_MODE, EXPORTS_DIR, DerivedKind
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,11 @@ def _folders(store, run, scope: str = "run") -> list[Path]:
         return [] if store is None else [Path(store.root) / AGGREGATES_DIR]
     if run is None:
         raise ValueError("derived data of a run needs the run")
-    return [Path(run.path) / DERIVED_DIR] + ([] if store is None else [Path(store.root) / DERIVED_DIR])
+    shared = [] if store is None else [Path(store.root) / DERIVED_DIR]
+    run_dir = Path(run.path)
+    if run_dir.is_symlink() or (run_dir / DERIVED_DIR).is_symlink():
+        return shared  # never written through a link to somewhere outside the cache
+    return [run_dir / DERIVED_DIR] + shared
 
 
 def derived_paths(store, run, kind: DerivedKind, params: dict) -> list[Path]:
@@ -80,7 +84,7 @@ def derived_dir(run, store=None) -> Path | None:
     ``derived/`` when the run folder is read-only; None when neither can be written."""
     for folder in _folders(store, run):
         try:
-            folder.mkdir(parents=True, exist_ok=True)
+            _make_folder(folder)
         except OSError:
             continue
         if os.access(folder, os.W_OK):
@@ -98,6 +102,26 @@ def exports_dir(run, store=None) -> Path | None:
     except OSError:
         return None
     return base / EXPORTS_DIR
+
+
+def derived_stamp(run, store=None) -> str:
+    """Changes whenever derived data of ``run`` is written, replaced or removed (names, sizes and
+    mtimes of its derived folders: the run's own and the cache's shared one). A page cache keys on
+    it beside the run's stamp, which derived files never change."""
+    parts = []
+    for folder in _folders(store, run):
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                info = entry.stat()
+            except OSError:
+                continue
+            if entry.is_file():
+                parts.append(f"{entry.name}:{info.st_size}:{info.st_mtime_ns}")
+    return content_hash(parts, DERIVED_KEY_LENGTH) if parts else ""
 
 
 # ---------------------------------------------------------------------------- load
@@ -149,13 +173,22 @@ def _try_write(path: Path, payload: bytes, *, make_folder: bool = False) -> str 
     """None when ``payload`` replaced ``path`` atomically, else why not (one line)."""
     try:
         if make_folder:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            _make_folder(path.parent)
         atomic.write_bytes(path, payload)
     except WriteError as exc:  # the atomic write's own one-line error naming the path
         return str(exc)
     except OSError as exc:  # creating the folder
         return f"cannot write {path}: {atomic.os_reason(exc)}"
     return None
+
+
+def _make_folder(folder: Path) -> None:
+    """``folder`` (and parents), readable by the other users of a shared cache like its files
+    (0755 whatever the umask: a 0700 ``derived/`` hid 0644 files)."""
+    if folder.is_dir():
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    os.chmod(folder, DIR_MODE)
 
 
 def _warn(reason: str) -> str:

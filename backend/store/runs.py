@@ -33,6 +33,7 @@ import errno
 import json
 import logging
 import os
+import re
 import shutil
 import sqlite3
 import sys
@@ -50,6 +51,7 @@ from backend.errors import CacheError, RunNotFoundError
 from backend.store import atomic, schema
 from backend.store.atomic import os_reason as _os_reason
 from backend.store.hashing import RUN_KEY_LENGTH, content_hash, file_sha256
+from backend.store.keys import match_key, normalize_prefix
 from backend.store.schema import (
     INDEX_COLUMNS,
     KEY_PATTERN,
@@ -370,6 +372,66 @@ class RunData(MetaView):
         return self.tensor(schema.BOUNDARY_CUTS).astype(np.int64)
 
 
+def _truncated(path: Path) -> str:
+    """A cut-short run file, seen from its ends alone ('' when whole): a Parquet file ends in
+    ``PAR1``; a safetensors file is at least its header long. A few bytes read per file, so
+    ``ls`` never says "ok" for a run whose files were truncated (checksums: ``open``)."""
+    try:
+        with path.open("rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            if path.suffix == ".parquet":
+                if size < 12:
+                    return "is truncated"
+                head = fh.read(4)
+                fh.seek(size - 4)
+                return "" if head == b"PAR1" and fh.read(4) == b"PAR1" else "is truncated"
+            if path.suffix == ".safetensors":  # its header says where the last tensor ends
+                n = int.from_bytes(fh.read(8), "little")
+                if size < 8 or not 0 < n <= min(size - 8, 16 << 20):
+                    return "is truncated"
+                header = json.loads(fh.read(n))
+                end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+                return "" if 8 + n + end == size else "is truncated"
+    except (ValueError, KeyError, TypeError, IndexError):
+        return "is truncated"
+    except OSError as exc:
+        return f"is unreadable ({_os_reason(exc)})"
+    return ""
+
+
+FULL_BELOW_BYTES = 64 << 10  # a file system with less free space than this is full for SQLite
+
+
+def sqlite_reason(exc: BaseException, folder: Path) -> str:
+    """SQLite's error, naming a full disk as such: on a 100% full disk SQLite says only "disk
+    I/O error" (it cannot create its journal or shared-memory file)."""
+    text = str(exc)
+    if "disk I/O error" in text or "disk is full" in text or "unable to open database" in text:
+        try:
+            free = shutil.disk_usage(folder).free
+        except OSError:
+            return text
+        if free < FULL_BELOW_BYTES:
+            return f"disk full (no space left on device; SQLite said: {text})"
+    return text
+
+
+def save_tensors(save_file, tensors: dict, path: Path) -> None:
+    """``safetensors``' ``save_file``, its own ``SafetensorError`` (a full disk is "os error 28")
+    turned into the ``OSError`` it wraps, so the store's one failure path reports it."""
+    try:
+        save_file(tensors, str(path))
+    except OSError:
+        raise
+    except Exception as exc:
+        if type(exc).__name__ != "SafetensorError":
+            raise
+        text = str(exc)
+        code = re.search(r"os error (\d+)|code: (\d+)", text)
+        number = int(next(g for g in code.groups() if g)) if code else errno.EIO
+        raise OSError(number, os.strerror(number)) from None
+
+
 class RunStore:
     """The cache directory: write, open, list, delete runs; keeps the SQLite index in step.
 
@@ -410,14 +472,14 @@ class RunStore:
         try:
             con = sqlite3.connect(self.index_path, timeout=30)
         except sqlite3.Error as exc:
-            raise CacheError(f"cache index {self.index_path} is unusable: {exc}") from None
+            raise CacheError(f"cache index {self.index_path} is unusable: {sqlite_reason(exc, self.root)}") from None
         try:
             con.execute("PRAGMA busy_timeout=30000")
             con.execute(f"PRAGMA journal_mode={self.journal_mode}")
             yield con
             con.commit()
         except sqlite3.Error as exc:
-            raise CacheError(f"cache index {self.index_path}: {exc}") from None
+            raise CacheError(f"cache index {self.index_path}: {sqlite_reason(exc, self.root)}") from None
         finally:
             con.close()
 
@@ -577,6 +639,10 @@ class RunStore:
         for name in (schema.META_FILE, *RUN_FILES):
             if name not in present:
                 return f"run {key}: {name} is missing"
+        for name in RUN_FILES:
+            problem = _truncated(self.runs_dir / key / name)
+            if problem:
+                return f"run {key}: {name} {problem} (damaged); recompute it"
         return ""
 
     def _read_meta_for_index(self, key: str) -> tuple[dict | None, str]:
@@ -648,6 +714,17 @@ class RunStore:
         return damaged
 
     # ------------------------------------------------------------------ runs
+    def resolve(self, key_or_prefix: str) -> str:
+        """The full key of the run that ``key_or_prefix`` is or begins (a unique prefix of at
+        least 4 hex characters, like git); one-line errors for too short, ambiguous or absent
+        (``backend.store.keys``). Damaged runs count, so ``rm`` reaches them too."""
+        prefix = normalize_prefix(key_or_prefix)
+        try:
+            names = [entry.name for entry in os.scandir(self.runs_dir) if entry.name.startswith(prefix)]
+        except OSError as exc:
+            raise CacheError(f"cannot list the runs of cache {self.root}: {_os_reason(exc)}") from None
+        return match_key(prefix, names, f"cache {self.root}")
+
     def path(self, key: str) -> Path:
         return self.runs_dir / check_key(key)
 
@@ -719,7 +796,7 @@ class RunStore:
             tokens.to_parquet(tmp / schema.TOKENS_FILE, index=False)
             steps.to_parquet(tmp / schema.STEPS_FILE, index=False)
             lens.to_parquet(tmp / schema.LENS_FILE, index=False)
-            save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(tmp / schema.TENSORS_FILE))
+            save_tensors(save_file, {k: np.ascontiguousarray(v) for k, v in tensors.items()}, tmp / schema.TENSORS_FILE)
             for name in RUN_FILES:  # data reaches the disk before the rename publishes it
                 os.chmod(tmp / name, schema.FILE_MODE)
                 atomic.fsync_file(tmp / name)

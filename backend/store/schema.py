@@ -51,8 +51,9 @@ LANDSCAPE: Final = DerivedKind("landscape", 1, ".npz")  # loss along two random 
 EXACT: Final = DerivedKind("exact", 1, ".npz")  # exact-update factors, Gram, losses, fidelity
 EXACT_SURFACE: Final = DerivedKind("exact-surface", 1, ".npz")  # loss on the exact-update plane
 IMPORTANCE: Final = DerivedKind("importance", 2, ".json")  # step ablation and attention (v2: named by key)
-CLAIMS_DIGEST: Final = DerivedKind("claims", 1, ".npz")  # one run's part of the dataset claims
-CLAIMS_REPORT: Final = DerivedKind("claims-report", 1, ".npz", scope="store")  # the claims of a set of runs
+# v2 (issue 25): summaries follow the after-answer switch; runs carry their parent
+CLAIMS_DIGEST: Final = DerivedKind("claims", 2, ".npz")  # one run's part of the dataset claims
+CLAIMS_REPORT: Final = DerivedKind("claims-report", 2, ".npz", scope="store")  # the claims of a set of runs
 DERIVED_KINDS: Final = (PROJECTION, SURFACE, LANDSCAPE, EXACT, EXACT_SURFACE, IMPORTANCE, CLAIMS_DIGEST, CLAIMS_REPORT)
 
 # ---------------------------------------------------------------------------- run files
@@ -136,6 +137,7 @@ class Meta:
     BRANCH_AT: Final = "branch_at"  # a branch: the step boundary it branched at
     BRANCH: Final = "branch"  # a branch: how it was made (resample / edit, settings)
     WARNINGS: Final = "warnings"
+    COMPUTE: Final = "compute"  # how the run shared the cores: torch threads, OpenMP wait policy (docs/threads.md)
 
 
 class ModelMeta:

@@ -21,22 +21,13 @@ from common import REASONING, ROOT  # noqa: F401  (puts the repo on sys.path)
 
 
 def tiny(hidden: int, layers: int, tokenizer, name: str):
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from tests.conftest import build_tiny
 
-    from backend.engine.models import LoadedModel
-
-    torch.manual_seed(0)
-    cfg = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=hidden,
-        intermediate_size=hidden * 3,
-        num_hidden_layers=layers,
-        num_attention_heads=max(1, hidden // 64),
-        num_key_value_heads=max(1, hidden // 192),
-        max_position_embeddings=4096,
-    )
-    return LoadedModel.from_objects(name, LlamaForCausalLM(cfg).eval(), tokenizer)
+    heads, kv_heads = max(1, hidden // 64), max(1, hidden // 192)
+    return build_tiny(
+        "llama", tokenizer, n_layers=layers, name=name, hidden=hidden, ff=hidden * 3, heads=heads, kv_heads=kv_heads,
+        max_positions=4096,
+    )  # fmt: skip
 
 
 def measure(loaded, n_tokens: int) -> dict:

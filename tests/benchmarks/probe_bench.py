@@ -1,28 +1,41 @@
 """Engine vs naive vs one plain forward, measured side by side in one process.
 
     python tests/benchmarks/probe_bench.py [--tokens 500] [--cuts all|K] [--quick] [--sweep]
-        [--model smollm2-135m | --random-config qwen2-1.5b] [--repeats 3] [--contention]
+        [--model smollm2-135m | --random-config qwen2-1.5b] [--repeats 3] [--engine-only]
+        [--contention [--kinds project-job,foreign-torch,burner]]
 
 Last stdout line: one JSON object {"model", "device", "n_tokens", "n_cuts", "forward_s",
-"engine_s", "naive_s", "speedup_vs_naive", "engine_over_forward", "max_abs_diff", "peak_rss_mb"}.
+"engine_s", "naive_s", "speedup_vs_naive", "engine_over_forward", "max_abs_diff", "peak_rss_mb"}
+(``--engine-only``: no naive method, so no "naive_s", "speedup_vs_naive", "max_abs_diff").
 ``--sweep`` first prints a table over N = 125, 250, 500, 1000 (one repeat each).
-``--contention`` measures twice, idle and then while a competing torch process (matmuls in a loop,
-its threads set like any job of this project's) runs, and prints {"idle": ..., "busy": ...,
-"busy_speedup_over_idle_speedup": ...}; the bar is >= 0.7 at N = 500. Both processes set their torch
-threads with ``backend.engine.threads.configure_torch_threads`` (``RAML_TORCH_THREADS`` overrides).
+``--contention`` (tests/benchmarks/contention.py; issue 29) measures the engine in fresh processes:
+with today's policy of the project idle and beside each competitor kind, and with the old policy
+(threads = cores, default OpenMP wait) idle. Last line: {"per_competitor": {KIND: {"engine_idle_s",
+"engine_busy_s", "engine_busy_over_idle", ...}}, "engine_busy_over_idle": worst,
+"idle_over_old_policy_idle": R}; the goals are <= 2.2 and <= 1.05 on 2 cores.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import subprocess
+import os
 import sys
-import time
 
-import numpy as np
-import torch
-from common import median_time, peak_rss_mb, trajectory_ids
+# The old policy (threads = cores, default OpenMP wait) is torch loaded before backend: a measured
+# child of --contention with --child old imports torch first. Everything else imports backend first.
+if "--child" in sys.argv and sys.argv[sys.argv.index("--child") + 1 : sys.argv.index("--child") + 2] == ["old"]:
+    import torch  # noqa: F401
+
+# isort: off
+import contention  # noqa: E402
+from common import median_time, peak_rss_mb, trajectory_ids  # noqa: E402  (puts the repository on sys.path)
+
+import backend  # noqa: E402,F401  # before torch: the project's OpenMP wait policy (docs/threads.md)
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+# isort: on
 
 # Shapes for timing-only models built from a config with random weights (GPU path).
 RANDOM_CONFIGS = {
@@ -80,7 +93,7 @@ def make_request(loaded, n_tokens: int, cuts_spec: str):
     )
 
 
-def measure(loaded, n_tokens: int, cuts_spec: str, repeats: int, naive_repeats: int) -> dict:
+def measure(loaded, n_tokens: int, cuts_spec: str, repeats: int, naive_repeats: int, engine_only: bool = False) -> dict:
     from backend.engine.probe import analyze, analyze_naive, forward_seconds
 
     model = loaded.model
@@ -90,10 +103,7 @@ def measure(loaded, n_tokens: int, cuts_spec: str, repeats: int, naive_repeats: 
     forward_s, _ = median_time(lambda: forward_seconds(model, context), max(repeats, 3))
     analyze(model, req)  # warm-up
     engine_s, fast = median_time(lambda: analyze(model, req), repeats)
-    small = make_request(loaded, min(n_tokens, 32), "all")
-    analyze_naive(model, small)  # warm-up
-    naive_s, slow = median_time(lambda: analyze_naive(model, req), naive_repeats)
-    return {
+    result = {
         "model": loaded.name,
         "device": str(loaded.device),
         "n_tokens": n_tokens,
@@ -101,53 +111,22 @@ def measure(loaded, n_tokens: int, cuts_spec: str, repeats: int, naive_repeats: 
         "probe_tokens": len(req.probe_ids),
         "forward_s": round(forward_s, 4),
         "engine_s": round(engine_s, 4),
-        "naive_s": round(naive_s, 4),
-        "speedup_vs_naive": round(naive_s / engine_s, 2),
         "engine_over_forward": round(engine_s / forward_s, 2),
-        "max_abs_diff": float(np.abs(fast.answer_nll - slow.answer_nll).max()),
-        "peak_rss_mb": round(peak_rss_mb(), 1),
-    }
-
-
-COMPETITOR = """
-import torch
-from backend.engine.threads import configure_torch_threads
-configure_torch_threads()
-a = torch.randn(768, 768)
-print("ready", flush=True)
-while True:
-    a = torch.tanh(a @ a) * 0.5
-"""
-
-
-def start_competitor() -> subprocess.Popen:
-    """A second heavy torch process, as the app's job worker or another CLI batch would be."""
-    from common import ROOT
-
-    proc = subprocess.Popen([sys.executable, "-c", COMPETITOR], cwd=ROOT, stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
-    time.sleep(1.0)
-    return proc
-
-
-def contention(loaded, args, naive_repeats: int) -> dict:
-    idle = measure(loaded, args.tokens, args.cuts, args.repeats, naive_repeats)
-    print(json.dumps({"idle": idle}), flush=True)
-    competitor = start_competitor()
-    try:
-        busy = measure(loaded, args.tokens, args.cuts, args.repeats, naive_repeats)
-    finally:
-        competitor.kill()
-        competitor.wait()
-    return {
         "torch_threads": torch.get_num_threads(),
-        "idle": idle,
-        "busy": busy,
-        "busy_speedup_over_idle_speedup": round(busy["speedup_vs_naive"] / idle["speedup_vs_naive"], 3),
     }
+    if not engine_only:
+        small = make_request(loaded, min(n_tokens, 32), "all")
+        analyze_naive(model, small)  # warm-up
+        naive_s, slow = median_time(lambda: analyze_naive(model, req), naive_repeats)
+        result |= {
+            "naive_s": round(naive_s, 4),
+            "speedup_vs_naive": round(naive_s / engine_s, 2),
+            "max_abs_diff": float(np.abs(fast.answer_nll - slow.answer_nll).max()),
+        }
+    return result | {"peak_rss_mb": round(peak_rss_mb(), 1)}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tokens", type=int, default=500)
     p.add_argument("--cuts", default="all", help="all, or K evenly spaced cut points")
@@ -158,13 +137,30 @@ def main() -> None:
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--naive-repeats", type=int, default=None, help="default: same as --repeats")
-    p.add_argument("--contention", action="store_true", help="idle, then with a competing torch process")
-    args = p.parse_args()
-    from backend.engine.threads import configure_torch_threads
-
-    configure_torch_threads()
+    p.add_argument("--engine-only", action="store_true", help="skip the naive method (12 minutes under contention)")
+    p.add_argument("--contention", action="store_true", help="idle and beside each competitor, fresh processes")
+    p.add_argument("--kinds", default=",".join(contention.KINDS), help="competitor kinds for --contention")
+    p.add_argument("--child", choices=("project", "old"), default=None, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
     if args.quick:
         args.tokens, args.repeats = 200, 1
+    if args.contention:
+        passed = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--contention"]
+        passed = [a for i, a in enumerate(passed) if a != "--kinds" and (i == 0 or passed[i - 1] != "--kinds")]
+        kinds = tuple(k.strip() for k in args.kinds.split(",") if k.strip())
+        unknown = sorted(set(kinds) - set(contention.KINDS))
+        if unknown:
+            p.error(f"--kinds: unknown competitor kind(s) {', '.join(unknown)} (known: {', '.join(contention.KINDS)})")
+        print(json.dumps(contention.run(passed, kinds)))
+        return
+    load_seen = None
+    if args.child == "old":  # threads = cores, default OpenMP wait: torch is already loaded (above)
+        torch.set_num_threads(len(os.sched_getaffinity(0)))
+    else:  # as a job of the project starts (backend imported before torch in this process)
+        from backend.engine import threads
+
+        threads.configure_torch_threads(measure_load=args.child == "project")
+        load_seen = threads.compute_settings()["chosen_from"].get("load")
     naive_repeats = args.naive_repeats or args.repeats
     torch.set_grad_enabled(False)
     loaded = load(args)
@@ -177,10 +173,11 @@ def main() -> None:
                 f"{r['speedup_vs_naive']:>8.1f} {r['engine_over_forward']:>8.1f}",
                 flush=True,
             )
-    if args.contention:
-        print(json.dumps(contention(loaded, args, naive_repeats)))
-        return
-    result = measure(loaded, args.tokens, args.cuts, args.repeats, naive_repeats)
+    result = measure(loaded, args.tokens, args.cuts, args.repeats, naive_repeats, args.engine_only)
+    if args.child:
+        from backend.engine.threads import wait_policy
+
+        result |= {"policy": args.child, "omp_wait_policy": wait_policy(), "load_seen": load_seen}
     print(json.dumps(result))
 
 

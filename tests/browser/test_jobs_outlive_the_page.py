@@ -83,7 +83,7 @@ def test_run_survives_navigation_opens_and_a_queued_job_cancels(
         _card(page, 2).get_by_text("queued", exact=False).first.wait_for(timeout=180_000)
         _card(page, 2).get_by_role("button", name="Cancel").click()
         _wait_card_text(page, 2, "cancelled")
-        assert JobQueue(store).get(1).state in ("queued", "running"), "the first job is still at work"
+        assert JobQueue(store).get(1).state in ("queued", "waiting", "running"), "the first job is still at work"
         release.touch()  # let it finish while we navigate
 
         _nav(page, "Compare")

@@ -27,7 +27,7 @@ def test_import_shard_folder_by_path_with_preset_runs_each_generation(tmp_path, 
 
     provider.register(tiny_llama, "tiny-test")  # the jobs' model provider serves it by name
     request.addfinalizer(lambda: provider.unregister("tiny-test"))
-    folder = write_openr1_shards(tmp_path / "openr1")
+    folder = write_openr1_shards(tmp_path / "data" / "openr1")  # the default data folder beside the cache
     at = _runs_page(tmp_path / "cache", monkeypatch)
     at.radio(key="runs_import_origin").set_value("Path on the server").run()
     at.selectbox(key="runs_import_preset").set_value("openr1").run()

@@ -27,7 +27,7 @@ ANSWERS = ["42", "24", "45", "5", "56", "25"]
 def local_ray():
     """One local Ray instance for the module (the engine reuses a running one)."""
     ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    batch_ray.start_local(2, include_dashboard=False, log_to_driver=False)  # our own, never a cluster found here
     yield ray
     ray.shutdown()
 
@@ -60,6 +60,8 @@ def test_ray_batch_6x2_with_a_failing_line_then_all_cached(tmp_path, tiny_model_
         "--quiet",
     ]
 
+    # Set after Ray started, so only the workers' runtime environment can carry it (docs/threads.md).
+    monkeypatch.setenv("RAML_TORCH_THREADS", "2")
     assert main(argv) == 1
     out, err = capsys.readouterr()
     assert [line for line in err.splitlines() if line.startswith("error:")] == [
@@ -74,6 +76,9 @@ def test_ray_batch_6x2_with_a_failing_line_then_all_cached(tmp_path, tiny_model_
         meta = store.open(key).meta
         assert meta["label"] == rid and meta["generation"]["seed"] == sample
         assert meta["answer"] == ANSWERS[int(rid[1:])] and meta["correct"] in (True, False)
+        compute = meta["compute"]  # each worker started with the wait policy and the driver's override
+        assert compute["omp_wait_policy"] == "PASSIVE" and compute["torch_threads"] == 2
+        assert compute["chosen_from"]["override"] == "2" and compute["chosen_from"]["at_most"] == 1
 
     # Rerun: every good item is answered from the cache on the driver; only the bad line runs again.
     submitted = []
@@ -103,3 +108,45 @@ def test_worker_resources_follow_the_cluster(monkeypatch):
     monkeypatch.setenv("RAML_RAY_CPUS_PER_WORKER", "4")
     monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 16.0})
     assert batch_ray.worker_options(10) == (4, {"num_cpus": 4.0})
+
+
+def test_a_local_start_that_timed_out_is_tried_again_and_other_errors_are_not(monkeypatch):
+    import ray
+
+    calls, shutdowns = [], []
+
+    def init(**kwargs):
+        calls.append(kwargs)
+        if len(calls) < batch_ray.STARTUP_TRIES:
+            raise Exception("The current node timed out during startup. This could happen because ...")
+
+    monkeypatch.setattr(ray, "init", init)
+    monkeypatch.setattr(ray, "shutdown", lambda: shutdowns.append(1))
+    batch_ray.start_local(2)
+    assert len(calls) == batch_ray.STARTUP_TRIES and len(shutdowns) == batch_ray.STARTUP_TRIES - 1
+    assert all(c["address"] == "local" and c["num_cpus"] == 2 for c in calls)  # never someone else's cluster
+
+    def broken(**kwargs):
+        calls.append(kwargs)
+        raise ValueError("bad num_cpus")
+
+    calls.clear()
+    monkeypatch.setattr(ray, "init", broken)
+    with pytest.raises(ValueError, match="bad num_cpus"):
+        batch_ray.start_local(2)
+    assert len(calls) == 1
+    assert "cannot start or reach a local Ray instance: bad num_cpus" in str(_refused(monkeypatch))
+
+
+def _refused(monkeypatch):
+    import ray
+
+    from backend.errors import RamlError
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)  # the module's instance may still be up
+    monkeypatch.setattr(batch_ray, "usable_cpus", lambda: 2)
+    try:
+        batch_ray.connect(None)
+    except RamlError as exc:
+        return exc
+    raise AssertionError("connect() did not refuse")

@@ -5,6 +5,7 @@ index rebuilt from the run folders), resampled with recorded seeds, edited teach
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 from conftest import SAMPLE_QUESTION, SAMPLE_TRAJECTORY
@@ -76,7 +77,7 @@ def test_rm_of_a_parent_asks_before_orphaning(parent, tmp_path, capsys, monkeypa
     assert store.has(key)
 
     # at a terminal: asked, and "n" keeps it
-    monkeypatch.setattr(branching.sys, "stdin", type("Tty", (), {"isatty": staticmethod(lambda: True)})())
+    monkeypatch.setattr(sys, "stdin", type("Tty", (), {"isatty": staticmethod(lambda: True)})())
     asked = []
     with pytest.raises(branching.OrphanError):
         branching.confirm_orphaning(store, [key], yes=False, ask=lambda q: asked.append(q) or "n")

@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,24 +16,6 @@ from backend.jobs import open_queue
 from backend.store.runs import RunStore
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture()
-def provided(tiny_llama):
-    from backend.engine import provider
-
-    provider.register(tiny_llama)
-    yield tiny_llama
-    provider.unregister(tiny_llama.name)
-
-
-@pytest.fixture()
-def run_copy(tiny_run, tmp_path):
-    src, key = tiny_run
-    store = RunStore(tmp_path / "cache")
-    shutil.copytree(src.root / "runs" / key, store.root / "runs" / key, ignore=shutil.ignore_patterns("derived"))
-    store.reconcile()
-    return store, key
 
 
 def _trajectory_file(tmp_path) -> str:

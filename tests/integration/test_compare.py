@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import SAMPLE_QUESTION, SAMPLE_TRAJECTORY
+from conftest import SAMPLE_QUESTION, SAMPLE_TRAJECTORY, build_tiny
 from streamlit.testing.v1 import AppTest
 
 from app.views import compare
@@ -25,10 +25,6 @@ SECOND_TRAJECTORY = "Maya has 5 apples and 8 more, 13. She gives 6 away, 7 left.
 def compare_cache(tmp_path_factory, tiny_run, tiny_llama, smol_tokenizer):
     """Two tiny-Llama runs of one question (one correct, one not), one of another question,
     and one run of a model with a different hidden size (32 instead of 64)."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    from backend.engine.models import LoadedModel
     from backend.pipeline.run import RunRequest, run_question
     from backend.store.runs import RunStore
 
@@ -52,20 +48,9 @@ def compare_cache(tmp_path_factory, tiny_run, tiny_llama, smol_tokenizer):
         store,
         loaded=tiny_llama,
     ).key
-    torch.manual_seed(5)
-    narrow = LlamaForCausalLM(
-        LlamaConfig(
-            vocab_size=len(smol_tokenizer),
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            num_key_value_heads=1,
-            max_position_embeddings=2048,
-            tie_word_embeddings=True,
-        )
-    ).eval()
-    narrow_model = LoadedModel.from_objects("tiny-narrow", narrow, smol_tokenizer)
+    narrow_model = build_tiny(
+        "llama", smol_tokenizer, seed=5, n_layers=2, name="tiny-narrow", hidden=32, ff=64, heads=2, kv_heads=1
+    )
     key_narrow = run_question(
         RunRequest(question=SAMPLE_QUESTION, answer="6", trajectory=SAMPLE_TRAJECTORY, model=narrow_model.name),
         store,
@@ -357,3 +342,30 @@ def test_compare_page_model_errors_are_one_line(compare_cache, monkeypatch):
     assert not at.exception
     assert len(at.error) == 1 and "\n" not in at.error[0].value and "Traceback" not in at.error[0].value
     assert at.error[0].value.startswith(f"Job #{job.id} failed: ")
+
+
+def test_compare_never_preselects_a_damaged_run(tmp_path, tiny_llama, monkeypatch):
+    """Issue 27: Compare preselected every run of the question, a damaged one too (the page then
+    failed on it); a damaged run stays selectable but is not chosen by default."""
+    from backend.pipeline.run import RunRequest, run_question
+    from backend.store.runs import RunStore
+
+    store = RunStore(tmp_path / "cache")
+    keys = [
+        run_question(
+            RunRequest(question=SAMPLE_QUESTION, answer="6", trajectory=t, model=tiny_llama.name),
+            store,
+            loaded=tiny_llama,
+        ).key
+        for t in (SAMPLE_TRAJECTORY, SAMPLE_TRAJECTORY + " So the answer is 6.")
+    ]
+    steps = store.path(keys[1]) / "steps.parquet"
+    steps.write_bytes(steps.read_bytes()[:-20])  # truncated: listed as damaged
+    monkeypatch.setenv("RAML_CACHE_DIR", str(store.root))
+    main = str(Path(__file__).resolve().parents[2] / "app" / "main.py")
+    at = AppTest.from_file(main, default_timeout=180).run()
+    at.switch_page("views/compare.py").run()
+    assert not at.exception
+    picker = next(m for m in at.multiselect if m.label == "Runs")
+    assert len(picker.options) == 2, "the damaged run can still be chosen by hand"
+    assert picker.value == [keys[0]], "only the healthy run is preselected"

@@ -184,8 +184,10 @@ def test_reflection_statistics_match_direct_computation(claims_store, report):
     for word, part in direct.groupby("word"):
         assert words.loc[word, "n"] == len(part)
         assert words.loc[word, "rel_change_mean"] == pytest.approx(part["rel_change"].mean())
-    ok = words[words["n_matched"] >= 2]
+    ok = words[words["n_matched"] >= intervals.MIN_INTERVAL_N]
     assert ((ok["ratio_low"] <= ok["ratio"] + 1e-12) & (ok["ratio"] <= ok["ratio_high"] + 1e-12)).all()
+    few = words[words["n_matched"] < intervals.MIN_INTERVAL_N]
+    assert few["ratio_low"].isna().all()  # issue 25: no interval from n < 3
 
 
 def test_event_aligned_average_matches_direct(claims_store, report):
@@ -292,6 +294,64 @@ def test_samples_spread_and_mean_update(claims_store, report, tiny_llama):
     ids, m_a = question_ids(runs[0], tiny_llama.tokenizer)
     assert losses[0] == pytest.approx(teacher_forced_loss(tiny_llama.model, ids, m_a), abs=1e-4)  # zero update = L_q(θ)
     assert np.isfinite(losses[1])
+
+
+# ---------------------------------------------------------------------------- issue 25: summaries, branches
+def test_descent_summary_follows_the_after_answer_switch(claims_store):
+    """Item 5: with "drop cut points after the answer appears" the table's final L̂ and drop are
+    those of the kept cut points (as the curves), and without it those of every cut point."""
+    store, keys = claims_store
+    on = dataset_claims(store, keys, ClaimsSettings(grid_points=21, window=6, bins=4))
+    off = dataset_claims(store, keys, ClaimsSettings(grid_points=21, window=6, bins=4, exclude_after_answer=False))
+    kept_final, full_final = [], []
+    for key in on.runs["key"]:
+        run = store.open(key)
+        kept = run.tokens[~run.tokens["after_answer_seen"]]
+        kept_final.append(float(kept["loss"].iloc[-1]))
+        full_final.append(float(run.summary.final_loss))
+    np.testing.assert_allclose(on.runs["final_loss"], kept_final)
+    np.testing.assert_allclose(off.runs.set_index("key").loc[on.runs["key"], "final_loss"], full_final)
+    assert not np.allclose(kept_final, full_final)  # the answer does appear early in some runs
+
+    def summary(report, statistic):
+        table = report.descent_summary
+        return float(table[(table["group"] == "all") & (table["statistic"] == statistic)]["mean"].iloc[0])
+
+    assert summary(on, "final_loss") == pytest.approx(np.mean(kept_final))
+    assert summary(off, "final_loss") == pytest.approx(np.mean(full_final))
+    assert summary(on, "drop") == pytest.approx(np.mean(on.runs["initial_loss"] - np.array(kept_final)))
+
+
+def test_branches_are_left_out_of_dataset_statistics_unless_asked_then_clustered(tmp_path, tiny_llama):
+    """Item 4: a parent and its edits repeat one question. By default the statistics leave the
+    branches out; the switch pools them, every interval then resamples whole questions (so two
+    questions give no interval however many runs), and ``stats --json`` says each run's parent."""
+    from backend.pipeline import branches as branching
+
+    store = RunStore(tmp_path / "cache")
+    parent = run_question(
+        RunRequest(SAMPLE_QUESTION, "6", SAMPLE_TRAJECTORY, model=tiny_llama.name), store, loaded=tiny_llama
+    ).key
+    other = run_question(RunRequest(MARBLES, "6", TRAJECTORIES[1], model=tiny_llama.name), store, loaded=tiny_llama).key
+    edits = [branching.edit(store, parent, step, "So she has 9 apples. ", loaded=tiny_llama).key for step in (2, 3, 4)]
+    settings = ClaimsSettings(grid_points=21, window=6, bins=4)
+    default = dataset_claims(store, None, settings)
+    assert sorted(default.runs["key"]) == sorted([parent, other])  # branches left out
+    pooled = dataset_claims(store, None, ClaimsSettings(grid_points=21, window=6, bins=4, include_branches=True))
+    assert sorted(pooled.runs["key"]) == sorted([parent, other, *edits])
+    assert dict(zip(pooled.runs["key"], pooled.runs["parent"]))[edits[0]] == parent
+    final = pooled.descent_summary.set_index(["group", "statistic"]).loc[("all", "final_loss")]
+    assert final["n"] == 5 and np.isnan(final["low"]) and final["values"]  # 2 questions: values, not an interval
+    as_rows = intervals.mean_interval(pooled.runs["final_loss"])
+    assert np.isfinite(as_rows.low)  # what counting the 5 runs as independent would have claimed
+
+    proc = _cli(store.root, "--json", "--include-branches", "--grid", "21")
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["n_runs"] == 5 and {r["key"]: r["parent"] for r in out["runs"]}[edits[1]] == parent
+    assert out["settings"]["include_branches"] is True
+    plain = json.loads(_cli(store.root, "--json", "--grid", "21").stdout)
+    assert plain["n_runs"] == 2 and all(r["parent"] is None for r in plain["runs"])
 
 
 # ---------------------------------------------------------------------------- cache, CLI, page

@@ -100,3 +100,37 @@ def test_compare_landscape_tab_has_no_exact_plane_without_it(tiny_run, monkeypat
     at = _compare(store.root, monkeypatch)
     _no_errors(at)
     assert not _has_chart(at, "compare_exact_chart")
+
+
+def _html(at) -> list[str]:
+    return [str(getattr(e.proto, "body", "")) for e in at.get("html")]
+
+
+def test_explore_sees_an_exact_update_computed_while_the_page_is_open(tmp_path, wide_tiny, monkeypatch):
+    """Issue 25 item 6: the page cache keys derived data on its own stamp, so `raml exact KEY` with
+    the server up shows the exact space on the next rerun (not "no exact update yet"); the exact
+    space opens at its own default (all layers) and is named as itself, not "hidden state · layer -1"."""
+    from backend.analysis.exact import run as exact_run
+    from backend.pipeline.run import RunRequest, run_question
+    from backend.store.runs import RunStore
+
+    store = RunStore(tmp_path / "cache")
+    req = RunRequest(question=SAMPLE_QUESTION, answer="6", trajectory=SAMPLE_TRAJECTORY, model=wide_tiny.name)
+    key = run_question(req, store, loaded=wide_tiny).key
+    monkeypatch.setenv("RAML_CACHE_DIR", str(store.root))
+    at = AppTest.from_file(MAIN, default_timeout=120)
+    at.query_params.update(run=key, space="exact", layer="2")  # a layer borrowed from another space
+    at.run()
+    _no_errors(at)
+    assert any("no exact update yet" in w.value for w in at.warning)
+    assert at.query_params["space"] in ("exact", ["exact"])  # the fallback keeps what was asked for
+
+    exact_run.ensure(store.open(key), loaded=wide_tiny, store=store)  # `raml exact KEY`, server up
+    at.query_params.pop("layer", None)
+    at.run()
+    _no_errors(at)
+    assert not any("no exact update" in w.value for w in at.warning)
+    assert at.selectbox(key="explore_layer").value == -1  # the exact space's own default: all layers
+    headings = [h for h in _html(at) if "Path of the steps" in h]
+    assert headings and "exact update · all layers" in headings[0], headings
+    assert not any("hidden state · layer -1" in h for h in _html(at))

@@ -5,7 +5,6 @@ the queue importable without any kind; cancel of running importance/landscape jo
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,29 +15,8 @@ from conftest import SAMPLE_QUESTION, SAMPLE_TRAJECTORY, build_wide_tiny
 
 from backend.errors import InputError
 from backend.jobs import open_queue, request_params, run_here, submit
-from backend.store.runs import RunStore
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture()
-def provided(tiny_llama):
-    """The tiny model served by the one model provider for the test's duration."""
-    from backend.engine import provider
-
-    provider.register(tiny_llama)
-    yield tiny_llama
-    provider.unregister(tiny_llama.name)
-
-
-@pytest.fixture()
-def run_copy(tiny_run, tmp_path):
-    """A cache of its own holding a copy of the tiny run: (store, key)."""
-    src, key = tiny_run
-    store = RunStore(tmp_path / "cache")
-    shutil.copytree(src.root / "runs" / key, store.root / "runs" / key, ignore=shutil.ignore_patterns("derived"))
-    store.reconcile()
-    return store, key
 
 
 def _finish(store, job_id):

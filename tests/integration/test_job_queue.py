@@ -21,15 +21,6 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture()
-def provided(tiny_llama):
-    from backend.engine import provider
-
-    provider.register(tiny_llama)
-    yield tiny_llama
-    provider.unregister(tiny_llama.name)
-
-
-@pytest.fixture()
 def queue(store, provided):
     return open_queue(store)
 
@@ -69,7 +60,7 @@ def test_cancel_queued_and_running_jobs(queue, tiny_llama):
 
     running = queue.submit("run", _run_params(tiny_llama.name, question="What is 7 - 4?"))
     job = queue.claim()
-    assert job.id == running and queue.get(running).state == "running"
+    assert job.id == running and queue.get(running).state == "waiting"  # claimed; the device lock comes next
     assert queue.cancel(running)  # the flag is read at the job's next progress report
     final = queue.run_job(job)
     assert final.state == "cancelled" and final.resumable and final.results == []

@@ -418,3 +418,55 @@ def test_a_job_whose_cache_write_fails_finishes_and_says_why(cache, wide_tiny, m
     assert [m for m in job.messages if m.startswith(derived.NOT_CACHED) and "disk full" in m], job.messages
     final = open_queue(store).get(job_id)
     assert final is not None and final.messages == job.messages
+
+
+# ----------------------------------------------------------------------------- issue 27 (low items)
+def test_derived_files_and_folders_are_shared_readable_whatever_the_umask(tiny_run, tmp_path):
+    """``importance-*.json`` was found 0600: files are 0644 and new derived folders 0755 even
+    under ``umask 077``."""
+    import os
+    import shutil
+    import stat
+
+    from backend.store import schema
+    from backend.store.derived import derived_paths, save_derived
+    from backend.store.runs import RunStore
+
+    store, key = tiny_run
+    root = tmp_path / "cache"
+    shutil.copytree(store.root, root, ignore=shutil.ignore_patterns("locks", "tmp"))
+    copy = RunStore(root)
+    run = copy.open(key)
+    shutil.rmtree(run.path / schema.DERIVED_DIR, ignore_errors=True)
+    old = os.umask(0o077)
+    try:
+        assert save_derived(copy, run, schema.IMPORTANCE, {"probe": 1}, {"steps": [1, 2]}) is None
+    finally:
+        os.umask(old)
+    path = derived_paths(copy, run, schema.IMPORTANCE, {"probe": 1})[0]
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o755
+
+
+def test_derived_data_is_not_written_through_a_symlinked_run_folder(tiny_run, tmp_path):
+    """``show`` wrote ``derived/`` through a run folder that is a symlink (into its target,
+    outside the cache): derived data then goes to the cache's own ``derived/``."""
+    import shutil
+
+    from backend.store import schema
+    from backend.store.derived import save_derived
+    from backend.store.runs import RunStore
+
+    store, key = tiny_run
+    root = tmp_path / "cache"
+    shutil.copytree(store.root, root, ignore=shutil.ignore_patterns("locks", "tmp"))
+    elsewhere = tmp_path / "elsewhere" / key
+    elsewhere.parent.mkdir()
+    shutil.move(str(root / "runs" / key), str(elsewhere))
+    shutil.rmtree(elsewhere / schema.DERIVED_DIR, ignore_errors=True)
+    (root / "runs" / key).symlink_to(elsewhere, target_is_directory=True)
+    copy = RunStore(root)
+    run = copy.open(key)
+    assert save_derived(copy, run, schema.IMPORTANCE, {"probe": 2}, {"steps": [3]}) is None
+    assert not (elsewhere / schema.DERIVED_DIR).exists(), "nothing written into the link's target"
+    assert list((root / schema.DERIVED_DIR).glob("importance-*.json"))

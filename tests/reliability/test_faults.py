@@ -278,6 +278,20 @@ def test_plain_rerun_recomputes_damage_it_can_see_cheaply(damaged_copy, tiny_lla
         store.open(keys["A"])
 
 
+@pytest.mark.parametrize("damage", [d for d in DAMAGE if d.startswith("truncated-") and d != "truncated-meta"])
+def test_ls_marks_a_run_with_a_truncated_file_damaged(damaged_copy, capsys, damage):
+    """Issue 27: ``ls`` said "ok" for a run whose parquet was cut short (it looked only at names)."""
+    store, keys = damaged_copy
+    damage_fn, name = DAMAGE[damage]
+    damage_fn(store.path(keys["A"]))
+    runs = store.list_runs().set_index("key")
+    assert runs.loc[keys["A"], "status"] == "damaged" and f"{name} is truncated" in runs.loc[keys["A"], "cause"]
+    assert runs.loc[keys["B"], "status"] == "ok"
+    assert cli.main(["--cache-dir", str(store.root), "ls"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert any(keys["A"][:12] in line and "damaged" in line for line in lines), lines
+
+
 def test_parquet_damage_is_named_even_without_checksums(damaged_copy):
     store, keys = damaged_copy
     _truncate(store.path(keys["A"]) / "steps.parquet")

@@ -56,7 +56,9 @@ CASES = [
     (["--top-p", "5"], r"--top-p 5.0 must lie in \(0, 1\]"),
     (["--top-p", "0"], r"--top-p 0.0 must lie in \(0, 1\]"),
     (["--proxy-layers", "0,9"], r"--proxy-layers 9 outside 0..3 \(the model has 4 layers\)"),
-    (["--template", ""], r"the template is empty \(--template\)"),
+    (["--proxy-layers", "999,-1"], r"--proxy-layers 999,-1 outside 0..3 \(the model has 4 layers\)"),  # issue 27: both
+    (["--template", ""], r"the template is empty or only whitespace \(--template\)"),
+    (["--template", " \n\t "], r"the template is empty or only whitespace \(--template\)"),  # issue 27
     (["--max-new-tokens", "5000"], r"--max-new-tokens 5000 does not fit: .* lower --max-new-tokens"),
     (["--max-answer-tokens", "0"], r"--max-answer-tokens 0 must be at least 1"),
 ]

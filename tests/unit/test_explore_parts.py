@@ -139,7 +139,7 @@ def _errors_page():
 
 
 def test_one_error_display_user_errors_one_line_bugs_with_traceback():
-    at = AppTest.from_function(_errors_page).run()
+    at = AppTest.from_function(_errors_page, default_timeout=120).run()  # a deadline, not a timing
     assert not at.exception
     assert at.error[0].value == "questions.jsonl:3: field 'answer' is empty"
     assert "a bug" in at.error[1].value and "ZeroDivisionError" in at.error[1].value

@@ -20,6 +20,10 @@ from backend.pipeline.run import RunRequest, run_question
 
 GOLDEN = Path(__file__).resolve().parents[1] / "fixtures" / "grading_golden.jsonl"
 pytestmark = pytest.mark.skipif(not grading.math_verify_available(), reason="extra 'math' (math-verify) not installed")
+# What math-verify decides must not depend on how busy the machine is: its bound (5 s by default,
+# the product's) is a deadline here, far above any real comparison; the bound itself is tested
+# below with a comparison that blocks.
+DEADLINE_S = 300.0
 
 
 def _golden() -> list[dict]:
@@ -39,7 +43,7 @@ def test_golden_file_covers_every_kind_with_both_labels():
 def test_golden_accuracy_with_math_verify_is_at_least_95_percent(capsys):
     rows = _golden()
     alone = sum(bool(is_correct(r["response"], r["reference"])) == r["correct"] for r in rows)
-    graded = [grade_response(r["response"], r["reference"]) for r in rows]
+    graded = [grade_response(r["response"], r["reference"], timeout_s=DEADLINE_S) for r in rows]
     combined = sum(g.correct == r["correct"] for g, r in zip(graded, rows))
     wrong = [(r["response"], r["reference"]) for g, r in zip(graded, rows) if g.correct != r["correct"]]
     with capsys.disabled():
@@ -63,7 +67,7 @@ def test_golden_accuracy_with_math_verify_is_at_least_95_percent(capsys):
     ],
 )
 def test_math_verify_decides_what_answers_py_cannot(predicted, reference, correct):
-    grade = grade_answer(predicted, reference)
+    grade = grade_answer(predicted, reference, timeout_s=DEADLINE_S)
     assert (grade.correct, grade.grader, grade.predicted) == (correct, "math-verify", predicted)
 
 
@@ -78,7 +82,9 @@ def test_plain_cases_never_reach_math_verify(monkeypatch):
 def test_grading_works_off_the_main_thread():
     """math-verify's own timeouts use signal.alarm, which raises off the main thread."""
     results = []
-    worker = threading.Thread(target=lambda: results.append(grade_answer(r"\sqrt{12}", r"2\sqrt{3}")))
+    worker = threading.Thread(
+        target=lambda: results.append(grade_answer(r"\sqrt{12}", r"2\sqrt{3}", timeout_s=DEADLINE_S))
+    )
     worker.start()
     worker.join()
     assert results == [grading.Grade(True, "math-verify", r"\sqrt{12}")]
@@ -100,7 +106,12 @@ def test_a_hanging_comparison_is_abandoned_after_the_bound(monkeypatch):
     assert still_running
 
 
-def test_run_records_grader_and_predicted_answer_in_meta_and_index(store, tiny_llama):
+def test_run_records_grader_and_predicted_answer_in_meta_and_index(store, tiny_llama, monkeypatch):
+    import functools
+
+    import backend.pipeline.run as pipeline
+
+    monkeypatch.setattr(pipeline, "grade_answer", functools.partial(grade_answer, timeout_s=DEADLINE_S))
     traj = "<think>Twelve has the square root two root three.</think>The answer is $2\\sqrt{3}$."
     req = RunRequest(question="What is sqrt(12)?", answer=r"\sqrt{12}", trajectory=traj, model=tiny_llama.name)
     key = run_question(req, store, loaded=tiny_llama).key

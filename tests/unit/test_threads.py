@@ -55,11 +55,104 @@ def test_configure_sets_torch_threads(monkeypatch):
 
 
 def test_cli_entry_configures_threads(tmp_path, monkeypatch):
+    """Threads are set just before a job runs here, after every flag was checked: listing and a
+    refused flag leave torch alone (its import costs seconds of start-up)."""
+    import backend.jobs
     from backend import cli
 
     calls = []
-    monkeypatch.setattr(threads, "configure_torch_threads", lambda *a, **k: calls.append(k) or 1)
+    monkeypatch.setattr(threads, "configure_torch_threads", lambda *a, **k: calls.append("threads") or 1)
     assert cli.main(["--cache-dir", str(tmp_path), "ls"]) == 0
-    assert calls == []  # light commands leave torch alone
-    cli.main(["--cache-dir", str(tmp_path), "run", "--question", "q", "--temperature", "nan"])
-    assert calls == [{}]
+    assert cli.main(["--cache-dir", str(tmp_path), "run", "--question", "q", "--temperature", "nan"]) == 2
+    assert calls == []
+
+    class Finished:
+        state, value = "finished", None
+
+    monkeypatch.setattr(backend.jobs, "run_here", lambda *a, **k: calls.append("job") or Finished())
+    monkeypatch.setattr(backend.jobs, "submit", lambda *a, **k: 1)
+    from backend.commands.common import run_job
+
+    args = type("Args", (), {"cache_dir": str(tmp_path), "detach": False, "verbose": True})()
+    run_job(args, "importance", {"key": "0" * 32})
+    assert calls == ["threads", "job"]
+    run_job(args, "export_images", {"key": "0" * 32}, model=False)  # no model: torch left alone
+    assert calls == ["threads", "job", "job"]
+
+
+# ----------------------------------------------------------------------------- issue 29
+@pytest.mark.parametrize(
+    "cores, quota, load, running, override, at_most, want",
+    [
+        (2, None, 0.0, 1, None, None, 2),  # idle machine: every core
+        (2, None, 0.3, 1, None, None, 2),  # a little noise does not cost a thread
+        (2, None, 0.6, 1, None, None, 1),  # more than half a core busy elsewhere: that core is taken
+        (2, None, 1.0, 1, None, None, 1),  # a burner on one core
+        (2, None, 2.0, 1, None, None, 1),  # a foreign torch on both cores: still one thread
+        (8, None, 3.2, 1, None, None, 5),
+        (8, 1.5, 0.0, 1, None, None, 2),  # the cgroup quota caps the affinity (rounded up)
+        (8, 1.5, 1.2, 1, None, None, 1),
+        (8, None, 0.0, 2, None, None, 4),  # two jobs of the queue split the cores
+        (8, None, 0.0, 3, None, None, 2),
+        (8, None, 5.0, 2, None, None, 3),  # the load leaves fewer than the share
+        (2, None, 0.0, 16, None, None, 1),  # never below one
+        (8, None, 0.0, 1, None, 1, 1),  # a Ray actor that reserved one CPU
+        (2, None, 2.0, 4, "3", None, 3),  # the override wins over everything
+        (8, None, 0.0, 1, " 6 ", None, 6),
+    ],
+)
+def test_thread_choice_is_a_pure_function_of_cores_quota_load_and_jobs(
+    cores, quota, load, running, override, at_most, want
+):
+    assert threads.choose_threads(cores, quota, load, running, override, at_most) == want
+
+
+@pytest.mark.parametrize("bad", ["0", "-1", "two", "1.5"])
+def test_a_bad_override_is_refused_in_one_line(bad):
+    with pytest.raises(InputError, match=r"RAML_TORCH_THREADS=.* is not a whole number >= 1"):
+        threads.choose_threads(2, override=bad)
+
+
+def test_wait_policy_is_set_unless_the_environment_names_one():
+    env: dict[str, str] = {}
+    assert threads.set_wait_policy(env, modules={}) == "PASSIVE" and env == {"OMP_WAIT_POLICY": "PASSIVE"}
+    env = {"OMP_WAIT_POLICY": "active"}
+    assert threads.set_wait_policy(env, modules={}) == "ACTIVE" and env["OMP_WAIT_POLICY"] == "active"
+    env = {}
+    late = threads.set_wait_policy(env, modules={"torch": object()})
+    assert late.startswith("default") and "torch was imported before backend" in late
+    assert env == {"OMP_WAIT_POLICY": "PASSIVE"}  # subprocesses still get it
+
+
+def test_cpu_ticks_read_only_the_cpus_of_the_affinity_mask(tmp_path):
+    stat = tmp_path / "stat"
+    stat.write_text(
+        "cpu  300 0 100 500 100 0 0 0 0 0\ncpu0 100 0 50 200 50 0 0 0 0 0\ncpu1 200 0 50 300 50 0 0 0 0 0\nintr 12345\n"
+    )
+    assert threads._cpu_ticks({0}, stat) == (150, 400)  # busy = user + system; idle + iowait not
+    assert threads._cpu_ticks(None, stat) == (400, 1000)
+    assert threads._cpu_ticks({0}, tmp_path / "absent") is None
+
+
+def test_machine_load_is_a_number_of_other_processes_cores():
+    load = threads.machine_load(window_s=0.05)
+    assert 0.0 <= load <= len(os.sched_getaffinity(0))
+
+
+def test_the_choice_is_recorded_for_the_run_meta(monkeypatch):
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setenv(threads.ENV_THREADS, "1")
+        threads.configure_torch_threads(measure_load=True, running_jobs=2)
+        settings = threads.compute_settings()
+        assert settings["torch_threads"] == 1 == torch.get_num_threads()
+        assert settings["chosen_from"] == {
+            "cores": threads._affinity_cores(),
+            "quota": threads._cgroup_quota_cores(),
+            "load": 0.0,  # not measured: the override decides
+            "running_jobs": 2,
+            "override": "1",
+        }
+        assert settings["omp_wait_policy"] == threads.wait_policy()
+    finally:
+        torch.set_num_threads(before)

@@ -30,7 +30,8 @@ import pandas as pd
 
 from backend.analysis.dataset import inner_loop, progress_curves, reflection_effect, task_map
 from backend.analysis.dataset.groups import group_of
-from backend.analysis.dataset.intervals import mean_interval, paired_statistic_interval, spearman
+from backend.analysis.dataset.intervals import few_values, mean_interval, paired_statistic_interval, spearman
+from backend.analysis.dataset.model_pairs import question_id
 from backend.analysis.spaces.proxy import available_layers, space_vectors
 from backend.errors import CacheError, InputError
 from backend.store import derived, schema
@@ -50,6 +51,9 @@ class ClaimsSettings:
     layer: int | None = None  # proxy layer of the inner-loop stats and the task map (None: each run's middle one)
     window: int = reflection_effect.DEFAULT_WINDOW
     bins: int = inner_loop.DEFAULT_BINS
+    # branches (runs with a parent) repeat their parent's question: left out by default; when
+    # included, every interval resamples whole questions (a cluster bootstrap), never runs
+    include_branches: bool = False
 
     def validate(self) -> ClaimsSettings:
         progress_curves.progress_grid(self.grid_points)
@@ -62,8 +66,12 @@ class ClaimsSettings:
         return self
 
     def params(self) -> dict:
-        """The settings as derived-data parameters (part of every digest and report key)."""
+        """The settings as derived-data parameters of the report (the set's key)."""
         return asdict(self)
+
+    def digest_params(self) -> dict:
+        """What one run's digest depends on (whether branches are pooled does not change a run)."""
+        return {k: v for k, v in asdict(self).items() if k != "include_branches"}
 
 
 @dataclass
@@ -146,6 +154,7 @@ class ClaimsReport:
 RUN_COLUMNS = (
     "key",
     "label",
+    "parent",
     "question",
     "model",
     "source",
@@ -186,6 +195,10 @@ def run_digest(run: RunData, settings: ClaimsSettings) -> dict[str, np.ndarray]:
     seen = tokens["after_answer_seen"].to_numpy(bool)
     keep = ~seen if settings.exclude_after_answer else np.ones(len(cuts), bool)
     curve = progress_curves.curve_on_grid(cuts, loss, n_tokens, grid, keep=keep, ema_alpha=settings.ema_alpha)
+    # the summaries follow the same switch as the curve: L̂ at the first and last kept cut point
+    kept = np.flatnonzero(keep & np.isfinite(loss))
+    initial_loss = float(loss[kept[0]]) if kept.size else float("nan")
+    final_loss = float(loss[kept[-1]]) if kept.size else float("nan")
     table, event, control = reflection_effect.occurrences(
         cuts, loss, keep, n_tokens, run.reflections, window=settings.window
     )
@@ -207,6 +220,7 @@ def run_digest(run: RunData, settings: ClaimsSettings) -> dict[str, np.ndarray]:
     row = {
         "key": run.key,
         "label": run.label,
+        "parent": run.parent,
         "question": run.question,
         "model": run.model_name,
         "source": run.trajectory_source,
@@ -218,8 +232,8 @@ def run_digest(run: RunData, settings: ClaimsSettings) -> dict[str, np.ndarray]:
         "group": group_of(correct),
         "n_tokens": n_tokens,
         "n_steps": int(summary.n_steps),
-        "initial_loss": float(summary.initial_loss),
-        "final_loss": float(summary.final_loss),
+        "initial_loss": initial_loss,
+        "final_loss": final_loss,
         "auc": progress_curves.area_under_curve(curve, grid),
         "n_reflections": len(run.reflections),
         "layer": -1 if layer is None else int(layer),
@@ -239,10 +253,12 @@ def run_digest(run: RunData, settings: ClaimsSettings) -> dict[str, np.ndarray]:
 
 
 def _cached_digest(store: RunStore, run: RunData, settings: ClaimsSettings) -> dict[str, np.ndarray]:
-    if (hit := derived.load_derived(store, run, schema.CLAIMS_DIGEST, settings.params())) is not None:
+    if (hit := derived.load_derived(store, run, schema.CLAIMS_DIGEST, settings.digest_params())) is not None:
         return hit
     digest = run_digest(run, settings)
-    derived.save_derived(store, run, schema.CLAIMS_DIGEST, settings.params(), digest)  # a failed write only warns
+    derived.save_derived(
+        store, run, schema.CLAIMS_DIGEST, settings.digest_params(), digest
+    )  # a failed write only warns
     return digest
 
 
@@ -265,13 +281,16 @@ def combine(digests: list[dict], settings: ClaimsSettings, skipped: list[str]) -
     runs["correct"] = pd.Series([None if v is None or v != v else bool(v) for v in runs["correct"]], dtype=object)
     curves = np.array([d["curve"] for d in digests], dtype=np.float64).reshape(len(digests), len(grid))
     groups = runs["group"].to_numpy()
-    descent = progress_curves.group_curves(curves, groups, grid, order=GROUP_ORDER)
+    # the unit of every interval: a run, or (branches pooled) its question, resampled whole
+    clusters = runs["question"].map(question_cluster).to_numpy() if settings.include_branches else None
+    descent = progress_curves.group_curves(curves, groups, grid, order=GROUP_ORDER, clusters=clusters)
 
     summary_rows = []
     for name in GROUP_ORDER:
         part = runs if name == "all" else runs[runs["group"] == name]
         if part.empty:
             continue
+        part_clusters = None if clusters is None else clusters[part.index.to_numpy()]
         for statistic, values in (
             ("initial_loss", part["initial_loss"]),
             ("final_loss", part["final_loss"]),
@@ -279,12 +298,17 @@ def combine(digests: list[dict], settings: ClaimsSettings, skipped: list[str]) -
             ("auc", part["auc"]),
             ("n_tokens", part["n_tokens"]),
         ):
-            summary_rows.append({"group": name, "statistic": statistic, **mean_interval(values).as_dict()})
-    descent_summary = pd.DataFrame(summary_rows, columns=["group", "statistic", "mean", "low", "high", "n"])
+            iv = mean_interval(values, clusters=part_clusters)
+            row = {"group": name, "statistic": statistic, **iv.as_dict()}
+            row["values"] = few_values(values) if np.isnan(iv.low) and iv.n else ""
+            summary_rows.append(row)
+    descent_summary = pd.DataFrame(summary_rows, columns=["group", "statistic", "mean", "low", "high", "n", "values"])
 
-    length = length_effects(runs)
+    length = length_effects(runs, clusters)
 
     tables = [pd.read_json(StringIO(str(d["occurrences"])), orient="split") for d in digests]
+    if clusters is not None:
+        tables = [t.assign(cluster=str(c)) for t, c in zip(tables, clusters)]
     occurrences = pd.concat([t for t in tables if len(t)], ignore_index=True) if any(len(t) for t in tables) else None
     width = 2 * settings.window + 1
     event = (
@@ -302,10 +326,17 @@ def combine(digests: list[dict], settings: ClaimsSettings, skipped: list[str]) -
             columns=["word", "progress", "span", "rel_change", "control_rel_change", "n_control"]
         )
     reflection_words = reflection_effect.word_effects(occurrences)
-    reflection_events = reflection_effect.event_aligned(event, control, settings.window)
+    event_clusters = (
+        None
+        if clusters is None
+        else np.concatenate(
+            [[str(c)] * np.asarray(d["event"]).reshape(-1, width).shape[0] for d, c in zip(digests, clusters)]
+        )
+    )
+    reflection_events = reflection_effect.event_aligned(event, control, settings.window, clusters=event_clusters)
 
     profiles = [{m: np.asarray(d[f"inner.{m}"], dtype=np.float64) for m in inner_loop.MEASURES} for d in digests]
-    inner = inner_loop.dataset_profile(profiles, groups, settings.bins)
+    inner = inner_loop.dataset_profile(profiles, groups, settings.bins, clusters=clusters)
     vectors = {name: _stack_vectors(digests, name) for name in ("update", "shift", "question")}
     return ClaimsReport(
         settings,
@@ -323,15 +354,27 @@ def combine(digests: list[dict], settings: ClaimsSettings, skipped: list[str]) -
     )
 
 
-def length_effects(runs: pd.DataFrame) -> pd.DataFrame:
-    """Spearman correlations of trajectory length with the descent, with bootstrap intervals."""
+def question_cluster(question) -> str:
+    """The cluster of a run in a cluster bootstrap: its question (a parent and its branches share it)."""
+    return question_id(str(question))
+
+
+def length_effects(runs: pd.DataFrame, clusters=None) -> pd.DataFrame:
+    """Spearman correlations of trajectory length with the descent, with bootstrap intervals
+    (``clusters`` [R]: whole clusters resampled)."""
     pairs = (("n_tokens", "drop"), ("n_tokens", "final_loss"), ("n_steps", "drop"), ("n_reflections", "drop"))
     values = runs.assign(drop=runs["initial_loss"] - runs["final_loss"])
     rows = []
     for x, y in pairs:
-        iv = paired_statistic_interval(values[x].to_numpy(float), values[y].to_numpy(float), spearman)
+        iv = paired_statistic_interval(
+            values[x].to_numpy(float), values[y].to_numpy(float), spearman, clusters=clusters
+        )
         rows.append({"x": x, "y": y, "spearman": iv.estimate, "low": iv.low, "high": iv.high, "n": iv.n})
     return pd.DataFrame(rows, columns=["x", "y", "spearman", "low", "high", "n"])
+
+
+def _is_branch(parent) -> bool:
+    return isinstance(parent, str) and bool(parent)
 
 
 # ---------------------------------------------------------------------------- cached entry point
@@ -387,6 +430,9 @@ def dataset_claims(
     index = store.list_runs()
     created_of = dict(zip(index["key"], index["created"]))
     keys = list(dict.fromkeys(check_key(k) for k in (index["key"] if keys is None else keys)))
+    if not settings.include_branches:
+        parent_of = dict(zip(index["key"], index["parent"])) if "parent" in index else {}
+        keys = [k for k in keys if not _is_branch(parent_of.get(k))]
     params = _set_params(settings, [(k, created_of.get(k)) for k in keys])
     if use_cache and (hit := _load_report(store, params, settings)) is not None:
         return hit

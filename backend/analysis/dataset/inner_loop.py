@@ -44,17 +44,20 @@ def run_profile(vectors: np.ndarray, boundary_cuts: np.ndarray, n_tokens: int, b
     return out
 
 
-def dataset_profile(profiles: list[dict], groups: np.ndarray, bins: int = DEFAULT_BINS) -> pd.DataFrame:
-    """Rows (measure, group, bin, progress, mean, low, high, n) over runs; group "all" pools them."""
+def dataset_profile(profiles: list[dict], groups: np.ndarray, bins: int = DEFAULT_BINS, clusters=None) -> pd.DataFrame:
+    """Rows (measure, group, bin, progress, mean, low, high, n) over runs; group "all" pools them;
+    ``clusters`` [R] (optional) are resampled whole by the bootstrap."""
+    codes = None if clusters is None else np.asarray([str(c) for c in clusters])
     frames = []
     centres = (np.arange(bins) + 0.5) / bins
     for measure in MEASURES:
         values = np.array([p[measure] for p in profiles], dtype=np.float64).reshape(len(profiles), bins)
         for name in ["all", *[g for g in pd.unique(groups)]]:
-            rows = values if name == "all" else values[groups == name]
+            pick = np.ones(len(values), bool) if name == "all" else np.asarray(groups) == name
+            rows = values[pick]
             if rows.shape[0] == 0:
                 continue
-            mean, low, high, n = column_mean_intervals(rows)
+            mean, low, high, n = column_mean_intervals(rows, clusters=None if codes is None else codes[pick])
             frames.append(
                 pd.DataFrame(
                     {

@@ -16,6 +16,7 @@ import pandas as pd
 from backend.analysis.dataset.intervals import column_mean_intervals
 
 DEFAULT_GRID_POINTS = 51
+MIN_CURVE_RUNS = 3  # a group's mean curve stops where fewer runs than this (or than the group has) remain
 PAPER_EMA_ALPHA = 0.01  # the reference notebook's smoothing
 
 
@@ -73,18 +74,39 @@ def area_under_curve(curve: np.ndarray, grid: np.ndarray) -> float:
     return float(np.trapezoid(y, x) / (x[-1] - x[0]))
 
 
-def group_curves(curves: np.ndarray, groups: np.ndarray, grid: np.ndarray, order=("all",)) -> pd.DataFrame:
+def min_runs(group_size: int, minimum: int = MIN_CURVE_RUNS) -> int:
+    """Runs a point of a group's mean curve needs: ``minimum``, or every run of a smaller group."""
+    return max(1, min(int(minimum), int(group_size)))
+
+
+def group_curves(
+    curves: np.ndarray,
+    groups: np.ndarray,
+    grid: np.ndarray,
+    order=("all",),
+    *,
+    clusters=None,
+    minimum: int = MIN_CURVE_RUNS,
+) -> pd.DataFrame:
     """Mean curve with a bootstrap band per group: rows (group, progress, mean, low, high, n).
 
-    curves ``[R, G]`` one row per run; groups ``[R]`` a label per run; "all" pools every run.
+    curves ``[R, G]`` one row per run; groups ``[R]`` a label per run; "all" pools every run;
+    clusters ``[R]`` (optional) resampled whole by the band's bootstrap. A group's curve stops
+    (NaN) where fewer than ``min_runs(group size)`` runs have a value: a mean of the last one or
+    two long runs is not the group's curve.
     """
     frames = []
+    groups = np.asarray(groups)
+    codes = None if clusters is None else np.asarray([str(c) for c in clusters])
     labels = list(order) + [g for g in pd.unique(groups) if g not in order]
     for name in labels:
-        rows = curves if name == "all" else curves[groups == name]
+        pick = np.ones(len(groups), bool) if name == "all" else groups == name
+        rows = curves[pick]
         if rows.shape[0] == 0:
             continue
-        mean, low, high, n = column_mean_intervals(rows)
+        mean, low, high, n = column_mean_intervals(rows, clusters=None if codes is None else codes[pick])
+        thin = n < min_runs(rows.shape[0], minimum)
+        mean, low, high = (np.where(thin, np.nan, v) for v in (mean, low, high))
         frames.append(pd.DataFrame({"group": name, "progress": grid, "mean": mean, "low": low, "high": high, "n": n}))
     if not frames:
         return pd.DataFrame(columns=["group", "progress", "mean", "low", "high", "n"])

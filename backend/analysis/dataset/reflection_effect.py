@@ -20,7 +20,14 @@ import numpy as np
 import pandas as pd
 
 from backend.analysis.dataset.groups import canonical_word  # one spelling rule for both tables
-from backend.analysis.dataset.intervals import mean_interval, paired_statistic_interval, ratio_of_means
+from backend.analysis.dataset.intervals import (
+    MIN_INTERVAL_N,
+    few_values,
+    mean_interval,
+    n_units,
+    paired_statistic_interval,
+    ratio_of_means,
+)
 
 DEFAULT_WINDOW = 16  # tokens each side in the event-aligned view
 PROGRESS_TOLERANCE = 0.05
@@ -107,19 +114,32 @@ def occurrences(
 
 def word_effects(table: pd.DataFrame) -> pd.DataFrame:
     """Per word and pooled ("all words"): n, mean relative change and its control, each with an
-    interval, the ratio of the two means and the mean paired difference, each with an interval."""
+    interval, the ratio of the two means and the mean paired difference, each with an interval.
+
+    With a ``cluster`` column (the question of each occurrence's run, when branches are pooled)
+    the intervals resample whole clusters; ``units`` counts them. Where fewer than
+    ``MIN_INTERVAL_N`` units remain there is no interval and ``values`` lists the values."""
     out = []
     groups = [("all words", table)] + [(w, part) for w, part in table.groupby("word", sort=False)]
     for word, part in groups:
         paired = part.dropna(subset=["rel_change", "control_rel_change"])
-        effect = mean_interval(part["rel_change"])
-        control = mean_interval(paired["control_rel_change"])
-        ratio = paired_statistic_interval(paired["rel_change"], paired["control_rel_change"], ratio_of_means)
-        diff = mean_interval(paired["rel_change"].to_numpy() - paired["control_rel_change"].to_numpy())
+        own = part["cluster"].tolist() if "cluster" in part else None
+        pair_clusters = paired["cluster"].tolist() if "cluster" in paired else None
+        effect = mean_interval(part["rel_change"], clusters=own)
+        control = mean_interval(paired["control_rel_change"], clusters=pair_clusters)
+        ratio = paired_statistic_interval(
+            paired["rel_change"], paired["control_rel_change"], ratio_of_means, clusters=pair_clusters
+        )
+        diff = mean_interval(
+            paired["rel_change"].to_numpy() - paired["control_rel_change"].to_numpy(), clusters=pair_clusters
+        )
+        units = n_units(None if own is None else np.unique(np.asarray(own, dtype=str)), len(part))
         out.append(
             {
                 "word": word,
                 "n": effect.n,
+                "units": units,
+                "values": few_values(part["rel_change"]) if units < MIN_INTERVAL_N else "",
                 "n_matched": len(paired),
                 **effect.as_dict("rel_change_"),
                 **{k: v for k, v in control.as_dict("control_").items() if k != "control_n"},
@@ -138,12 +158,14 @@ def word_effects(table: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def event_aligned(event: np.ndarray, control: np.ndarray, window: int) -> pd.DataFrame:
-    """Mean ΔL̂ around reflection words and around matched controls, per offset, with intervals."""
+def event_aligned(event: np.ndarray, control: np.ndarray, window: int, clusters=None) -> pd.DataFrame:
+    """Mean ΔL̂ around reflection words and around matched controls, per offset, with intervals
+    (``clusters`` [E], one per occurrence, resampled whole when given)."""
     offsets = np.arange(-window, window + 1)
     rows = []
     for name, values in (("reflection word", event), ("matched control", control)):
         for j, offset in enumerate(offsets):
-            iv = mean_interval(values[:, j] if values.size else [])
+            column = values[:, j] if values.size else np.zeros(0)
+            iv = mean_interval(column, clusters=None if clusters is None or not values.size else clusters)
             rows.append({"series": name, "offset": int(offset), **iv.as_dict()})
     return pd.DataFrame(rows)

@@ -15,6 +15,8 @@ import numpy as np
 
 from backend.analysis.importance.ablation import ablate
 from backend.analysis.importance.attention import probe_attention
+from backend.analysis.importance.stored import IMPORTANCE_PARAMS, IMPORTANCE_VERSION
+from backend.analysis.importance.stored import load_importance as load_importance  # re-exported: readers' old path
 from backend.engine import provider
 from backend.engine.probe import ProbeRequest
 from backend.engine.trajectory import encode, encode_with_offsets
@@ -22,8 +24,6 @@ from backend.errors import InputError
 from backend.store import derived, schema
 from backend.store.runs import RunData
 
-IMPORTANCE_VERSION = schema.IMPORTANCE.version
-IMPORTANCE_PARAMS: dict = {}  # one importance per run: the latest computation (its settings are in the payload)
 StageProgress = Callable[[str, int, int], None]
 RECEIVER_HEADS = 5
 
@@ -52,12 +52,6 @@ def probe_request_for_run(run: RunData, tokenizer) -> ProbeRequest:
 def importance_path(run: RunData, store=None) -> Path | None:
     """The stored importance's file, or where it will be written."""
     return derived.derived_path(store, run, schema.IMPORTANCE, IMPORTANCE_PARAMS)
-
-
-def load_importance(run: RunData, store=None) -> dict | None:
-    """The stored importance of ``run`` (None if never computed, damaged or from an older version)."""
-    payload = derived.load_derived(store, run, schema.IMPORTANCE, IMPORTANCE_PARAMS)
-    return payload if payload is not None and payload.get("version") == IMPORTANCE_VERSION else None
 
 
 def _floats(values) -> list:

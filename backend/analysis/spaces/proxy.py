@@ -42,13 +42,13 @@ class ProxyError(InputError, ValueError):
 
 
 # ---------------------------------------------------------------------------- vectors
-def available_layers(run: RunData, space: str) -> list[int]:
+def available_layers(run: RunData, space: str, store=None) -> list[int]:
     """Layers that ``space`` can show for this run (proxy: ``meta.json`` → ``proxy_layers``)."""
     _check_space(space)
     if space == "exact":  # all layers (-1) or one layer's block, once `raml exact KEY` has run
         from backend.analysis.exact import data as exact_data
 
-        hit = exact_data.load(run)
+        hit = exact_data.load(run, store)
         return [] if hit is None else [EXACT_ALL_LAYERS, *range(hit.update.n_layers)]
     return run.layers_available(space)
 

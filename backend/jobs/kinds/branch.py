@@ -68,6 +68,8 @@ def run_branch(p: BranchParams, ctx: JobContext) -> None:
     from backend.pipeline import branches
 
     run = ctx.store.open(p.key)
+    if p.mode == "edit":  # its limits (length, the model's context) before the weights load
+        branches.check_edit(run, p.step, str(p.text), p.regenerate)
     loaded = model_for_run(ctx, run)
     if p.mode == "edit":
         outcomes = [

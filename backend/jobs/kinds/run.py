@@ -16,7 +16,7 @@ from backend.jobs.kinds.models import model_flags, model_state_for
 from backend.jobs.queue import JobContext
 
 if TYPE_CHECKING:
-    from backend.pipeline.run import RunRequest
+    from backend.pipeline.request import RunRequest
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ class RunParams:
 
     @classmethod
     def from_json(cls, data: Any, kind: str) -> RunParams:
-        from backend.pipeline.run import RunRequest
+        from backend.pipeline.request import RunRequest
 
         if not isinstance(data, dict):
             raise InputError(f"job kind '{kind}': params must be a JSON object")
@@ -128,7 +128,7 @@ class BatchParams:
     address: str | None = None
 
     def template_request(self, kind: str = "batch") -> RunRequest:
-        from backend.pipeline.run import RunRequest
+        from backend.pipeline.request import RunRequest
 
         bad = [k for k in PER_RECORD_FIELDS if k in self.template]
         if bad:

@@ -16,7 +16,7 @@ from backend.engine import forward, provider
 from backend.engine.architecture import locate
 from backend.engine.trajectory import RAML_TEMPLATE, GenerationSettings, build_prompt, encode, generate
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 FORWARD = Path("backend/engine/forward.py")
 
 
