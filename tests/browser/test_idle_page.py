@@ -83,7 +83,7 @@ def test_idle_page_gets_no_frames_and_a_running_job_still_shows_up(explore_app, 
         job_id = jobs.submit(store, "export_images", {"key": key, "formats": ["svg"]})
         page.reload(wait_until="domcontentloaded")  # a job of another process shows at the next interaction
         card = page.locator(f".st-key-job_{job_id}")
-        card.get_by_text("starting", exact=False).first.wait_for(timeout=DEADLINE_MS)
+        card.get_by_text("waiting for the device", exact=False).first.wait_for(timeout=DEADLINE_MS)
     # released: the job runs and finishes; nobody touches the page
     card.get_by_text("finished in", exact=False).first.wait_for(timeout=DEADLINE_MS)
     assert queue.get(job_id).state == "finished"
