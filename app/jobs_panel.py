@@ -4,9 +4,11 @@ Jobs belong to the backend queue (``backend.jobs.queue``), not to a page's scrip
 worker thread of this server process runs them, so a run keeps going when the user opens
 another page. This panel reads the queue and shows running / queued / finished / failed jobs
 with progress, elapsed and remaining time, Cancel / Resume, and a link to each run a job
-produced. It polls (an ``st.fragment`` rerun every ``POLL_S`` seconds) only while a job is
-queued or running: an idle page costs nothing; the next interaction (or a page's submit,
-which reruns the page) shows a job another process queued meanwhile.
+produced. It polls (a fragment rerun, ``app/poll.py``: every second while a job moves, backing off
+to ``poll.SLOWEST_S`` while it shows nothing new) only while a job is queued or running: an idle
+page costs nothing; the next interaction (or a page's submit, which reruns the page) shows a job
+another process queued meanwhile. Running jobs come first, then the jobs that ended in the last
+few minutes; older ones are folded, and more than a few open cards scroll in a bounded box.
 """
 
 from __future__ import annotations
@@ -15,12 +17,16 @@ import time
 
 import streamlit as st
 
-from app import data, ui
+from app import data, poll, ui
 from backend.jobs import Job, JobQueue, ensure_worker, open_queue
 
 EXPLORE_PAGE = "views/explore.py"
-POLL_S = 1.5
-SHOWN_FINISHED = 5
+ACTIVE_STATES = ("queued", "waiting", "running")  # the panel polls while a job is in one of these
+SHOWN_FINISHED = 5  # finished / failed / cancelled jobs, folded under the running ones
+SHOWN_ACTIVE = 3  # more open cards than this scroll in a box of ACTIVE_BOX_PX
+RECENT_S = 300.0  # a job that ended this recently stays open; older ones fold
+SHOWN_RECENT = 3
+ACTIVE_BOX_PX = 420
 STATE_ICON = {
     "queued": ":material/schedule:",
     "waiting": ":material/hourglass_top:",
@@ -95,10 +101,11 @@ def job_line(job: Job, now: float | None = None) -> str:
 
 
 def render() -> None:
-    """The panel, in the sidebar of every page; a polling fragment only while a job is active."""
+    """The panel, in the sidebar of every page, below the page's own controls (``app/main.py``
+    draws it after the page); a polled fragment only while a job is active (``app/poll.py``)."""
     with st.sidebar:
         if _any_active():
-            st.fragment(_panel, run_every=POLL_S)()
+            st.fragment(_polled_panel)()
         else:
             _panel()
 
@@ -110,14 +117,31 @@ def _any_active() -> bool:
         return False
 
 
-def _panel() -> None:
+def signature(jobs: list[Job]) -> tuple:
+    """What the panel shows of the active jobs, minus the clock: a poll that sees the same backs off."""
+    return tuple(
+        (j.id, j.state, j.stage, j.done, j.total, len(j.messages), len(j.results), j.cancel_requested)
+        for j in jobs
+        if j.state in ACTIVE_STATES
+    )
+
+
+def _polled_panel() -> None:
+    jobs = _panel()
+    if any(j.state in ACTIVE_STATES for j in jobs):
+        poll.ticker("jobs_panel", poll.backoff("jobs_panel", signature(jobs)))
+    else:
+        poll.reset("jobs_panel")
+
+
+def _panel() -> list[Job]:
     try:
         queue = get_queue()
         jobs = queue.list(limit=SHOWN_FINISHED)
     except Exception as exc:  # never take a page down for the panel
         st.caption(f"Jobs unavailable: {ui.md(exc)}")
-        return
-    active = [j for j in jobs if j.state in ("queued", "waiting", "running")]
+        return []
+    active = [j for j in jobs if j.state in ACTIVE_STATES]
     # a job that was active at the last poll and is over now: rerun the whole page once, so
     # the page's own views (the Runs library, the last job's link) show its result
     was_active = st.session_state.get("jobs_panel_active", set())
@@ -125,13 +149,32 @@ def _panel() -> None:
     st.session_state["jobs_panel_active"] = now_active
     if was_active - now_active:
         st.rerun(scope="app")
+    over = sorted((j for j in jobs if j.state not in ACTIVE_STATES), key=lambda j: j.finished or 0, reverse=True)[
+        :SHOWN_FINISHED
+    ]
+    now = time.time()
+    # jobs that ended in the last RECENT_S stay open (their result link, a Resume): the rest fold
+    recent = [j for j in over if now - (j.finished or 0) < RECENT_S][:SHOWN_RECENT]
+    older = [j for j in over if j not in recent]
     with st.container(key="jobs_panel"):
         st.markdown(f"**Jobs** · {len(active)} active" if active else "**Jobs**")
         if not jobs:
             st.caption("No jobs yet. New runs and imports from the Runs page run here and survive navigation.")
-            return
-        for job in jobs[: len(active) + SHOWN_FINISHED]:
-            _job_card(queue, job)
+            return jobs
+        # running first, always open; more than SHOWN_ACTIVE scroll inside a bounded box
+        box = st.container(
+            height=ACTIVE_BOX_PX if len(active) + len(recent) > SHOWN_ACTIVE else "content", key="jobs_open"
+        )
+        with box:
+            for job in [*active, *recent]:
+                _job_card(queue, job)
+        if older:
+            failed = sum(j.state == "failed" for j in older)
+            label = f"Earlier jobs ({len(older)}{f', {failed} failed' if failed else ''})"
+            with st.expander(label, expanded=False, key="jobs_earlier"):
+                for job in older:
+                    _job_card(queue, job)
+    return jobs
 
 
 def _job_card(queue: JobQueue, job: Job) -> None:

@@ -6,18 +6,18 @@ thread runs the job. The state lives in the queue (``<cache>/jobs.sqlite``) and 
 cache, never in the page's script run, so a job started on Explore is still followed, and its
 result shown, after the user opened another page and came back.
 
-Polling costs something only while a job is active: ``follow`` draws the job's progress in an
-``st.fragment(run_every=POLL_S)`` and reruns the whole page once when the job is over; a page with
-no active job draws no fragment with ``run_every``, so an idle page does no work at all.
+Polling costs something only while a job is active: ``follow`` draws the job's progress in a
+fragment polled by ``app/poll.py`` (every second while the job moves, backing off while it does
+not) and reruns the whole page once when the job is over; a page with no active job draws no
+polled fragment, so an idle page does no work at all.
 """
 
 from __future__ import annotations
 
 import streamlit as st
 
-from app import data, ui
+from app import data, poll, ui
 
-POLL_S = 1.0
 ACTIVE = ("queued", "waiting", "running")
 LAST_SUBMITTED = "jobs_last_submitted"  # shared with app/jobs_panel.py
 
@@ -75,18 +75,21 @@ def last_failure(kind: str, key: str, **match) -> str | None:
 
 
 def follow(job, what: str, *, key: str) -> None:
-    """The active ``job``'s progress, redrawn every ``POLL_S`` s; one full rerun when it is over,
-    which then draws the result from the cache (and stops polling)."""
+    """The active ``job``'s progress, redrawn while it moves (``app/poll.py``); one full rerun when
+    it is over, which then draws the result from the cache (and stops polling)."""
     from app.jobs_panel import job_line
 
     job_id = job.id
 
-    @st.fragment(run_every=POLL_S)
+    @st.fragment
     def _poll() -> None:
         now = queue().get(job_id)
         if now is None or now.state not in ACTIVE:
+            poll.reset(f"follow_{key}")
             st.rerun(scope="app")
             return
+        changed = (now.state, now.stage, now.done, now.total, now.cancel_requested)
+        poll.ticker(f"follow_{key}", poll.backoff(f"follow_{key}", changed))
         frac = now.done / now.total if now.total else 0.0
         with st.container(key=key):
             st.progress(min(max(frac, 0.0), 1.0), text=f"{what} · job #{job_id} · {job_line(now)}")

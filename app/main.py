@@ -29,8 +29,8 @@ pages = [
 ]
 
 page = st.navigation(pages, position="hidden" if present else "sidebar")
-if not present:
+page.run()
+if not present:  # below the page's own sidebar controls (Explore's Run / Space / Layer come first)
     from app import jobs_panel
 
     jobs_panel.render()  # every page: the backend job queue's running/queued/finished jobs
-page.run()

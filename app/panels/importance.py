@@ -14,6 +14,7 @@ from collections.abc import Callable
 import streamlit as st
 
 from app import jobs_view
+from backend.analysis.importance.defaults import ATTENTION as DEFAULT_ATTENTION
 from backend.plots import importance as plots
 
 TABLE = "importance_table"
@@ -66,7 +67,7 @@ def render(view, go_to: Callable[[int], None]) -> None:
         with cols[2]:
             jobs_view.follow(job, "Step importance", key="importance_progress")
     else:
-        with_attention = cols[1].checkbox("with attention", value=True, key="importance_attention")
+        with_attention = cols[1].checkbox("with attention", value=DEFAULT_ATTENTION, key="importance_attention")
         label = "Recompute importance" if payload else "Compute importance"
         if cols[0].button(label, key="importance_compute", help="Ablate every step (teacher-forced) and score L̂"):
             params = {"key": run.key, "attention": bool(with_attention)}

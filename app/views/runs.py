@@ -37,6 +37,8 @@ CPU_TOKENS_PER_S = 400  # SmolLM2-135M forward throughput on this 2-core CPU (do
 # backend.engine.models.DEFAULT_MODEL (tests/unit/test_app_no_compute.py checks they agree): importing
 # that module would import torch into the page
 DEFAULT_MODEL = "smollm2-135m"
+MAX_NEW_TOKENS = 4096  # the most tokens a run from this page generates (the field says so when exceeded)
+MAX_NEW_HELP = f"Tokens the model may generate, 1 to {MAX_NEW_TOKENS:,}"
 WARN_ABOVE_S = 60.0  # backend.jobs.estimates.WARN_ABOVE_S: say so when a job should take over a minute
 MAX_SAMPLES = 64  # the batch kind's bound on K samples per question (it refuses more at submit)
 UPLOADS_DIR = "uploads"  # <cache>/uploads/<sha256>.<ext>: files the Import tab saved for a batch job
@@ -169,6 +171,16 @@ def _library(store) -> None:
 
 
 # ----------------------------------------------------------------------------- new run
+def max_new_refusal(max_new: int) -> str | None:
+    """The message for a Max new tokens the page does not start (None if it is fine)."""
+    if 1 <= max_new <= MAX_NEW_TOKENS:
+        return None
+    return (
+        f"Max new tokens {max_new:,} is more than {MAX_NEW_TOKENS:,}, the most this page generates for one run: "
+        "lower it, or import a longer trajectory instead."
+    )
+
+
 def estimate_cost(trajectory: str | None, answer: str | None, max_new_tokens: int, cuts: str) -> dict:
     """Rough cost before starting (no tokenizer loaded): trajectory tokens ≈ chars / 4; forward
     tokens n + C·m (``backend.pipeline.run.estimate_probe_tokens``, without importing the pipeline)."""
@@ -217,7 +229,9 @@ def _new_run_form(store) -> None:
             help="Paste a chain of thought to analyze it; leave empty to generate one",
         )
         g1, g2, g3, g4 = st.columns(4)
-        max_new = g1.number_input("Max new tokens", 1, 4096, 256, key="runs_new_max_tokens")
+        max_new = g1.number_input(  # no max_value: a too large number gets a message, not a red field
+            "Max new tokens", min_value=1, value=256, step=1, key="runs_new_max_tokens", help=MAX_NEW_HELP
+        )
         temperature = g2.number_input("Temperature (0 = greedy)", 0.0, 2.0, 0.0, 0.1, key="runs_new_temperature")
         top_p = g3.number_input("Top-p", 0.05, 1.0, 1.0, 0.05, key="runs_new_top_p")
         seed = g4.number_input("Seed", 0, 2**31 - 1, 0, key="runs_new_seed")
@@ -234,6 +248,10 @@ def _new_run_form(store) -> None:
             "the question in the Dataset page's Samples view; temperature 0 samples at 0.7",
         )
         submitted = st.form_submit_button("Estimate cost")
+    if submitted and (refusal := max_new_refusal(int(max_new))):
+        st.session_state.pop(PENDING, None)
+        st.error(refusal)
+        return
     if submitted:
         params = {  # the ``run`` kind's params: RunRequest fields (docs/jobs.md)
             "question": question,
@@ -431,7 +449,19 @@ def _import_jsonl(store) -> None:
     )
     c1, c2, c3 = st.columns(3)
     model = c1.text_input("Model", value=DEFAULT_MODEL, key="runs_import_model").strip() or DEFAULT_MODEL
-    max_new = int(c2.number_input("Max new tokens (generated lines)", 1, 4096, 256, key="runs_import_max_tokens"))
+    max_new = int(
+        c2.number_input(
+            "Max new tokens (generated lines)",
+            min_value=1,
+            value=256,
+            step=1,
+            key="runs_import_max_tokens",
+            help=MAX_NEW_HELP,
+        )
+    )
+    if refusal := max_new_refusal(max_new):
+        st.error(refusal)
+        return
     samples = int(
         c3.number_input(
             "Samples per question",

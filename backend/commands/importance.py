@@ -1,8 +1,9 @@
-"""``raml importance KEY [--attention] [--every-boundary] [--json]``: step importance of a run
+"""``raml importance KEY [--attention | --no-attention] [--every-boundary] [--json]``: step importance of a run
 (an ``importance`` job; ``--detach`` only queues it)."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 
@@ -39,8 +40,22 @@ def cmd_importance(args) -> int:
 def register(subparsers) -> None:
     p = subparsers.add_parser("importance", help="step importance of a run: ablation (and --attention)")
     add_key_argument(p)
-    p.add_argument("--attention", action="store_true", help="also the answer probe's attention per step")
-    p.add_argument("--every-boundary", action="store_true", help="score every later boundary, not only the end")
+    from backend.analysis.importance.defaults import ATTENTION as DEFAULT_ATTENTION
+    from backend.analysis.importance.defaults import EVERY_BOUNDARY as DEFAULT_EVERY_BOUNDARY
+
+    on_off = {True: "on", False: "off"}
+    p.add_argument(
+        "--attention",
+        action=argparse.BooleanOptionalAction,
+        default=DEFAULT_ATTENTION,
+        help=f"also the answer probe's attention per step (default: {on_off[DEFAULT_ATTENTION]}, as in Explore)",
+    )
+    p.add_argument(
+        "--every-boundary",
+        action=argparse.BooleanOptionalAction,
+        default=DEFAULT_EVERY_BOUNDARY,
+        help=f"score every later boundary, not only the end (default: {on_off[DEFAULT_EVERY_BOUNDARY]})",
+    )
     p.add_argument("--top", type=int, default=20, help="steps listed (most important first)")
     p.add_argument("--json", action="store_true")
     add_detach(p)

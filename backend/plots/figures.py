@@ -366,16 +366,32 @@ def path_figure(
         )
     _layout(fig, height=height, scale=scale, title=title)
     fig.update_layout(clickmode="event+select", dragmode="pan", showlegend=False)
-    ranges = []
-    for axis in (0, 1):  # pad so the first/last arrows and their labels are never clipped
-        lo, hi = float(np.nanmin(coords[:, axis])), float(np.nanmax(coords[:, axis]))
-        pad = 0.08 * (hi - lo) if hi > lo else max(abs(lo) * 0.1, 1e-3)
-        ranges.append([lo - pad, hi + pad])
+    ranges = path_ranges(coords)
     fig.update_xaxes(title_text=axis_titles[0], zeroline=False, range=ranges[0])
     fig.update_yaxes(title_text=axis_titles[1], zeroline=False, range=ranges[1])
     if cursor is not None:
         set_path_cursor(fig, coords, int(cursor))
     return fig
+
+
+def path_ranges(coords: np.ndarray) -> list[list[float]]:
+    """Axis ranges of a 2-D path ``[B, 2]``, padded so the first/last arrows and their labels are
+    never clipped. An axis whose spread is rounding noise next to the other's (a 2-point path has
+    one PCA direction: its second coordinate is ~1e-16) is centred on its mean with the other
+    axis' span, so its ticks read 0 instead of "1f / −1f"."""
+    spans = [float(np.nanmax(coords[:, a]) - np.nanmin(coords[:, a])) for a in (0, 1)]
+    scale = max(spans)
+    ranges = []
+    for axis in (0, 1):
+        lo, hi = float(np.nanmin(coords[:, axis])), float(np.nanmax(coords[:, axis]))
+        if spans[axis] > 1e-9 * scale:
+            pad = 0.08 * (hi - lo)
+            ranges.append([lo - pad, hi + pad])
+            continue
+        centre = (lo + hi) / 2 if abs(lo + hi) / 2 > 1e-9 * scale else 0.0
+        half = 0.58 * scale if scale > 0 else max(abs(centre) * 0.1, 1e-3)
+        ranges.append([centre - half, centre + half])
+    return ranges
 
 
 def set_path_cursor(fig: go.Figure, coords: np.ndarray, cursor: int, size: int = 26) -> go.Figure:

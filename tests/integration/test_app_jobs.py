@@ -233,11 +233,27 @@ def run_every_seen(monkeypatch):
     return seen
 
 
-def test_the_idle_page_never_polls_and_an_active_job_does(own, no_worker, run_every_seen, monkeypatch):
+@pytest.fixture()
+def tickers_seen(monkeypatch):
+    """(name, delay) of every poll timer the page arms (``app/poll.py``)."""
+    from app import poll
+
+    seen = []
+    monkeypatch.setattr(poll, "ticker", lambda name, delay_s, on_tick=None: seen.append((name, delay_s)))
+    return seen
+
+
+def test_the_idle_page_never_polls_and_an_active_job_does(own, no_worker, run_every_seen, tickers_seen, monkeypatch):
     store, key = own
     at = _app(store.root, monkeypatch, run=key)
     _no_exception(at)
     assert run_every_seen and all(r is None for r in run_every_seen), run_every_seen  # nothing re-runs by itself
+    assert tickers_seen == []  # and no poll timer is armed
+    from backend.analysis.importance.defaults import ATTENTION as DEFAULT_ATTENTION
+
+    assert at.checkbox(key="importance_attention").value is DEFAULT_ATTENTION  # the CLI's default too
     at.button(key="importance_compute").click().run()
     _no_exception(at)
-    assert any(r is not None for r in run_every_seen)  # the panel and the jobs sidebar follow the job
+    names = {name for name, _ in tickers_seen}
+    assert "jobs_panel" in names and any(n.startswith("follow_") for n in names), tickers_seen
+    assert all(r is None for r in run_every_seen)  # polls are timed by the server's backoff, not run_every

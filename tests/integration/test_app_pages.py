@@ -417,3 +417,14 @@ def test_estimate_cost_grows_with_trajectory_and_cut_density():
     assert short["n_tokens"] == 100 and long["probe_tokens"] > short["probe_tokens"] > 0
     assert sparse["probe_tokens"] < long["probe_tokens"]
     assert estimate_cost(None, None, 128, "all")["n_tokens"] == 128
+
+
+def test_runs_new_run_form_says_why_a_huge_max_new_tokens_is_refused(cache, monkeypatch):
+    store, _, _ = cache
+    at = _app(store.root, monkeypatch)
+    at.switch_page("views/runs.py").run()
+    at.text_area(key="runs_new_question").input("What is 7 - 4?")
+    at.number_input(key="runs_new_max_tokens").set_value(100_000)
+    _button(at, "Estimate cost").click().run()
+    assert not at.exception
+    assert any("100,000 is more than 4,096" in e.value for e in at.error), [e.value for e in at.error]

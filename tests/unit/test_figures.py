@@ -127,6 +127,23 @@ def test_path_figure_colours_by_loss_and_marks_cursor():
     assert lo < 0.0 and hi > 2.5  # padded so no arrow is clipped
 
 
+def test_two_point_path_has_no_femto_ticks():
+    """PCA of two points has one direction: the second coordinate is rounding noise (±1e-16);
+    its axis must span like the other one (ticks 0, ±0.5), not ±1e-15 ("1f / −1f")."""
+    coords = np.array([[-0.7, 1.2e-16], [0.7, -0.9e-16]])
+    fig = figures.path_figure(coords, np.array([3.0, 2.0]), cursor=0, axis_titles=("PC1", "PC2"))
+    (xlo, xhi), (ylo, yhi) = fig.layout.xaxis.range, fig.layout.yaxis.range
+    assert xlo < -0.7 and xhi > 0.7
+    assert yhi - ylo == pytest.approx(xhi - xlo, rel=0.05) and ylo < 0.0 < yhi
+    assert abs(ylo + yhi) < 1e-12  # centred on 0: the noise is not a position
+
+
+def test_path_ranges_of_a_real_path_pad_the_data():
+    coords = np.array([[0.0, 0.0], [1.0, 1e-3], [2.0, -2e-3]])  # small but real spread on y
+    (xlo, xhi), (ylo, yhi) = figures.path_ranges(coords)
+    assert xlo < 0.0 and xhi > 2.0 and ylo < -2e-3 and 1e-3 < yhi < 0.01
+
+
 def test_path_figure_rejects_mismatched_shapes():
     with pytest.raises(ValueError, match=r"\[B, 2\]"):
         figures.path_figure(np.zeros((3, 3)), np.zeros(3))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from backend.analysis.importance import defaults
 from backend.jobs import params as P
 from backend.jobs.kinds.common import short
 from backend.jobs.kinds.models import model_for_run
@@ -14,8 +15,8 @@ from backend.jobs.queue import JobContext
 @dataclass(frozen=True)
 class ImportanceParams:
     key: str
-    attention: bool = True
-    every_boundary: bool = False
+    attention: bool = defaults.ATTENTION  # the one set of defaults, shared with the CLI and Explore
+    every_boundary: bool = defaults.EVERY_BOUNDARY
 
     def checked(self, store, kind: str) -> ImportanceParams:
         return replace(self, key=P.resolve_key(store, self.key, kind))
