@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import sys
 
-from backend.commands.common import add_detach, add_key_argument, add_quiet, open_run, run_job
+from backend.commands.common import add_detach, add_key_argument, add_quiet, open_run, run_job, store
 from backend.errors import RamlError
 
 

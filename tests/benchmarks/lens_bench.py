@@ -102,7 +102,10 @@ def draw(result: dict, path: str) -> None:
         f"({result['tokens']} training tokens, {result['steps']} steps)"
     )
     if result.get("drop_last"):  # a saved result whose last layer was read through the final norm twice
-        result = {**result, **{k: result[k][:-1] for k in ("kl_logit", "kl_tuned", "answer_nll_logit", "answer_nll_tuned")}}
+        result = {
+            **result,
+            **{k: result[k][:-1] for k in ("kl_logit", "kl_tuned", "answer_nll_logit", "answer_nll_tuned")},
+        }
         title += ", layers 0..L-2"
     fig = lens_quality_figure(result, title=title, height=360)
     fig.write_image(path, width=1000, height=360, scale=1.5)
