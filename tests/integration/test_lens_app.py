@@ -3,6 +3,7 @@ line what to do when there is none, and the switch keeps the URL in step."""
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 from pathlib import Path
@@ -35,7 +36,11 @@ def _app(root, monkeypatch, **params) -> AppTest:
 def _lens_z(at) -> np.ndarray:
     for el in at.get("plotly_chart"):
         if el.proto.id.endswith("explore_lens_chart"):
-            return np.array(json.loads(el.proto.spec)["data"][0]["z"], dtype=float)
+            z = json.loads(el.proto.spec)["data"][0]["z"]
+            if isinstance(z, dict):  # plotly's typed-array encoding: {"dtype", "bdata", "shape"}
+                shape = [int(n) for n in str(z["shape"]).split(",")]
+                return np.frombuffer(base64.b64decode(z["bdata"]), dtype=z["dtype"]).reshape(shape).astype(float)
+            return np.array(z, dtype=float)
     raise AssertionError("no lens chart")
 
 
