@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 import torch
@@ -42,8 +43,9 @@ class TunedLens:
 
     def __init__(self, base: LogitLens, n_layers: int, d: int, *, bias: bool = True):
         self.base, self.n_layers, self.d, self.bias = base, n_layers, d, bias
-        self.translators = nn.ModuleList(nn.Linear(d, d, bias=bias) for _ in range(n_layers))
-        for t in self.translators:
+        linears = [nn.Linear(d, d, bias=bias) for _ in range(n_layers)]
+        self.translators = nn.ModuleList(linears)
+        for t in linears:
             nn.init.zeros_(t.weight)
             if bias:
                 nn.init.zeros_(t.bias)
@@ -53,7 +55,7 @@ class TunedLens:
         """The untrained lens of a model: every translator zero (= the logit lens)."""
         base = arch.lens if isinstance(arch.lens, LogitLens) else LogitLens(arch.final_norm, arch.lm_head)
         weight = getattr(arch.lm_head, "weight", None)
-        d = int(weight.shape[1]) if isinstance(weight, torch.Tensor) else int(arch.base.config.hidden_size)
+        d = int(weight.shape[1]) if isinstance(weight, torch.Tensor) else int(arch.base.config.hidden_size)  # type: ignore[union-attr, arg-type]
         return cls(base, arch.n_layers, d)
 
     # ------------------------------------------------------------------ the Lens protocol
@@ -62,7 +64,7 @@ class TunedLens:
         layer and ``None``, i.e. the model's own final state, pass through unchanged)."""
         if layer is None or layer >= self.n_layers - 1:
             return hidden
-        translator = self.translators[layer + 1]
+        translator = cast(nn.Linear, self.translators[layer + 1])
         x = hidden.to(translator.weight.dtype)
         return (x + translator(x)).to(hidden.dtype)
 
@@ -278,7 +280,7 @@ def unembed_hash(lm_head: nn.Module) -> str:
     """tuned-lens' ``Unembed.unembedding_hash``: sha256 of ``np.array_str(W, precision=1)`` of the LM head."""
     import hashlib
 
-    weight = lm_head.weight.detach().cpu().float().numpy()
+    weight = cast(torch.Tensor, lm_head.weight).detach().cpu().float().numpy()
     return hashlib.sha256(np.array_str(weight, precision=1).encode()).hexdigest()
 
 

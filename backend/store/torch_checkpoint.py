@@ -102,18 +102,18 @@ def _run(program: bytes, where: str):
         elif name in ("BINUNICODE", "SHORT_BINUNICODE", "UNICODE", "BINUNICODE8"):
             stack.append(str(arg))
         elif name in ("BININT", "BININT1", "BININT2", "LONG1", "INT", "LONG"):
-            stack.append(int(arg))
+            stack.append(int(arg))  # type: ignore[arg-type]  # these opcodes always carry a number
         elif name == "BINFLOAT":
-            stack.append(float(arg))
+            stack.append(float(arg))  # type: ignore[arg-type]
         elif name in ("NEWTRUE", "NEWFALSE", "NONE"):
             stack.append({"NEWTRUE": True, "NEWFALSE": False, "NONE": None}[name])
         elif name == "EMPTY_TUPLE":
             stack.append(())
         elif name in ("TUPLE1", "TUPLE2", "TUPLE3"):
             n = int(name[-1])
-            items = tuple(stack[-n:])
+            members = tuple(stack[-n:])
             del stack[-n:]
-            stack.append(items)
+            stack.append(members)
         elif name == "TUPLE":
             stack.append(tuple(pop_mark()))
         elif name == "EMPTY_DICT":
@@ -187,7 +187,7 @@ def read_state_dict(path: str | Path) -> dict[str, np.ndarray]:
             if not isinstance(key, str) or not isinstance(tensor, _Tensor):
                 raise CheckpointError(f"{where}: entry {key!r} is not a tensor")
             storage = tensor.storage
-            raw = np.frombuffer(archive.read(f"{prefix}data/{storage.key}"), dtype=storage.dtype)
+            raw: np.ndarray = np.frombuffer(archive.read(f"{prefix}data/{storage.key}"), dtype=storage.dtype)
             if raw.size != storage.numel:
                 raise CheckpointError(
                     f"{where}: storage {storage.key} holds {raw.size} values, its record says {storage.numel}"
