@@ -2,7 +2,7 @@
 
 Idle: with no job queued or running, an open Explore tab gets no websocket frame over a window
 (no fragment polls, no rerun; counted frames, not time). Active: a job that waits for the device
-lock (held here, as behind another process's job) is shown running; once the lock is released it
+lock (held here, as behind another process's job) is shown waiting for the device; once the lock is released it
 runs and the same, untouched page shows it finished (the jobs panel's backed-off poll). Waits are
 conditions with deadlines."""
 
@@ -71,6 +71,9 @@ def test_idle_page_gets_no_frames_and_a_running_job_still_shows_up(explore_app, 
     frames = _count_frames(page)
     page.goto(f"{url}/?run={key}&step=0", wait_until="domcontentloaded")
     page.wait_for_function("() => document.body.classList.contains('raml-live')", timeout=DEADLINE_MS)
+    page.wait_for_function(  # the first render's follow-up: the window height reached the server, views sized
+        "() => window.__ramlStepper && window.__ramlStepper.data.viewport_h === innerHeight", timeout=DEADLINE_MS
+    )
     _wait_quiet(page, frames)
     assert frames[0] > 0, "the frame counter saw the page's own render"
     before = frames[0]
