@@ -85,10 +85,10 @@ def validate(run: RunData, step: int, samples: int, settings: GenerationSettings
         raise InputError("--temperature 0 is greedy: every sample would be the same; use --temperature > 0")
 
 
-def check_edit(run: RunData, step: int, text: str, regenerate: bool) -> None:
+def check_edit(run: RunData, step: int, text: str, regenerate: bool, loaded: LoadedModel | None = None) -> None:
     """Every limit of an edit, before any weights load: the step exists, the text is not empty
     and not over ``MAX_EDIT_CHARS``, and (the rest kept) the edited trajectory fits the model's
-    context, counted with its tokenizer only. One-line ``InputError``s."""
+    context, counted with its tokenizer only (``loaded``'s when given). One-line ``InputError``s."""
     _check_step(run, step)
     if not isinstance(text, str) or not text.strip():
         raise InputError("the edited step is empty (to drop a step, see `raml importance`)")
@@ -99,7 +99,7 @@ def check_edit(run: RunData, step: int, text: str, regenerate: bool) -> None:
     rest = "".join(run.steps["text"].iloc[step:])
     request = _branch_request(run, prefix_text(run, step) + text + rest, {"kind": "edit"}, run.label)
     try:
-        check_before_load(request, provider.registered(run.model_name))  # tokenizer and config only
+        check_before_load(request, loaded)  # tokenizer and config only (else the registered model's, else disk)
     except ContextTooLongError as exc:  # a branch has no --truncate: say what to do instead
         message = str(exc).replace("use --truncate to keep its last part", "shorten the edited step")
         raise ContextTooLongError(f"edited trajectory: {message}") from None
@@ -220,7 +220,7 @@ def edit(
     settings = settings or GenerationSettings()
     report = progress or (lambda stage, done, total: None)
     run = store.open(key)
-    check_edit(run, step, text, regenerate)
+    check_edit(run, step, text, regenerate, loaded)
     _check_sampling(1, settings)
     loaded = _model_for(run, loaded)
     prefix = prefix_text(run, step) + text

@@ -89,7 +89,13 @@ class RunRequest:
 
 
 def check_before_load(req: RunRequest, loaded: LoadedModel | None = None) -> None:
-    """Every limit that needs the model, checked with its tokenizer and config only (no weights)."""
+    """Every limit that needs the model, checked with its tokenizer and config only (no weights).
+    ``loaded`` if given, else the model registered in memory under ``req.model`` (backend.engine.provider:
+    such a name need not resolve on disk), else the model's config and tokenizer read from disk."""
+    if loaded is None:
+        from backend.engine import provider
+
+        loaded = provider.registered(req.model)
     if loaded is not None:
         from backend.engine.architecture import locate
 
