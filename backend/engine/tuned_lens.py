@@ -111,7 +111,9 @@ def _key_order(name: str) -> tuple[int, str]:
 
 def kl_to_final(final_log_probs: torch.Tensor, lens_logits: torch.Tensor) -> torch.Tensor:
     """Mean over positions of KL(p_final ‖ p_lens) (nats): ``[N, V]`` log-probs, ``[N, V]`` logits."""
-    lens_log_probs = torch.log_softmax(lens_logits.float(), dim=-1)
+    from backend.engine import forward
+
+    lens_log_probs = forward.log_probs(lens_logits)
     return (final_log_probs.exp() * (final_log_probs - lens_log_probs)).sum(-1).mean()
 
 
@@ -156,7 +158,7 @@ def _layer_states(arch: Architecture, model: nn.Module, ids: torch.Tensor) -> tu
 
     with forward.hooks([forward.on_output(layer, keep(i)) for i, layer in enumerate(arch.layers)]):
         out = model(input_ids=ids)
-    return states, torch.log_softmax(out.logits.float(), dim=-1)
+    return states, forward.log_probs(out.logits)
 
 
 class _FrozenModel:
@@ -253,7 +255,7 @@ def layer_kl(
 
 
 @torch.no_grad()
-def answer_lens_loss(
+def answer_lens_by_layer(
     model: nn.Module, arch: Architecture, lens, examples: Sequence[tuple[list[int], list[int]]]
 ) -> np.ndarray:
     """Per-layer answer NLL ``[L]`` (nats) through ``lens``: for each (context ids, answer ids) the mean

@@ -31,6 +31,11 @@ def text_sha256(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def bytes_sha256(data: bytes) -> str:
+    """Full sha256 hex digest of ``data``."""
+    return hashlib.sha256(data).hexdigest()
+
+
 def file_sha256(path: str | Path) -> str:
     """Full sha256 hex digest of a file's bytes, read in 1 MiB blocks."""
     h = hashlib.sha256()

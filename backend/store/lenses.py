@@ -11,7 +11,6 @@ model fingerprint, or whose file does not match its checksum, is refused with on
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ import numpy as np
 
 from backend.errors import CacheError
 from backend.store import atomic, schema
+from backend.store.hashing import bytes_sha256
 
 FORMAT = "raml-tuned-lens/1"
 _FINGERPRINT = re.compile(r"^[0-9A-Za-z._-]{1,128}\Z")
@@ -60,7 +60,7 @@ def save_lens(root: str | Path, fingerprint: str, arrays: dict[str, np.ndarray],
         **config,
         "format": FORMAT,
         "model_fingerprint": fingerprint,
-        "params_sha256": hashlib.sha256(blob).hexdigest(),
+        "params_sha256": bytes_sha256(blob),
     }
     atomic.write_json(folder / schema.LENS_CONFIG_FILE, full, indent=1)
     return folder
@@ -93,7 +93,7 @@ def read_params(path: Path, expected_sha256: str | None = None) -> dict[str, np.
         blob = path.read_bytes()
     except OSError as exc:
         raise LensError(f"{path}: cannot read ({atomic.os_reason(exc)})") from None
-    if expected_sha256 and hashlib.sha256(blob).hexdigest() != expected_sha256:
+    if expected_sha256 and bytes_sha256(blob) != expected_sha256:
         raise LensError(
             f"{path}: does not match the checksum in its config (damaged or replaced); train the lens again"
         )

@@ -10,11 +10,12 @@ numbers are measured on text the lens never saw.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from backend.store.hashing import text_sha256
 
 ASSETS = Path(__file__).resolve().parents[3] / "assets"
 QUESTION_FILES = (ASSETS / "questions" / "math_logic.jsonl", ASSETS / "demo" / "worked_traces.jsonl")
@@ -45,8 +46,7 @@ class Corpus:
 
 
 def is_held_out(question: str) -> bool:
-    digest = hashlib.sha256(question.strip().encode()).digest()
-    return digest[0] % HELD_OUT_EVERY == 0
+    return int(text_sha256(question.strip())[:2], 16) % HELD_OUT_EVERY == 0  # the digest's first byte
 
 
 def bundled_examples() -> list[Example]:
@@ -116,7 +116,7 @@ def build(
         add(ex, ex.source)
     if generate is None:
         return corpus
-    prompts = sorted({ex.question for ex in examples}, key=lambda q: hashlib.sha256(q.encode()).hexdigest())
+    prompts = sorted({ex.question for ex in examples}, key=text_sha256)
     train_q = [q for q in prompts if not is_held_out(q)]
     held_q = [q for q in prompts if is_held_out(q)]
     for i, q in enumerate(held_q[:held_out_generations]):

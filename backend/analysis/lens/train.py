@@ -68,8 +68,8 @@ def quality(loaded, lens, corpus: text.Corpus) -> dict:
     out = {
         "kl_logit": tl.layer_kl(loaded.model, arch, arch.lens, corpus.held_out).tolist(),
         "kl_tuned": tl.layer_kl(loaded.model, arch, lens, corpus.held_out).tolist(),
-        "answer_nll_logit": tl.answer_lens_loss(loaded.model, arch, arch.lens, corpus.held_out_answers).tolist(),
-        "answer_nll_tuned": tl.answer_lens_loss(loaded.model, arch, lens, corpus.held_out_answers).tolist(),
+        "answer_nll_logit": tl.answer_lens_by_layer(loaded.model, arch, arch.lens, corpus.held_out_answers).tolist(),
+        "answer_nll_tuned": tl.answer_lens_by_layer(loaded.model, arch, lens, corpus.held_out_answers).tolist(),
         "held_out_tokens": sum(len(s) for s in corpus.held_out),
         "held_out_answers": len(corpus.held_out_answers),
     }
