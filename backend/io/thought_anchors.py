@@ -194,5 +194,12 @@ def rollout_records(folder: Path, base: QuestionRecord) -> Iterator[QuestionReco
             )
             if isinstance(record, QuestionRecord):
                 record.segmentation = SEGMENTATION
-                record.branch = {"of": base.id, "branch_at": k, "kind": "resample", "source": "thought-anchors"}
+                # their chunk k (0-based) is step k + 1 here (steps count from 1, docs/architecture.md)
+                record.branch = {
+                    "of": base.id,
+                    "branch_at": k + 1,
+                    "step_base": 1,
+                    "kind": "resample",
+                    "source": "thought-anchors",
+                }
             yield record

@@ -257,7 +257,7 @@ def test_dataset_claims_write_failure_warns_and_returns_the_result(cache, fault,
     assert len(lines) == 2 and not got.from_cache  # the run's digest and the set's report
     normal = dataset_claims(store, [run.key], settings)
     assert not normal.from_cache and dataset_claims(store, [run.key], settings).from_cache
-    _written(store, run, schema.CLAIMS_DIGEST, settings.params())
+    _written(store, run, schema.CLAIMS_DIGEST, settings.digest_params())
     for name in ("descent", "descent_summary", "reflection_words", "inner_loop"):
         pd.testing.assert_frame_equal(getattr(got, name), getattr(normal, name))
     np.testing.assert_array_equal(got.curves, normal.curves)

@@ -40,7 +40,7 @@ def test_rollouts_are_records_that_branch_the_base(tmp_path):
     base, *rollouts = records
     assert base.segmentation == "thought-anchors" and base.source["n_chunks"] == 4
     assert [(r.branch["branch_at"], r.id.rsplit("/", 1)[-1]) for r in rollouts] == [
-        (0, "chunk_0#0"), (0, "chunk_0#1"), (1, "chunk_1#0"), (1, "chunk_1#1"), (2, "chunk_2#0"), (2, "chunk_2#1"),
+        (1, "chunk_0#0"), (1, "chunk_0#1"), (2, "chunk_1#0"), (2, "chunk_1#1"), (3, "chunk_2#0"), (3, "chunk_2#1"),
     ]  # fmt: skip
     assert all(r.branch["of"] == base.id and r.branch["kind"] == "resample" for r in rollouts)
     chunks = json.loads((folder / "chunks.json").read_text())["chunks"]
@@ -87,15 +87,15 @@ def test_batch_imports_rollouts_as_branches_and_counterfactual_uses_them(tmp_pat
     assert [" ".join(t.split()) for t in base.steps["text"]] == chunks  # their chunking exactly
     assert base.segmentation == "thought-anchors" and base.origin["n_chunks"] == 4
     children = tree(store, base_key)
-    assert sorted(c["branch_at"] for c in children) == [0, 0, 1, 1, 2, 2]
+    assert sorted(c["branch_at"] for c in children) == [1, 1, 2, 2, 3, 3]  # their chunk k is step k + 1
     assert all(c["kind"] == "resample" for c in children)
     branch = store.open(children[0]["key"])
     assert branch.parent == base_key and branch.origin["format"] == "thought-anchors-rollout"
     rows = {r["step"]: r for r in counterfactual(store, base_key)}
-    assert sorted(rows) == [0, 1, 2] and rows[0]["n_resampled"] == 2
-    assert rows[0]["accuracy_delta"] == 0.5  # kept (the chunk-1 rollouts, both correct) minus resampled (one of two)
-    assert rows[0]["answer_kl"] > 0 and rows[1]["answer_kl"] == 0
-    assert rows[2]["kept_is_parent"] is True
+    assert sorted(rows) == [1, 2, 3] and rows[1]["n_resampled"] == 2
+    assert rows[1]["accuracy_delta"] == 0.5  # kept (the chunk-1 rollouts, both correct) minus resampled (one of two)
+    assert rows[1]["answer_kl"] > 0 and rows[2]["answer_kl"] == 0
+    assert rows[3]["kept_is_parent"] is True
     again = run_batch(BatchSpec(root, FieldMap.build("thought-anchors"), show_progress=False), template, store)
     assert again.summary() == "0 computed, 7 cached, 0 failed"
     _agreement_of_the_three_methods(store, base_key, capsys)
