@@ -70,6 +70,8 @@ def check_input_path(path: str | os.PathLike, what: str) -> Path:
     p = Path(path)
     try:
         mode = p.stat().st_mode
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file or folder") from None
     except OSError as exc:
         raise InputError(f"cannot read {what} {path}: {exc.strerror}") from None
     if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
