@@ -148,6 +148,8 @@ def test_limit_keeps_the_first_questions_and_their_errors_only(tmp_path, tiny_mo
 
 
 def test_unreadable_question_file_is_one_line(tmp_path, capsys):
-    assert main(["--cache-dir", str(tmp_path / "c"), "batch", str(tmp_path / "nope.jsonl"), "--quiet"]) == 2  # bad input
+    assert (
+        main(["--cache-dir", str(tmp_path / "c"), "batch", str(tmp_path / "nope.jsonl"), "--quiet"]) == 2
+    )  # bad input
     err = capsys.readouterr().err
     assert f"error: {tmp_path / 'nope.jsonl'}: no such file or folder" in err and "Traceback" not in err
