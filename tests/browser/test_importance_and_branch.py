@@ -85,6 +85,9 @@ def test_the_step_a_button_acts_on_is_the_step_on_screen(tmp_path, tiny_model_di
         page.goto(f"{url}/?run={key}&step=1", wait_until="domcontentloaded")
         page.locator(".st-key-importance_strip .js-plotly-plot").first.wait_for(timeout=FIRST_PAGE_MS)
         page.wait_for_function("() => document.body.classList.contains('raml-live')", timeout=FIRST_PAGE_MS)
+        page.wait_for_function(  # the first render's follow-up: the window height reached the server, views sized
+            "() => window.__ramlStepper && window.__ramlStepper.data.viewport_h === innerHeight", timeout=FIRST_PAGE_MS
+        )
 
         best = _top_step(page)
         page.locator("#raml-step-label").click()  # focus the page (a click also mirrors the step)
@@ -158,13 +161,14 @@ def _top_step(page) -> int:
 
 def _tick_first_row(page, step: int, deadline_s: float = 90.0) -> None:
     """Tick the first row's checkbox (the grid is a canvas: click its row-marker cell), again until
-    the selection took (a click during a rerun's redraw is dropped), with a deadline."""
+    the selection took (a click during a rerun's redraw is dropped), with a deadline; the grid is
+    scrolled to and measured again on each try, since a rerun can move it (below the viewport)."""
     import time
 
     grid = page.locator(".st-key-importance_table [data-testid='stDataFrameResizable']").first
-    grid.scroll_into_view_if_needed()
     end = time.monotonic() + deadline_s
     while True:
+        grid.scroll_into_view_if_needed()  # each try: a rerun that resizes the views moves the grid
         box = grid.bounding_box()
         page.mouse.click(box["x"] + 18, box["y"] + 35 + 17)  # row marker column, first data row
         try:
