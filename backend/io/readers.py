@@ -185,22 +185,7 @@ def _as_folder_error(item: Item) -> Item:
     return item
 
 
-def _jsonl_items(path: Path, fields: FieldMap, reveal: bool = True) -> Iterator[Item]:
-    source = str(path)
-    try:
-        stream = path.open("rb")
-    except OSError as exc:
-        yield LineError(source, 0, None, f"cannot read file: {exc.strerror}")
-        return
-    with stream:
-        yield from _jsonl_stream_items(stream, source, fields, reveal=reveal)
-
-
-def _log_items(path: Path, layout: str, fields: FieldMap, reveal: bool = True) -> Iterator[Item]:
-    """An eval-pipeline log; without ``reveal`` no error quotes the log's own messages."""
-    if layout == "inspect":
-        yield from inspect_logs.iter_log(path, reveal=reveal)
-        return
+def _jsonl_items(path: Path, fields: FieldMap, reveal: bool = True, layout: str | None = None) -> Iterator[Item]:
     source = str(path)
     try:
         stream = path.open("rb")
@@ -209,6 +194,14 @@ def _log_items(path: Path, layout: str, fields: FieldMap, reveal: bool = True) -
         return
     with stream:
         yield from _jsonl_stream_items(stream, source, fields, layout, reveal)
+
+
+def _log_items(path: Path, layout: str, fields: FieldMap, reveal: bool = True) -> Iterator[Item]:
+    """An eval-pipeline log; without ``reveal`` no error quotes the log's own messages."""
+    if layout == "inspect":
+        yield from inspect_logs.iter_log(path, reveal=reveal)
+        return
+    yield from _jsonl_items(path, fields, reveal, layout)  # lm-eval and OpenAI-style logs are JSONL
 
 
 def sniff_rows(rows: Iterator[tuple[int, object]]) -> tuple[str, Iterator[tuple[int, object]]]:
