@@ -1,8 +1,7 @@
 """The length sweep (issue 23 item 1): engine time, engine / one-forward ratio and peak RSS against
 the trajectory length n, with every token a cut point and with a stride.
 
-    python tests/benchmarks/length_bench.py [--points tiny:1024,tiny:4096,tiny:16384,tiny:32768,
-        smollm2-135m:1024,smollm2-135m:4096] [--stride 16] [--modes all,stride]
+    python tests/benchmarks/length_bench.py [--points MODEL:N:CUTS,...] [--timeout-s 1800]
 
 Each (model, n, cuts) point runs in a fresh process, so its peak RSS is its own: build or load the
 model, warm up on 64 tokens, time one plain forward over prompt + trajectory (the better of two),
@@ -10,7 +9,12 @@ reset the process's peak RSS (``/proc/self/clear_refs``), run the engine once (`
 read the peak again. Ids are seeded random (``common.synthetic_request``: P = 40, m = 13 probe
 tokens, a step boundary every 20 tokens, so the 32k point has 1,639 boundaries with the lens grid).
 ``tiny`` is a random Llama of the test suite's tiny shape (4 layers, d = 64, 4 heads, 2 KV
-heads, SmolLM2's vocabulary of 49,152) with room for 40k positions; ``smollm2-135m`` the real one.
+heads) with room for 40k positions and a vocabulary of 1,024: with the suite's 49,152 its LM head
+(3.1M parameters against a 0.2M body) dominates the engine's readout of C·m_a answer rows, which a
+plain forward (one row) never pays; ``smollm2-135m`` is the real one (its LM head is a quarter of
+the model). The default points: every token and stride 16 at 1k and 4k (tiny) and 1k (SmolLM2),
+then coarser strides at 16k, 32k (tiny) and SmolLM2 at 4k, which fit this CPU's time; a point is
+``MODEL:N:CUTS`` with CUTS ``all`` or ``stride:K``.
 
 Goals: engine / forward within 1.2x of the floor 1 + C·m / (P + n) (≈ 1 + m for every token) at
 every n; the engine's extra peak RSS (peak during the engine − RSS before it) linear in n: its
@@ -33,17 +37,22 @@ from pathlib import Path
 
 from common import floor_ratio, peak_rss_mb, slope, synthetic_request
 
-DEFAULT_POINTS = "tiny:1024,tiny:4096,tiny:16384,tiny:32768,smollm2-135m:1024,smollm2-135m:4096"
+DEFAULT_POINTS = (
+    "tiny:1024:all,tiny:1024:stride:16,tiny:4096:all,tiny:4096:stride:16,smollm2-135m:1024:all,"
+    "smollm2-135m:1024:stride:16,tiny:16384:stride:256,smollm2-135m:4096:stride:64,tiny:32768:stride:1024"
+)
+TINY_VOCAB = 1024  # small, so the LM head (C·m_a rows × V) does not hide the body's scaling in n
 
 
-def tiny_long_model():
-    """The test suite's tiny Llama shape (tests/conftest.py ``build_tiny_model``), 40k positions."""
+def tiny_long_model(vocab: int = TINY_VOCAB):
+    """The test suite's tiny Llama shape (tests/conftest.py ``build_tiny_model``), 40k positions,
+    a vocabulary of ``vocab`` (the suite's 49,152 makes its LM head 15x its body)."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
     config = LlamaConfig(
-        vocab_size=49152,
+        vocab_size=vocab,
         hidden_size=64,
         intermediate_size=128,
         num_hidden_layers=4,
@@ -95,7 +104,7 @@ def one(model_name: str, n_tokens: int, cuts: str) -> dict:
     analyze(model, synthetic_request(vocab, 64, "all"))  # warm-up (kernels, allocator)
     req = synthetic_request(vocab, n_tokens, cuts)
     context = req.prompt_ids + req.trajectory_ids
-    forward_s = min(forward_seconds(model, context) for _ in range(2))
+    forward_s = min(forward_seconds(model, context) for _ in range(2 if n_tokens <= 4096 else 1))
     rss_before = _status_mb("VmRSS")
     reset = reset_peak_rss()
     t0 = time.perf_counter()
@@ -117,6 +126,8 @@ def one(model_name: str, n_tokens: int, cuts: str) -> dict:
         "engine_s": round(engine_s, 3),
         "prefill_s": round(result.timings["prefill_s"], 4),
         "probe_s": round(result.timings["probe_s"], 3),
+        "readout_s": round(result.timings.get("readout_s", 0.0), 3),
+        "vocab": vocab,
         "engine_over_forward": round(ratio, 2),
         "floor": round(floor, 2),
         "over_floor": round(ratio / floor, 3),
@@ -162,42 +173,37 @@ def summarise(points: list[dict]) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--points", default=DEFAULT_POINTS, help="MODEL:N,... (tiny or a model name)")
-    p.add_argument("--stride", type=int, default=16)
-    p.add_argument("--modes", default="all,stride", help="all, stride, or both")
+    p.add_argument("--points", default=DEFAULT_POINTS, help="MODEL:N:CUTS,... (tiny or a model name; all | stride:K)")
     p.add_argument("--timeout-s", type=int, default=1800, help="per point")
     p.add_argument("--one", nargs=3, metavar=("MODEL", "N", "CUTS"), default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.one is not None:
         print(json.dumps(one(args.one[0], int(args.one[1]), args.one[2])))
         return
-    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-    cuts_of = {"all": "all", "stride": f"stride:{args.stride}"}
     points = []
     print(
-        f"{'model':>14} {'n':>6} {'cuts':>10} {'fwd_s':>8} {'engine_s':>9} {'eng/fwd':>8} {'floor':>6} "
+        f"{'model':>14} {'n':>6} {'cuts':>11} {'fwd_s':>8} {'engine_s':>9} {'eng/fwd':>8} {'floor':>6} "
         f"{'x floor':>8} {'extra MB':>9} {'peak MB':>8}",
         flush=True,
     )
     for spec in [s.strip() for s in args.points.split(",") if s.strip()]:
-        model_name, n = spec.rsplit(":", 1)
-        for mode in modes:
-            cmd = [sys.executable, __file__, "--one", model_name, n, cuts_of[mode]]
-            try:
-                done = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout_s, env=os.environ)
-                if done.returncode:
-                    raise RuntimeError(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "failed")
-                row = json.loads(done.stdout.strip().splitlines()[-1])
-                print(
-                    f"{model_name:>14} {n:>6} {cuts_of[mode]:>10} {row['forward_s']:>8.3f} {row['engine_s']:>9.2f} "
-                    f"{row['engine_over_forward']:>8.2f} {row['floor']:>6.2f} {row['over_floor']:>8.3f} "
-                    f"{row['engine_extra_rss_mb']:>9.1f} {row['peak_rss_mb']:>8.1f}",
-                    flush=True,
-                )
-            except (RuntimeError, subprocess.TimeoutExpired, ValueError) as exc:
-                row = {"model": model_name, "n_tokens": int(n), "cuts": cuts_of[mode], "error": str(exc)[:300]}
-                print(json.dumps(row), flush=True)
-            points.append(row)
+        model_name, n, cuts = spec.split(":", 2)
+        cmd = [sys.executable, __file__, "--one", model_name, n, cuts]
+        try:
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout_s, env=os.environ)
+            if done.returncode:
+                raise RuntimeError(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "failed")
+            row = json.loads(done.stdout.strip().splitlines()[-1])
+            print(
+                f"{model_name:>14} {n:>6} {cuts:>11} {row['forward_s']:>8.3f} {row['engine_s']:>9.2f} "
+                f"{row['engine_over_forward']:>8.2f} {row['floor']:>6.2f} {row['over_floor']:>8.3f} "
+                f"{row['engine_extra_rss_mb']:>9.1f} {row['peak_rss_mb']:>8.1f}",
+                flush=True,
+            )
+        except (RuntimeError, subprocess.TimeoutExpired, ValueError) as exc:
+            row = {"model": model_name, "n_tokens": int(n), "cuts": cuts, "error": str(exc)[:300]}
+            print(json.dumps(row), flush=True)
+        points.append(row)
     print(json.dumps({"points": points, **summarise(points)}))
 
 
