@@ -54,7 +54,7 @@ def test_read_only_server_shows_runs_without_a_control_that_changes_it(tiny_run,
         sidebar.get_by_text(NOTE).first.wait_for(timeout=FIRST_PAGE_MS)
         page.get_by_text("Branches", exact=True).first.wait_for()
         assert page.locator("#raml-step-label").inner_text().startswith("Step 2 /")
-        assert page.locator(".st-key-explore_dl_tables button").count() == 1  # reading is still there
+        assert page.locator(".st-key-explore_dl_tables button").count() >= 1  # reading is still there
         assert _absent(page) == []
 
         page.goto(f"{url}/runs", wait_until="domcontentloaded")
