@@ -217,6 +217,7 @@ table { border-collapse: collapse; margin: 0 24px 24px; width: calc(100% - 48px)
 th, td { text-align: left; padding: 6px 10px; border-bottom: 1px solid #f1f5f9; vertical-align: top; }
 th button { font: inherit; font-weight: 600; color: #334155; background: none; border: 0; padding: 0; cursor: pointer; }
 th[aria-sort="ascending"] button::after { content: " ▲"; } th[aria-sort="descending"] button::after { content: " ▼"; }
+th, td.v { white-space: nowrap; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 td.q a { color: #1f2937; text-decoration: none; } td.q a:hover { text-decoration: underline; color: #2a3f7a; }
 td code { color: #64748b; }
@@ -298,7 +299,7 @@ def _row_html(row: dict) -> str:
     cells = [
         f'<td class="q" data-value="{esc(question)}"><a href="{esc(row["href"])}">{esc(shown)}</a></td>',
         f'<td data-value="{esc(str(row["model"]))}">{esc(str(row["model"]))}</td>',
-        f'<td data-value="{correct_value}">{verdict}</td>',
+        f'<td class="v" data-value="{correct_value}">{verdict}</td>',
         f'<td class="num" data-value="{row["final_loss"]:.6f}">{row["initial_loss"]:.3f} → {row["final_loss"]:.3f}</td>',
         f'<td class="num" data-value="{row["n_steps"]}">{row["n_steps"]}</td>',
         f'<td class="num" data-value="{row["n_tokens"]}">{row["n_tokens"]}</td>',
