@@ -129,3 +129,16 @@ def test_run_view_has_the_step_card_and_the_fidelity_line_when_cached(two_runs):
     body = run_body_html(view)
     assert 'data-raml="fidelity"' in body and "Fraction of the descent" in body and "full exact 100%" in body
     assert view.data["figures"]["importance"] is None and 'data-raml="importance"' not in body
+
+
+def test_site_export_loads_no_model_library(two_runs, tmp_path):
+    """The site is read from the cache: a real ``raml export --site`` never imports torch or
+    transformers (``sys.modules`` of a subprocess, as tests/integration/test_cli_startup.py)."""
+    from tests.integration.test_cli_startup import loaded_modules
+
+    store, _, _ = two_runs
+    rc, heavy, output = loaded_modules(
+        "--cache-dir", str(store.root), "export", "--site", str(tmp_path / "s"), "--quiet"
+    )
+    assert rc == 0, output
+    assert not {"torch", "transformers"} & set(heavy), heavy
