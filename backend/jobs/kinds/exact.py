@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 
 from backend.jobs import params as P
 from backend.jobs.kinds.common import check_grid, short
-from backend.jobs.kinds.models import model_for_run
+from backend.jobs.kinds.models import derived_estimate, model_for_run
 from backend.jobs.queue import JobContext
 
 
@@ -38,6 +38,21 @@ def exact_title(p: ExactParams) -> str:
 
 def exact_landscape_title(p: ExactLandscapeParams) -> str:
     return f"Exact landscape: {short(p.key)}, {p.grid}×{p.grid}"
+
+
+def exact_estimate(p: ExactParams, queue, device: str):
+    return derived_estimate("exact", p.key, queue, device)
+
+
+def exact_landscape_estimate(p: ExactLandscapeParams, queue, device: str):
+    from backend.analysis.exact import run as exact_run
+    from backend.errors import RamlError
+
+    try:
+        cached = exact_run.load(queue.store.open(p.key, verify=False), queue.store) is not None
+    except (RamlError, OSError, ValueError):
+        cached = False
+    return derived_estimate("exact_landscape", p.key, queue, device, points=p.grid * p.grid, exact_cached=cached)
 
 
 def _ensure(ctx: JobContext, run, loaded_box: list):

@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 from backend.analysis.importance import defaults
 from backend.jobs import params as P
 from backend.jobs.kinds.common import short
-from backend.jobs.kinds.models import model_for_run
+from backend.jobs.kinds.models import derived_estimate, model_for_run
 from backend.jobs.queue import JobContext
 
 
@@ -24,6 +24,10 @@ class ImportanceParams:
 
 def importance_title(p: ImportanceParams) -> str:
     return f"Importance: {short(p.key)}" + (" + attention" if p.attention else "")
+
+
+def importance_estimate(p: ImportanceParams, queue, device: str):
+    return derived_estimate("importance", p.key, queue, device, attention=p.attention, every_boundary=p.every_boundary)
 
 
 def run_importance(p: ImportanceParams, ctx: JobContext) -> None:
