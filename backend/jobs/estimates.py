@@ -47,9 +47,9 @@ DEFAULTS: dict[str, float] = {
     "generate_remote": 1 / 30,  # per token from an OpenAI-compatible server
     "analyze": cut_policy.DEFAULT_S_PER_TOKEN,  # per probe-engine token (n + C·m, × context factor)
     "write": 0.3,  # per write unit (1 + n / 1000)
-    "ablate": 1 / 300,  # per ablation token (n + S·(n/2 + m), × context factor)
-    "attention": 1 / 150,  # per probe-attention token (n + probes·m, × context factor)
-    "exact": 1 / 100,  # per exact-update token (n + K·m, × context factor)
+    "ablate": 1 / 300,  # per ablation token (n + Σ_k (n − e_k) + probes·m, × context factor)
+    "attention": 1 / 150,  # per probe-attention token (n + cuts·m, × context factor)
+    "exact": 1.0,  # per exact-update boundary (× context factor)
     "surface_point": 0.5,
     "landscape_point": 5.0,
     "exact_landscape_point": 2.0,
@@ -585,8 +585,10 @@ def run_shape(run) -> dict:
     n = int(run.n_tokens or 0)
     steps = int(summary.n_steps or len(run.steps))
     m = len(run.answer_ids or []) + TEMPLATE_TOKENS
+    ends = [int(e) for e in run.steps["end"]] if len(run.steps) else [n]
     return {
         "n": n,
+        "boundary_cuts": sorted({0, *ends}),
         "steps": steps,
         "boundaries": steps + 1,
         "m": m,
@@ -596,21 +598,43 @@ def run_shape(run) -> dict:
     }
 
 
+def ablation_tokens(n_tokens: int, boundary_cuts: Sequence[int]) -> int:
+    """Tokens the fast ablation encodes besides its probes: the prefill n plus every step's suffix
+    Σ_k (n − e_k) (docs/importance.md): about S·n/2, the quantity its time follows."""
+    ends = sorted(set(int(c) for c in boundary_cuts))[1:]
+    return int(n_tokens) + sum(int(n_tokens) - e for e in ends)
+
+
+def ablate_work(n: int, boundary_cuts: Sequence[int], probes_per_step: float, m: int, d_model: float | None) -> float:
+    """The ablation's token-equivalents: ``ablation_tokens`` + each step's probes, × context factor."""
+    steps = max(0, len(set(int(c) for c in boundary_cuts)) - 1)
+    tokens = ablation_tokens(n, boundary_cuts) + steps * probes_per_step * m
+    return tokens * cut_policy.context_factor(n / 2, int(d_model or 0) or None)
+
+
+def attention_work(n: int, probed_cuts: int, m: int, d_model: float | None) -> float:
+    """The probe attention's token-equivalents: the prefill and the probes of the cuts it reads."""
+    return (n + probed_cuts * m) * cut_policy.context_factor(n / 2, int(d_model or 0) or None)
+
+
+def exact_work(n: int, boundaries: int, d_model: float | None) -> float:
+    """The exact update's boundary-equivalents: one pass per boundary, dearer with the context."""
+    return boundaries * cut_policy.context_factor(n / 2, int(d_model or 0) or None)
+
+
 def importance_stages(shape: dict, attention: bool, every_boundary: bool) -> list[tuple]:
-    """Ablation: the prefill, then each step's suffix (on average n / 2 tokens) and its probes;
-    attention: one pass with the probes (every boundary's with ``every_boundary``)."""
-    n, s, k, m, d = shape["n"], shape["steps"], shape["boundaries"], shape["m"], shape["d_model"]
-    factor = cut_policy.context_factor(n / 2, d)
+    """Ablation: the prefill, then each step's suffix and its probes (every boundary's with
+    ``every_boundary``); attention: the prefill and the probes of the cuts it reads."""
+    n, k, m, d = shape["n"], shape["boundaries"], shape["m"], shape["d_model"]
     probes = k / 2 if every_boundary else 1
-    out = [("ablate", "ablate", (n + s * (n / 2 + probes * m)) * factor, "tokens")]
+    out = [("ablate", "ablate", ablate_work(n, shape["boundary_cuts"], probes, m, d), "tokens")]
     if attention:
-        out.append(("attention", "attention", (n + (k if every_boundary else 1) * m) * factor, "tokens"))
+        out.append(("attention", "attention", attention_work(n, k if every_boundary else 1, m, d), "tokens"))
     return out
 
 
 def exact_stages(shape: dict) -> list[tuple]:
-    n, k, m, d = shape["n"], shape["boundaries"], shape["m"], shape["d_model"]
-    return [("exact", "exact", (n + k * m) * cut_policy.context_factor(n / 2, d), "tokens")]
+    return [("exact", "exact", exact_work(shape["n"], shape["boundaries"], shape["d_model"]), "boundaries")]
 
 
 def estimate_derived(

@@ -141,13 +141,15 @@ def test_estimate_round_trips_through_json():
 
 
 def test_derived_and_branch_plans_count_their_stages():
-    shape = {"n": 400, "steps": 20, "boundaries": 21, "m": 14, "layers": 4, "d_model": 64, "cuts": 401}
+    bounds = list(range(0, 401, 20))
+    shape = {"n": 400, "steps": 20, "boundaries": 21, "boundary_cuts": bounds, "m": 14, "layers": 4, "d_model": 64}
+    assert E.ablation_tokens(400, bounds) == 400 + sum(400 - e for e in bounds[1:])
     (ablate,) = E.importance_stages(shape, attention=False, every_boundary=False)
     both = E.importance_stages(shape, attention=True, every_boundary=False)
     assert [s[0] for s in both] == ["ablate", "attention"] and both[0] == ablate
     every = E.importance_stages(shape, attention=True, every_boundary=True)
     assert every[0][2] > ablate[2] and every[1][2] > both[1][2]  # every boundary's probes cost more
-    assert E.exact_stages(shape)[0][2] > shape["n"]
+    assert E.exact_stages(shape)[0][2] >= shape["boundaries"]
 
 
 def test_the_jobs_panel_line_says_longer_than_estimated_never_zero_left():

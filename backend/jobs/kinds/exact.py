@@ -65,11 +65,11 @@ def _ensure(ctx: JobContext, run, loaded_box: list):
     loaded_box.append(model_for_run(ctx, run))
     ctx.progress("exact", 0, 1)
     result = exact_run.ensure(run, loaded=loaded_box[-1], store=ctx.store, progress=ctx.reporter("exact"))
-    timings = result.meta.get("timings") or {}
+    from backend.jobs import estimates
+
     boundaries = int((result.meta.get("stored") or {}).get("K_path") or result.update.K)
-    seconds = sum(float(timings.get(k, 0.0)) for k in ("with_context_s", "no_context_s", "solve_s"))
-    if seconds > 0:  # this machine's rate for the estimates (issue 23): seconds per boundary, prefill aside
-        ctx.record_throughput(run.model_fingerprint, "exact_boundary_s", seconds / boundaries)
+    shape = estimates.run_shape(run)  # the work done, for the estimates' seconds per boundary (issue 23)
+    ctx.work("exact", estimates.exact_work(shape["n"], boundaries, shape["d_model"]))
     return result
 
 
