@@ -123,6 +123,7 @@ class BatchParams:
     question_field: str | None = None
     answer_field: str | None = None
     trajectory_field: str | None = None
+    batch_input: str | None = None  # OpenAI-style batch output: its batch input file (questions by custom_id)
     template: dict = field(default_factory=dict)
     engine: str = "local"
     address: str | None = None
@@ -138,7 +139,9 @@ class BatchParams:
     def field_map(self):
         from backend.io.fields import FieldMap
 
-        return FieldMap.build(self.preset, self.question_field, self.answer_field, self.trajectory_field)
+        return FieldMap.build(
+            self.preset, self.question_field, self.answer_field, self.trajectory_field, batch_input=self.batch_input
+        )
 
     def checked(self, store, kind: str) -> BatchParams:
         from dataclasses import replace
@@ -153,7 +156,8 @@ class BatchParams:
             raise InputError(f"job kind '{kind}': source is empty (a dataset file or folder)")
         self.field_map()  # an unknown preset is refused here
         replace(self.template_request(kind), question="options check").validate()
-        return replace(self, source=str(Path(self.source).resolve()))
+        batch_input = None if self.batch_input is None else str(Path(self.batch_input).resolve())
+        return replace(self, source=str(Path(self.source).resolve()), batch_input=batch_input)
 
 
 def batch_title(p: BatchParams) -> str:
