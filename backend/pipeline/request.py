@@ -54,6 +54,9 @@ class RunRequest:
     max_answer_tokens: int = limits.DEFAULT_MAX_ANSWER_TOKENS  # a limit, not part of the key
     max_question_tokens: int = limits.DEFAULT_MAX_QUESTION_TOKENS  # a limit, not part of the key
     origin: dict | None = None  # an imported record: what its file says beyond the trace; meta only, not in the key
+    # False: the no-thinking condition (RaML's "nothinking" mode): the prompt's thinking part is empty
+    # (the template's own switch, else an empty think block) and the response is the trajectory; in the key
+    thinking: bool = True
 
     def validate(self) -> None:
         """Checks that need no model (backend.engine.limits; the rest in ``check_before_load``)."""
@@ -82,6 +85,10 @@ class RunRequest:
             check_transport_limits(self.generator_deadline_s, self.generator_max_mb)
             if not self.generator_model:
                 raise InputError("--generator openai needs --generator-model NAME (the model the server serves)")
+        if not self.thinking and self.generator != "local" and self.trajectory is None:
+            raise InputError(
+                "--no-thinking empties the thinking part of the local model's prompt: it needs --generator local"
+            )
         if self.dtype is not None and self.dtype not in DTYPES:
             raise InputError(f"unknown --dtype '{self.dtype}': use one of {', '.join(DTYPES)}")
         if self.device is not None and not re.fullmatch(r"cpu|mps|cuda(:\d+)?", self.device):
