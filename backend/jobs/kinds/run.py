@@ -62,7 +62,8 @@ class _Force:
 
 def run_title(p: RunParams) -> str:
     verb = "Import" if p.request.trajectory is not None else "Run"
-    return f"{verb}: {p.request.question.strip()[:60]}"
+    condition = "" if p.request.thinking else " (no thinking)"
+    return f"{verb}{condition}: {p.request.question.strip()[:60]}"
 
 
 def run_estimate(p: RunParams, queue, device: str) -> float | None:
