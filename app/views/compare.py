@@ -4,7 +4,7 @@ A second tab shows one run's loss landscapes: the proxy-plane surface (single-la
 and the random-direction landscape of the RaML reference: a button submits a ``surface`` or
 ``landscape`` job (the page never computes), the tab follows it, and draws the cached result.
 
-State in the URL: ``?q=<question id>&space=&layer=&method=``; ``?run=KEY`` opens that run's
+State in the URL: ``?q=<question id>&space=&layer=&method=``; ``?focus=KEY`` opens that run's
 question with the run and its thinking partner chosen (a no-thinking run and the run of the same
 settings with thinking, ``meta.partner``), and any linked pair among the chosen runs gets the
 "Thinking vs no thinking" panel: both curves over the tokens read and the final L̂ side by side.
@@ -240,7 +240,7 @@ def _render() -> None:
         return
     groups = question_groups(runs_df)
     wanted = str(st.query_params.get("q", "")).strip()
-    focus = _focus_run(store, runs_df)  # ?run=KEY: that run and its partner
+    focus = _focus_run(store, runs_df)  # ?focus=KEY: that run and its partner
     if focus is not None:
         wanted = question_id(str(runs_df.set_index("key").at[focus[0], "question"] or ""))
     if wanted and wanted not in set(groups["qid"]):
@@ -262,7 +262,7 @@ def _render() -> None:
     ui.set_query_params(q=group["qid"])
     if focus is not None and focus[0] not in group["keys"]:  # another question was picked: the run is left
         focus = None
-        del st.query_params["run"]
+        del st.query_params["focus"]
 
     by_key = runs_df.set_index("key")
     conditions = by_key["condition"] if "condition" in by_key else pd.Series(dtype=object)
@@ -301,15 +301,15 @@ def _render() -> None:
 
 
 def _focus_run(store: RunStore, runs_df: pd.DataFrame) -> tuple[str, ...] | None:
-    """``?run=KEY`` (a key or a unique prefix): (that run, its partner if it has one); None without
+    """``?focus=KEY`` (a key or a unique prefix): (that run, its partner if it has one); None without
     the parameter, with a warning when it names no run."""
-    raw = str(st.query_params.get("run", "")).strip()
+    raw = str(st.query_params.get("focus", "")).strip()
     if not raw:
         return None
     try:
         key = store.resolve(raw)
     except RamlError as exc:
-        st.warning(ui.md(f"URL parameter run: {exc}; showing the question with most runs."))
+        st.warning(ui.md(f"URL parameter focus: {exc}; showing the question with most runs."))
         return None
     if key not in set(runs_df["key"]):
         st.warning(ui.md(f"Run {key[:12]} is not in the library; showing the question with most runs."))

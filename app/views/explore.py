@@ -289,7 +289,7 @@ def _sidebar(
                 "views/compare.py",
                 label="Compare thinking vs no thinking",
                 icon=":material/compare_arrows:",
-                query_params={"run": key},
+                query_params={"focus": key},
                 help="Compare with this run and its partner: both curves and the final L̂ side by side",
             )
         _export_controls(run)

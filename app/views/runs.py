@@ -164,7 +164,7 @@ def _library(store) -> None:
         help="opens Compare with this run and its partner in the other thinking condition "
         "(made with or without 'No thinking' and otherwise the same settings)",
     ):
-        st.switch_page(COMPARE_PAGE, query_params={"run": key})
+        st.switch_page(COMPARE_PAGE, query_params={"focus": key})
     if c4.button("Delete…", key="runs_delete", width="stretch"):
         st.session_state[CONFIRM_DELETE] = key
     pending = st.session_state.get(CONFIRM_DELETE)

@@ -30,7 +30,8 @@ QWEN3_LIKE = (  # Qwen3's generation-prompt logic (tests/unit/test_no_thinking.p
 )
 EMPTY_THINK = "<think>\n\n</think>\n\n"
 QUESTION = "What is 2 + 2?"
-CHEAP = dict(generation=GenerationSettings(max_new_tokens=8), cuts="steps")  # 8 tokens, L̂ at step ends only
+# 8 sampled tokens (greedy decoding of the random tiny model gives only line breaks), L̂ at step ends only
+CHEAP = dict(generation=GenerationSettings(max_new_tokens=8, temperature=1.0, seed=3), cuts="steps")
 
 
 @pytest.fixture(scope="module")
@@ -181,6 +182,8 @@ def test_runs_switch_makes_the_partner_and_compare_shows_the_pair_from_either_ru
     at.text_area(key="runs_new_question").input(question)
     at.text_input(key="runs_new_answer").input("3")
     at.number_input(key="runs_new_max_tokens").set_value(8)
+    at.number_input(key="runs_new_temperature").set_value(1.0)
+    at.number_input(key="runs_new_seed").set_value(3)
     at.selectbox(key="runs_new_cuts").set_value("steps")
     at.toggle(key="runs_new_no_thinking").set_value(True)
     next(b for b in at.button if b.label == "Estimate cost").click().run()
@@ -200,10 +203,10 @@ def test_runs_switch_makes_the_partner_and_compare_shows_the_pair_from_either_ru
     library.selectbox(key="runs_selected").set_value(no_thinking).run()
     library.button(key="runs_compare_pair").click().run()
     _no_errors(library)
-    assert no_thinking in str(library.query_params["run"])  # Compare, opened on this run
+    assert no_thinking in str(library.query_params["focus"])  # Compare, opened on this run
 
     for opened_from, partner in ((no_thinking, thinking), (thinking, no_thinking)):
-        page = _app(store.root, monkeypatch, "views/compare.py", run=opened_from)
+        page = _app(store.root, monkeypatch, "views/compare.py", focus=opened_from)
         _no_errors(page)
         chosen = next(m for m in page.multiselect if m.label == "Runs")
         assert set(chosen.value) == {opened_from, partner}  # its partner picked with it
