@@ -37,7 +37,8 @@ def draw(run, present: bool) -> None:
     st.html(
         f'<div class="raml-meta">answer <b>{esc(run.answer)}</b> ({source}) · predicted '
         f"<b>{esc(predicted) if predicted else '—'}</b> {ui.correctness_badge(run.correct)} · "
-        f"{esc(run.model_name)} · {esc(source_label(run.trajectory_source, run.generation))} · "
+        f"{esc(run.model_name)} · {esc(source_label(run.trajectory_source, run.generation))}"
+        f"{' after an empty thinking part' if run.empty_thinking else ''} · "
         f"{summary.n_tokens} tokens · {summary.n_steps} steps ({esc(run.segmentation)}) · "
         f"L̂ {summary.initial_loss:.2f} → {summary.final_loss:.2f} nats</div>"
     )

@@ -4,13 +4,18 @@ A second tab shows one run's loss landscapes: the proxy-plane surface (single-la
 and the random-direction landscape of the RaML reference: a button submits a ``surface`` or
 ``landscape`` job (the page never computes), the tab follows it, and draws the cached result.
 
-State in the URL: ``?q=<question id>&space=&layer=&method=``. Runs from models of different
-hidden sizes get loss curves only, with a note saying why there is no shared space.
+State in the URL: ``?q=<question id>&space=&layer=&method=``; ``?focus=KEY`` opens that run's
+question with the run and its thinking partner chosen (a no-thinking run and the run of the same
+settings with thinking, ``meta.partner``), and any linked pair among the chosen runs gets the
+"Thinking vs no thinking" panel: both curves over the tokens read and the final L̂ side by side.
+Runs from models of different hidden sizes get loss curves only, with a note saying why there is
+no shared space.
 """
 
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
@@ -18,8 +23,10 @@ import streamlit as st  # noqa: E402
 
 from app import data, jobs_view, ui  # noqa: E402
 from app.exact_view import draw_exact_landscape  # noqa: E402
+from backend.errors import RamlError
 from backend.plots import proxy as figures_proxy
 from backend.store.runs import RunData, RunStore  # noqa: E402
+from backend.store.schema import CONDITION_NO_THINKING
 
 try:
     from backend.plots.figures import PLOTLY_CONFIG
@@ -86,6 +93,41 @@ def common_layers(runs: list[RunData], space: str) -> list[int]:
         have = set(proxy.available_layers(r, space))
         layers = have if layers is None else layers & have
     return sorted(layers or [])
+
+
+def condition_label(condition) -> str:
+    """How a run's thinking condition is named on the page."""
+    return "no thinking" if condition == CONDITION_NO_THINKING else "thinking"
+
+
+def linked_pairs(runs: list[RunData]) -> list[tuple[RunData, RunData]]:
+    """(thinking run, no-thinking run) for every linked pair among ``runs``, in their order."""
+    by_key = {r.key: r for r in runs}
+    pairs = []
+    for r in runs:
+        partner = by_key.get(r.partner or "")
+        if r.condition == CONDITION_NO_THINKING and partner is not None and partner.condition != r.condition:
+            pairs.append((partner, r))
+    return pairs
+
+
+def pair_table(thinking: RunData, no_thinking: RunData) -> pd.DataFrame:
+    """The two runs of a pair side by side: condition, final L̂, start L̂, tokens, answer, key."""
+    rows = []
+    for r in (thinking, no_thinking):
+        s = r.summary
+        rows.append(
+            {
+                "condition": condition_label(r.condition),
+                "L̂ end": s.final_loss,
+                "L̂ start": s.initial_loss,
+                "tokens": s.n_tokens,
+                "ended": figures_proxy.CORRECT_TEXT[figures_proxy.correctness(r.correct)],
+                "model said": r.predicted_answer or "",
+                "key": r.key,
+            }
+        )
+    return pd.DataFrame(rows)
 
 
 def curve_of(run: RunData, label: str) -> figures_proxy.CompareCurve:
@@ -198,6 +240,9 @@ def _render() -> None:
         return
     groups = question_groups(runs_df)
     wanted = str(st.query_params.get("q", "")).strip()
+    focus = _focus_run(store, runs_df)  # ?focus=KEY: that run and its partner
+    if focus is not None:
+        wanted = question_id(str(runs_df.set_index("key").at[focus[0], "question"] or ""))
     if wanted and wanted not in set(groups["qid"]):
         st.warning(ui.md(f"No question '{wanted[:40]}' in the cache; showing the one with most runs."))
         wanted = ""
@@ -215,19 +260,27 @@ def _render() -> None:
     )
     group = groups.iloc[int(choice)]
     ui.set_query_params(q=group["qid"])
+    if focus is not None and focus[0] not in group["keys"]:  # another question was picked: the run is left
+        focus = None
+        del st.query_params["focus"]
 
     by_key = runs_df.set_index("key")
+    conditions = by_key["condition"] if "condition" in by_key else pd.Series(dtype=object)
     labels_of = {
         k: figures_proxy.run_label(k, by_key.at[k, "label"], str(by_key.at[k, "model"]), by_key.at[k, "correct"])
+        + (" · no thinking" if conditions.get(k) == CONDITION_NO_THINKING else "")
         for k in group["keys"]
     }
     healthy = [k for k in group["keys"] if by_key.at[k, "status"] == "ok"] if "status" in by_key else group["keys"]
+    default = healthy[:MAX_DEFAULT_RUNS]  # a damaged run is never preselected (it would fail the page)
+    if focus is not None:
+        default = [k for k in focus if k in healthy]
     chosen = st.multiselect(
         "Runs",
         group["keys"],
-        default=healthy[:MAX_DEFAULT_RUNS],  # a damaged run is never preselected (it would fail the page)
+        default=default,
         format_func=lambda k: labels_of[k],
-        key=f"compare_runs_{group['qid']}",
+        key=f"compare_runs_{group['qid']}" + (f"_{focus[0][:12]}" if focus is not None else ""),
     )
     if not chosen:
         st.info("Pick at least one run.")
@@ -247,7 +300,64 @@ def _render() -> None:
         _landscape_tab(store, runs, labels)
 
 
+def _focus_run(store: RunStore, runs_df: pd.DataFrame) -> tuple[str, ...] | None:
+    """``?focus=KEY`` (a key or a unique prefix): (that run, its partner if it has one); None without
+    the parameter, with a warning when it names no run."""
+    raw = str(st.query_params.get("focus", "")).strip()
+    if not raw:
+        return None
+    try:
+        key = store.resolve(raw)
+    except RamlError as exc:
+        st.warning(ui.md(f"URL parameter focus: {exc}; showing the question with most runs."))
+        return None
+    if key not in set(runs_df["key"]):
+        st.warning(ui.md(f"Run {key[:12]} is not in the library; showing the question with most runs."))
+        return None
+    partner = runs_df.set_index("key")["partner"].get(key) if "partner" in runs_df else None
+    return (key, partner) if isinstance(partner, str) and partner in set(runs_df["key"]) else (key,)
+
+
+def _pair_panel(runs: list[RunData]) -> None:
+    """Thinking vs no thinking for each linked pair among the chosen runs."""
+    for i, (thinking, no_thinking) in enumerate(linked_pairs(runs)):
+        st.subheader("Thinking vs no thinking")
+        t_end, n_end = thinking.summary.final_loss, no_thinking.summary.final_loss
+        c1, c2, c3 = st.columns(3)
+        c1.metric("Final L̂, thinking", f"{t_end:.3f}", help=f"nats; {thinking.summary.n_tokens} tokens of thinking")
+        c2.metric(
+            "Final L̂, no thinking",
+            f"{n_end:.3f}",
+            delta=f"{n_end - t_end:+.3f} nats",
+            delta_color="inverse",  # a higher loss without thinking is worse
+            help=f"nats; {no_thinking.summary.n_tokens} tokens after the empty thinking part",
+        )
+        how = no_thinking.empty_thinking.get("method", "")
+        c3.metric(
+            "Thinking part emptied by", {"template-switch": "template switch", "prefill": "prefill"}.get(how, "—")
+        )
+        st.dataframe(
+            pair_table(thinking, no_thinking),
+            hide_index=True,
+            key=f"compare_pair_table_{i}",
+            column_config={
+                "L̂ end": st.column_config.NumberColumn(format="%.3f"),
+                "L̂ start": st.column_config.NumberColumn(format="%.3f"),
+                "key": st.column_config.TextColumn(width="small"),
+            },
+        )
+        curves = [  # over the tokens read, not the share of the trajectory: the two lengths differ
+            replace(curve_of(r, condition_label(r.condition)), progress=r.tokens["cut"].to_numpy(np.float64))
+            for r in (thinking, no_thinking)
+        ]
+        fig = figures_proxy.compare_loss_figure(
+            curves, title="L̂ over the tokens read: thinking vs no thinking", over_tokens=True
+        )
+        st.plotly_chart(fig, key=f"compare_pair_chart_{i}", config=PLOTLY_CONFIG)
+
+
 def _runs_tab(store: RunStore, runs: list[RunData], labels: list[str]) -> None:
+    _pair_panel(runs)
     st.dataframe(
         summary_table(runs, labels),
         hide_index=True,

@@ -95,6 +95,12 @@ def _render() -> None:
     if view.empty:
         st.warning("No runs match this filter.")
         return
+    paired_view = view  # thinking vs no thinking compares the pairs of this view, whatever the condition shown
+    condition = _condition_choice(view)
+    view = of_condition(view, condition)
+    if view.empty:
+        st.warning("No runs of this condition match this filter.")
+        return
     if model == ALL_MODELS and view["model"].nunique() > 1:
         st.caption("Runs of several models are pooled: their losses are not on one scale.")
     settings = ClaimsSettings(
@@ -109,12 +115,110 @@ def _render() -> None:
     for line in report.skipped[:5]:
         st.warning(f"Skipped a damaged run: {line}")
     _summary(report)
-    pairs_report = claims_panels.report_for(store, filter_runs(runs, ALL_MODELS, text), settings)
+    pairs_report = claims_panels.report_for(
+        store, of_condition(filter_runs(runs, ALL_MODELS, text), condition), settings
+    )
     samples_of = st.query_params.get("samples") or None  # the Samples tab opens on this question
     claims_panels.draw(
         report, _open, pairs_report=pairs_report, questions=lambda: _questions(report), samples_of=samples_of
     )
+    _thinking_pairs(runs, paired_view)
     _importance_agreement(store, view)
+
+
+CONDITION_LABELS = {"thinking": "thinking", "no-thinking": "no thinking", "both": "both (pooled)"}
+
+
+def of_condition(runs: pd.DataFrame, condition: str) -> pd.DataFrame:
+    """The index rows of one thinking condition (``both``: all of them)."""
+    from backend.analysis.dataset.thinking_pairs import condition_of
+
+    return runs if condition == "both" else runs[condition_of(runs) == condition]
+
+
+def _condition_choice(view: pd.DataFrame) -> str:
+    """With no-thinking runs in the view, which condition the claims describe (thinking by default:
+    the two regimes pooled would blur every curve); ``both`` when the view has one condition only."""
+    from backend.analysis.dataset.thinking_pairs import condition_of
+
+    if not (condition_of(view) == "no-thinking").any():
+        return "both"
+    return st.radio(
+        "Condition",
+        list(CONDITION_LABELS),
+        format_func=CONDITION_LABELS.get,
+        horizontal=True,
+        key="dataset_condition",
+        help="runs made with --no-thinking (the thinking part empty) or without; the section "
+        "'Thinking vs no thinking' below compares the linked pairs",
+    )
+
+
+def thinking_summary_frame(summary: pd.DataFrame) -> pd.DataFrame:
+    """The paired statistics as the page shows them: one row per statistic, intervals as text."""
+
+    def cell(row, part: str) -> str:
+        value, low, high = row[part], row[f"{part}_low"], row[f"{part}_high"]
+        if pd.isna(value):
+            return "—"
+        sign = "+" if part == "difference" else ""
+        text = f"{value:{sign}.3f}"
+        return text + (f" [{low:{sign}.3f}, {high:{sign}.3f}]" if pd.notna(low) else "")
+
+    names = {"final_loss": "final L̂ (nats)", "correct": "correct (share)"}
+    return pd.DataFrame(
+        [
+            {
+                "statistic": names.get(row["statistic"], row["statistic"]),
+                "thinking": cell(row, "thinking"),
+                "no thinking": cell(row, "no_thinking"),
+                "difference (no thinking − thinking)": cell(row, "difference"),
+                "n questions": int(row["n_questions"]),
+            }
+            for _, row in summary.iterrows()
+        ]
+    )
+
+
+def _thinking_pairs(runs: pd.DataFrame, view: pd.DataFrame) -> None:
+    """Thinking vs no thinking over the linked pairs of this view: paired differences per question."""
+    from backend.analysis.dataset.intervals import MIN_INTERVAL_N
+    from backend.analysis.dataset.thinking_pairs import thinking_comparison
+
+    comparison = thinking_comparison(runs, view["key"].tolist())
+    if comparison.pairs.empty:
+        return
+    st.subheader("Thinking vs no thinking")
+    n_questions = len(comparison.per_question)
+    st.caption(
+        f"{len(comparison.pairs)} linked pair(s) of runs (`raml run --no-thinking` and the same run without it) on "
+        f"{n_questions} question(s). Per question the difference no thinking − thinking (mean over its pairs); "
+        "95% interval from resampling questions"
+        + (f"; no interval from fewer than {MIN_INTERVAL_N} questions." if n_questions < MIN_INTERVAL_N else ".")
+    )
+    st.dataframe(thinking_summary_frame(comparison.summary), hide_index=True, key="dataset_thinking_summary")
+    table = comparison.per_question.rename(
+        columns={
+            "final_loss_thinking": "L̂ thinking",
+            "final_loss_no_thinking": "L̂ no thinking",
+            "final_loss_difference": "ΔL̂",
+            "correct_thinking": "correct thinking",
+            "correct_no_thinking": "correct no thinking",
+            "correct_difference": "Δ correct",
+            "n_pairs": "pairs",
+        }
+    )
+    st.dataframe(
+        table,
+        hide_index=True,
+        key="dataset_thinking_questions",
+        column_config={
+            "question": st.column_config.TextColumn("question", width="large"),
+            **{c: st.column_config.NumberColumn(format="%.3f") for c in ("L̂ thinking", "L̂ no thinking")},
+            "ΔL̂": st.column_config.NumberColumn(format="%+.3f"),
+            "Δ correct": st.column_config.NumberColumn(format="%+.2f"),
+        },
+    )
 
 
 def _importance_agreement(store, view: pd.DataFrame) -> None:

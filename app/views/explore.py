@@ -284,6 +284,14 @@ def _sidebar(
             help="Tint each token of the text by the change of L̂ it caused (blue = answer more likely).",
         )
         speed = st.selectbox("Play speed", list(SPEEDS), index=1, key="explore_speed")
+        if run.partner:  # a thinking pair: this run and the same request in the other condition
+            st.page_link(
+                "views/compare.py",
+                label="Compare thinking vs no thinking",
+                icon=":material/compare_arrows:",
+                query_params={"focus": key},
+                help="Compare with this run and its partner: both curves and the final L̂ side by side",
+            )
         _export_controls(run)
     return state.ExploreSettings(
         alpha=float(alpha),

@@ -18,9 +18,11 @@ import streamlit as st
 
 from app import data, ui
 from backend.errors import RamlError
+from backend.store.schema import CONDITION_NO_THINKING
 
 EXPLORE_PAGE = "views/explore.py"
 DATASET_PAGE = "views/dataset.py"
+COMPARE_PAGE = "views/compare.py"
 CONFIRM_DELETE = "runs_confirm_delete"
 PENDING = "runs_pending_request"
 LAST_SAMPLES = "runs_last_samples_question"  # the question of the last K-samples job (opens the Samples view)
@@ -109,15 +111,18 @@ def _library(store) -> None:
         tokens = f4.slider("Trajectory length (tokens)", lo, hi, (lo, hi), key="runs_filter_tokens")
     view = filter_runs(runs, text, models, correctness, tokens)
     st.caption(f"{len(view)} of {len(runs)} runs")
+    conditions = view["condition"] if "condition" in view else pd.Series("thinking", index=view.index)
     table = view.assign(
         created=pd.to_datetime(view["created"], unit="s").dt.strftime("%Y-%m-%d %H:%M"),
         correct=view["correct"].map({1: "✓", 0: "✗"}).fillna("–"),
+        thinking=conditions.map({CONDITION_NO_THINKING: "off"}).fillna("on"),
     )[
         [
             "question",
             "model",
             "answer",
             "correct",
+            "thinking",
             "n_tokens",
             "n_steps",
             "initial_loss",
@@ -151,13 +156,23 @@ def _library(store) -> None:
     if st.session_state.get("runs_selected") not in keys:
         st.session_state["runs_selected"] = keys[0]
     labels = dict(zip(view["key"], view["question"].fillna("").str.slice(0, 70)))
-    c1, c2, c3 = st.columns([5.4, 1.8, 1.3], vertical_alignment="bottom")
+    c1, c2, c3, c4 = st.columns([5.4, 1.8, 1.8, 1.3], vertical_alignment="bottom")
     key = c1.selectbox("Selected run", keys, key="runs_selected", format_func=lambda k: f"{labels[k]} · {k[:12]}")
     if c2.button("Open in Explore", type="primary", key="runs_open", width="stretch"):
         st.switch_page(EXPLORE_PAGE, query_params={"run": key})
+    partners = view.set_index("key")["partner"] if "partner" in view else pd.Series(dtype=object)
+    if c3.button(
+        "Compare thinking vs not",
+        key="runs_compare_pair",
+        width="stretch",
+        disabled=not isinstance(partners.get(key), str),
+        help="opens Compare with this run and its partner in the other thinking condition "
+        "(made with or without 'No thinking' and otherwise the same settings)",
+    ):
+        st.switch_page(COMPARE_PAGE, query_params={"focus": key})
     if ui.read_only():
         return  # no Delete (and the store refuses one anyway)
-    if c3.button("Delete…", key="runs_delete", width="stretch"):
+    if c4.button("Delete…", key="runs_delete", width="stretch"):
         st.session_state[CONFIRM_DELETE] = key
     pending = st.session_state.get(CONFIRM_DELETE)
     if pending:
@@ -243,6 +258,14 @@ def _new_run_form(store) -> None:
         temperature = g2.number_input("Temperature (0 = greedy)", 0.0, 2.0, 0.0, 0.1, key="runs_new_temperature")
         top_p = g3.number_input("Top-p", 0.05, 1.0, 1.0, 0.05, key="runs_new_top_p")
         seed = g4.number_input("Seed", 0, 2**31 - 1, 0, key="runs_new_seed")
+        no_thinking = st.toggle(
+            "No thinking (the thinking part empty)",
+            key="runs_new_no_thinking",
+            help="As `raml run --no-thinking`: the model answers after an empty thinking part (its chat "
+            "template's own switch, e.g. Qwen3's enable_thinking=False, else an empty <think></think> "
+            "prefill), scored on the same answer. It is linked with the run of the same settings with "
+            "thinking, made before or after; Compare and the Dataset page set the two side by side.",
+        )
         s1, s2, s3, s4 = st.columns(4)
         segmentation = s1.selectbox("Steps", SEGMENTATIONS, key="runs_new_segmentation")
         cuts = s2.selectbox("Cut points", list(CUTS), format_func=CUTS.get, key="runs_new_cuts")
@@ -278,6 +301,7 @@ def _new_run_form(store) -> None:
             "segmentation": segmentation,
             "cuts": cuts,
             "cut_budget_s": float(budget) if cuts == "auto" else None,
+            **({"thinking": False} if no_thinking else {}),
             "generation": {
                 "max_new_tokens": int(max_new),
                 "temperature": float(temperature),
@@ -305,6 +329,8 @@ def _new_run_form(store) -> None:
     gen = run_params["generation"]
     cost = estimate_cost(run_params["trajectory"], run_params["answer"], gen["max_new_tokens"], run_params["cuts"])
     source = "imported trajectory" if run_params["trajectory"] else f"up to {gen['max_new_tokens']} generated tokens"
+    if run_params.get("thinking") is False:
+        source += " after an empty thinking part"
     seconds = k * cost["seconds"] if estimate_s is None else estimate_s
     each = f"{k} samples, each " if k > 1 else ""
     described, notes = _plan_text(plan, seconds)

@@ -29,6 +29,13 @@ def register(subparsers) -> None:
     p.add_argument("--question-field", default=None, help="column with the question (default: question)")
     p.add_argument("--answer-field", default=None, help="column with the reference answer (default: answer)")
     p.add_argument("--trajectory-field", default=None, help="column with the trace (a list gives one run per element)")
+    p.add_argument(
+        "--batch-input",
+        default=None,
+        metavar="FILE",
+        help="OpenAI-compatible batch output (--preset openai-chat): the batch input file of its requests; "
+        "each output line takes its question from the request with the same custom_id",
+    )
     add_run_options(p)
     p.set_defaults(func=cmd_batch)
 
@@ -39,6 +46,8 @@ def cmd_batch(args) -> int:
     from backend.scale.batch import BatchSpec
 
     check_input_path(args.file, "dataset")  # no FIFO or device reaches a reader
+    if args.batch_input is not None:
+        check_input_path(args.batch_input, "batch input file")
     if args.limit is not None and args.limit < 1:
         raise InputError(f"--limit {args.limit} must be at least 1 (leave --limit out to run every question)")
     request_from(args, "options check").validate()  # shared options: refused once, before any line runs
@@ -52,6 +61,7 @@ def cmd_batch(args) -> int:
         "question_field": args.question_field,
         "answer_field": args.answer_field,
         "trajectory_field": args.trajectory_field,
+        "batch_input": args.batch_input,
         "template": template,
         "engine": args.engine,
         "address": args.address,

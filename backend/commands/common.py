@@ -185,6 +185,7 @@ def request_from(args, question, answer=None, trajectory=None, label="", seed=No
         max_answer_tokens=args.max_answer_tokens,
         max_question_tokens=args.max_question_tokens,
         cut_budget_s=getattr(args, "budget_s", None),
+        thinking=not getattr(args, "no_thinking", False),
     )
 
 
@@ -223,6 +224,13 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
         type=lambda s: [int(x) for x in s.split(",") if x.strip()],
         default=None,
         help="comma-separated layer indices (default: 4 evenly spaced + last)",
+    )
+    p.add_argument(
+        "--no-thinking",
+        action="store_true",
+        help="the no-thinking condition: generate with the thinking part empty (the chat template's own switch, "
+        "e.g. Qwen3's enable_thinking=False, else an empty <think></think> prefill) and score the same answer; "
+        "linked with the run of the same settings without this flag",
     )
     p.add_argument("--truncate", action="store_true", help="keep the last part of an over-long trajectory")
     p.add_argument("--trust-remote-code", action="store_true")

@@ -67,10 +67,18 @@ def cmd_show(args) -> int:
     payload = show_payload(run)
     if args.json:
         from backend.analysis.lens.grid import show_fields as lens_fields
+        from backend.pipeline.agreement import run_agreement
         from backend.pipeline.lineage import show_fields
 
         payload |= show_fields(st, run)
         payload |= lens_fields(run, st)
+        # every pair of the importance measures the run has cached ([] with fewer than two)
+        payload["importance_agreement"] = run_agreement(st, run)
+        payload["thinking"] = {
+            "condition": run.condition,
+            "partner": run.partner,
+            "empty_thinking": run.empty_thinking or None,
+        }
         print(json.dumps(payload, ensure_ascii=False))
         return 0
     s = run.summary
@@ -81,6 +89,9 @@ def cmd_show(args) -> int:
         f"correct={payload['correct']}"
     )
     print(f"tokens   {s.n_tokens}, steps {s.n_steps}, loss {s.initial_loss:.3f} -> {s.final_loss:.3f} nats")
+    if run.partner or run.empty_thinking:
+        partner = f", partner {run.partner}" if run.partner else ", no partner yet"
+        print(f"thinking {'off (empty thinking part)' if run.empty_thinking else 'on'}{partner}")
     for st_ in payload["steps"]:
         flag = " [reflection]" if st_["reflection"] else ""
         print(f"  {st_['step']:3d}  L={st_['loss']:.3f}  {printable(st_['text'].strip()[:70])}{flag}")

@@ -2,8 +2,10 @@
 
 SELECTION picks runs: a question file (JSONL, Parquet, Arrow or a save_to_disk folder: the
 runs of its questions), ``field=value`` on the library's columns (``model=``, ``label=``,
-``correct=true|false|none``), or ``q=TEXT`` (question or label contains TEXT). Several
-selections are combined with AND; none selects every run.
+``correct=true|false|none``, ``condition=thinking|no-thinking``), or ``q=TEXT`` (question or
+label contains TEXT). Several selections are combined with AND; none selects every run.
+``--json`` adds the importance agreement and ``thinking_pairs``: thinking vs no thinking over the
+linked pairs with a run among the selection (``backend.analysis.dataset.thinking_pairs``).
 """
 
 from __future__ import annotations
@@ -59,9 +61,13 @@ def cmd_stats(args: argparse.Namespace) -> int:
     )
     report = dataset_claims(store, keys, settings)
     if args.json:
+        from backend.analysis.dataset.thinking_pairs import thinking_comparison
         from backend.pipeline.agreement import dataset_agreement
 
-        payload = report.to_json() | {"importance_agreement": dataset_agreement(store, keys)}
+        payload = report.to_json() | {
+            "importance_agreement": dataset_agreement(store, keys),
+            "thinking_pairs": thinking_comparison(runs, keys).to_json(),
+        }
         print(json.dumps(_finite(payload), ensure_ascii=False))
         return 0
     print(f"{len(report.runs)} runs ({report.runs['question'].nunique() if len(report.runs) else 0} questions)")
@@ -71,6 +77,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
         if row.group == "all":
             spread = f"95% CI [{row.low:.4g}, {row.high:.4g}]" if math.isfinite(row.low) else f"values {row.values}"
             print(f"  {row.statistic:>13}: {row.mean:.4g}  {spread}  n={row.n}")
+    _print_thinking_pairs(runs, keys)
     pooled = report.reflection_words[report.reflection_words["word"] == "all words"]
     if len(pooled):
         r = pooled.iloc[0]
@@ -78,3 +85,23 @@ def cmd_stats(args: argparse.Namespace) -> int:
             f"  reflection words vs matched windows: ratio {r['ratio']:.3g} [{r['ratio_low']:.3g}, {r['ratio_high']:.3g}], n={r['n_matched']}"
         )
     return 0
+
+
+def _print_thinking_pairs(runs, keys: list[str]) -> None:
+    """One line per statistic of thinking vs no thinking, when the selection has linked pairs."""
+    from backend.analysis.dataset.thinking_pairs import thinking_comparison
+
+    comparison = thinking_comparison(runs, keys)
+    if comparison.pairs.empty:
+        return
+    print(f"  thinking vs no thinking: {len(comparison.pairs)} pairs, difference = no thinking - thinking")
+    for row in comparison.summary.itertuples():
+        spread = (
+            f"95% CI [{row.difference_low:.4g}, {row.difference_high:.4g}]"
+            if math.isfinite(row.difference_low)
+            else "no interval (n < 3)"
+        )
+        print(
+            f"  {row.statistic:>13}: thinking {row.thinking:.4g}, no thinking {row.no_thinking:.4g}, "
+            f"difference {row.difference:+.4g}  {spread}  n={row.n_questions}"
+        )

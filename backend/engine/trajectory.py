@@ -95,6 +95,87 @@ def build_prompt(tokenizer, question: str, think: bool) -> str:
     return prompt
 
 
+# Think markers of the families that have them (open, close): Qwen3 / DeepSeek-R1 / QwQ, ``<thinking>``
+# tags, Bespoke-Stratos / OpenThinker, Kimi, Seed-OSS. The first pair the tokenizer knows (its chat template
+# or its added tokens) is the model's own; ``<think>`` / ``</think>`` otherwise.
+THINK_MARKERS = (
+    (_THINK_OPEN, _THINK_CLOSE),
+    ("<thinking>", "</thinking>"),
+    ("<|begin_of_thought|>", "<|end_of_thought|>"),
+    ("\u25c1think\u25b7", "\u25c1/think\u25b7"),
+    ("<seed:think>", "</seed:think>"),
+)
+THINKING_SWITCH = "enable_thinking"  # the chat-template variable of Qwen3 (and templates copying it)
+NO_THINKING_TEMPLATE, NO_THINKING_PREFILL = "template-switch", "prefill"  # how the thinking part was emptied
+
+
+@dataclass(frozen=True)
+class NoThinkingPrompt:
+    """The prompt of the no-thinking condition (RaML's "nothinking" mode): the chat prompt with
+    an empty thinking part, so that the model answers at once. ``method``: ``template-switch``
+    (the template's own ``enable_thinking=False``) or ``prefill`` (``open + "\\n\\n" + close``
+    appended to the generation prompt); ``markers``: the (open, close) pair used or found."""
+
+    prompt: str
+    method: str
+    markers: tuple[str, str]
+
+    def as_meta(self) -> dict:
+        return {"method": self.method, "markers": list(self.markers)}
+
+
+def _template_text(tokenizer) -> str:
+    template = getattr(tokenizer, "chat_template", None)
+    if isinstance(template, dict):  # several named templates
+        return "\n".join(str(v) for v in template.values())
+    return template if isinstance(template, str) else ""
+
+
+def think_markers(tokenizer) -> tuple[str, str]:
+    """The model's own (open, close) think markers: the first known pair whose closing marker its
+    chat template or its added tokens hold; ``<think>`` / ``</think>`` when none does."""
+    text = _template_text(tokenizer)
+    try:
+        added = set(tokenizer.get_added_vocab())
+    except (AttributeError, TypeError, NotImplementedError):
+        added = set()
+    for pair in THINK_MARKERS:
+        if pair[1] in text or pair[1] in added:
+            return pair
+    return _THINK_OPEN, _THINK_CLOSE
+
+
+def has_thinking_switch(tokenizer) -> bool:
+    """Whether the chat template has its own thinking switch (``enable_thinking``, as Qwen3's)."""
+    return THINKING_SWITCH in _template_text(tokenizer)
+
+
+def _ends_with_empty_thinking(prompt: str, markers: tuple[str, str]) -> bool:
+    open_, close = (re.escape(m) for m in markers)
+    return re.search(open_ + r"\s*" + close + r"\s*\Z", prompt) is not None
+
+
+def build_no_thinking_prompt(tokenizer, question: str) -> NoThinkingPrompt:
+    """The chat prompt with an empty thinking part: the template's own switch where it has one
+    (``enable_thinking=False``; used only if the rendered prompt really ends with an empty think
+    block), else the generation prompt followed by ``open + "\\n\\n" + close + "\\n\\n"`` with the
+    model's own markers (a prompt that already opens the thinking part gets only the rest)."""
+    base = build_prompt(tokenizer, question, think=False)
+    markers = think_markers(tokenizer)
+    if has_thinking_switch(tokenizer):
+        messages = [{"role": "user", "content": question.strip()}]
+        switched = tokenizer.apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=True, **{THINKING_SWITCH: False}
+        )
+        if switched != base and _ends_with_empty_thinking(switched, markers):
+            return NoThinkingPrompt(switched, NO_THINKING_TEMPLATE, markers)
+    open_, close = markers
+    stripped = base.rstrip()
+    if stripped.endswith(open_):  # templates that open the thinking part themselves (DeepSeek-R1 distills)
+        return NoThinkingPrompt(stripped + "\n\n" + close + "\n\n", NO_THINKING_PREFILL, markers)
+    return NoThinkingPrompt(base + open_ + "\n\n" + close + "\n\n", NO_THINKING_PREFILL, markers)
+
+
 def encode(tokenizer, text: str) -> list[int]:
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])
 

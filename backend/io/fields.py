@@ -37,6 +37,9 @@ class FieldMap:
     answer_rule: str = "plain"  # "plain" | "boxed" (last \boxed{} of a worked solution)
     required: frozenset[str] = field(default_factory=frozenset)
     preset: str | None = None
+    # OpenAI-compatible batch output: the batch input file (JSONL of requests) that holds each
+    # output line's question, joined by custom_id (``backend.io.openai_chat``); a path or None
+    batch_input: str | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.trajectory, str):
@@ -50,8 +53,10 @@ class FieldMap:
         answer: str | None = None,
         trajectory: str | None = None,
         id: str | None = None,
+        batch_input: str | None = None,
     ) -> FieldMap:
-        """A preset (or the defaults) with the user's named columns on top."""
+        """A preset (or the defaults) with the user's named columns on top (and, for OpenAI-style
+        batch output, the batch input file its lines are joined to)."""
         if preset is not None and preset not in PRESETS:
             raise InputError(f"unknown preset {preset!r}: use one of {', '.join(PRESETS)} (--preset)")
         base = PRESETS[preset] if preset else cls()
@@ -61,6 +66,8 @@ class FieldMap:
             changes["trajectory"] = (trajectory,)
         if id:
             changes["id"] = id
+        if batch_input:
+            changes["batch_input"] = str(batch_input)
         return replace(base, **changes, required=base.required | frozenset(named))
 
     @classmethod
@@ -70,6 +77,7 @@ class FieldMap:
             getattr(args, "question_field", None),
             getattr(args, "answer_field", None),
             getattr(args, "trajectory_field", None),
+            batch_input=getattr(args, "batch_input", None),
         )
 
     def columns(self) -> dict[str, str]:

@@ -10,12 +10,23 @@ no question: the line must also hold the request (``messages``, ``request.messag
 reference answer is an ``answer`` / ``target`` (or ``metadata.answer``) field when there is one,
 else the model's own. Several choices (``n > 1``) give one record each (``<custom_id>#k``); the
 custom id, model, finish reason and usage go to the run's meta.
+
+The OpenAI Batch API (and vLLM's ``run_batch``) writes outputs without their requests: given the
+batch input file (``--batch-input FILE``: one request a line, ``{"custom_id", "method", "url",
+"body": {"model", "messages"}}``), each output line takes the question (and an ``answer`` /
+``target`` / ``metadata.answer`` field, if the request line has one) from the request of the same
+``custom_id``. An output whose custom_id is missing, or has no request, is one error naming the
+output file, its line and the custom_id; a request line without a custom_id, or with one used
+twice, is one error naming the input file and line.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
+from backend.io.jsonl import iter_jsonl_rows
 from backend.io.records import LineError, QuestionRecord
 from backend.io.traces import join_reasoning, make_record, plain_json, reference_answer
 
@@ -70,7 +81,59 @@ def _answer(obj: dict):
     return None
 
 
-def map_line(obj, line: int, source: str, reveal: bool = True) -> list[QuestionRecord | LineError]:
+@dataclass(frozen=True)
+class BatchRequest:
+    """One line of a batch input file: its question (last user turn), where it is, and an answer
+    field when the line has one."""
+
+    line: int
+    question: str | None
+    question_field: str
+    answer: str | int | float | None
+
+
+def read_batch_input(path: str | Path) -> tuple[dict[str, BatchRequest], list[LineError]]:
+    """The requests of a batch input file by ``custom_id`` (only what a record needs is kept, so
+    10,000 requests cost a few MB), and the errors of its bad lines."""
+    source = str(path)
+    requests: dict[str, BatchRequest] = {}
+    errors: list[LineError] = []
+    try:
+        stream = Path(path).open("rb")
+    except OSError as exc:
+        return {}, [LineError(source, 0, None, f"cannot read the batch input file: {exc.strerror}")]
+    with stream:
+        for line, obj in iter_jsonl_rows(stream, source):
+            if isinstance(obj, LineError):
+                errors.append(obj)
+                continue
+            if not isinstance(obj, dict):
+                errors.append(LineError(source, line, None, f"expected a JSON object, got {type(obj).__name__}"))
+                continue
+            custom_id = obj.get("custom_id")
+            if not isinstance(custom_id, str | int) or isinstance(custom_id, bool) or custom_id == "":
+                errors.append(LineError(source, line, "custom_id", "missing: every request of a batch needs one"))
+                continue
+            custom_id = str(custom_id)
+            if custom_id in requests:
+                first = requests[custom_id].line
+                errors.append(
+                    LineError(source, line, "custom_id", f"{custom_id!r} is used twice (first on line {first})")
+                )
+                continue
+            question, field = _question(obj)
+            requests[custom_id] = BatchRequest(line, question, field, _answer(obj))
+    if not requests and not errors:
+        errors.append(LineError(source, 0, None, "the batch input file has no requests"))
+    return requests, errors
+
+
+def map_line(
+    obj, line: int, source: str, reveal: bool = True, requests: dict[str, BatchRequest] | None = None,
+    batch_input: str = "",
+) -> list[QuestionRecord | LineError]:  # fmt: skip
+    """The records of one output line (one per choice); with ``requests`` (the batch input file
+    ``batch_input`` by custom_id) the question comes from the request of the line's custom_id."""
     if not isinstance(obj, dict):
         return [LineError(source, line, None, f"expected a JSON object, got {type(obj).__name__}")]
     if obj.get("error"):
@@ -86,7 +149,33 @@ def map_line(obj, line: int, source: str, reveal: bool = True) -> list[QuestionR
     choices = body.get("choices")
     if not isinstance(choices, list) or not choices:
         return [LineError(source, line, f"{prefix}choices", "missing or empty")]
-    question, question_field = _question(obj)
+    answer = _answer(obj)
+    if requests is not None:
+        custom_id = obj.get("custom_id")
+        if custom_id in (None, ""):
+            return [
+                LineError(source, line, "custom_id", f"missing: cannot find this output's request in {batch_input}")
+            ]
+        request = requests.get(str(custom_id))
+        if request is None:
+            return [
+                LineError(
+                    source, line, "custom_id", f"{str(custom_id)!r} has no request in the batch input {batch_input}"
+                )
+            ]
+        if request.question is None:
+            return [
+                LineError(
+                    batch_input,
+                    request.line,
+                    request.question_field,
+                    f"missing: the request of custom_id {str(custom_id)!r} has no user message",
+                )
+            ]
+        question, question_field = request.question, f"{batch_input}:{request.line} {request.question_field}"
+        answer = answer if answer is not None else request.answer
+    else:
+        question, question_field = _question(obj)
     if question is None:
         return [
             LineError(
@@ -94,11 +183,10 @@ def map_line(obj, line: int, source: str, reveal: bool = True) -> list[QuestionR
                 line,
                 question_field,
                 "missing: a completion carries no question; keep the request's messages on the line "
-                "(or a 'question' field), e.g. join the batch input to its output by custom_id",
+                "(or a 'question' field), or give the batch input file (--batch-input FILE) to join by custom_id",
             )
         ]
     base_id = obj.get("custom_id") or body.get("id") or f"line{line}"
-    answer = _answer(obj)
     origin = {"format": FORMAT, "custom_id": obj.get("custom_id"), "model": body.get("model")}
     if isinstance(body.get("usage"), dict):
         origin["usage"] = plain_json(body["usage"])
@@ -132,11 +220,19 @@ def map_line(obj, line: int, source: str, reveal: bool = True) -> list[QuestionR
 
 
 def iter_lines(
-    rows: Iterator[tuple[int, object]], source: str, reveal: bool = True
+    rows: Iterator[tuple[int, object]], source: str, reveal: bool = True, batch_input: str | None = None
 ) -> Iterator[QuestionRecord | LineError]:
-    """Records of the decoded lines ``rows``; without ``reveal`` no error quotes the file's messages."""
+    """Records of the decoded lines ``rows``; without ``reveal`` no error quotes the file's messages.
+    With ``batch_input`` (a batch input file) every line is joined to its request by custom_id;
+    the input file's own bad lines come first, as errors naming that file."""
+    requests = None
+    if batch_input:
+        requests, errors = read_batch_input(batch_input)
+        yield from errors
+        if any(e.line == 0 for e in errors):  # the input file as a whole is unusable: no line can be joined
+            return
     for line, obj in rows:
         if isinstance(obj, LineError):
             yield obj
         else:
-            yield from map_line(obj, line, source, reveal)
+            yield from map_line(obj, line, source, reveal, requests, batch_input or "")

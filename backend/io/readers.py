@@ -138,6 +138,11 @@ def _iter_questions(path: Path, fields: FieldMap, layout: str | None, reveal: bo
     if isinstance(found, LineError):
         yield found
         return
+    if fields.batch_input and found not in ("jsonl", "openai-chat"):
+        yield LineError(
+            str(path), 0, None, f"a batch input file joins OpenAI-compatible batch output only, not {found}"
+        )
+        return
     if found in LOG_LAYOUTS:
         yield from _log_items(path, found, fields, reveal)
         return
@@ -233,7 +238,12 @@ def _jsonl_stream_items(
         yield from lm_eval.iter_samples(rows, source, fields)
         return
     if layout == "openai-chat":
-        yield from openai_chat.iter_lines(rows, source, reveal)
+        yield from openai_chat.iter_lines(rows, source, reveal, fields.batch_input)
+        return
+    if fields.batch_input:
+        yield LineError(
+            source, 0, None, "a batch input file joins OpenAI-compatible batch output (preset openai-chat) only"
+        )
         return
     columns = resolve_columns(fields, None)
     assert not isinstance(columns, str)

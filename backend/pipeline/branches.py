@@ -33,6 +33,7 @@ from backend.pipeline.lineage import OrphanError, confirm_orphaning, counterfact
 from backend.pipeline.request import check_before_load
 from backend.pipeline.run import RunOutcome, RunRequest, estimate_probe_tokens, run_question
 from backend.store.runs import RunData, RunStore
+from backend.store.schema import CONDITION_NO_THINKING
 
 __all__ = [  # the family-tree readers live in lineage (torch-free); re-exported for old callers
     "MAX_NEW_TOKENS",
@@ -142,6 +143,7 @@ def _branch_request(
         proxy_layers=list(run.proxy_layers) or None,
         label=label,
         branch=branch | {"step_base": STEP_BASE},
+        thinking=run.condition != CONDITION_NO_THINKING,  # a branch keeps its parent's (empty) thinking part
     )
 
 

@@ -56,6 +56,9 @@ class RunRequest:
     origin: dict | None = None  # an imported record: what its file says beyond the trace; meta only, not in the key
     cut_budget_s: float | None = None  # cuts "auto": the scoring budget (None: cut_policy.default_budget_s()); a limit
     cut_policy: dict | None = None  # how the cuts were chosen (cut_policy.CutPolicy.to_json); meta only, not in the key
+    # False: the no-thinking condition (RaML's "nothinking" mode): the prompt's thinking part is empty
+    # (the template's own switch, else an empty think block) and the response is the trajectory; in the key
+    thinking: bool = True
 
     def validate(self) -> None:
         """Checks that need no model (backend.engine.limits; the rest in ``check_before_load``)."""
@@ -89,6 +92,10 @@ class RunRequest:
             check_transport_limits(self.generator_deadline_s, self.generator_max_mb)
             if not self.generator_model:
                 raise InputError("--generator openai needs --generator-model NAME (the model the server serves)")
+        if not self.thinking and self.generator != "local" and self.trajectory is None:
+            raise InputError(
+                "--no-thinking empties the thinking part of the local model's prompt: it needs --generator local"
+            )
         if self.dtype is not None and self.dtype not in DTYPES:
             raise InputError(f"unknown --dtype '{self.dtype}': use one of {', '.join(DTYPES)}")
         if self.device is not None and not re.fullmatch(r"cpu|mps|cuda(:\d+)?", self.device):

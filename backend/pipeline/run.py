@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -24,6 +24,8 @@ from backend.engine.specs import parse_cuts
 from backend.engine.threads import compute_settings
 from backend.engine.trajectory import (
     SEGMENTER_VERSION,
+    NoThinkingPrompt,
+    build_no_thinking_prompt,
     build_prompt,
     encode,
     encode_with_offsets,
@@ -33,7 +35,7 @@ from backend.engine.trajectory import (
     segment,
     split_thinking,
 )
-from backend.errors import ContextTooLongError, InputError
+from backend.errors import ContextTooLongError, InputError, RamlError
 from backend.pipeline import cut_policy
 from backend.pipeline.request import RunRequest, check_before_load
 from backend.store import hashing, schema
@@ -95,14 +97,19 @@ def request_key(req: RunRequest, fingerprint: str) -> str:
 
 def _settings(req: RunRequest) -> dict:
     branch = {"branch": req.branch} if req.branch else {}  # absent for ordinary runs: their keys stay as pinned
-    return branch | {
-        "template": req.template,
-        "segmentation": req.segmentation,
-        "cuts": req.cuts,
-        "proxy_layers": req.proxy_layers,
-        "truncate": req.truncate,
-        "analysis_version": ANALYSIS_VERSION,
-    }
+    condition = {} if req.thinking else {"thinking": False}  # the no-thinking condition has keys of its own
+    return (
+        branch
+        | condition
+        | {
+            "template": req.template,
+            "segmentation": req.segmentation,
+            "cuts": req.cuts,
+            "proxy_layers": req.proxy_layers,
+            "truncate": req.truncate,
+            "analysis_version": ANALYSIS_VERSION,
+        }
+    )
 
 
 def _run_key(req: RunRequest, fingerprint: str, chat_template: str, trajectory: str, answer: str | None) -> str:
@@ -134,6 +141,7 @@ def run_question(
     req_key = request_key(req, fingerprint)
     hit = None if force else store.run_for_request(req_key)
     if hit:
+        link_condition_pair(store, req, fingerprint, hit)
         return RunOutcome(hit, True, time.perf_counter() - t_start)
 
     check_before_load(req, loaded)
@@ -157,19 +165,25 @@ def run_question(
     report("load", 1, 1)
     tok = loaded.tokenizer
 
+    no_thinking = None if req.thinking else build_no_thinking_prompt(tok, req.question)
     if remote is not None:
         response, source = remote, "generated"
     elif req.trajectory is None:
         report("generate", 0, req.generation.max_new_tokens)
-        response = generate(loaded, build_prompt(tok, req.question, think=False), req.generation)
+        prompt = build_prompt(tok, req.question, think=False) if no_thinking is None else no_thinking.prompt
+        response = generate(loaded, prompt, req.generation)
         report("generate", req.generation.max_new_tokens, req.generation.max_new_tokens)
         source = "generated"
     else:
         response, source = req.trajectory, "imported"
-    thinking, after_thinking, think_format = split_thinking(response)
+    if no_thinking is None:
+        thinking, after_thinking, think_format = split_thinking(response)
+    else:  # the thinking part is empty: the visible response is the trajectory, scored after the empty block
+        thinking, after_thinking, think_format = response, "", False
     if not thinking.strip():
         detail = " (the model produced only whitespace or special tokens)" if source == "generated" else ""
-        raise InputError(f"the trajectory has no thinking text to analyze{detail}")
+        what = "text after the empty thinking part" if no_thinking is not None else "thinking text"
+        raise InputError(f"the trajectory has no {what} to analyze{detail}")
 
     answer, answer_source = req.answer, "reference"
     predicted = extract_final_answer(after_thinking if after_thinking.strip() else thinking)
@@ -182,42 +196,109 @@ def run_question(
     if req.cuts == cut_policy.AUTO:  # a batch's or an API caller's: decided now, on the real token counts
         req = resolve_auto_cuts(req, tok, thinking, answer)
     key = _run_key(req, fingerprint, getattr(tok, "chat_template", "") or "", thinking, answer)
+    warnings: list[str] = []
     with store.lock(key):
-        if store.has(key) and not force:
+        cached = store.has(key) and not force
+        if cached:
             store.remember_request(req_key, key)
-            return RunOutcome(key, True, time.perf_counter() - t_start)
-        warnings: list[str] = []
-        built = _build_probe_request(req, loaded, thinking, answer, think_format, warnings)
-        report("analyze", 0, len(built["request"].all_cuts))
-        result = probe.analyze(loaded.model, built["request"], progress=lambda d, t: report("analyze", d, t))
-        report("write", 0, 1)
-        meta_extra = {
-            Meta.RESPONSE: response,
-            Meta.TRAJECTORY_SOURCE: source,
-            Meta.GENERATOR: generator_meta or {"kind": "local" if source == "generated" else "imported"},
-            Meta.THINK_FORMAT: think_format,
-            Meta.PREDICTED_ANSWER: predicted,
-            **_grading(predicted, answer, answer_source),
-            Meta.WARNINGS: warnings,
-            Meta.ORIGIN: req.origin,
-            Meta.CUT_POLICY: req.cut_policy,
-            Meta.CREATED: time.time(),
-        }
-        if req.branch:
-            meta_extra |= {
-                Meta.PARENT: req.branch["parent"],
-                Meta.BRANCH_AT: int(req.branch["branch_at"]),
-                Meta.BRANCH: req.branch,
-            }
-            if req.branch.get("generation"):  # generated here from the parent's prefix: say so at the top level
-                meta_extra |= {Meta.TRAJECTORY_SOURCE: "generated", Meta.GENERATOR: {"kind": "local", "branch": True}}
-        tables = _tables(req, loaded, built, result, answer, answer_source, meta_extra)
-        store.write(key, *tables)
-        store.remember_request(req_key, key)
-        report("write", 1, 1)
+        else:
+            trace = _Trace(
+                response, source, generator_meta, thinking, think_format, no_thinking, answer, answer_source, predicted
+            )
+            _analyze_and_write(req, store, loaded, report, key, req_key, trace, warnings)
+    link_condition_pair(store, req, fingerprint, key)
     for w in warnings:
         log.warning(w)
-    return RunOutcome(key, False, time.perf_counter() - t_start, warnings)
+    return RunOutcome(key, cached, time.perf_counter() - t_start, warnings)
+
+
+@dataclass(frozen=True)
+class _Trace:
+    """What a run analyses: the response and where it came from, its trajectory (the thinking
+    part; in the no-thinking condition the whole response) and the answer it scores."""
+
+    response: str
+    source: str  # "generated" | "imported"
+    generator: dict | None
+    thinking: str
+    think_format: bool
+    no_thinking: NoThinkingPrompt | None
+    answer: str
+    answer_source: str
+    predicted: str | None
+
+
+def _analyze_and_write(
+    req: RunRequest,
+    store: RunStore,
+    loaded: LoadedModel,
+    report: StageProgress,
+    key: str,
+    req_key: str,
+    trace: _Trace,
+    warnings: list[str],
+) -> None:
+    """The probe pass and the atomic write of a run not in the cache (under its key's lock)."""
+    answer, no_thinking = trace.answer, trace.no_thinking
+    built = _build_probe_request(req, loaded, trace.thinking, answer, trace.think_format, warnings, no_thinking)
+    report("analyze", 0, len(built["request"].all_cuts))
+    result = probe.analyze(loaded.model, built["request"], progress=lambda d, t: report("analyze", d, t))
+    report("write", 0, 1)
+    meta_extra = {
+        Meta.RESPONSE: trace.response,
+        Meta.TRAJECTORY_SOURCE: trace.source,
+        Meta.GENERATOR: trace.generator or {"kind": "local" if trace.source == "generated" else "imported"},
+        Meta.THINK_FORMAT: trace.think_format,
+        Meta.PREDICTED_ANSWER: trace.predicted,
+        **_grading(trace.predicted, answer, trace.answer_source),
+        Meta.WARNINGS: warnings,
+        Meta.ORIGIN: req.origin,
+        Meta.CUT_POLICY: req.cut_policy,
+        Meta.CREATED: time.time(),
+        Meta.CONDITION: schema.CONDITION_THINKING if no_thinking is None else schema.CONDITION_NO_THINKING,
+        Meta.PARTNER: None,  # set by link_condition_pair once the other condition's run exists
+    }
+    if no_thinking is not None:
+        meta_extra[Meta.EMPTY_THINKING] = no_thinking.as_meta()
+    if req.branch:
+        meta_extra |= {
+            Meta.PARENT: req.branch["parent"],
+            Meta.BRANCH_AT: int(req.branch["branch_at"]),
+            Meta.BRANCH: req.branch,
+        }
+        if req.branch.get("generation"):  # generated here from the parent's prefix: say so at the top level
+            meta_extra |= {Meta.TRAJECTORY_SOURCE: "generated", Meta.GENERATOR: {"kind": "local", "branch": True}}
+    tables = _tables(req, loaded, built, result, answer, trace.answer_source, meta_extra)
+    store.write(key, *tables)
+    store.remember_request(req_key, key)
+    report("write", 1, 1)
+
+
+def partner_request(req: RunRequest) -> RunRequest | None:
+    """The same request in the other thinking condition, or None when it has no partner (an
+    imported trajectory or a branch: a pair is two generations of one question and settings)."""
+    if req.trajectory is not None or req.branch:
+        return None
+    return replace(req, thinking=not req.thinking)
+
+
+def link_condition_pair(store: RunStore, req: RunRequest, fingerprint: str, key: str) -> str | None:
+    """Link run ``key`` and the run of its partner request, if that one exists: each meta then
+    names the other (``partner``), in either order of making them. Returns the partner's key.
+    A store without the index (a batch worker) links nothing: its driver calls this afterwards."""
+    other = partner_request(req)
+    if other is None or not store.indexing:
+        return None
+    partner = store.run_for_request(request_key(other, fingerprint))
+    if partner is None or partner == key:
+        return None
+    try:
+        store.set_partner(key, partner)
+        store.set_partner(partner, key)
+    except RamlError as exc:  # the pair is a convenience: a failed link is a warning, never a failed run
+        log.warning("runs %s and %s not linked: %s", key[:12], partner[:12], exc)
+        return None
+    return partner
 
 
 def _grading(predicted: str | None, answer: str, answer_source: str) -> dict:
@@ -229,10 +310,16 @@ def _grading(predicted: str | None, answer: str, answer_source: str) -> dict:
 
 
 def _build_probe_request(
-    req: RunRequest, loaded: LoadedModel, thinking: str, answer: str, think_format: bool, warnings: list[str]
+    req: RunRequest,
+    loaded: LoadedModel,
+    thinking: str,
+    answer: str,
+    think_format: bool,
+    warnings: list[str],
+    no_thinking: NoThinkingPrompt | None = None,
 ) -> dict:
     tok = loaded.tokenizer
-    prompt = build_prompt(tok, req.question, think=think_format)
+    prompt = build_prompt(tok, req.question, think=think_format) if no_thinking is None else no_thinking.prompt
     prompt_ids = encode(tok, prompt)
     traj_ids, offsets = encode_with_offsets(tok, thinking)
     template_ids, answer_ids = encode(tok, req.template), encode(tok, answer)

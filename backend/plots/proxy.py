@@ -352,9 +352,13 @@ def compare_loss_figure(
     height: int = 460,
     scale: float = 1.0,
     title: str | None = None,
+    over_tokens: bool = False,
 ) -> go.Figure:
     """Loss curves of several runs over normalized progress: EMA bold (dotted once the answer
-    already appears in the text), raw faint; the end marker says whether the run ended correct."""
+    already appears in the text), raw faint; the end marker says whether the run ended correct.
+    ``over_tokens``: each curve's ``progress`` holds cut points c (tokens read) instead, for runs
+    whose lengths are the point (thinking vs no thinking)."""
+    x_hover = "c = %{x:.0f} tokens" if over_tokens else "progress %{x:.2f}"
     fig = go.Figure()
     for i, c in enumerate(curves):
         color = RUN_COLORS[i % len(RUN_COLORS)]
@@ -391,7 +395,7 @@ def compare_loss_figure(
                 legendgroup=c.key,
                 customdata=[c.key] * len(progress),
                 line=dict(color=color, width=3),
-                hovertemplate=f"{html.escape(c.label)}<br>progress %{{x:.2f}} · EMA L̂ = %{{y:.3f}} nats<extra></extra>",
+                hovertemplate=f"{html.escape(c.label)}<br>{x_hover} · EMA L̂ = %{{y:.3f}} nats<extra></extra>",
             )
         )
         if seen.any():
@@ -423,7 +427,10 @@ def compare_loss_figure(
                 )
             )
     _style(fig, height=height, scale=scale, title=title or "Loss over normalized progress")
-    fig.update_xaxes(title_text="progress through the trajectory (cut point / n tokens)", range=[-0.01, 1.03])
+    if over_tokens:
+        fig.update_xaxes(title_text="trajectory tokens read (cut point c)", rangemode="tozero")
+    else:
+        fig.update_xaxes(title_text="progress through the trajectory (cut point / n tokens)", range=[-0.01, 1.03])
     fig.update_yaxes(title_text="L̂ (nats)")
     fig.add_annotation(
         text="end marker: ★ correct · ✕ incorrect · ● no reference; dotted: answer already in the text",

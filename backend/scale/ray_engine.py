@@ -17,7 +17,7 @@ import os
 from collections import deque
 
 from backend.errors import RamlError
-from backend.pipeline.run import RunRequest
+from backend.pipeline.run import RunRequest, link_condition_pair
 from backend.scale.items import BatchItem, ItemResult, describe_failure, run_request
 
 log = logging.getLogger(__name__)
@@ -148,6 +148,7 @@ def run_items_ray(
             continue
         if hit:
             results[i] = ItemResult(item, hit, True, None)
+            link_condition_pair(store, request, fingerprints[request.model], hit)
         else:
             pending.append((i, request))
 
@@ -164,6 +165,7 @@ def run_items_ray(
                 if key is not None:  # workers write runs only; the driver indexes them
                     store.index_runs([key])
                     store.remember_request(_request_key(requests[i], fingerprints), key)
+                    link_condition_pair(store, requests[i], fingerprints[requests[i].model], key)
     return results  # type: ignore[return-value]
 
 

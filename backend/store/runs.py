@@ -269,6 +269,21 @@ class MetaView:
         return branch_step(self.meta)
 
     @property
+    def condition(self) -> str:
+        """``thinking`` (the model thinks; every run before thinking pairs) or ``no-thinking``."""
+        return self.meta.get(Meta.CONDITION) or schema.CONDITION_THINKING
+
+    @property
+    def partner(self) -> str | None:
+        """The key of this request's run in the other thinking condition (None until both exist)."""
+        return self.meta.get(Meta.PARTNER)
+
+    @property
+    def empty_thinking(self) -> dict:
+        """A no-thinking run: how its thinking part was emptied (``method``, ``markers``); else {}."""
+        return dict(self.meta.get(Meta.EMPTY_THINKING) or {})
+
+    @property
     def origin(self) -> dict:
         """An imported record: what its file says beyond the trace (an eval log's sample id, epoch
         and scores; lm-eval's doc id and metrics; a rollout's chunk); empty otherwise."""
@@ -539,7 +554,13 @@ class RunStore:
                     con.execute(f"ALTER TABLE runs ADD COLUMN {column} TEXT")
             con.execute("CREATE TABLE IF NOT EXISTS requests (request TEXT PRIMARY KEY, key TEXT)")
             have = {row[1] for row in con.execute("PRAGMA table_info(runs)")}
-            for column, kind in (("parent", "TEXT"), ("branch_at", "INTEGER")):  # indexes from before branches
+            # indexes from before branches, and from before thinking pairs
+            for column, kind in (
+                ("parent", "TEXT"),
+                ("branch_at", "INTEGER"),
+                ("condition", "TEXT"),
+                ("partner", "TEXT"),
+            ):
                 if column not in have:
                     con.execute(f"ALTER TABLE runs ADD COLUMN {column} {kind}")
 
@@ -562,6 +583,8 @@ class RunStore:
             meta.get(Meta.GRADER),
             meta.get(Meta.PARENT),
             branch_step(meta),
+            meta.get(Meta.CONDITION) or schema.CONDITION_THINKING,
+            meta.get(Meta.PARTNER),
         )
 
     def _index_put(self, meta: dict) -> None:
@@ -944,6 +967,30 @@ class RunStore:
                 con.execute("DELETE FROM runs WHERE key = ?", (key,))
                 con.execute("DELETE FROM requests WHERE key = ?", (key,))
         return existed
+
+    def set_partner(self, key: str, partner: str) -> bool:
+        """Name ``partner`` (the run of the same request in the other thinking condition) in run
+        ``key``'s meta.json and index row; returns False if it already did. meta.json is rewritten
+        atomically under the run's lock; the checksummed run files are untouched."""
+        check_key(partner)
+        path = self.path(key) / schema.META_FILE
+        with self.lock(key):
+            try:
+                meta = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                raise CacheError(f"run {key}: {schema.META_FILE} is unreadable ({str(exc)[:120]})") from None
+            damage = self._meta_damage(key, meta)
+            if damage:
+                raise CacheError(damage)
+            if meta.get(Meta.PARTNER) == partner:
+                return False
+            meta[Meta.PARTNER] = partner
+            try:
+                atomic.write_json(path, meta, indent=1)
+            except atomic.WriteError as exc:
+                raise CacheError(f"cannot link run {key} to {partner}: {exc}") from None
+        self._index_put(meta)
+        return True
 
     def children(self, key: str) -> list[str]:
         """Keys of the runs that branched from ``key`` (index column ``parent``), oldest first."""

@@ -155,6 +155,9 @@ class Meta:
     COMPUTE: Final = "compute"  # how the run shared the cores: torch threads, OpenMP wait policy (docs/threads.md)
     ORIGIN: Final = "origin"  # an imported record: what its file says beyond the trace (eval log ids, scores)
     CUT_POLICY: Final = "cut_policy"  # how the cuts were chosen: requested, chosen, stride, budget, estimate
+    CONDITION: Final = "condition"  # CONDITION_THINKING or CONDITION_NO_THINKING (absent in older runs: thinking)
+    PARTNER: Final = "partner"  # the key of the same request's run in the other condition (null until both exist)
+    EMPTY_THINKING: Final = "empty_thinking"  # no-thinking runs: how the thinking part was emptied (method, markers)
 
 
 class ModelMeta:
@@ -177,6 +180,10 @@ class SummaryMeta:
 
 
 BRANCH_FIELDS: Final = (Meta.PARENT, Meta.BRANCH_AT, Meta.BRANCH)  # only in the meta of a branch
+NO_THINKING_FIELDS: Final = (Meta.EMPTY_THINKING,)  # only in the meta of a no-thinking run
+CONDITION_THINKING: Final = "thinking"
+CONDITION_NO_THINKING: Final = "no-thinking"
+CONDITIONS: Final = (CONDITION_THINKING, CONDITION_NO_THINKING)
 
 
 def all_meta_fields() -> dict[str, tuple[str, ...]]:
@@ -214,6 +221,8 @@ INDEX_COLUMNS: Final = (  # index.sqlite table ``runs``
     "grader",
     "parent",  # branches: the run this one branched from, and the step it branched at
     "branch_at",
+    "condition",  # thinking pairs: the run's condition and its partner in the other one
+    "partner",
 )
 STATUS_COLUMNS: Final = ("status", "cause")  # added by ``RunStore.list_runs`` (not stored)
 STATUS_OK: Final = "ok"

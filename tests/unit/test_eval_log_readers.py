@@ -79,10 +79,50 @@ def test_openai_batch_output_reasoning_fields_and_failed_lines():
         f"{path}:3: field 'error': the request failed: This request could not be executed before the completion "
         "window expired.",
         f"{path}:4: field 'messages': missing: a completion carries no question; keep the request's messages on "
-        "the line (or a 'question' field), e.g. join the batch input to its output by custom_id",
+        "the line (or a 'question' field), or give the batch input file (--batch-input FILE) to join by custom_id",
     ]
     _, hidden = read_questions(path, reveal=False)  # a server path read for a browser user: no quoted messages
     assert str(hidden[0]) == f"{path}:3: field 'error': the request failed"
+
+
+def test_openai_batch_output_joined_to_its_batch_input_by_custom_id():
+    """The OpenAI Batch API writes outputs without their requests, in any order: the batch input
+    file gives each output its question; a custom_id without a request, and a bad input line
+    (no custom_id, one used twice), are one line each naming the file, the line and the id."""
+    output, batch_input = LOGS / "openai_batch_output_bare.jsonl", LOGS / "openai_batch_input.jsonl"
+    _, unjoined = read_questions(output)
+    assert [e.field for e in unjoined] == ["messages"] * 3  # without the input no line has a question
+    records, errors = read_questions(output, FieldMap.build("openai-chat", batch_input=str(batch_input)))
+    assert [(r.id, r.line) for r in records] == [("gsm8k-1", 1), ("gsm8k-0", 2)]
+    weng, natalia = records
+    assert weng.question.startswith("Weng earns $12") and natalia.question.startswith("Natalia sold clips")
+    assert natalia.trajectory.startswith("<think>In April 48") and natalia.trajectory.endswith("\\boxed{72}")
+    assert natalia.answer is None and natalia.source["custom_id"] == "gsm8k-0"  # no answer field: the model's own
+    assert [str(e) for e in errors] == [
+        f"{batch_input}:3: field 'custom_id': 'gsm8k-0' is used twice (first on line 1)",
+        f"{batch_input}:4: field 'custom_id': missing: every request of a batch needs one",
+        f"{output}:3: field 'custom_id': 'gsm8k-7' has no request in the batch input {batch_input}",
+    ]
+
+
+def test_batch_input_answers_and_whole_file_problems(tmp_path):
+    output, batch_input = LOGS / "openai_batch_output_bare.jsonl", tmp_path / "in.jsonl"
+    lines = [json.loads(x) for x in (LOGS / "openai_batch_input.jsonl").read_text().splitlines()[:2]]
+    lines[0]["answer"], lines[1]["body"]["messages"] = "72", [{"role": "system", "content": "only a system turn"}]
+    batch_input.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    records, errors = read_questions(output, FieldMap.build("openai-chat", batch_input=str(batch_input)))
+    assert [(r.id, r.answer) for r in records] == [("gsm8k-0", "72")]  # the request line's answer field
+    assert str(errors[0]) == (
+        f"{batch_input}:2: field 'body.messages': missing: the request of custom_id 'gsm8k-1' has no user message"
+    )
+    _, missing = read_questions(output, FieldMap.build("openai-chat", batch_input=str(tmp_path / "nope.jsonl")))
+    assert [str(e) for e in missing] == [
+        f"{tmp_path / 'nope.jsonl'}: cannot read the batch input file: No such file or directory"
+    ]
+    plain = tmp_path / "questions.jsonl"
+    plain.write_text('{"question": "Q?"}\n')
+    _, wrong = read_questions(plain, FieldMap.build(None, batch_input=str(batch_input)))
+    assert "joins OpenAI-compatible batch output" in str(wrong[0])
 
 
 def test_plain_chat_completions_and_upload():

@@ -45,7 +45,7 @@ def test_columns_are_pinned():
     assert schema.LENS_COLUMNS == ("boundary", "cut", "layer", "nll", "p_answer", "top_tokens", "top_probs")
     assert schema.INDEX_COLUMNS == (
         "key", "question", "model", "answer", "answer_source", "correct", "n_tokens", "n_steps", "final_loss",
-        "initial_loss", "created", "label", "predicted_answer", "grader", "parent", "branch_at",
+        "initial_loss", "created", "label", "predicted_answer", "grader", "parent", "branch_at", "condition", "partner",
     )  # fmt: skip
     assert schema.STATUS_COLUMNS == ("status", "cause")
     assert (schema.STATUS_OK, schema.STATUS_DAMAGED) == ("ok", "damaged")
@@ -59,7 +59,7 @@ def test_meta_fields_are_pinned():
             "answer_ids", "first_answer_cut", "truncated_tokens", "reflections", "timings", "summary",
             "analysis_version", "response", "trajectory_source", "think_format", "predicted_answer", "correct",
             "grader", "segmenter_version", "generator", "parent", "branch_at", "branch", "warnings", "compute",
-            "origin", "cut_policy",
+            "origin", "cut_policy", "condition", "partner", "empty_thinking",
         ),
         "ModelMeta": ("name", "fingerprint", "class", "n_layers", "d_model", "vocab_size", "dtype", "device"),
         "SummaryMeta": ("n_tokens", "n_steps", "n_cuts", "initial_loss", "final_loss"),
@@ -109,7 +109,8 @@ def test_a_real_run_is_written_exactly_in_the_schema(tiny_run):
     assert tuple(run.steps.columns) == schema.STEP_COLUMNS
     assert tuple(run.lens.columns) == schema.LENS_COLUMNS
     fields = schema.all_meta_fields()
-    assert set(run.meta) == set(fields["Meta"]) - set(schema.BRANCH_FIELDS)  # an ordinary run, not a branch
+    # an ordinary run: not a branch, and made with thinking (no empty_thinking)
+    assert set(run.meta) == set(fields["Meta"]) - set(schema.BRANCH_FIELDS) - set(schema.NO_THINKING_FIELDS)
     assert set(run.meta["model"]) == set(fields["ModelMeta"])
     assert set(run.meta["summary"]) == set(fields["SummaryMeta"])
     names = run.tensor_names()

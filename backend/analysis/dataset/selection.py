@@ -1,6 +1,6 @@
 """Picking runs from the library table by what people type (``raml stats``, ``raml export --site``,
 ``backend.notebook.list_runs``): ``field=value`` on the index's columns (``model=``, ``label=``,
-``answer_source=``, ``correct=true|false|none``), ``q=TEXT`` (question or label contains TEXT),
+``answer_source=``, ``correct=true|false|none``, ``condition=thinking|no-thinking``), ``q=TEXT`` (question or label contains TEXT),
 or a question file (JSONL, Parquet, Arrow or a save_to_disk folder: the runs of its questions).
 Several items are combined with AND."""
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-FILTER_FIELDS = ("model", "label", "answer_source", "correct", "q")
+FILTER_FIELDS = ("model", "label", "answer_source", "correct", "condition", "q")
 
 
 def is_filter(item: str) -> bool:
@@ -37,6 +37,10 @@ def select_keys(runs, selection: list[str], question_field: str = "question") ->
                 if wanted == "bad":
                     raise InputError(f"correct= takes true, false or none, got '{value}'")
                 view = view[[(None if v is None or v != v else bool(v)) is wanted for v in view["correct"]]]
+            elif field == "condition":
+                from backend.analysis.dataset.thinking_pairs import condition_of
+
+                view = view[condition_of(view) == value.strip()]
             else:
                 view = view[view[field].fillna("").astype(str) == value]
             continue

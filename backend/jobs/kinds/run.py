@@ -84,7 +84,8 @@ class _Force:
 
 def run_title(p: RunParams) -> str:
     verb = "Import" if p.request.trajectory is not None else "Run"
-    return f"{verb}: {p.request.question.strip()[:60]}"
+    condition = "" if p.request.thinking else " (no thinking)"
+    return f"{verb}{condition}: {p.request.question.strip()[:60]}"
 
 
 def run_estimate(p: RunParams, queue, device: str):
@@ -161,6 +162,7 @@ class BatchParams:
     question_field: str | None = None
     answer_field: str | None = None
     trajectory_field: str | None = None
+    batch_input: str | None = None  # OpenAI-style batch output: its batch input file (questions by custom_id)
     template: dict = field(default_factory=dict)
     engine: str = "local"
     address: str | None = None
@@ -176,7 +178,9 @@ class BatchParams:
     def field_map(self):
         from backend.io.fields import FieldMap
 
-        return FieldMap.build(self.preset, self.question_field, self.answer_field, self.trajectory_field)
+        return FieldMap.build(
+            self.preset, self.question_field, self.answer_field, self.trajectory_field, batch_input=self.batch_input
+        )
 
     def checked(self, store, kind: str) -> BatchParams:
         from dataclasses import replace
@@ -192,7 +196,13 @@ class BatchParams:
         self.field_map()  # an unknown preset is refused here
         template = self.template_request(kind)
         replace(template, question="options check").validate()
-        return replace(self, source=str(Path(self.source).resolve()), template=self._cut_hint(template, store))
+        batch_input = None if self.batch_input is None else str(Path(self.batch_input).resolve())
+        return replace(
+            self,
+            source=str(Path(self.source).resolve()),
+            template=self._cut_hint(template, store),
+            batch_input=batch_input,
+        )
 
     def _cut_hint(self, template: RunRequest, store) -> dict:
         """cuts "auto": each run decides on its real token counts (``run_question``), at this
