@@ -13,8 +13,9 @@ from collections.abc import Callable
 
 import streamlit as st
 
-from app import jobs_view
+from app import data, jobs_view
 from backend.analysis.importance.defaults import ATTENTION as DEFAULT_ATTENTION
+from backend.plots import binning
 from backend.plots import importance as plots
 
 TABLE = "importance_table"
@@ -43,7 +44,10 @@ def marks(view) -> dict:
     """The strip's cursor at every boundary b: the column of step b (b = 0, the start: none)."""
     if not rows_of(view.store, view.run):
         return {}
-    return {"charts": [{"chart": STRIP, "kind": "column", "x": list(range(view.n_steps + 1))}]}
+    mark = {"chart": STRIP, "kind": "column", "x": list(range(view.n_steps + 1))}
+    if binning.bin_width(view.n_steps) > 1:  # a binned strip: the cursor outlines the step's bin
+        mark["x0"], mark["x1"] = plots.strip_column_edges(view.n_steps)
+    return {"charts": [mark]}
 
 
 def _on_pick(steps: list[int], go_to: Callable[[int], None]) -> None:
@@ -112,11 +116,24 @@ def render(view, go_to: Callable[[int], None]) -> None:
     _agreement(store, run)
 
 
-def _agreement(store, run) -> None:
-    """Do the methods agree? Rank correlations of each pair of measures this run has."""
+@st.cache_data(show_spinner=False, max_entries=16)
+def _agreement_rows(root: str, key: str, stamp: float, dstamp: str, children: tuple[str, ...]) -> list[dict]:
+    """The run's agreement table (bootstrap intervals: seconds at 1,500 steps), once per run,
+    derived data and set of branches."""
     from backend.pipeline.agreement import run_agreement
 
-    rows = run_agreement(store, run)
+    store = data.store_at(root)
+    return run_agreement(store, data.load_run(store, key))
+
+
+def _agreement(store, run) -> None:
+    """Do the methods agree? Rank correlations of each pair of measures this run has."""
+    children = tuple(store.children(run.key)) if store.indexing else ()
+    from backend.store.derived import derived_stamp
+
+    rows = _agreement_rows(
+        str(store.root), run.key, data.run_stamp(store, run.key), derived_stamp(run, store), children
+    )
     if not rows:
         return
     st.markdown("**Do the methods agree?** Rank correlation over the steps (95% bootstrap interval over steps)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from app import data
 from app.panels import path
 from app.panels.common import View, esc
 from backend.plots import figures
@@ -22,15 +23,43 @@ def draw(view: View) -> None:
     st.html(card_html(view.run, view.cursor, path.geometry(view)))
 
 
+@st.cache_data(show_spinner=False, max_entries=16)
+def _cards(root: str, key: str, stamp: float, layer, space: str, method: str, dstamp: str) -> list[str]:
+    """The card of every boundary of one run in one space, [B]: computed once per run and view settings
+    (a 1,500-step run has 1,501 cards; each reads the boundary's loss and top tokens from tables built once)."""
+    store = data.store_at(root)
+    run = data.load_run(store, key)
+    geometry = None
+    if layer is not None and data.proxy_available():
+        try:
+            geometry = data.projection(store, key, int(layer), space, method)["geometry"]
+        except ValueError:
+            geometry = None
+    facts = card_facts(run)
+    return [card_html(run, b, geometry, facts) for b in range(len(run.steps) + 1)]
+
+
 def marks(view: View) -> dict:
     """The card's HTML at every boundary, [B] (replaces ``#raml-step-card`` in the browser)."""
-    geometry = path.geometry(view)
-    return {"html": {"raml-step-card": [card_html(view.run, b, geometry) for b in range(view.n_steps + 1)]}}
+    dstamp = data.derived_stamp(view.store, view.key) if view.space == "exact" else ""
+    method = view.settings.method
+    cards = _cards(view.root, view.key, view.stamp, view.layer, view.space, method, dstamp)
+    return {"html": {"raml-step-card": cards}}
 
 
-def card_html(run, cursor: int, geometry: pd.DataFrame | None) -> str:
+def card_facts(run) -> dict:
+    """What every card reads, built once per run: L̂ at each boundary [B] and the last layer's
+    top tokens and probabilities at each boundary (``{b: (tokens, probs)}``)."""
+    lens = run.lens
+    last = lens[lens["layer"] == lens["layer"].max()]
+    tops = dict(zip(last["boundary"].astype(int), zip(last["top_tokens"], last["top_probs"])))
+    return {"losses": figures.boundary_losses(run.tokens, run.steps), "tops": tops}
+
+
+def card_html(run, cursor: int, geometry: pd.DataFrame | None, facts: dict | None = None) -> str:
     steps = run.steps
-    loss_now = figures.boundary_losses(run.tokens, steps)[cursor]
+    facts = facts if facts is not None else card_facts(run)
+    loss_now = facts["losses"][cursor]
     if cursor == 0:
         head, delta = "<b>Before any thinking</b>: the model sees only the question.", None
     else:
@@ -59,11 +88,9 @@ def card_html(run, cursor: int, geometry: pd.DataFrame | None) -> str:
         f'<div title="{esc(tip)}"><div class="raml-k">{esc(k)}</div><div class="raml-v">{v}</div></div>'
         for k, v, tip in cells
     )
-    lens = run.lens
-    last = lens[(lens["boundary"] == cursor) & (lens["layer"] == lens["layer"].max())]
     chips = ""
-    if not last.empty:
-        toks, probs = last.iloc[0]["top_tokens"], last.iloc[0]["top_probs"]
+    if cursor in facts["tops"]:
+        toks, probs = facts["tops"][cursor]
         chips = "".join(
             f'<span class="raml-chip" title="{esc(repr(str(t)))}"><code>{esc(visible_token(t))}</code> {float(p):.2f}</span>'
             for t, p in zip(toks, probs)
