@@ -5,6 +5,7 @@ Pure string building (no Streamlit); every piece of run text is HTML-escaped.
 
 from __future__ import annotations
 
+import bisect
 import html
 
 import numpy as np
@@ -94,10 +95,17 @@ def text_windows(chars: list[int], future_chars: int = 360) -> list[list[int]]:
 
 
 def step_html(steps: pd.DataFrame, reflections: list[dict]) -> list[str]:
-    """Each step's text, escaped, reflection words marked, [S] (what a ``.raml-step`` span holds)."""
+    """Each step's text, escaped, reflection words marked, [S] (what a ``.raml-step`` span holds).
+    Each step gets only the marks that touch it (found by bisection), so this is linear in the run."""
     spans = step_char_spans(steps)
     marks = sorted((int(r["char_start"]), int(r["char_start"]) + len(str(r["word"]))) for r in reflections)
-    return [_marked(text, start, marks) for text, (start, _) in zip(steps["text"].astype(str), spans)]
+    starts = [a for a, _ in marks]
+    out = []
+    for text, (start, end) in zip(steps["text"].astype(str), spans):
+        # marks that start before the step ends, from the last one starting at or before its start
+        first = max(bisect.bisect_right(starts, start) - 1, 0)
+        out.append(_marked(text, start, marks[first : bisect.bisect_left(starts, end)]))
+    return out
 
 
 def more_note(hidden_steps: int) -> str:
