@@ -169,8 +169,8 @@ PAGE_FACTS_JS = """
   for (const gd of document.querySelectorAll('.js-plotly-plot')) {
     const host = gd.closest('[class*="st-key-"]');
     const key = host ? [...host.classList].find((c) => c.startsWith('st-key-')).slice(7) : 'chart';
-    charts[key] = (gd.data || []).reduce((n, t) => n + (t.x ? t.x.length : 0), 0);  // x values sent, all traces
-    const z = (gd.data || []).find((t) => t.type === 'heatmap');
+    charts[key] = (gd._fullData || []).reduce((n, t) => n + (t._length || (t.x && t.x.length) || 0), 0);  // x values drawn, all traces
+    const z = (gd._fullData || []).find((t) => t.type === 'heatmap');
     if (z) charts[key + '_columns'] = Array.isArray(z.z[0]) ? z.z[0].length : 0;
   }
   const s = window.__ramlStepper;

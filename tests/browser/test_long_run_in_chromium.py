@@ -95,7 +95,7 @@ def test_hover_on_the_decimated_loss_curve_gives_the_exact_value_at_that_token(l
     spot = page.evaluate(
         """(cut) => {
              const gd = document.querySelector('.st-key-explore_loss_chart .js-plotly-plot');
-             const t = gd.data[0], i = t.customdata.findIndex((c) => Number(c[0]) === cut);
+             const t = gd._fullData[0], i = t.customdata.findIndex((c) => Number(c[0]) === cut);
              const fl = gd._fullLayout, box = gd.getBoundingClientRect();
              return {drawn: t.x.length, meta: fl.meta, i: i,
                      x: box.left + fl.xaxis._offset + fl.xaxis.l2p(t.x[i]),
