@@ -15,7 +15,9 @@ Last stdout line: JSON with median and p90 per configuration.
 ``tests/long_run.py`` (30,000 tokens, 1,500 steps, SmolLM2's shapes: 30 layers, d = 576; written
 through the run store, no model), opened at step ``--start`` (750). It measures the open time
 (``page.goto`` to every view live at the URL's step), cold (the server's first page of the run)
-and warm (a new tab on the same server: the server's caches hold the run), then the presses at
+and warm (a new tab on the same server: the server's caches hold the run), with the browser's
+long tasks meanwhile, beside the same for a short run (320 tokens, 160 steps, same shapes) in the
+same server as the baseline of a shared machine, then the presses at
 1440x900 (idle only) and what the page holds: ``.raml-step`` spans in the text box, DOM elements,
 the points each chart draws, and the stepper's payload in characters.
 
@@ -185,14 +187,25 @@ PAGE_FACTS_JS = """
 """
 
 
+# The browser's main thread busy time while the page opens: the sum of its long tasks (> 50 ms)
+LONGTASKS_JS = """
+window.__ramlLong = 0;
+new PerformanceObserver((list) => { for (const e of list.getEntries()) window.__ramlLong += e.duration; })
+  .observe({type: 'longtask', buffered: true});
+"""
+
+
 def open_page(browser, url: str, key: str, views: list[dict], start: int, viewport=(1440, 900)):
-    """A new tab on Explore at ``start``: (page, seconds from goto to every view live at that step)."""
+    """A new tab on Explore at ``start``: (page, seconds from goto to every view live at that step,
+    seconds of long tasks on the browser's main thread meanwhile)."""
     page = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]})
+    page.add_init_script(LONGTASKS_JS)
     t0 = time.perf_counter()
     page.goto(f"{url}/?run={key}&step={start}", wait_until="domcontentloaded")
     page.wait_for_function("() => document.body.classList.contains('raml-live')", timeout=600_000)
     page.wait_for_function(VIEW_AT_JS, arg=views[start], timeout=600_000)
-    return page, time.perf_counter() - t0
+    seconds = time.perf_counter() - t0
+    return page, seconds, float(page.evaluate("() => window.__ramlLong")) / 1000
 
 
 def long_main(args) -> int:
@@ -211,6 +224,10 @@ def long_main(args) -> int:
     t0 = time.perf_counter()
     key = write_long_run(RunStore(cache_dir), n_tokens=args.n_tokens, n_steps=args.n_steps)
     setup_s = time.perf_counter() - t0
+    # the baseline: a short run of the same shapes in the same server, opened the same way (on a
+    # shared machine the ratio of the two is what means something)
+    short_key = write_long_run(RunStore(cache_dir), n_tokens=320, n_steps=160)
+    short_views = expected_views(cache_dir, short_key)
     views = expected_views(cache_dir, key)
     n_steps = len(views) - 1
     start = min(args.start, n_steps)
@@ -225,17 +242,22 @@ def long_main(args) -> int:
     }
     with streamlit_app(cache_dir) as url, sync_playwright() as pw:
         browser = launch_chromium(pw)
-        page, cold = open_page(browser, url, key, views, start)
-        page.close()
-        opens = []
-        for _ in range(3):  # warm: the server has the run and its figures; a new tab each time
-            page, seconds = open_page(browser, url, key, views, start)
-            opens.append(seconds)
-            if len(opens) < 3:
-                page.close()
-        result["open_cold_s"] = round(cold, 2)
-        result["open_warm_s"] = round(statistics.median(opens), 2)
-        result["open_warm_all_s"] = [round(x, 2) for x in opens]
+        for name, k, v, at in (("short", short_key, short_views, 80), ("long", key, views, start)):
+            page, cold, cold_busy = open_page(browser, url, k, v, at)
+            page.close()
+            opens, busy = [], []
+            for _ in range(3):  # warm: the server has the run and its figures; a new tab each time
+                page, seconds, long_tasks = open_page(browser, url, k, v, at)
+                opens.append(seconds)
+                busy.append(long_tasks)
+                if name == "short" or len(opens) < 3:
+                    page.close()
+            prefix = "" if name == "long" else "short_"
+            result[f"{prefix}open_cold_s"] = round(cold, 2)
+            result[f"{prefix}open_warm_s"] = round(statistics.median(opens), 2)
+            result[f"{prefix}open_warm_all_s"] = [round(x, 2) for x in opens]
+            result[f"{prefix}open_browser_long_tasks_s"] = round(statistics.median(busy), 2)
+        result["open_warm_long_over_short"] = round(result["open_warm_s"] / result["short_open_warm_s"], 2)
         page.wait_for_function(  # sized for this window before timing the presses
             "() => window.__ramlStepper && Math.abs(window.__ramlStepper.data.viewport_h - innerHeight) <= 40",
             timeout=600_000,
