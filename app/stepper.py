@@ -16,14 +16,19 @@ native range input in place of the slider.
 Marks (``marks`` payload; a new panel adds its own entries, no JS change needed):
 
 - ``labels`` [B]: text of ``#raml-step-label``;
-- ``text``: ``{"chars": [S], "future_chars": int}``: the ``.raml-step`` spans of the text box;
+- ``text``: ``{"chars": [S], "future_chars": int, "html": [S], "window": [B] [lo, hi], "before": str}``:
+  the text box holds steps lo..hi of ``window[b]`` (``backend.plots.text.text_window``), rendered
+  from each step's ``html``, with notes of the steps left out on either side; so the page holds a
+  bounded number of ``.raml-step`` spans however long the run;
 - ``html`` {element id: [B] HTML}: replaces the element with that id (the step card, the branch
   panel's "acts on step s" line);
 - ``texts`` {CSS selector: [B] text}: the text of every element matching the selector (the
   labels of buttons that act on the step on screen, e.g. "Branch at step s");
-- ``charts`` [{chart: key, kind: "vline" | "column" | "ring", x: [B], y?: [B]}]: marks drawn over
-  a plotly chart with its own axis mapping (``_fullLayout.xaxis.l2p``); a click on the chart jumps
-  to the nearest boundary (``vline``), the clicked column (``column``) or point (``ring``).
+- ``charts`` [{chart: key, kind: "vline" | "column" | "ring", x: [B], y?: [B], x0?: [B], x1?: [B]}]:
+  marks drawn over a plotly chart with its own axis mapping (``_fullLayout.xaxis.l2p``); a click on
+  the chart jumps to the nearest boundary (``vline``), the clicked column (``column``) or point
+  (``ring``). A ``column`` mark of a binned grid (a long run) gives each boundary's bin edges
+  ``x0``/``x1`` and outlines the whole bin; a click on a bin jumps to its middle.
 
 If a chart exposes no axis mapping (a future plotly.js) the component sets ``ok = false`` and the
 page falls back to drawing the cursor into the figures on the server.
@@ -85,9 +90,10 @@ const painters = {
     place(mark(gd, 'border-left:2px solid ' + COLOR + ';'), x - 1, a.ya._offset, 2, bottom - a.ya._offset, inside(a.xa, x));
     return true;
   },
-  column: function (gd, m, b) {
+  column: function (gd, m, b) {  // x[b] ± 0.5, or the bin [x0[b], x1[b]] of a binned grid
     const a = axes(gd); if (!a) return false;
-    const x0 = a.xa._offset + a.xa.l2p(m.x[b] - 0.5), x1 = a.xa._offset + a.xa.l2p(m.x[b] + 0.5);
+    const lo = m.x0 ? m.x0[b] : m.x[b] - 0.5, hi = m.x1 ? m.x1[b] : m.x[b] + 0.5;
+    const x0 = a.xa._offset + a.xa.l2p(lo), x1 = a.xa._offset + a.xa.l2p(hi);
     place(mark(gd, 'border:3px solid ' + COLOR + ';'), x0, a.ya._offset, x1 - x0, a.ya._length, inside(a.xa, (x0 + x1) / 2));
     return true;
   },
@@ -132,29 +138,32 @@ function paintCharts(s, b) {
   }
   return {ok: ok, pending: pending};
 }
-function paintText(s, b) {
+function note(n, what, before) {  // "… 3 more steps" / "… 12 earlier steps" (backend/plots/text.py)
+  if (!n) return '';
+  const t = '… ' + n + ' ' + what + ' step' + (n === 1 ? '' : 's');
+  return before ? t + '\n' : '\n' + t;
+}
+function paintText(s, b) {  // the window of steps around b (text.window[b]), rendered from text.html
   const t = s.data.marks.text;
   const box = document.querySelector('.raml-traj-inner');
-  if (!t || !box) return;
-  const spans = box.querySelectorAll('.raml-step');
-  let left = t.future_chars, hidden = 0, current = null;
-  for (const el of spans) {
-    const i = Number(el.dataset.step);
-    let cls = i < b ? 'past' : (i === b ? 'current' : 'future');
-    if (cls === 'future') {
-      if (left <= 0) { cls = 'future hidden'; hidden++; }
-      left -= t.chars[i - 1] || 0;
+  if (!t || !box || !t.window || !t.html) return;
+  const w = t.window[b] || [1, 0], lo = w[0], hi = w[1], S = t.html.length;
+  const sig = s.data.sig + ':' + b;
+  if (box.dataset.ramlWindow !== sig) {
+    const parts = ['<span class="raml-more' + (b === 0 ? '' : ' hidden') + '" id="raml-before"></span>',
+                   '<span class="raml-more' + (lo > 1 ? '' : ' hidden') + '" id="raml-earlier"></span>'];
+    for (let i = lo; i <= hi; i++) {
+      const cls = i < b ? 'past' : (i === b ? 'current' : 'future');
+      parts.push('<span class="raml-step ' + cls + '" data-step="' + i + '"' + (i === b ? ' id="raml-current"' : '') + '>' + t.html[i - 1] + '</span>');
     }
-    el.className = 'raml-step ' + cls;
-    if (i === b) { el.id = 'raml-current'; current = el; } else if (el.id) el.removeAttribute('id');
+    parts.push('<span class="raml-more' + (hi < S ? '' : ' hidden') + '" id="raml-more"></span>');
+    box.innerHTML = parts.join('');
+    box.querySelector('#raml-before').textContent = t.before || '';
+    box.querySelector('#raml-earlier').textContent = note(lo - 1, 'earlier', true);
+    box.querySelector('#raml-more').textContent = note(S - hi, 'more', false);
+    box.dataset.ramlWindow = sig;
   }
-  const before = document.getElementById('raml-before');
-  if (before) before.className = 'raml-more' + (b === 0 ? '' : ' hidden');
-  const more = document.getElementById('raml-more');
-  if (more) {
-    more.textContent = hidden ? '\n… ' + hidden + ' more step' + (hidden === 1 ? '' : 's') : '';
-    more.className = 'raml-more' + (hidden ? '' : ' hidden');
-  }
+  const current = document.getElementById('raml-current');
   if (current) {  // keep the current step in view inside the scrolling box, not the page
     const outer = box.parentElement, r = current.getBoundingClientRect(), o = outer.getBoundingClientRect();
     if (r.bottom > o.bottom) outer.scrollTop += r.bottom - o.bottom + 8;

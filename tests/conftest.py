@@ -40,7 +40,7 @@ DOMAINS = ("unit", "integration", "browser", "reliability")
 # Tests that must share one process under pytest-xdist (`--dist loadgroup`), one group each:
 # the browser tests (one app server and one Chromium per session), the Ray tests (one local Ray
 # instance at a time), and the tests of a module that shares a module-scoped fixture (built once).
-BROWSER_FIXTURES = frozenset({"browser", "explore_app"})
+BROWSER_FIXTURES = frozenset({"browser", "explore_app", "long_app"})
 
 
 def xdist_group_of(item, domain: str | None) -> str | None:
@@ -297,4 +297,30 @@ def explore_app(tiny_run, tmp_path_factory):
     root = tmp_path_factory.mktemp("browser") / "cache"
     shutil.copytree(store.root, root, ignore=shutil.ignore_patterns("locks", "tmp"))
     with streamlit_app(root) as url:
+        yield url, key, store.open(key)
+
+
+# ----------------------------------------------------------------------------- long runs (issue 23)
+LONG_RUN_SHAPE = dict(n_tokens=30_000, n_steps=1_500, n_layers=30, d_model=64, d_ff=128)
+
+
+@pytest.fixture(scope="session")
+def long_run(tmp_path_factory):
+    """The synthetic research-length run (``tests/long_run.py``: 30,000 tokens, 1,500 steps, 30
+    layers; d kept small, the page's cost does not depend on it), written once per session through
+    the run store into a cache of its own: (store, key)."""
+    from backend.store.runs import RunStore
+    from tests.long_run import write_long_run
+
+    store = RunStore(tmp_path_factory.mktemp("long_cache"))
+    return store, write_long_run(store, **LONG_RUN_SHAPE)
+
+
+@pytest.fixture(scope="session")
+def long_app(long_run):
+    """One ``streamlit run`` over the long run's cache for the session: (base url, key, run)."""
+    from tests.app_server import streamlit_app
+
+    store, key = long_run
+    with streamlit_app(store.root) as url:
         yield url, key, store.open(key)

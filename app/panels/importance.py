@@ -13,13 +13,15 @@ from collections.abc import Callable
 
 import streamlit as st
 
-from app import jobs_view, ui
+from app import data, jobs_view, ui
 from backend.analysis.importance.defaults import ATTENTION as DEFAULT_ATTENTION
+from backend.plots import binning
 from backend.plots import importance as plots
 
 TABLE = "importance_table"
 STRIP = "importance_strip"
 KIND = "importance"
+AGREEMENT_INLINE_STEPS = 200  # longer runs compute the methods' agreement on a click (its bootstrap takes seconds)
 
 
 def _cached(store, run) -> dict | None:
@@ -43,7 +45,10 @@ def marks(view) -> dict:
     """The strip's cursor at every boundary b: the column of step b (b = 0, the start: none)."""
     if not rows_of(view.store, view.run):
         return {}
-    return {"charts": [{"chart": STRIP, "kind": "column", "x": list(range(view.n_steps + 1))}]}
+    mark = {"chart": STRIP, "kind": "column", "x": list(range(view.n_steps + 1))}
+    if binning.bin_width(view.n_steps) > 1:  # a binned strip: the cursor outlines the step's bin
+        mark["x0"], mark["x1"] = plots.strip_column_edges(view.n_steps)
+    return {"charts": [mark]}
 
 
 def _on_pick(steps: list[int], go_to: Callable[[int], None]) -> None:
@@ -88,7 +93,11 @@ def render(view, go_to: Callable[[int], None]) -> None:
             f"({payload['timings']['ablate_s']:.1f} s)"
         )
     cursor = view.cursor if view.redraw else None  # else the browser's stepper draws the cursor
-    st.plotly_chart(plots.importance_strip(rows, texts, cursor), key=STRIP, width="stretch")
+    if cursor is None:  # the same figure object on every rerun of this run's data (drawn once per run)
+        fig = _strip_figure(*_data_args(store, run))
+    else:
+        fig = plots.importance_strip(rows, texts, cursor)
+    st.plotly_chart(fig, key=STRIP, width="stretch")
     left_out = [e for row in counterfactual for e in row.get("excluded", [])]
     if left_out:
         reasons = sorted({e["reason"] for e in left_out})
@@ -109,14 +118,57 @@ def render(view, go_to: Callable[[int], None]) -> None:
     if payload and payload.get("attention"):
         heads = ", ".join(f"L{h['layer']}H{h['head']}" for h in payload["attention"]["receiver_heads"])
         st.caption(f"Receiver heads (highest kurtosis across steps, as Thought Anchors): {heads}")
-    _agreement(store, run)
+    _agreement(store, run, len(rows))
 
 
-def _agreement(store, run) -> None:
-    """Do the methods agree? Rank correlations of each pair of measures this run has."""
+def _data_args(store, run) -> tuple:
+    """What the strip and the agreement table are functions of: the run, its derived data, its branches."""
+    from backend.store.derived import derived_stamp
+
+    children = tuple(store.children(run.key)) if store.indexing else ()
+    return (str(store.root), run.key, data.run_stamp(store, run.key), derived_stamp(run, store), children)
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def _strip_figure(root: str, key: str, stamp: float, dstamp: str, children: tuple[str, ...]):
+    store = data.store_at(root)
+    run = data.load_run(store, key)
+    return plots.importance_strip(rows_of(store, run), run.steps["text"].tolist())
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _agreement_rows(root: str, key: str, stamp: float, dstamp: str, children: tuple[str, ...]) -> list[dict]:
+    """The run's agreement table (bootstrap intervals: seconds at 1,500 steps), once per run,
+    derived data and set of branches."""
     from backend.pipeline.agreement import run_agreement
 
-    rows = run_agreement(store, run)
+    store = data.store_at(root)
+    return run_agreement(store, data.load_run(store, key))
+
+
+@st.cache_resource(show_spinner=False)
+def _agreements_shown() -> set:
+    """Agreement tables of long runs this server has computed (they are then shown without asking)."""
+    return set()
+
+
+def _agreement(store, run, n_measures: int) -> None:
+    """Do the methods agree? Rank correlations of each pair of measures this run has. Their
+    bootstrap costs about 8 ms of CPU per step (12 s at 1,500 steps): above
+    ``AGREEMENT_INLINE_STEPS`` steps the table waits for a click, so the page opens without it."""
+    if n_measures < 2:
+        return
+    args = _data_args(store, run)
+    n_steps = len(run.steps)
+    if n_steps > AGREEMENT_INLINE_STEPS and args not in _agreements_shown():
+        if not st.button(
+            f"Do the methods agree? (bootstrap over {n_steps} steps, about {max(1, round(n_steps * 0.008))} s)",
+            key="importance_agreement_compute",
+            help="Spearman's ρ and Kendall's τ between the measures, with 95% bootstrap intervals over steps",
+        ):
+            return
+    rows = _agreement_rows(*args)
+    _agreements_shown().add(args)
     if not rows:
         return
     st.markdown("**Do the methods agree?** Rank correlation over the steps (95% bootstrap interval over steps)")

@@ -13,7 +13,7 @@ from app import data, jobs_view, ui
 from app.panels.common import View, heading
 from app.panels.loss import chart_config
 from app.state import LENS_KINDS
-from backend.plots import figures
+from backend.plots import binning, figures
 
 SLOT = "right2"
 CHART = "explore_lens_chart"
@@ -115,7 +115,7 @@ def draw(view: View) -> None:
         return
     if view.redraw:
         fig = go.Figure(fig)
-        figures.set_lens_cursor(fig, view.cursor, int(view.run.lens["layer"].max()) + 1)
+        figures.set_lens_cursor(fig, view.cursor, int(view.run.lens["layer"].max()) + 1, view.n_steps + 1)
     st.plotly_chart(fig, key=CHART, config=chart_config("lens"))
 
 
@@ -127,4 +127,7 @@ def marks(view: View) -> dict:
             _figure(*args, kind, _lens_stamp(view))
         except _NoGrid:
             return {"charts": []}  # no grid drawn: nothing for the stepper to move
-    return {"charts": [{"chart": CHART, "kind": "column", "x": list(range(view.n_steps + 1))}]}
+    mark = {"chart": CHART, "kind": "column", "x": list(range(view.n_steps + 1))}
+    if binning.bin_width(view.n_steps + 1) > 1:  # a binned grid: the cursor outlines the bin
+        mark["x0"], mark["x1"] = figures.lens_column_edges(view.n_steps + 1)
+    return {"charts": [mark]}

@@ -5,19 +5,39 @@ from __future__ import annotations
 
 import streamlit as st
 
+from app import data
 from app.panels import path
 from app.panels.common import View
-from backend.plots.step_card import WHITESPACE, card_html, visible_token
+from backend.plots.step_card import WHITESPACE, card_facts, card_html, geometry_columns, visible_token
 
 SLOT = "left1"
-__all__ = ["SLOT", "WHITESPACE", "card_html", "draw", "marks", "visible_token"]
+__all__ = ["SLOT", "WHITESPACE", "card_facts", "card_html", "draw", "marks", "visible_token"]
 
 
 def draw(view: View) -> None:
     st.html(card_html(view.run, view.cursor, path.geometry(view)))
 
 
+@st.cache_data(show_spinner=False, max_entries=16)
+def _cards(root: str, key: str, stamp: float, layer, space: str, method: str, dstamp: str) -> list[str]:
+    """The card of every boundary of one run in one space, [B]: computed once per run and view settings
+    (a 1,500-step run has 1,501 cards; each reads the boundary's loss and top tokens from tables built once)."""
+    store = data.store_at(root)
+    run = data.load_run(store, key)
+    geometry = None
+    if layer is not None and data.proxy_available():
+        try:
+            geometry = data.projection(store, key, int(layer), space, method)["geometry"]
+        except ValueError:
+            geometry = None
+    facts = card_facts(run)
+    facts["size"], facts["cos"] = geometry_columns(geometry)
+    return [card_html(run, b, geometry, facts) for b in range(len(run.steps) + 1)]
+
+
 def marks(view: View) -> dict:
     """The card's HTML at every boundary, [B] (replaces ``#raml-step-card`` in the browser)."""
-    geometry = path.geometry(view)
-    return {"html": {"raml-step-card": [card_html(view.run, b, geometry) for b in range(view.n_steps + 1)]}}
+    dstamp = data.derived_stamp(view.store, view.key) if view.space == "exact" else ""
+    method = view.settings.method
+    cards = _cards(view.root, view.key, view.stamp, view.layer, view.space, method, dstamp)
+    return {"html": {"raml-step-card": cards}}

@@ -1,4 +1,9 @@
-"""The reasoning text: current step highlighted, earlier dimmed, optionally coloured per token by ΔL̂."""
+"""The reasoning text: current step highlighted, earlier dimmed, optionally coloured per token by ΔL̂.
+
+The box holds a window of steps around the cursor (``backend.plots.text.text_window``), never
+every step: the browser's stepper re-renders the window from each step's HTML (``marks``), so a
+1,500-step run keeps a bounded number of spans on the page.
+"""
 
 from __future__ import annotations
 
@@ -18,10 +23,25 @@ def _token_html(root: str, key: str, stamp: float) -> list[str]:
     return text_view.token_delta_html(run.tokens, run.steps)
 
 
+@st.cache_data(show_spinner=False, max_entries=16)
+def _text_marks(root: str, key: str, stamp: float, colour_tokens: bool) -> dict:
+    """Per run (and colouring): each step's HTML [S], its characters [S] and the window of every boundary [B]."""
+    run = data.load_run(data.store_at(root), key)
+    chars = [len(t) for t in run.steps["text"].astype(str)]
+    inner = _token_html(root, key, stamp) if colour_tokens else text_view.step_html(run.steps, run.reflections)
+    return {
+        "chars": chars,
+        "future_chars": FUTURE_CHARS,
+        "html": inner,
+        "window": text_view.text_windows(chars, FUTURE_CHARS),
+        "before": text_view.BEFORE_NOTE,
+    }
+
+
 def draw(view: View) -> None:
     if not view.present:
         heading("Reasoning", "text")
-    inner = _token_html(view.root, view.key, view.stamp) if view.settings.colour_tokens else None
+    inner = _text_marks(view.root, view.key, view.stamp, True)["html"] if view.settings.colour_tokens else None
     st.html(
         text_view.trajectory_html(
             view.run.steps,
@@ -37,5 +57,5 @@ def draw(view: View) -> None:
 
 
 def marks(view: View) -> dict:
-    """Characters of each step [S]: the browser re-classes the step spans and hides far-future ones."""
-    return {"text": {"chars": [len(t) for t in view.run.steps["text"].astype(str)], "future_chars": FUTURE_CHARS}}
+    """The window of steps at every boundary and each step's HTML: the browser renders the window."""
+    return {"text": _text_marks(view.root, view.key, view.stamp, bool(view.settings.colour_tokens))}

@@ -14,6 +14,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from backend.plots import binning
+
 # One colour scale for loss everywhere (path points, lens heatmap, other pages): Viridis without
 # its palest yellow, so every point stays visible on white. Dark = low loss = the good end.
 LOSS_COLORSCALE = [
@@ -126,17 +128,26 @@ def loss_descent_figure(
     cuts = tokens["cut"].to_numpy()
     n_tokens = int(cuts.max()) if len(cuts) else 0
     smooth = ema(loss, alpha)
-    token_text = [html.escape(t).replace("\n", "⏎") for t in tokens["token"].astype(str)]
+    p_answer = tokens["p_answer"].to_numpy(dtype=np.float64)
+    # a long run is drawn decimated (min/max per bucket), every step boundary and reflection word kept
+    # exactly: each drawn point is a real cut point, so its hover value is exact (backend/plots/binning.py)
+    refl = tokens["reflection"].astype(str).to_numpy()
+    keep = np.flatnonzero(np.isin(cuts, boundary_cuts(steps)) | (refl != ""))
+    drawn = binning.decimate_minmax(loss, keep=keep)
+    drawn_p = binning.decimate_minmax(p_answer, keep=keep)
+    token_text = [html.escape(t).replace("\n", "⏎") for t in tokens["token"].astype(str).to_numpy()[drawn]]
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.66, 0.34], vertical_spacing=0.09)
+    if len(drawn) < len(loss):
+        fig.update_layout(meta={"decimated": {"points": int(len(loss)), "drawn": int(len(drawn))}})
 
     fig.add_trace(
         go.Scatter(
-            x=progress,
-            y=loss,
+            x=progress[drawn],
+            y=loss[drawn],
             mode="lines",
             name="L̂ per token",
             line=dict(color=RAW_COLOR, width=1),
-            customdata=np.stack([cuts, token_text], axis=1),
+            customdata=np.stack([cuts[drawn], token_text], axis=1),
             hovertemplate="cut %{customdata[0]} · token “%{customdata[1]}”<br>L̂ = %{y:.3f} nats<extra></extra>",
         ),
         row=1,
@@ -144,8 +155,8 @@ def loss_descent_figure(
     )
     fig.add_trace(
         go.Scatter(
-            x=progress,
-            y=smooth,
+            x=progress[drawn],
+            y=smooth[drawn],
             mode="lines",
             name=f"EMA (α = {alpha:g})",
             line=dict(color=EMA_COLOR, width=3),
@@ -155,7 +166,6 @@ def loss_descent_figure(
         col=1,
     )
 
-    refl = tokens["reflection"].astype(str).to_numpy()
     has_refl = refl != ""
     if has_refl.any():
         fig.add_trace(
@@ -195,8 +205,8 @@ def loss_descent_figure(
 
     fig.add_trace(
         go.Scatter(
-            x=progress,
-            y=tokens["p_answer"].to_numpy(dtype=np.float64),
+            x=progress[drawn_p],
+            y=p_answer[drawn_p],
             mode="lines",
             name="p(answer)",
             line=dict(color=P_COLOR, width=1.5),
@@ -437,8 +447,14 @@ def lens_heatmap_figure(
     scale: float = 1.0,
 ) -> go.Figure:
     """Logit lens, layer x boundary: answer NLL (loss scale) or p(answer); top-5 tokens on hover."""
-    grid, texts = lens_grid(lens, value)
-    L, B = grid.shape
+    n_boundaries = int(lens["boundary"].max()) + 1
+    width = binning.bin_width(n_boundaries)
+    if width > 1:  # more boundaries than the chart has room for: bins of `width` boundaries
+        grid, texts, x = _binned_lens_grid(lens, value, width)
+    else:
+        grid, texts = lens_grid(lens, value)
+        x = np.arange(grid.shape[1])
+    L, B = grid.shape[0], n_boundaries
     if value == "nll":
         finite = grid[np.isfinite(grid)]
         zmax = float(np.percentile(finite, 95)) if finite.size else 1.0
@@ -465,33 +481,82 @@ def lens_heatmap_figure(
     fig = go.Figure(
         go.Heatmap(
             z=grid,
-            x=np.arange(B),
+            x=x,
             y=np.arange(L),
             customdata=texts,
             xgap=0,
             ygap=0,
-            hovertemplate=f"boundary %{{x}} · layer %{{y}}<br>{fmt}<br>top: %{{customdata}}<extra></extra>",
+            hovertemplate=(
+                f"boundary %{{x}} · layer %{{y}}<br>{fmt}<br>top: %{{customdata}}<extra></extra>"
+                if width == 1
+                else "%{customdata}<extra></extra>"  # the bin's range, mean, min-max and top tokens
+            ),
             **z_kw,
         )
     )
     _layout(fig, height=height, scale=scale, title=title)
     fig.update_xaxes(
-        title_text="step boundary (0 = before thinking)", range=[-0.5, B - 0.5], tick0=0, dtick=max(1, round(B / 12))
+        title_text="step boundary (0 = before thinking)" + (f" · bins of {width}" if width > 1 else ""),
+        range=[-0.5, B - 0.5],
+        tick0=0,
+        dtick=max(1, round(B / 12)),
     )
     fig.update_yaxes(title_text="layer", range=[-0.5, L - 0.5], tick0=0, dtick=max(1, round(L / 8)))
     if cursor is not None:
-        set_lens_cursor(fig, int(cursor), L)
+        set_lens_cursor(fig, int(cursor), L, B)
     return fig
 
 
-def set_lens_cursor(fig: go.Figure, cursor: int, n_layers: int) -> go.Figure:
-    """Outline the current boundary's column."""
+def _binned_lens_grid(lens: pd.DataFrame, value: str, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(mean per bin [L, nb], hover text [L, nb], brick edges [nb + 1]) of a lens table whose
+    boundaries come in bins of ``width``: the hover names the bin's boundaries, the mean, the
+    range and the top tokens at the bin's last boundary."""
+    if value not in ("nll", "p_answer"):
+        raise ValueError(f"lens value must be 'nll' or 'p_answer', got {value!r}")
+    B = int(lens["boundary"].max()) + 1
+    L = int(lens["layer"].max()) + 1
+    order = lens.sort_values(["layer", "boundary"])
+    full = order[value].to_numpy(dtype=np.float64).reshape(L, B)
+    edges = binning.bin_edges(B, width)
+    mean = binning.bin_mean(full, edges)
+    lo, hi = binning.bin_range(full, edges)
+    last = edges[1:] - 1
+    top_tokens, top_probs = order["top_tokens"].to_numpy(), order["top_probs"].to_numpy()  # row = layer * B + b
+    label = "answer NLL" if value == "nll" else "p(first answer token)"
+    texts = np.empty(mean.shape, dtype=object)
+    for layer in range(L):
+        for j, b in enumerate(last):
+            a = int(edges[j])
+            toks, probs = top_tokens[layer * B + int(b)], top_probs[layer * B + int(b)]
+            top = " · ".join(f"{html.escape(repr(str(t))[1:-1])} {float(p):.2f}" for t, p in zip(toks, probs))
+            span = f"boundaries {a}–{int(b)}" if b > a else f"boundary {a}"
+            texts[layer, j] = (
+                f"{span} · layer {layer}<br>{label} mean {mean[layer, j]:.3f} "
+                f"(min {lo[layer, j]:.3f}, max {hi[layer, j]:.3f})<br>top at boundary {int(b)}: {top}"
+            )
+    return mean, texts, edges - 0.5
+
+
+def lens_column_edges(n_boundaries: int) -> tuple[list[float], list[float]]:
+    """Left and right edge (x of the lens chart) of the column that holds each boundary, [B] each:
+    b ± 0.5, or the whole bin when the grid is binned (the browser's cursor outlines it)."""
+    edges = binning.bin_edges(n_boundaries, binning.bin_width(n_boundaries)) - 0.5
+    j = binning.bin_of(n_boundaries, binning.bin_width(n_boundaries))
+    return edges[j].tolist(), edges[j + 1].tolist()
+
+
+def set_lens_cursor(fig: go.Figure, cursor: int, n_layers: int, n_boundaries: int | None = None) -> go.Figure:
+    """Outline the current boundary's column (its bin's, when ``n_boundaries`` says the grid is binned)."""
     shapes = [s for s in fig.layout.shapes if getattr(s, "name", None) != "cursor"]
+    x0, x1 = cursor - 0.5, cursor + 0.5
+    if n_boundaries is not None:
+        left, right = lens_column_edges(n_boundaries)
+        x0, x1 = left[cursor], right[cursor]
     rect = dict(
         type="rect",
         name="cursor",
-        x0=cursor - 0.5,
-        x1=cursor + 0.5,
+        x0=x0,
+        x1=x1,
         y0=-0.5,
         y1=n_layers - 0.5,
         xref="x",

@@ -7,6 +7,8 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from backend.plots import binning
+
 STRIP_ROWS = {"ablation": "ablation ΔL̂", "attention": "attention", "resampling": "resampling ΔL̂"}
 
 
@@ -34,6 +36,9 @@ def importance_strip(rows: dict[str, np.ndarray], texts: list[str], cursor_step:
     bar of ranks of strength. ``cursor_step`` draws the cursor into the figure (the fallback; in
     the browser the stepper places it)."""
     names = list(rows)
+    width = binning.bin_width(len(texts))
+    if width > 1:
+        return _binned_strip(rows, texts, width, cursor_step)
     z, hover = [], []
     for name in names:
         values = rows[name]
@@ -69,6 +74,70 @@ def importance_strip(rows: dict[str, np.ndarray], texts: list[str], cursor_step:
         xaxis=dict(title=None, dtick=max(1, len(texts) // 20), range=[0.5, len(texts) + 0.5]),
         yaxis=dict(autorange="reversed"),  # ablation on top, in the order of the rows
         title=dict(text="Step importance (red: the answer's loss rises without the step)", font=dict(size=13)),
+    )
+    return fig
+
+
+def strip_column_edges(n_steps: int) -> tuple[list[float], list[float]]:
+    """Left and right edge (x of the strip, steps 1..S) of the column holding each boundary b =
+    0..S, [B] each: step b ± 0.5, or its whole bin when the strip is binned (b = 0, the start,
+    lies left of the strip and is not drawn)."""
+    width = binning.bin_width(n_steps)
+    edges = binning.bin_edges(n_steps, width) + 0.5  # step k = column k - 1 sits at x = k
+    j = binning.bin_of(n_steps, width)
+    left, right = [-0.5], [0.5]
+    return left + edges[j].tolist(), right + edges[j + 1].tolist()
+
+
+def _binned_strip(rows: dict[str, np.ndarray], texts: list[str], width: int, cursor_step: int | None) -> go.Figure:
+    """The strip of a long run: bins of ``width`` steps, each drawn as one brick holding the
+    bin's strongest value (largest |value|, sign kept: a spike stays visible); the hover names
+    the bin's steps, that step and its value, and the bin's mean."""
+    names = list(rows)
+    n_steps = len(texts)
+    edges = binning.bin_edges(n_steps, width)
+    z, hover = [], []
+    for name in names:
+        values = np.asarray(rows[name], dtype=float)
+        scale = np.nanmax(np.abs(values)) if np.isfinite(values).any() else 1.0
+        strongest, column = binning.bin_strongest(values[None, :], edges)
+        mean = binning.bin_mean(values[None, :], edges)[0]
+        z.append(strongest[0] / (scale or 1.0))
+        cells = []
+        for j, (a, b) in enumerate(zip(edges[:-1], edges[1:])):
+            k = int(column[0, j])
+            top = "—" if k < 0 else f"step {k + 1}: {strongest[0, j]:+.4f}<br>{texts[k][:80]}"
+            avg = "—" if not np.isfinite(mean[j]) else f"{mean[j]:+.4f}"
+            cells.append(f"steps {a + 1}–{b} · {STRIP_ROWS[name]}: strongest {top}<br>mean over the bin {avg}")
+        hover.append(cells)
+    fig = go.Figure(
+        go.Heatmap(
+            z=z,
+            x=(edges + 0.5).tolist(),  # brick edges in step numbers: bin j spans steps edges[j]+1..edges[j+1]
+            y=[STRIP_ROWS[n] for n in names],
+            text=hover,
+            hoverinfo="text",
+            colorscale="RdBu_r",
+            zmid=0,
+            zmin=-1,
+            zmax=1,
+            showscale=False,
+            xgap=0,
+            ygap=2,
+        )
+    )
+    if cursor_step:
+        fig.add_vline(x=cursor_step, line_color="black", line_width=2)
+    fig.update_layout(
+        height=60 + 34 * len(names),
+        margin=dict(l=10, r=10, t=24, b=24),
+        xaxis=dict(title=None, dtick=max(1, n_steps // 20), range=[0.5, n_steps + 0.5]),
+        yaxis=dict(autorange="reversed"),
+        title=dict(
+            text=f"Step importance, bins of {width} steps (each bin: its strongest step; red: the answer's loss "
+            "rises without it)",
+            font=dict(size=13),
+        ),
     )
     return fig
 

@@ -35,24 +35,49 @@ def visible_token(token: str) -> str:
     return "".join(WHITESPACE.get(ch, ch) for ch in str(token)) or "∅"
 
 
-def card_html(run, cursor: int, geometry: pd.DataFrame | None) -> str:
-    """The card at boundary ``cursor`` (0..S); ``geometry``: ``step_geometry`` rows [B] (or None)."""
+def card_facts(run) -> dict:
+    """What every card reads, built once per run: L̂ at each boundary [B] and the last layer's
+    top tokens and probabilities at each boundary (``{b: (tokens, probs)}``)."""
+    lens = run.lens
+    last = lens[lens["layer"] == lens["layer"].max()]
+    tops = dict(zip(last["boundary"].astype(int), zip(last["top_tokens"], last["top_probs"])))
     steps = run.steps
-    loss_now = figures.boundary_losses(run.tokens, steps)[cursor]
+    words = steps["reflection_words"] if "reflection_words" in steps else pd.Series([""] * len(steps))
+    return {
+        "losses": figures.boundary_losses(run.tokens, steps),
+        "tops": tops,
+        "words": [str(w or "") for w in words.fillna("")],  # [S]
+        "delta": steps["delta_loss"].to_numpy(dtype=float).tolist(),  # [S]
+    }
+
+
+def geometry_columns(geometry: pd.DataFrame | None) -> tuple[list, list]:
+    """Step size and cosine to the previous step per boundary, [B] each (None where undefined)."""
+    if geometry is None:
+        return [], []
+    size = [None if pd.isna(v) else float(v) for v in geometry["step_size"]]
+    cos = [None if pd.isna(v) else float(v) for v in geometry["cosine_prev"]]
+    return size, cos
+
+
+def card_html(run, cursor: int, geometry: pd.DataFrame | None, facts: dict | None = None) -> str:
+    """The card at boundary ``cursor``; ``facts`` (``card_facts``, plus ``size``/``cos`` from the
+    geometry) lets a caller build every boundary's card from tables read once."""
+    facts = facts if facts is not None else card_facts(run)
+    if "size" not in facts:
+        facts = dict(facts)
+        facts["size"], facts["cos"] = geometry_columns(geometry)
+    loss_now = facts["losses"][cursor]
     if cursor == 0:
         head, delta = "<b>Before any thinking</b>: the model sees only the question.", None
     else:
-        row = steps.iloc[cursor - 1]
-        words = str(row.get("reflection_words", "") or "")
+        words = facts["words"][cursor - 1]
         head = f"<b>Step {cursor}</b>" + (
             f' · reflection: <mark class="raml-refl">{esc(words)}</mark>' if words else ""
         )
-        delta = float(row["delta_loss"])
-    size = cos = None
-    if geometry is not None and cursor < len(geometry):
-        g = geometry.iloc[cursor]
-        size = None if pd.isna(g["step_size"]) else float(g["step_size"])
-        cos = None if pd.isna(g["cosine_prev"]) else float(g["cosine_prev"])
+        delta = float(facts["delta"][cursor - 1])
+    size = facts["size"][cursor] if cursor < len(facts["size"]) else None
+    cos = facts["cos"][cursor] if cursor < len(facts["cos"]) else None
     cells = [
         ("L̂ now", f"{loss_now:.3f}", "answer loss at this boundary (nats)"),
         ("ΔL̂ over step", "—" if delta is None else f"{delta:+.3f}", "nats; negative = closer to the answer"),
@@ -67,11 +92,9 @@ def card_html(run, cursor: int, geometry: pd.DataFrame | None) -> str:
         f'<div title="{esc(tip)}"><div class="raml-k">{esc(k)}</div><div class="raml-v">{v}</div></div>'
         for k, v, tip in cells
     )
-    lens = run.lens
-    last = lens[(lens["boundary"] == cursor) & (lens["layer"] == lens["layer"].max())]
     chips = ""
-    if not last.empty:
-        toks, probs = last.iloc[0]["top_tokens"], last.iloc[0]["top_probs"]
+    if cursor in facts["tops"]:
+        toks, probs = facts["tops"][cursor]
         chips = "".join(
             f'<span class="raml-chip" title="{esc(repr(str(t)))}"><code>{esc(visible_token(t))}</code> {float(p):.2f}</span>'
             for t, p in zip(toks, probs)

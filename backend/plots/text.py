@@ -5,6 +5,7 @@ Pure string building (no Streamlit); every piece of run text is HTML-escaped.
 
 from __future__ import annotations
 
+import bisect
 import html
 
 import numpy as np
@@ -22,7 +23,7 @@ TEXT_CSS = """
 .raml-refl { background: #fde3c4; color: #9a3412; border-radius: 3px; padding: 0 2px; font-weight: 600; }
 .raml-step.future .raml-refl { background: transparent; color: #e0a878; }
 .raml-more { color: #94a3b8; font-style: italic; }
-.raml-step.hidden, .raml-more.hidden { display: none; }
+.raml-more.hidden { display: none; }
 .raml-tok { border-radius: 2px; }
 </style>
 """
@@ -51,6 +52,70 @@ def _marked(text: str, offset: int, marks: list[tuple[int, int]]) -> str:
     return "".join(out)
 
 
+PAST_CHARS = 4000  # text before the current step kept in the box (it scrolls up to about this much)
+MAX_PAST_STEPS = 80
+MAX_FUTURE_STEPS = 40
+BEFORE_NOTE = "(before any thinking: the model sees only the question)\n"
+
+
+def text_window(
+    chars: list[int],
+    boundary: int,
+    *,
+    future_chars: int = 360,
+    past_chars: int = PAST_CHARS,
+    max_past: int = MAX_PAST_STEPS,
+    max_future: int = MAX_FUTURE_STEPS,
+) -> tuple[int, int]:
+    """The steps the text box holds at ``boundary`` (0..S): ``(lo, hi)``, steps lo..hi (1..S,
+    inclusive). ``chars`` [S]: characters of each step. Before the current step: earlier steps
+    while fewer than ``past_chars`` characters (at most ``max_past`` steps); after it: steps while
+    the ``future_chars`` budget is not spent (a step is shown whole; at most ``max_future``). So
+    the box holds at most ``max_past + 1 + max_future`` spans at any length of run."""
+    S = len(chars)
+    if S == 0:
+        return 1, 0
+    b = int(min(max(boundary, 0), S))
+    lo = max(b, 1)
+    if b >= 1:
+        acc = 0
+        while lo > 1 and b - lo < max_past and acc < past_chars:
+            lo -= 1
+            acc += int(chars[lo - 1])
+    hi, left = b, future_chars
+    while hi < S and left > 0 and hi - b < max_future:
+        hi += 1
+        left -= int(chars[hi - 1])
+    return lo, max(hi, lo - 1)
+
+
+def text_windows(chars: list[int], future_chars: int = 360) -> list[list[int]]:
+    """``text_window`` at every boundary 0..S, [B] of ``[lo, hi]`` (the browser's stepper reads them)."""
+    return [list(text_window(chars, b, future_chars=future_chars)) for b in range(len(chars) + 1)]
+
+
+def step_html(steps: pd.DataFrame, reflections: list[dict]) -> list[str]:
+    """Each step's text, escaped, reflection words marked, [S] (what a ``.raml-step`` span holds).
+    Each step gets only the marks that touch it (found by bisection), so this is linear in the run."""
+    spans = step_char_spans(steps)
+    marks = sorted((int(r["char_start"]), int(r["char_start"]) + len(str(r["word"]))) for r in reflections)
+    starts = [a for a, _ in marks]
+    out = []
+    for text, (start, end) in zip(steps["text"].astype(str), spans):
+        # marks that start before the step ends, from the last one starting at or before its start
+        first = max(bisect.bisect_right(starts, start) - 1, 0)
+        out.append(_marked(text, start, marks[first : bisect.bisect_left(starts, end)]))
+    return out
+
+
+def more_note(hidden_steps: int) -> str:
+    return f"\n… {hidden_steps} more step{'s' if hidden_steps != 1 else ''}" if hidden_steps else ""
+
+
+def earlier_note(earlier_steps: int) -> str:
+    return f"… {earlier_steps} earlier step{'s' if earlier_steps != 1 else ''}\n" if earlier_steps else ""
+
+
 def trajectory_html(
     steps: pd.DataFrame,
     reflections: list[dict],
@@ -67,21 +132,32 @@ def trajectory_html(
     ``steps``: rows with ``text`` (S rows, concatenating to the trajectory); ``reflections``:
     meta ``reflections`` entries (``word``, ``char_start``). Text after the current step is
     shown dimmed up to ``future_chars`` characters; the box scrolls and starts at its bottom,
-    so the current step is always in view.
+    so the current step is always in view. Only a window around the cursor is emitted
+    (``text_window``: about ``PAST_CHARS`` before, ``future_chars`` after), with a note of the
+    steps left out on either side, so a 1,500-step run puts a bounded number of spans on the page.
 
-    ``every_step``: emit every step (for a browser that moves the cursor itself): future steps
-    past the ``future_chars`` budget get the class ``hidden`` instead of being left out, and are
-    never cut mid-step. ``step_inner_html`` [S]: ready HTML of each step's text (e.g.
-    :func:`token_delta_html`) instead of the escaped text with reflection marks.
+    ``every_step``: the window a browser that moves the cursor itself re-renders
+    (``app/stepper.py``): whole future steps, and the notes present (hidden) when empty.
+    ``step_inner_html`` [S]: ready HTML of each step's text (e.g. :func:`token_delta_html`) instead
+    of the escaped text with reflection marks.
     """
+    texts = steps["text"].astype(str).tolist()
+    S = len(texts)
+    inner = step_inner_html
     spans = step_char_spans(steps)
     marks = sorted((int(r["char_start"]), int(r["char_start"]) + len(str(r["word"]))) for r in reflections)
+    lo, hi = text_window([len(t) for t in texts], cursor, future_chars=future_chars)
+    if not every_step:
+        hi = S  # the server-drawn text cuts the last future step mid-way instead (below)
     current = cursor - 1  # step index being read at this boundary; -1 = before any thinking
     parts: list[str] = []
     future_left = future_chars
     hidden_steps = 0
-    for i, (text, (start, _)) in enumerate(zip(steps["text"].astype(str), spans)):
-        hide = False
+    for i in range(lo - 1, S):
+        text, (start, _) = texts[i], spans[i]
+        if i >= hi:
+            hidden_steps += 1
+            continue
         if i < current:
             cls = "past"
         elif i == current:
@@ -90,25 +166,24 @@ def trajectory_html(
             cls = "future"
             if future_left <= 0:
                 hidden_steps += 1
-                if not every_step:
-                    continue
-                hide = True
+                continue
             elif not every_step and len(text) > future_left:
                 text = text[:future_left] + "…"
             future_left -= len(text)
         ident = ' id="raml-current"' if cls == "current" else ""
-        inner = step_inner_html[i] if step_inner_html is not None else _marked(text, start, marks)
-        parts.append(
-            f'<span class="raml-step {cls}{" hidden" if hide else ""}" data-step="{i + 1}"{ident}>{inner}</span>'
-        )
-    before = '<span class="raml-more" id="raml-before">(before any thinking: the model sees only the question)\n</span>'
+        body = inner[i] if inner is not None else _marked(text, start, marks)
+        parts.append(f'<span class="raml-step {cls}" data-step="{i + 1}"{ident}>{body}</span>')
+    if lo > 1:
+        parts.insert(0, f'<span class="raml-more" id="raml-earlier">{earlier_note(lo - 1)}</span>')
+    elif every_step:
+        parts.insert(0, '<span class="raml-more hidden" id="raml-earlier"></span>')
+    before = f'<span class="raml-more" id="raml-before">{BEFORE_NOTE}</span>'
     if current < 0:
         parts.insert(0, before)
     elif every_step:
         parts.insert(0, before.replace('class="raml-more"', 'class="raml-more hidden"'))
-    more = f"\n… {hidden_steps} more step{'s' if hidden_steps != 1 else ''}"
     if hidden_steps:
-        parts.append(f'<span class="raml-more" id="raml-more">{more}</span>')
+        parts.append(f'<span class="raml-more" id="raml-more">{more_note(hidden_steps)}</span>')
     elif every_step:
         parts.append('<span class="raml-more hidden" id="raml-more"></span>')
     style = f"--raml-h: {int(height_px)}px; --raml-fs: {font_rem:g}rem;"

@@ -10,6 +10,18 @@ chart all show the new step (they change in one synchronous handler: ``app/stepp
 Last stdout line: JSON with median and p90 per configuration.
 
     python tests/benchmarks/ui_bench.py [--model tiny|smollm2-135m] [--cache-dir DIR] [--presses 30]
+
+**Long-run mode** (issue 23, ``--long``): the run is the synthetic research-length run of
+``tests/long_run.py`` (30,000 tokens, 1,500 steps, SmolLM2's shapes: 30 layers, d = 576; written
+through the run store, no model), opened at step ``--start`` (750). It measures the open time
+(``page.goto`` to every view live at the URL's step), cold (the server's first page of the run)
+and warm (a new tab on the same server: the server's caches hold the run), with the browser's
+long tasks meanwhile, beside the same for a short run (320 tokens, 160 steps, same shapes) in the
+same server as the baseline of a shared machine, then the presses at
+1440x900 (idle only) and what the page holds: ``.raml-step`` spans in the text box, DOM elements,
+the points each chart draws, and the stepper's payload in characters.
+
+    python tests/benchmarks/ui_bench.py --long [--n-tokens 30000] [--n-steps 1500] [--presses 30]
 """
 
 from __future__ import annotations
@@ -153,6 +165,122 @@ def time_presses(page, url: str, key: str, views: list[dict], presses: int) -> l
     return times
 
 
+PAGE_FACTS_JS = """
+() => {
+  const charts = {};
+  for (const gd of document.querySelectorAll('.js-plotly-plot')) {
+    const host = gd.closest('[class*="st-key-"]');
+    const key = host ? [...host.classList].find((c) => c.startsWith('st-key-')).slice(7) : 'chart';
+    charts[key] = (gd._fullData || []).reduce((n, t) => n + (t._length || (t.x && t.x.length) || 0), 0);  // x values drawn, all traces
+    const z = (gd._fullData || []).find((t) => t.type === 'heatmap');
+    if (z) charts[key + '_columns'] = Array.isArray(z.z[0]) ? z.z[0].length : 0;
+  }
+  const s = window.__ramlStepper;
+  return {
+    text_spans: document.querySelectorAll('.raml-traj-inner .raml-step').length,
+    dom_elements: document.getElementsByTagName('*').length,
+    chart_points: charts,
+    stepper_payload_chars: s ? JSON.stringify(s.data).length : null,
+    handler_ms_median: s && s.times.length ? s.times.slice().sort((a, b) => a - b)[Math.floor(s.times.length / 2)] : null,
+  };
+}
+"""
+
+
+# The browser's main thread busy time while the page opens: the sum of its long tasks (> 50 ms)
+LONGTASKS_JS = """
+window.__ramlLong = 0;
+new PerformanceObserver((list) => { for (const e of list.getEntries()) window.__ramlLong += e.duration; })
+  .observe({type: 'longtask', buffered: true});
+"""
+
+
+def open_page(browser, url: str, key: str, views: list[dict], start: int, viewport=(1440, 900)):
+    """A new tab on Explore at ``start``: (page, seconds from goto to every view live at that step,
+    seconds of long tasks on the browser's main thread meanwhile)."""
+    page = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]})
+    page.add_init_script(LONGTASKS_JS)
+    t0 = time.perf_counter()
+    page.goto(f"{url}/?run={key}&step={start}", wait_until="domcontentloaded")
+    page.wait_for_function("() => document.body.classList.contains('raml-live')", timeout=600_000)
+    page.wait_for_function(VIEW_AT_JS, arg=views[start], timeout=600_000)
+    seconds = time.perf_counter() - t0
+    return page, seconds, float(page.evaluate("() => window.__ramlLong")) / 1000
+
+
+def long_main(args) -> int:
+    """``--long``: open and step times on the synthetic research-length run (module docstring)."""
+    from playwright.sync_api import sync_playwright
+
+    from backend.store.runs import RunStore
+    from tests.long_run import write_long_run
+
+    tmp = None
+    if args.cache_dir:
+        cache_dir = Path(args.cache_dir).resolve()
+    else:
+        tmp = tempfile.TemporaryDirectory(prefix="ui_bench_long_")
+        cache_dir = Path(tmp.name) / "cache"
+    t0 = time.perf_counter()
+    key = write_long_run(RunStore(cache_dir), n_tokens=args.n_tokens, n_steps=args.n_steps)
+    setup_s = time.perf_counter() - t0
+    # the baseline: a short run of the same shapes in the same server, opened the same way (on a
+    # shared machine the ratio of the two is what means something)
+    short_key = write_long_run(RunStore(cache_dir), n_tokens=320, n_steps=160)
+    short_views = expected_views(cache_dir, short_key)
+    views = expected_views(cache_dir, key)
+    n_steps = len(views) - 1
+    start = min(args.start, n_steps)
+    presses = min(args.presses, n_steps - start)
+    result: dict = {
+        "mode": "long",
+        "n_tokens": args.n_tokens,
+        "n_steps": n_steps,
+        "run_setup_s": round(setup_s, 1),
+        "cpus": os.cpu_count(),
+        "load_avg": round(os.getloadavg()[0], 1),
+    }
+    with streamlit_app(cache_dir) as url, sync_playwright() as pw:
+        browser = launch_chromium(pw)
+        for name, k, v, at in (("short", short_key, short_views, 80), ("long", key, views, start)):
+            page, cold, cold_busy = open_page(browser, url, k, v, at)
+            page.close()
+            opens, busy = [], []
+            for _ in range(3):  # warm: the server has the run and its figures; a new tab each time
+                page, seconds, long_tasks = open_page(browser, url, k, v, at)
+                opens.append(seconds)
+                busy.append(long_tasks)
+                if name == "short" or len(opens) < 3:
+                    page.close()
+            prefix = "" if name == "long" else "short_"
+            result[f"{prefix}open_cold_s"] = round(cold, 2)
+            result[f"{prefix}open_warm_s"] = round(statistics.median(opens), 2)
+            result[f"{prefix}open_warm_all_s"] = [round(x, 2) for x in opens]
+            result[f"{prefix}open_browser_long_tasks_s"] = round(statistics.median(busy), 2)
+        result["open_warm_long_over_short"] = round(result["open_warm_s"] / result["short_open_warm_s"], 2)
+        page.wait_for_function(  # sized for this window before timing the presses
+            "() => window.__ramlStepper && Math.abs(window.__ramlStepper.data.viewport_h - innerHeight) <= 40",
+            timeout=600_000,
+        )
+        page.wait_for_function(VIEW_AT_JS, arg=views[start], timeout=600_000)
+        page.wait_for_timeout(500)
+        page.locator("#raml-step-label").click()
+        times = []
+        for b in range(start + 1, start + presses + 1):
+            page.evaluate(ARM_JS, views[b])
+            page.keyboard.press("ArrowRight")
+            times.append(float(page.evaluate("() => window.__ramlBench")))
+            page.wait_for_timeout(120)
+        result["1440x900_idle"] = summary(times)
+        result["page"] = page.evaluate(PAGE_FACTS_JS)
+        page.close()
+        browser.close()
+    print(json.dumps(result))
+    if tmp is not None:
+        tmp.cleanup()
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -160,7 +288,13 @@ def main() -> int:
     )
     parser.add_argument("--cache-dir", default=None, help="cache to use (default: a fresh temp dir)")
     parser.add_argument("--presses", type=int, default=30)
+    parser.add_argument("--long", action="store_true", help="the synthetic 30k-token, 1,500-step run (issue 23)")
+    parser.add_argument("--n-tokens", type=int, default=30_000, help="--long: trajectory tokens")
+    parser.add_argument("--n-steps", type=int, default=1_500, help="--long: steps")
+    parser.add_argument("--start", type=int, default=750, help="--long: the step the page opens at")
     args = parser.parse_args()
+    if args.long:
+        return long_main(args)
     from playwright.sync_api import sync_playwright
 
     tmp = None

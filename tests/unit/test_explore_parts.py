@@ -81,12 +81,14 @@ def test_token_colours_follow_the_loss_change_of_each_token(run):
     assert len(blue) == int((deltas < 0).sum())  # falling loss = blue, rising = red
 
 
-def test_every_step_mode_keeps_all_steps_and_hides_far_future(run):
-    from backend.plots.text import trajectory_html
+def test_every_step_mode_holds_the_window_and_names_the_far_future(run):
+    from backend.plots.text import text_window, trajectory_html
 
     out = trajectory_html(run.steps, [], 1, future_chars=20, every_step=True)
-    assert out.count('class="raml-step ') == len(run.steps)  # all present for the browser to re-class
-    assert 'hidden" data-step' in out and 'id="raml-more"' in out and 'id="raml-before"' in out
+    lo, hi = text_window([len(t) for t in run.steps["text"]], 1, future_chars=20)
+    assert out.count('class="raml-step ') == hi - lo + 1 < len(run.steps)  # the window the browser re-renders
+    assert f"… {len(run.steps) - hi} more step" in out and 'class="raml-more hidden" id="raml-before"' in out
+    assert 'id="raml-earlier"' in out  # present (hidden) for the browser to fill
 
 
 # ----------------------------------------------------------------------------- stepper payload

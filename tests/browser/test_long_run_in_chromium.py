@@ -1,0 +1,117 @@
+"""Explore on a research-length run in real Chromium (issue 23, "the page at this size"): the
+synthetic 30,000-token, 1,500-step run (``tests/long_run.py``, generated once per session)
+opens, the text box holds a bounded window of steps, stepping moves the window and every view,
+the lens grid and the importance strip are binned with the bin's range on the axis, and a
+hover on the (decimated) loss curve names a token with its exact L̂."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from backend.plots import text as text_view
+from tests.app_server import CHROMIUM, FIRST_PAGE_MS
+
+pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is missing (apt install chromium)")
+
+MAX_SPANS = text_view.MAX_PAST_STEPS + 1 + text_view.MAX_FUTURE_STEPS
+START = 750
+
+# Every view at boundary b, read in the same task as the key press (the stepper is synchronous).
+PRESS_AND_READ_JS = """
+([key, b]) => {
+  if (key) document.body.dispatchEvent(new KeyboardEvent('keydown', {key: key, bubbles: true, cancelable: true}));
+  const spans = [...document.querySelectorAll('.raml-traj-inner .raml-step')].map((e) => Number(e.dataset.step));
+  const cur = document.getElementById('raml-current');
+  const charts = ['explore_loss_chart', 'explore_lens_chart', 'explore_path_chart', 'importance_strip'].map(
+    (k) => document.querySelector('.st-key-' + k + ' .js-plotly-plot'));
+  const lens = charts[1], xa = lens._fullLayout.xaxis, mark = lens.__ramlMark;
+  const m = window.__ramlStepper.data.marks.charts.find((c) => c.chart === 'explore_lens_chart');
+  return {
+    label: document.getElementById('raml-step-label').textContent.trim(),
+    current: cur ? Number(cur.dataset.step) : null,
+    spans: spans.length, first: Math.min(...spans), last: Math.max(...spans),
+    card: document.getElementById('raml-step-card').textContent.includes('Step ' + b),
+    charts: charts.map((gd) => !!gd && gd.dataset.ramlCursor === String(b)),
+    lens_bin: Math.abs(parseFloat(mark.style.width) - (xa.l2p(m.x1[b]) - xa.l2p(m.x0[b]))) < 1.5,
+    lens_bin_wide: m.x1[b] - m.x0[b],
+    more: (document.getElementById('raml-more') || {}).textContent || '',
+  };
+}
+"""
+
+
+def _open(page, url: str) -> None:
+    page.goto(url, wait_until="domcontentloaded")
+    page.wait_for_function(
+        """() => document.body.classList.contains('raml-live') && window.__ramlStepper
+                 && Math.abs(window.__ramlStepper.data.viewport_h - window.innerHeight) <= 40
+                 && document.querySelector('.st-key-importance_strip .js-plotly-plot')""",
+        timeout=FIRST_PAGE_MS,
+    )
+
+
+def test_long_run_opens_windows_the_text_and_every_view_follows(long_app, browser):
+    url, key, run = long_app
+    n_steps = len(run.steps)
+    assert n_steps == 1500 and run.n_tokens == 30_000
+    page = browser.new_page(viewport={"width": 1440, "height": 900})
+    _open(page, f"{url}/?run={key}&step={START}")
+    page.wait_for_function(f"() => document.body.dataset.ramlCursor === '{START}'", timeout=60_000)
+
+    state = page.evaluate(PRESS_AND_READ_JS, [None, START])
+    assert state["label"] == f"Step {START} / {n_steps}" and state["current"] == START
+    assert 1 < state["spans"] <= MAX_SPANS  # a window around the cursor, not 1,500 spans
+    assert state["first"] < START < state["last"] and state["more"].strip().endswith("more steps")
+    assert page.locator("#raml-earlier").inner_text().strip().endswith("earlier steps")
+    assert state["card"] and state["charts"] == [True] * 4 and state["lens_bin"] and state["lens_bin_wide"] > 1
+
+    for b in range(START + 1, START + 6):  # each press moves the window and every view, in the same task
+        state = page.evaluate(PRESS_AND_READ_JS, ["ArrowRight", b])
+        assert state["label"] == f"Step {b} / {n_steps}" and state["current"] == b
+        assert state["first"] < b < state["last"] and state["spans"] <= MAX_SPANS
+        assert state["card"] and state["charts"] == [True] * 4 and state["lens_bin"]
+    state = page.evaluate(PRESS_AND_READ_JS, ["End", n_steps])
+    assert state["current"] == n_steps == state["last"] and state["spans"] <= MAX_SPANS and not state["more"].strip()
+    assert state["charts"] == [True] * 4
+
+    # binned grids say so on their axis (the bin's range is in the hover)
+    titles = page.evaluate(
+        """() => ['explore_lens_chart', 'importance_strip'].map((k) => {
+             const fl = document.querySelector('.st-key-' + k + ' .js-plotly-plot')._fullLayout;
+             return (fl.xaxis.title && fl.xaxis.title.text || '') + ' | ' + (fl.title && fl.title.text || ''); })"""
+    )
+    assert all("bins of" in t for t in titles), titles
+    page.close()
+
+
+def test_hover_on_the_decimated_loss_curve_gives_the_exact_value_at_that_token(long_app, browser):
+    url, key, run = long_app
+    page = browser.new_page(viewport={"width": 1440, "height": 900})
+    _open(page, f"{url}/?run={key}&step={START}")
+    cut = int(run.steps["end"].iloc[START - 1])  # the cursor's cut point: kept exactly in the drawn curve
+    spot = page.evaluate(
+        """(cut) => {
+             const gd = document.querySelector('.st-key-explore_loss_chart .js-plotly-plot');
+             const t = gd._fullData[0], i = t.customdata.findIndex((c) => Number(c[0]) === cut);
+             const fl = gd._fullLayout, box = gd.getBoundingClientRect();
+             return {drawn: t.x.length, meta: fl.meta, i: i,
+                     x: box.left + fl.xaxis._offset + fl.xaxis.l2p(t.x[i]),
+                     y: box.top + fl.yaxis._offset + fl.yaxis.l2p(t.y[i])};
+           }""",
+        cut,
+    )
+    assert spot["i"] >= 0 and spot["drawn"] < (run.n_tokens + 1) // 3  # decimated for drawing
+    assert spot["meta"]["decimated"]["points"] == run.n_tokens + 1
+    page.mouse.move(spot["x"] - 6, spot["y"])
+    page.mouse.move(spot["x"], spot["y"], steps=3)  # onto the drawn point of the cursor's cut
+    label = page.locator(".st-key-explore_loss_chart .hoverlayer .hovertext").first
+    label.wait_for(timeout=30_000)
+    shown = re.search(r"cut (\d+).*L̂ = ([0-9.]+)", label.text_content() or "")
+    assert shown is not None, label.text_content()
+    at = int(shown.group(1))
+    exact = float(run.tokens.loc[run.tokens["cut"] == at, "loss"].iloc[0])
+    assert float(shown.group(2)) == pytest.approx(exact, abs=5e-4 + 1e-9)  # the exact L̂ of that token, as shown
+    page.close()
