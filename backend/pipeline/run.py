@@ -36,6 +36,7 @@ from backend.engine.trajectory import (
     split_thinking,
 )
 from backend.errors import ContextTooLongError, InputError, RamlError
+from backend.pipeline import cut_policy
 from backend.pipeline.request import RunRequest, check_before_load
 from backend.store import hashing, schema
 from backend.store.runs import RunStore, content_key
@@ -54,6 +55,26 @@ class RunOutcome:
     cached: bool
     seconds: float
     warnings: list[str] = field(default_factory=list)
+
+
+def resolve_auto_cuts(req: RunRequest, tok, thinking: str, answer: str) -> RunRequest:
+    """``req`` with ``cuts: auto`` decided by ``cut_policy.choose_cuts`` on the trajectory's real
+    tokens and boundaries, at the rate ``req.cut_policy`` carries (``s_per_token``, ``d_model``:
+    the batch kind puts this machine's there) or the first guess."""
+    from dataclasses import replace
+
+    _, offsets = encode_with_offsets(tok, thinking)
+    n = len(offsets)
+    boundaries = [0] + [s.end for s in segment(thinking, offsets, req.segmentation)]
+    m = len(encode(tok, req.template)) + len(encode(tok, answer))
+    hint = dict(req.cut_policy or {})
+    rate = float(hint.get("s_per_token") or cut_policy.DEFAULT_S_PER_TOKEN)
+    fixed_s, per_cut_s = cut_policy.scoring_costs(n, m, rate, hint.get("d_model"))
+    policy = cut_policy.choose_cuts(
+        cut_policy.AUTO, n, boundaries, fixed_s=fixed_s, per_cut_s=per_cut_s, budget_s=req.cut_budget_s
+    )
+    basis = "measured" if hint.get("s_per_token") else "first guess"
+    return replace(req, cuts=policy.chosen, cut_policy=policy.to_json() | {"basis": basis, "n_tokens": n})
 
 
 def estimate_probe_tokens(n_tokens: int, cuts: str, n_probe: int, n_steps: int = 0) -> int:
@@ -172,6 +193,9 @@ def run_question(
         answer, answer_source = predicted, "self"
     answer = answer.strip()
 
+    asked = req
+    if req.cuts == cut_policy.AUTO:  # a batch's or an API caller's: decided now, on the real token counts
+        req = resolve_auto_cuts(req, tok, thinking, answer)
     key = _run_key(req, fingerprint, getattr(tok, "chat_template", "") or "", thinking, answer)
     warnings: list[str] = []
     with store.lock(key):
@@ -183,7 +207,7 @@ def run_question(
                 response, source, generator_meta, thinking, think_format, no_thinking, answer, answer_source, predicted
             )
             _analyze_and_write(req, store, loaded, report, key, req_key, trace, warnings)
-    link_condition_pair(store, req, fingerprint, key)
+    link_condition_pair(store, asked, fingerprint, key)  # the request as asked: its key is remembered
     for w in warnings:
         log.warning(w)
     return RunOutcome(key, cached, time.perf_counter() - t_start, warnings)
@@ -230,6 +254,7 @@ def _analyze_and_write(
         **_grading(trace.predicted, answer, trace.answer_source),
         Meta.WARNINGS: warnings,
         Meta.ORIGIN: req.origin,
+        Meta.CUT_POLICY: req.cut_policy,
         Meta.CREATED: time.time(),
         Meta.CONDITION: schema.CONDITION_THINKING if no_thinking is None else schema.CONDITION_NO_THINKING,
         Meta.PARTNER: None,  # set by link_condition_pair once the other condition's run exists

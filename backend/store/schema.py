@@ -154,6 +154,7 @@ class Meta:
     WARNINGS: Final = "warnings"
     COMPUTE: Final = "compute"  # how the run shared the cores: torch threads, OpenMP wait policy (docs/threads.md)
     ORIGIN: Final = "origin"  # an imported record: what its file says beyond the trace (eval log ids, scores)
+    CUT_POLICY: Final = "cut_policy"  # how the cuts were chosen: requested, chosen, stride, budget, estimate
     CONDITION: Final = "condition"  # CONDITION_THINKING or CONDITION_NO_THINKING (absent in older runs: thinking)
     PARTNER: Final = "partner"  # the key of the same request's run in the other condition (null until both exist)
     EMPTY_THINKING: Final = "empty_thinking"  # no-thinking runs: how the thinking part was emptied (method, markers)
