@@ -193,6 +193,7 @@ def run_question(
         answer, answer_source = predicted, "self"
     answer = answer.strip()
 
+    asked = req
     if req.cuts == cut_policy.AUTO:  # a batch's or an API caller's: decided now, on the real token counts
         req = resolve_auto_cuts(req, tok, thinking, answer)
     key = _run_key(req, fingerprint, getattr(tok, "chat_template", "") or "", thinking, answer)
@@ -206,7 +207,7 @@ def run_question(
                 response, source, generator_meta, thinking, think_format, no_thinking, answer, answer_source, predicted
             )
             _analyze_and_write(req, store, loaded, report, key, req_key, trace, warnings)
-    link_condition_pair(store, req, fingerprint, key)
+    link_condition_pair(store, asked, fingerprint, key)  # the request as asked: its key is remembered
     for w in warnings:
         log.warning(w)
     return RunOutcome(key, cached, time.perf_counter() - t_start, warnings)

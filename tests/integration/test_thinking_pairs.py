@@ -142,6 +142,25 @@ def test_show_and_stats_json_report_the_pair_and_the_importance_agreement(store,
     )
 
 
+def test_batch_no_thinking_pairs_every_question_with_the_plain_batch(store, provided, tmp_path, capsys):
+    from backend.analysis.dataset.thinking_pairs import thinking_comparison
+    from backend.cli import main
+
+    questions = tmp_path / "questions.jsonl"
+    questions.write_text(
+        '{"id": "a", "question": "What is 2 + 2?", "answer": "4"}\n{"id": "b", "question": "What is 3 + 3?", "answer": "6"}\n'
+    )
+    common = ["--cache-dir", str(store.root), "batch", str(questions), "--model", provided.name, "--quiet"]
+    common += ["--max-new-tokens", "8", "--temperature", "1", "--seed", "3", "--cuts", "steps"]
+    assert main(common) == 0 and main([*common, "--no-thinking"]) == 0
+    capsys.readouterr()
+    comparison = thinking_comparison(store.list_runs())
+    assert len(comparison.pairs) == 2 and len(comparison.per_question) == 2
+    for pair in comparison.pairs.itertuples():
+        assert store.open(pair.key_no_thinking).partner == pair.key_thinking
+        assert store.open(pair.key_thinking).partner == pair.key_no_thinking
+
+
 # ----------------------------------------------------------------------------- pages
 def _app(root, monkeypatch, page: str | None = None, **params) -> AppTest:
     monkeypatch.setenv("RAML_CACHE_DIR", str(root))

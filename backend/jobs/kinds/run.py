@@ -200,8 +200,8 @@ class BatchParams:
         return replace(
             self,
             source=str(Path(self.source).resolve()),
-            template=self._cut_hint(template, store),
             batch_input=batch_input,
+            template=self._cut_hint(template, store),
         )
 
     def _cut_hint(self, template: RunRequest, store) -> dict:
