@@ -1,22 +1,18 @@
-"""The step card: ΔL̂ over the step, step size and cosine in the path space, top answer tokens now."""
+"""The step card: ΔL̂ over the step, step size and cosine in the path space, top answer tokens now.
+The card's HTML is ``backend.plots.step_card`` (shared with the exported run pages); every
+boundary's card is built once per run and view settings (a 1,500-step run has 1,501 cards)."""
 
 from __future__ import annotations
 
-import pandas as pd
 import streamlit as st
 
 from app import data
 from app.panels import path
-from app.panels.common import View, esc
-from backend.plots import figures
+from app.panels.common import View
+from backend.plots.step_card import WHITESPACE, all_cards, card_html, visible_token
 
 SLOT = "left1"
-WHITESPACE = {" ": "␣", "\n": "⏎", "\t": "→", "\r": "␍"}
-
-
-def visible_token(token: str) -> str:
-    """A token with its whitespace drawn (``'\\n'`` → ``⏎``, ``'\\n '`` → ``⏎␣``), so chips never look alike."""
-    return "".join(WHITESPACE.get(ch, ch) for ch in str(token)) or "∅"
+__all__ = ["SLOT", "WHITESPACE", "card_html", "draw", "marks", "visible_token"]
 
 
 def draw(view: View) -> None:
@@ -25,8 +21,7 @@ def draw(view: View) -> None:
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def _cards(root: str, key: str, stamp: float, layer, space: str, method: str, dstamp: str) -> list[str]:
-    """The card of every boundary of one run in one space, [B]: computed once per run and view settings
-    (a 1,500-step run has 1,501 cards; each reads the boundary's loss and top tokens from tables built once)."""
+    """The card of every boundary of one run in one space, [B]."""
     store = data.store_at(root)
     run = data.load_run(store, key)
     geometry = None
@@ -35,84 +30,11 @@ def _cards(root: str, key: str, stamp: float, layer, space: str, method: str, ds
             geometry = data.projection(store, key, int(layer), space, method)["geometry"]
         except ValueError:
             geometry = None
-    facts = card_facts(run)
-    facts["size"], facts["cos"] = _geometry_columns(geometry)
-    return [card_html(run, b, geometry, facts) for b in range(len(run.steps) + 1)]
+    return all_cards(run, geometry)
 
 
 def marks(view: View) -> dict:
     """The card's HTML at every boundary, [B] (replaces ``#raml-step-card`` in the browser)."""
     dstamp = data.derived_stamp(view.store, view.key) if view.space == "exact" else ""
-    method = view.settings.method
-    cards = _cards(view.root, view.key, view.stamp, view.layer, view.space, method, dstamp)
+    cards = _cards(view.root, view.key, view.stamp, view.layer, view.space, view.settings.method, dstamp)
     return {"html": {"raml-step-card": cards}}
-
-
-def card_facts(run) -> dict:
-    """What every card reads, built once per run: L̂ at each boundary [B] and the last layer's
-    top tokens and probabilities at each boundary (``{b: (tokens, probs)}``)."""
-    lens = run.lens
-    last = lens[lens["layer"] == lens["layer"].max()]
-    tops = dict(zip(last["boundary"].astype(int), zip(last["top_tokens"], last["top_probs"])))
-    steps = run.steps
-    words = steps["reflection_words"] if "reflection_words" in steps else pd.Series([""] * len(steps))
-    return {
-        "losses": figures.boundary_losses(run.tokens, steps),
-        "tops": tops,
-        "words": [str(w or "") for w in words.fillna("")],  # [S]
-        "delta": steps["delta_loss"].to_numpy(dtype=float).tolist(),  # [S]
-    }
-
-
-def _geometry_columns(geometry: pd.DataFrame | None) -> tuple[list, list]:
-    """Step size and cosine to the previous step per boundary, [B] each (None where undefined)."""
-    if geometry is None:
-        return [], []
-    size = [None if pd.isna(v) else float(v) for v in geometry["step_size"]]
-    cos = [None if pd.isna(v) else float(v) for v in geometry["cosine_prev"]]
-    return size, cos
-
-
-def card_html(run, cursor: int, geometry: pd.DataFrame | None, facts: dict | None = None) -> str:
-    """The card at boundary ``cursor``; ``facts`` (``card_facts``, plus ``size``/``cos`` from the
-    geometry) lets a caller build every boundary's card from tables read once."""
-    facts = facts if facts is not None else card_facts(run)
-    if "size" not in facts:
-        facts = dict(facts)
-        facts["size"], facts["cos"] = _geometry_columns(geometry)
-    loss_now = facts["losses"][cursor]
-    if cursor == 0:
-        head, delta = "<b>Before any thinking</b>: the model sees only the question.", None
-    else:
-        words = facts["words"][cursor - 1]
-        head = f"<b>Step {cursor}</b>" + (
-            f' · reflection: <mark class="raml-refl">{esc(words)}</mark>' if words else ""
-        )
-        delta = float(facts["delta"][cursor - 1])
-    size = facts["size"][cursor] if cursor < len(facts["size"]) else None
-    cos = facts["cos"][cursor] if cursor < len(facts["cos"]) else None
-    cells = [
-        ("L̂ now", f"{loss_now:.3f}", "answer loss at this boundary (nats)"),
-        ("ΔL̂ over step", "—" if delta is None else f"{delta:+.3f}", "nats; negative = closer to the answer"),
-        ("step size ‖g‖", "—" if size is None else f"{size:.3g}", "distance moved in the path space"),
-        (
-            "cos to prev.",
-            "—" if cos is None else f"{cos:+.2f}",
-            "cosine to the previous step: +1 momentum, −1 oscillation",
-        ),
-    ]
-    grid = "".join(
-        f'<div title="{esc(tip)}"><div class="raml-k">{esc(k)}</div><div class="raml-v">{v}</div></div>'
-        for k, v, tip in cells
-    )
-    chips = ""
-    if cursor in facts["tops"]:
-        toks, probs = facts["tops"][cursor]
-        chips = "".join(
-            f'<span class="raml-chip" title="{esc(repr(str(t)))}"><code>{esc(visible_token(t))}</code> {float(p):.2f}</span>'
-            for t, p in zip(toks, probs)
-        )
-        chips = (
-            f'<div class="raml-tokens" title="top next tokens where the answer starts (last layer)">next: {chips}</div>'
-        )
-    return f'<div class="raml-card" id="raml-step-card"><div class="raml-card-head">{head}</div><div class="raml-grid">{grid}</div>{chips}</div>'
