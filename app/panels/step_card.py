@@ -1,5 +1,6 @@
 """The step card: ΔL̂ over the step, step size and cosine in the path space, top answer tokens now.
-The card's HTML is ``backend.plots.step_card`` (shared with the exported run pages)."""
+The card's HTML is ``backend.plots.step_card`` (shared with the exported run pages); every
+boundary's card is built once per run and view settings (a 1,500-step run has 1,501 cards)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,10 @@ import streamlit as st
 from app import data
 from app.panels import path
 from app.panels.common import View
-from backend.plots.step_card import WHITESPACE, card_facts, card_html, geometry_columns, visible_token
+from backend.plots.step_card import WHITESPACE, all_cards, card_html, visible_token
 
 SLOT = "left1"
-__all__ = ["SLOT", "WHITESPACE", "card_facts", "card_html", "draw", "marks", "visible_token"]
+__all__ = ["SLOT", "WHITESPACE", "card_html", "draw", "marks", "visible_token"]
 
 
 def draw(view: View) -> None:
@@ -20,8 +21,7 @@ def draw(view: View) -> None:
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def _cards(root: str, key: str, stamp: float, layer, space: str, method: str, dstamp: str) -> list[str]:
-    """The card of every boundary of one run in one space, [B]: computed once per run and view settings
-    (a 1,500-step run has 1,501 cards; each reads the boundary's loss and top tokens from tables built once)."""
+    """The card of every boundary of one run in one space, [B]."""
     store = data.store_at(root)
     run = data.load_run(store, key)
     geometry = None
@@ -30,14 +30,11 @@ def _cards(root: str, key: str, stamp: float, layer, space: str, method: str, ds
             geometry = data.projection(store, key, int(layer), space, method)["geometry"]
         except ValueError:
             geometry = None
-    facts = card_facts(run)
-    facts["size"], facts["cos"] = geometry_columns(geometry)
-    return [card_html(run, b, geometry, facts) for b in range(len(run.steps) + 1)]
+    return all_cards(run, geometry)
 
 
 def marks(view: View) -> dict:
     """The card's HTML at every boundary, [B] (replaces ``#raml-step-card`` in the browser)."""
     dstamp = data.derived_stamp(view.store, view.key) if view.space == "exact" else ""
-    method = view.settings.method
-    cards = _cards(view.root, view.key, view.stamp, view.layer, view.space, method, dstamp)
+    cards = _cards(view.root, view.key, view.stamp, view.layer, view.space, view.settings.method, dstamp)
     return {"html": {"raml-step-card": cards}}

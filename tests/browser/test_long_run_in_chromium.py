@@ -53,7 +53,7 @@ def _open(page, url: str) -> None:
     )
 
 
-def test_long_run_opens_windows_the_text_and_every_view_follows(long_app, browser):
+def test_long_run_opens_windows_the_text_every_view_follows_and_hover_is_exact(long_app, browser):
     url, key, run = long_app
     n_steps = len(run.steps)
     assert n_steps == 1500 and run.n_tokens == 30_000
@@ -61,6 +61,7 @@ def test_long_run_opens_windows_the_text_and_every_view_follows(long_app, browse
     _open(page, f"{url}/?run={key}&step={START}")
     page.wait_for_function(f"() => document.body.dataset.ramlCursor === '{START}'", timeout=60_000)
 
+    _hover_reads_the_exact_loss(page, run)  # in the same page: one open of the long run per session
     state = page.evaluate(PRESS_AND_READ_JS, [None, START])
     assert state["label"] == f"Step {START} / {n_steps}" and state["current"] == START
     assert 1 < state["spans"] <= MAX_SPANS  # a window around the cursor, not 1,500 spans
@@ -87,10 +88,9 @@ def test_long_run_opens_windows_the_text_and_every_view_follows(long_app, browse
     page.close()
 
 
-def test_hover_on_the_decimated_loss_curve_gives_the_exact_value_at_that_token(long_app, browser):
-    url, key, run = long_app
-    page = browser.new_page(viewport={"width": 1440, "height": 900})
-    _open(page, f"{url}/?run={key}&step={START}")
+def _hover_reads_the_exact_loss(page, run) -> None:
+    """A hover on the decimated loss curve, on the drawn point of the cursor's cut, names that
+    token with its exact L̂ (every drawn point is a real cut point)."""
     cut = int(run.steps["end"].iloc[START - 1])  # the cursor's cut point: kept exactly in the drawn curve
     spot = page.evaluate(
         """(cut) => {
@@ -114,4 +114,3 @@ def test_hover_on_the_decimated_loss_curve_gives_the_exact_value_at_that_token(l
     at = int(shown.group(1))
     exact = float(run.tokens.loc[run.tokens["cut"] == at, "loss"].iloc[0])
     assert float(shown.group(2)) == pytest.approx(exact, abs=5e-4 + 1e-9)  # the exact L̂ of that token, as shown
-    page.close()
