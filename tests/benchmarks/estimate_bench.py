@@ -43,6 +43,7 @@ def main() -> None:
     ap.add_argument("--tiny", action="store_true", help="a tiny random Llama (SmolLM2's tokenizer) instead")
     ap.add_argument("--repeats", type=int, default=2, help="the import traces: REASONING × this (≈ 75 tokens each)")
     ap.add_argument("--new-tokens", type=int, default=24)
+    ap.add_argument("--only", default="", help="comma-separated kinds to time after the warm-up (default: all ten)")
     args = ap.parse_args()
 
     from backend.engine import models, provider
@@ -68,7 +69,12 @@ def main() -> None:
         req = RunRequest(question=QUESTION, answer="6", trajectory=trajectory, model=model, **extra)
         return request_params(req)
 
-    def job(kind: str, params: dict) -> dict:
+    only = {k for k in args.only.split(",") if k}
+
+    def job(kind: str, params: dict) -> dict | None:
+        if only and kind not in only and params.get("_warm") is None:
+            return None
+        params.pop("_warm", None)
         job_id = queue.submit(kind, params)
         plan = queue.get(job_id).plan or {}
         done = run_here(store, job_id, reraise=True)
@@ -94,7 +100,7 @@ def main() -> None:
         return row
 
     t0 = time.perf_counter()
-    warm = job("run", run_params(trace(args.repeats)))  # the warm-up: not counted
+    warm = job("run", run_params(trace(args.repeats)) | {"_warm": True})  # the warm-up: not counted
     base_key = warm["results"][0]
     layer = store.open(base_key).proxy_layers[-1]
     dataset = Path(store.root) / "two.jsonl"
@@ -122,6 +128,7 @@ def main() -> None:
         with models._load_lock:
             models._loaded.clear()  # the next job loads the model again: its load is counted
     rows.append(job("run", run_params(trace(args.repeats + 2))))
+    rows = [r for r in rows if r is not None]
     for row in rows:
         row.pop("results")
     _print_rates(queue, store, model)

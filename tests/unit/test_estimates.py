@@ -190,3 +190,14 @@ def test_the_jobs_panel_line_says_longer_than_estimated_never_zero_left():
     assert "~20 s left (16–25 s)" in job_line(on_time, now)
     queued = Job(3, "run", {}, "queued", plan=_plan(), estimate_s=60.0)
     assert job_line(queued, now) == "queued · estimate ≈ 60 s (35 s–1.8 min)"
+
+
+def test_an_unmeasured_token_rate_starts_at_this_machine_s_measured_speed():
+    rates = FakeRates()
+    for _ in range(3):
+        rates.record(FP, "cpu", "analyze", 10 * E.DEFAULTS["analyze"])  # this machine: 10x slower than the guess
+    r = E.Rates(rates, FP, "cpu")
+    ablate, surface = r.rate("ablate"), r.rate("surface_point")
+    assert ablate.n == 0 and ablate.seconds == pytest.approx(10 * E.DEFAULTS["ablate"])
+    assert ablate.low == pytest.approx(ablate.seconds / 2) and ablate.high == pytest.approx(2 * ablate.seconds)
+    assert surface.seconds == E.DEFAULTS["surface_point"]  # grid points do not follow the token rates
