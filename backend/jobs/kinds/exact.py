@@ -67,8 +67,7 @@ def _ensure(ctx: JobContext, run, loaded_box: list):
     result = exact_run.ensure(run, loaded=loaded_box[-1], store=ctx.store, progress=ctx.reporter("exact"))
     from backend.jobs import estimates
 
-    path_cuts = result.update.path_cuts  # every boundary of the run (None in files before issue 23: K)
-    boundaries = len(path_cuts) if path_cuts is not None else int(result.update.K)
+    boundaries = result.update.K_path  # every boundary of the run, also when its factors are subsampled
     shape = estimates.run_shape(run)  # the work done, for the estimates' seconds per boundary (issue 23)
     ctx.work("exact", estimates.exact_work(shape["n"], boundaries, shape["d_model"]))
     return result
