@@ -247,7 +247,12 @@ def smol_tokenizer():
     copy = converted.converted_dir(spec.fingerprint(), "float32")
     if converted.is_complete(copy):
         return AutoTokenizer.from_pretrained(str(copy))
-    return load_tokenizer(spec)
+    # A fresh clone: the first worker converts the GGUF's vocabulary (tens of seconds) and keeps it
+    # beside the converted models; the other waits for it and reads the copy, instead of converting
+    # it a second time at once (load_tokenizer looks for the copy first).
+    alone = converted.converted_dir(spec.fingerprint(), converted.TOKENIZER_SUFFIX)
+    with converted.conversion_lock(alone):
+        return load_tokenizer(spec)
 
 
 def build_tiny_model(
