@@ -341,13 +341,29 @@ def store(tmp_path):
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory, tiny_llama):
     """A real run of the tiny Llama on SAMPLE_TRAJECTORY in its own cache: (store, key)."""
+    import shutil
+
     from backend.pipeline.run import RunRequest, run_question
     from backend.store.runs import RunStore
 
     store = RunStore(tmp_path_factory.mktemp("tiny_cache"))
     req = RunRequest(question=SAMPLE_QUESTION, answer="6", trajectory=SAMPLE_TRAJECTORY, model=tiny_llama.name)
     outcome = run_question(req, store, loaded=tiny_llama)
+    # Tests add runs and derived data to this cache as they go; servers start from this copy of it
+    # as it was made, so what a page shows never depends on which tests ran before (``tiny_pristine``).
+    _TINY_PRISTINE[0] = tmp_path_factory.mktemp("tiny_pristine") / "cache"
+    shutil.copytree(store.root, _TINY_PRISTINE[0], ignore=shutil.ignore_patterns("locks", "tmp"))
     return store, outcome.key
+
+
+_TINY_PRISTINE: list = [None]
+
+
+@pytest.fixture(scope="session")
+def tiny_pristine(tiny_run) -> Path:
+    """The tiny run's cache as ``tiny_run`` made it (the one run, no derived data, no jobs): copy
+    it for a server of a test's own."""
+    return _TINY_PRISTINE[0]
 
 
 @pytest.fixture()
@@ -443,9 +459,10 @@ def pytest_runtest_makereport(item, call):
 
 
 @pytest.fixture(scope="session")
-def explore_app(tiny_run, tmp_path_factory):
+def explore_app(tiny_run, tiny_pristine, tmp_path_factory):
     """One ``streamlit run`` over a private copy of the tiny-model cache for the session:
-    (base url, run key, run). The app's cold first page is paid once; tests that change what
+    (base url, run key, run). The copy is of the cache as ``tiny_run`` made it, whatever other
+    tests wrote into it since. The app's cold first page is paid once; tests that change what
     the app serves (kill it, set its environment, write runs) start their own server."""
     import shutil
 
@@ -453,6 +470,6 @@ def explore_app(tiny_run, tmp_path_factory):
 
     store, key = tiny_run
     root = tmp_path_factory.mktemp("browser") / "cache"
-    shutil.copytree(store.root, root, ignore=shutil.ignore_patterns("locks", "tmp"))
+    shutil.copytree(tiny_pristine, root)
     with streamlit_app(root) as url:
         yield url, key, store.open(key)
