@@ -155,6 +155,7 @@ def pytest_runtest_protocol(item, nextitem):
         yield
         return
     import json
+    import time
 
     item._raml_cpu = {}
     start = _cpu_sample()
@@ -166,6 +167,7 @@ def pytest_runtest_protocol(item, nextitem):
         "cpu_self": round(end[0] - start[0], 3),
         "cpu_children": round(end[1] - start[1], 3),
         "wall": round(end[2] - start[2], 3),
+        "ended": round(time.time(), 1),
         "phases": item._raml_cpu,
     }
     folder = Path(_CPU_LOG)
@@ -173,6 +175,16 @@ def pytest_runtest_protocol(item, nextitem):
     worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
     with open(folder / f"{worker}.jsonl", "a") as log:
         log.write(json.dumps(record) + "\n")
+
+
+def pytest_sessionfinish(session):
+    """With RAML_TEST_CPU_LOG: the whole process's CPU (start-up and collection included)."""
+    if _CPU_LOG:
+        import json
+
+        own, kids, _ = _cpu_sample()
+        worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+        (Path(_CPU_LOG) / f"{worker}.session.json").write_text(json.dumps({"cpu_self": own, "cpu_children": kids}))
 
 
 def _phase(item, name: str):

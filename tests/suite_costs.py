@@ -19,7 +19,12 @@ COSTS = Path(__file__).resolve().parent / "suite_costs.json"
 
 
 def read_log(folder: Path) -> list[dict]:
-    return [json.loads(line) for path in sorted(folder.glob("*.jsonl")) for line in path.read_text().splitlines()]
+    """Every test's record, with the worker (the file's name) it ran on."""
+    return [
+        json.loads(line) | {"worker": path.stem}
+        for path in sorted(folder.glob("*.jsonl"))
+        for line in path.read_text().splitlines()
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,6 +51,16 @@ def main(argv: list[str] | None = None) -> int:
     for r in sorted(records, key=lambda r: -(r["cpu_self"] + r["cpu_children"]))[: args.top]:
         cpu = r["cpu_self"] + r["cpu_children"]
         print(f"{cpu:8.1f} {r['cpu_self']:7.1f} {r['cpu_children']:7.1f} {r['wall']:8.1f}  {r['nodeid']}")
+    by_worker: dict[str, list[dict]] = defaultdict(list)
+    for r in records:
+        by_worker[r.get("worker", "?")].append(r)
+    if len(by_worker) > 1 and all("ended" in r for r in records):
+        first = min(r["ended"] - r["wall"] for r in records)
+        print("\nworker   tests   cpu min   busy min   last test ended at (min from the first start)")
+        for worker, rs in sorted(by_worker.items()):
+            cpu = sum(r["cpu_self"] + r["cpu_children"] for r in rs) / 60
+            busy = sum(r["wall"] for r in rs) / 60
+            print(f"{worker:8} {len(rs):5d} {cpu:9.1f} {busy:10.1f}   {(max(r['ended'] for r in rs) - first) / 60:.1f}")
     if args.write:
         COSTS.write_text(json.dumps({k: round(v[0], 1) for k, v in sorted(units.items())}, indent=1) + "\n")
         print(f"\nwrote {COSTS}")
