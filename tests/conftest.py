@@ -184,6 +184,7 @@ def pytest_sessionfinish(session):
 
         own, kids, _ = _cpu_sample()
         worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+        Path(_CPU_LOG).mkdir(parents=True, exist_ok=True)
         (Path(_CPU_LOG) / f"{worker}.session.json").write_text(json.dumps({"cpu_self": own, "cpu_children": kids}))
 
 
