@@ -18,6 +18,13 @@ PYTEST := $(PY) -m pytest -q -p no:cacheprovider
 # each module (a Ray instance, a module's fixtures) in one worker. TEST_WORKERS=0: one process.
 TEST_WORKERS ?= $(shell python3 -c 'import os; print(max(1, min(4, len(os.sched_getaffinity(0)))))' 2>/dev/null || echo 2)
 PYTEST_PARALLEL := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadgroup)
+# Bytecode: each module is compiled once, the first time any process imports it, and kept under
+# .venv/pycache, even where the environment sets PYTHONDONTWRITEBYTECODE (this machine's does, and
+# uv installs no .pyc files): without it every process (each test worker, CLI and job subprocess,
+# Streamlit server, Ray worker) compiled torch and transformers again, about half of its start-up
+# CPU. The prefix keeps the source tree free of __pycache__ folders.
+unexport PYTHONDONTWRITEBYTECODE
+export PYTHONPYCACHEPREFIX ?= $(abspath $(VENV))/pycache
 # OpenMP threads sleep when they wait instead of spinning: two torch processes on one machine (the
 # app's job worker and a CLI batch, two test workers) then share the cores instead of stalling each
 # other (docs/threads.md). Set before any Python starts, so it holds even where torch loads first.
