@@ -69,7 +69,7 @@ lint: setup
 # docs/jobs.md "Fast model start"): later loads (tests, subprocesses, the app) take seconds. A
 # second call finds the copy and only loads it.
 models: setup
-	OMP_NUM_THREADS=1 $(PY) -c "from backend.engine.models import load_model; load_model()"
+	OMP_NUM_THREADS=1 $(PY) -c "from transformers.utils import logging; logging.disable_progress_bar(); from backend.engine.models import load_model; load_model()"
 
 # The venv and Chromium install side by side (both mostly wait on the network), then lint beside
 # the model's one conversion (lint keeps one core busy, the conversion the other), then every

@@ -468,6 +468,10 @@ def pytest_runtest_makereport(item, call):
     patient = getattr(item, "funcargs", {}).get("browser")
     if isinstance(patient, _PatientBrowser) and report.when == "call":
         safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in item.name)[:80]
+        if report.failed and patient.pages:
+            folder = ROOT / "tests" / "artifacts" / "failed"
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / f"{safe}.txt").write_text(report.longreprtext)
         patient.close_pages(evidence=safe if report.failed else None)
 
 
