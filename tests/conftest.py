@@ -67,9 +67,10 @@ def scope_of(nodeid: str) -> str:
     return "tests/browser" if path.startswith("tests/browser/") else path
 
 
-# What each unit of work costs (CPU seconds of the worker and its subprocesses, measured with
-# RAML_TEST_CPU_LOG and written by ``python -m tests.suite_costs``): the scheduler hands out the
-# costliest first, so that the workers end together (longest processing time first).
+# What each unit of work costs, in seconds (CPU seconds of the worker and its subprocesses as
+# ``RAML_TEST_CPU_LOG`` measures them and ``python -m tests.suite_costs DIR --write`` stores them;
+# the first table is the round-4 fresh clone's slowest tests, wall seconds): the scheduler hands
+# out the costliest first, so that the workers end together (longest processing time first).
 SUITE_COSTS = Path(__file__).resolve().parent / "suite_costs.json"
 UNKNOWN_TEST_COST_S = 2.0  # a unit that is not in the table yet: this much per test
 
