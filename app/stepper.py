@@ -199,6 +199,26 @@ function paint(s, b) {
   document.body.dataset.ramlCursor = String(b);
   return r;
 }
+function paintLate(s, b) {
+  // A control a rerun drew after the last paint (a panel it opened: "Branch at step s") comes with
+  // the server's step, which can lag the browser's; give it the step on screen. An html mark is
+  // replaced only when it says which step it shows (data-step) and that is not the one it should.
+  const texts = s.data.marks.texts || {};
+  for (const sel in texts) {
+    const want = texts[sel][b];
+    if (want === undefined) continue;
+    for (const el of document.querySelectorAll(sel)) if (el.textContent !== want) el.textContent = want;
+  }
+  const html = s.data.marks.html || {};
+  for (const id in html) {
+    const el = document.getElementById(id);
+    if (!el || html[id][b] === undefined || el.dataset.step === undefined) continue;
+    const t = document.createElement('template');
+    t.innerHTML = html[id][b];
+    const want = t.content.firstElementChild;
+    if (want && want.dataset.step !== undefined && want.dataset.step !== el.dataset.step) el.outerHTML = html[id][b];
+  }
+}
 function go(b, why) {
   const s = window.__ramlStepper;
   if (!s) return;
@@ -321,6 +341,7 @@ export default function (component) {
     window.__ramlWatch = setInterval(function () {
       const s = window.__ramlStepper;
       if (!s || !s.live()) return;
+      paintLate(s, s.step);
       for (const m of s.data.marks.charts || []) {
         const gd = chart(m.chart);
         if (gd && gd._fullLayout && (gd.dataset.ramlCursor !== String(s.step) || !(gd.__ramlMark && gd.__ramlMark.isConnected))) {

@@ -67,17 +67,152 @@ def scope_of(nodeid: str) -> str:
     return "tests/browser" if path.startswith("tests/browser/") else path
 
 
+# What each unit of work costs, in seconds (CPU seconds of the worker and its subprocesses as
+# ``RAML_TEST_CPU_LOG`` measures them and ``python -m tests.suite_costs DIR --write`` stores them;
+# the first table is the round-4 fresh clone's slowest tests, wall seconds): the scheduler hands
+# out the costliest first, so that the workers end together (longest processing time first).
+SUITE_COSTS = Path(__file__).resolve().parent / "suite_costs.json"
+UNKNOWN_TEST_COST_S = 2.0  # a unit that is not in the table yet: this much per test
+
+
+def unit_costs(path: Path = SUITE_COSTS) -> dict[str, float]:
+    import json
+
+    try:
+        return {str(k): float(v) for k, v in json.loads(path.read_text()).items()}
+    except (OSError, ValueError, AttributeError):
+        return {}
+
+
+def order_units(units: dict[str, list], costs: dict[str, float]) -> list[str]:
+    """The units (``scope_of`` name -> its node ids) costliest first; a unit missing from
+    ``costs`` is estimated by its number of tests; ties keep collection order."""
+
+    def cost(item):
+        scope, nodeids = item
+        return costs.get(scope, UNKNOWN_TEST_COST_S * len(nodeids))
+
+    return [scope for scope, _ in sorted(units.items(), key=lambda item: -cost(item))]
+
+
 def pytest_xdist_make_scheduler(config, log):
-    """``--dist loadgroup`` or ``loadscope`` (``make test``): schedule by ``scope_of``."""
+    """``--dist loadgroup`` or ``loadscope`` (``make test``): schedule by ``scope_of``, costliest
+    unit first (``order_units``)."""
     if config.getvalue("dist") not in ("loadgroup", "loadscope"):
         return None
+    from collections import OrderedDict
+
     from xdist.scheduler import LoadScopeScheduling
 
     class SuiteScheduling(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
             return scope_of(nodeid)
 
+        def _assign_work_unit(self, node) -> None:
+            # xdist orders its queue by test count; reorder it once, by cost, before the first unit
+            # goes out. A worker asks for its next unit when it has two tests left (xdist), so the
+            # free worker always takes the costliest unit left: greedy LPT.
+            if not getattr(self, "_ordered", False):
+                units = {scope: list(ids) for scope, ids in self.workqueue.items()}
+                self.workqueue = OrderedDict((s, self.workqueue[s]) for s in order_units(units, unit_costs()))
+                self._ordered = True
+            super()._assign_work_unit(node)
+
+        def _reschedule(self, node) -> None:
+            # xdist tops a worker up while it still has two tests to go; one is enough (a worker
+            # needs its next test to know what to tear down), so the last units go to whichever
+            # worker is really free, not to one that still has two long tests ahead of it.
+            if node.shutting_down:
+                return
+            if not self.workqueue:
+                node.shutdown()
+                return
+            if self._pending_of(self.assigned_work[node]) <= 1:
+                self._assign_work_unit(node)
+
     return SuiteScheduling(config, log)
+
+
+# ----------------------------------------------------------------------------- CPU per test
+# RAML_TEST_CPU_LOG=DIR: every process (each xdist worker) appends one JSON line per test to
+# DIR/<worker>.jsonl: CPU seconds of the process itself and of its finished subprocesses (CLI,
+# Streamlit, Chromium once closed) per phase, and wall seconds. CPU is what a shared machine
+# does not blur; ``python -m tests.suite_costs DIR`` sums it per unit into suite_costs.json.
+_CPU_LOG = os.environ.get("RAML_TEST_CPU_LOG")
+
+
+def _cpu_sample() -> tuple[float, float, float]:
+    import resource
+    import time
+
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime, kids.ru_utime + kids.ru_stime, time.monotonic()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    if not _CPU_LOG:
+        yield
+        return
+    import json
+    import time
+
+    item._raml_cpu = {}
+    start = _cpu_sample()
+    yield
+    end = _cpu_sample()
+    record = {
+        "nodeid": item.nodeid,
+        "unit": scope_of(item.nodeid),
+        "cpu_self": round(end[0] - start[0], 3),
+        "cpu_children": round(end[1] - start[1], 3),
+        "wall": round(end[2] - start[2], 3),
+        "ended": round(time.time(), 1),
+        "phases": item._raml_cpu,
+    }
+    folder = Path(_CPU_LOG)
+    folder.mkdir(parents=True, exist_ok=True)
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    with open(folder / f"{worker}.jsonl", "a") as log:
+        log.write(json.dumps(record) + "\n")
+
+
+def pytest_sessionfinish(session):
+    """With RAML_TEST_CPU_LOG: the whole process's CPU (start-up and collection included)."""
+    if _CPU_LOG:
+        import json
+
+        own, kids, _ = _cpu_sample()
+        worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+        Path(_CPU_LOG).mkdir(parents=True, exist_ok=True)
+        (Path(_CPU_LOG) / f"{worker}.session.json").write_text(json.dumps({"cpu_self": own, "cpu_children": kids}))
+
+
+def _phase(item, name: str):
+    if not _CPU_LOG:
+        yield
+        return
+    start = _cpu_sample()
+    yield
+    end = _cpu_sample()
+    if hasattr(item, "_raml_cpu"):
+        item._raml_cpu[name] = [round(end[i] - start[i], 3) for i in range(3)]  # self, children, wall
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_setup(item):
+    yield from _phase(item, "setup")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item):
+    yield from _phase(item, "call")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    yield from _phase(item, "teardown")
 
 
 def _domain(item) -> str | None:
@@ -126,7 +261,12 @@ def smol_tokenizer():
     copy = converted.converted_dir(spec.fingerprint(), "float32")
     if converted.is_complete(copy):
         return AutoTokenizer.from_pretrained(str(copy))
-    return load_tokenizer(spec)
+    # A fresh clone: the first worker converts the GGUF's vocabulary (tens of seconds) and keeps it
+    # beside the converted models; the other waits for it and reads the copy, instead of converting
+    # it a second time at once (load_tokenizer looks for the copy first).
+    alone = converted.converted_dir(spec.fingerprint(), converted.TOKENIZER_SUFFIX)
+    with converted.conversion_lock(alone):
+        return load_tokenizer(spec)
 
 
 def build_tiny_model(
@@ -215,13 +355,29 @@ def store(tmp_path):
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory, tiny_llama):
     """A real run of the tiny Llama on SAMPLE_TRAJECTORY in its own cache: (store, key)."""
+    import shutil
+
     from backend.pipeline.run import RunRequest, run_question
     from backend.store.runs import RunStore
 
     store = RunStore(tmp_path_factory.mktemp("tiny_cache"))
     req = RunRequest(question=SAMPLE_QUESTION, answer="6", trajectory=SAMPLE_TRAJECTORY, model=tiny_llama.name)
     outcome = run_question(req, store, loaded=tiny_llama)
+    # Tests add runs and derived data to this cache as they go; servers start from this copy of it
+    # as it was made, so what a page shows never depends on which tests ran before (``tiny_pristine``).
+    _TINY_PRISTINE[0] = tmp_path_factory.mktemp("tiny_pristine") / "cache"
+    shutil.copytree(store.root, _TINY_PRISTINE[0], ignore=shutil.ignore_patterns("locks", "tmp"))
     return store, outcome.key
+
+
+_TINY_PRISTINE: list = [None]
+
+
+@pytest.fixture(scope="session")
+def tiny_pristine(tiny_run) -> Path:
+    """The tiny run's cache as ``tiny_run`` made it (the one run, no derived data, no jobs): copy
+    it for a server of a test's own."""
+    return _TINY_PRISTINE[0]
 
 
 @pytest.fixture()
@@ -274,20 +430,57 @@ class _PatientBrowser:
 
     def __init__(self, browser):
         self._browser = browser
+        self.pages = []  # the pages opened for the current test (screenshotted if it fails)
 
     def new_page(self, **kwargs):
         page = self._browser.new_page(**kwargs)
         page.set_default_timeout(self.DEFAULT_MS)
+        self.pages.append(page)
         return page
+
+    def close_pages(self, evidence: str | None = None) -> None:
+        """Close the pages this test left open, so that none keeps a session (reruns, polls,
+        reconnects to a stopped server) going into the next test; with ``evidence`` (a failed
+        test's name) first keep their screenshots and HTML in tests/artifacts/failed/."""
+        folder = ROOT / "tests" / "artifacts" / "failed"
+        for i, page in enumerate(self.pages):
+            try:
+                if page.is_closed():
+                    continue
+                if evidence:
+                    folder.mkdir(parents=True, exist_ok=True)
+                    page.screenshot(path=str(folder / f"{evidence}-{i}.png"), full_page=True, timeout=10_000)
+                    (folder / f"{evidence}-{i}.html").write_text(page.content())
+                page.close()
+            except Exception:  # evidence only: the test's own outcome is what counts
+                pass
+        self.pages.clear()
 
     def __getattr__(self, name):
         return getattr(self._browser, name)
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """After a browser test, its pages are closed; a failed one's first leave what they showed in
+    tests/artifacts/failed/."""
+    outcome = yield
+    report = outcome.get_result()
+    patient = getattr(item, "funcargs", {}).get("browser")
+    if isinstance(patient, _PatientBrowser) and report.when == "call":
+        safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in item.name)[:80]
+        if report.failed and patient.pages:
+            folder = ROOT / "tests" / "artifacts" / "failed"
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / f"{safe}.txt").write_text(report.longreprtext)
+        patient.close_pages(evidence=safe if report.failed else None)
+
+
 @pytest.fixture(scope="session")
-def explore_app(tiny_run, tmp_path_factory):
+def explore_app(tiny_run, tiny_pristine, tmp_path_factory):
     """One ``streamlit run`` over a private copy of the tiny-model cache for the session:
-    (base url, run key, run). The app's cold first page is paid once; tests that change what
+    (base url, run key, run). The copy is of the cache as ``tiny_run`` made it, whatever other
+    tests wrote into it since. The app's cold first page is paid once; tests that change what
     the app serves (kill it, set its environment, write runs) start their own server."""
     import shutil
 
@@ -295,7 +488,7 @@ def explore_app(tiny_run, tmp_path_factory):
 
     store, key = tiny_run
     root = tmp_path_factory.mktemp("browser") / "cache"
-    shutil.copytree(store.root, root, ignore=shutil.ignore_patterns("locks", "tmp"))
+    shutil.copytree(tiny_pristine, root)
     with streamlit_app(root) as url:
         yield url, key, store.open(key)
 

@@ -159,18 +159,30 @@ def _top_step(page) -> int:
     return values.index(max(values)) + 1
 
 
-def _tick_first_row(page, step: int, deadline_s: float = 90.0) -> None:
-    """Tick the first row's checkbox (the grid is a canvas: click its row-marker cell), again until
-    the selection took (a click during a rerun's redraw is dropped), with a deadline; the grid is
-    scrolled to and measured again on each try, since a rerun can move it (below the viewport)."""
+# Whether the grid's first data row is selected: the grid draws on a canvas, but keeps an
+# accessibility table beside it (glide-data-grid: ``tr[aria-rowindex=2]`` is data row 0, with
+# ``aria-selected``); null where there is none.
+FIRST_ROW_SELECTED_JS = """() => {
+  const row = document.querySelector(".st-key-importance_table table[role='grid'] tr[aria-rowindex='2']");
+  return row ? row.getAttribute('aria-selected') === 'true' : null;
+}"""
+
+
+def _tick_first_row(page, step: int, deadline_s: float = 180.0) -> None:
+    """Tick the first row's checkbox (the grid is a canvas: click its row-marker cell) until the
+    cursor is at ``step``, with a deadline. A click is a toggle: it is repeated only while the row
+    is not selected (a click during a rerun's redraw is dropped), never while a selection waits
+    for a slow rerun (a second click would take it back: the fresh clone's failure under load).
+    The grid is scrolled to and measured again on each try, since a rerun can move it."""
     import time
 
     grid = page.locator(".st-key-importance_table [data-testid='stDataFrameResizable']").first
     end = time.monotonic() + deadline_s
     while True:
-        grid.scroll_into_view_if_needed()  # each try: a rerun that resizes the views moves the grid
-        box = grid.bounding_box()
-        page.mouse.click(box["x"] + 18, box["y"] + 35 + 17)  # row marker column, first data row
+        if page.evaluate(FIRST_ROW_SELECTED_JS) is not True:
+            grid.scroll_into_view_if_needed()  # a rerun that resizes the views moves the grid
+            box = grid.bounding_box()
+            page.mouse.click(box["x"] + 18, box["y"] + 35 + 17)  # row marker column, first data row
         try:
             page.wait_for_function(f"() => window.__ramlStepper.step === {step}", timeout=20_000)
             return

@@ -25,12 +25,12 @@ pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM}
 
 
 @pytest.fixture()
-def cache_copy(tiny_run, tmp_path):
+def cache_copy(tiny_pristine, tmp_path):
+    """The tiny run's cache as it was made (whatever other tests wrote into it since)."""
     from backend.store.runs import RunStore
 
-    store, _ = tiny_run
     root = tmp_path / "cache"
-    shutil.copytree(store.root, root, ignore=shutil.ignore_patterns("locks", "tmp", "jobs.sqlite*"))
+    shutil.copytree(tiny_pristine, root)
     return RunStore(root)
 
 

@@ -29,12 +29,12 @@ def cli(cache: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProc
 @pytest.mark.slow
 def test_run_show_ls_rm_end_to_end(tmp_path):
     cache = tmp_path / "cache"
-    first = cli(cache, "run", "--question", QUESTION, "--answer", "7", "--max-new-tokens", "64", "--quiet")
+    first = cli(cache, "run", "--question", QUESTION, "--answer", "7", "--max-new-tokens", "32", "--quiet")
     assert first.returncode == 0, first.stderr
     key = first.stdout.strip().splitlines()[-1]
     assert len(key) == 32 and "computed" in first.stderr
 
-    again = cli(cache, "run", "--question", QUESTION, "--answer", "7", "--max-new-tokens", "64", "--quiet")
+    again = cli(cache, "run", "--question", QUESTION, "--answer", "7", "--max-new-tokens", "32", "--quiet")
     assert again.returncode == 0 and again.stdout.strip().splitlines()[-1] == key
     assert "cache hit" in again.stderr  # found by request key, before loading the model
 

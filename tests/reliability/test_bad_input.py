@@ -127,7 +127,7 @@ def model_dir(tmp_path_factory, smol_tokenizer):
 
 
 @pytest.mark.slow
-def test_batch_runs_good_lines_reports_bad_ones_and_exits_nonzero(tmp_path, model_dir):
+def test_batch_runs_good_lines_reports_bad_ones_and_exits_nonzero(tmp_path, model_dir, capsys):
     long_trajectory = " ".join([SAMPLE_TRAJECTORY] * 4)  # ~400 tokens: more than the 256-token context
     lines = [
         {"id": "good1", "question": SAMPLE_QUESTION, "answer": "6", "trajectory": SAMPLE_TRAJECTORY},
@@ -158,9 +158,13 @@ def test_batch_runs_good_lines_reports_bad_ones_and_exits_nonzero(tmp_path, mode
 
     good_only = tmp_path / "good.jsonl"
     good_only.write_text("\n".join(json.dumps(lines[i]) for i in (0, 4)) + "\n")
-    again = run_cli(cache, "batch", good_only, "--engine", "local", "--model", model_dir, "--quiet")
-    assert again.returncode == 0, again.stderr
-    assert "0 computed, 2 cached, 0 failed" in again.stderr  # resumable: nothing recomputed
+    capsys.readouterr()  # the same command again, in this process (the first was the real one)
+    code = cli.main(
+        ["--cache-dir", str(cache), "batch", str(good_only), "--engine", "local", "--model", str(model_dir), "--quiet"]
+    )
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "0 computed, 2 cached, 0 failed" in err  # resumable: nothing recomputed
     assert cache_state(cache)["runs"] == set(keys.values())
 
 

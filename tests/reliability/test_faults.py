@@ -22,7 +22,6 @@ from _reliability_support import (
     cache_state,
     cli_env,
     one_error_line,
-    run_cli,
     save_tiny_model,
     start_cli,
     wait_for_line,
@@ -60,8 +59,10 @@ def _run_args(stage: str, model_dir, trajectory_file) -> list[str]:
 # ----------------------------------------------------------------------------- SIGKILL
 @pytest.mark.slow
 @pytest.mark.parametrize("stage", ["generate", "analyze", "write", "index"])
-def test_sigkill_leaves_no_half_entry_and_rerun_completes(tmp_path, model_dir, trajectory_file, stage):
-    """Kill a real ``python -m backend run`` at a stage (held there by RAML_TEST_PAUSE_AT)."""
+def test_sigkill_leaves_no_half_entry_and_rerun_completes(tmp_path, model_dir, trajectory_file, stage, capsys):
+    """Kill a real ``python -m backend run`` at a stage (held there by RAML_TEST_PAUSE_AT); the
+    rerun is the same command, run in this process (the kill is what needs a process of its own;
+    a rerun in a real process is test_two_processes_writing_one_run_give_one_entry's)."""
     cache = tmp_path / "cache"
     args = _run_args(stage, model_dir, trajectory_file)
     proc = start_cli(cache, *args, RAML_TEST_PAUSE_AT=stage)
@@ -91,9 +92,11 @@ def test_sigkill_leaves_no_half_entry_and_rerun_completes(tmp_path, model_dir, t
         assert store.cleanup_tmp(older_than_s=0) == len(state["tmp"])
         assert store.list_runs().empty
 
-    rerun = run_cli(cache, *args)
-    assert rerun.returncode == 0, rerun.stderr
-    key = rerun.stdout.strip().splitlines()[-1]
+    capsys.readouterr()
+    code = cli.main(["--cache-dir", str(cache), *args])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    key = out.strip().splitlines()[-1]
     state = cache_state(cache)
     assert state["runs"] == state["indexed"] == state["requests"] == {key} and state["tmp"] == []
     run = RunStore(cache).open(key)  # checksums verified

@@ -55,3 +55,20 @@ def test_the_scheduler_keeps_browser_tests_and_modules_together():
     assert scope_of("tests/browser/test_html_export.py::test_export_file_is_self_contained") == "tests/browser"
     assert scope_of("tests/integration/test_batch_ray.py::test_ray_batch_6x2") == "tests/integration/test_batch_ray.py"
     assert scope_of("tests/unit/test_threads.py::test_x[a::b]") == "tests/unit/test_threads.py"
+
+
+def test_the_costliest_units_are_handed_out_first():
+    """Longest processing time first: measured units by their cost, others by their test count."""
+    from tests.conftest import UNKNOWN_TEST_COST_S, order_units
+
+    units = {"tests/unit/a.py": ["x"], "tests/unit/b.py": ["x", "y"], "tests/browser": ["x"], "tests/unit/c.py": ["x"]}
+    costs = {"tests/unit/a.py": 2.5 * UNKNOWN_TEST_COST_S, "tests/browser": 400.0}
+    assert order_units(units, costs) == ["tests/browser", "tests/unit/a.py", "tests/unit/b.py", "tests/unit/c.py"]
+
+
+def test_the_cost_table_is_readable():
+    from tests.conftest import SUITE_COSTS, unit_costs
+
+    costs = unit_costs()
+    assert SUITE_COSTS.is_file() and all(v >= 0 for v in costs.values())
+    assert unit_costs(SUITE_COSTS.with_name("no-such-file.json")) == {}
