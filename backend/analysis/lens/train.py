@@ -16,7 +16,7 @@ from backend.analysis.lens import corpus as text
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
-DEFAULT_TOKENS = 1024  # training tokens of the default budget (docs/lens.md: 560 s CPU on SmolLM2, measured)
+DEFAULT_TOKENS = 1024  # training tokens of the default budget (README: 632 s CPU over 2 threads on SmolLM2, measured)
 MIN_TOKENS, MAX_TOKENS = 256, 1 << 22
 GENERATION_TOKENS = 96  # new tokens per generation of the model's own text
 EPOCHS = 1  # passes over the training text
