@@ -18,6 +18,7 @@ import streamlit as st  # noqa: E402
 
 from app import data, jobs_view, ui  # noqa: E402
 from app.exact_view import draw_exact_landscape  # noqa: E402
+from app.panels.header import question_html  # noqa: E402
 from backend.plots import proxy as figures_proxy
 from backend.store.runs import RunData, RunStore  # noqa: E402
 
@@ -215,6 +216,7 @@ def _render() -> None:
     )
     group = groups.iloc[int(choice)]
     ui.set_query_params(q=group["qid"])
+    st.html(question_html(group["question"], present=False))  # whole and wrapping: the select box cuts it
 
     by_key = runs_df.set_index("key")
     labels_of = {
