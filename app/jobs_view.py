@@ -30,7 +30,8 @@ def queue():
 
 
 def submit(kind: str, params: dict, *, title: str | None = None) -> int | None:
-    """Queue a job of ``kind``; a refused parameter is one error line (None), never a traceback."""
+    """Queue a job of ``kind``; a refused parameter (or a read-only server) is one error line
+    (None), never a traceback."""
     from backend import jobs
     from backend.errors import RamlError
 
@@ -52,7 +53,10 @@ def _matches(job, kind: str, key: str, match: dict) -> bool:
 
 def jobs_for(kind: str, key: str, **match) -> list:
     """Jobs of ``kind`` on run ``key`` whose params also equal ``match``: active ones first (oldest
-    first), then the most recent finished ones (the queue's own order)."""
+    first), then the most recent finished ones (the queue's own order). None on a read-only server:
+    its pages show what is cached, never a job."""
+    if ui.read_only():
+        return []
     try:
         listed = queue().list(limit=50)
     except Exception:  # an unreadable queue never takes a page down (the jobs panel says why)

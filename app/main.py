@@ -11,6 +11,7 @@ from __future__ import annotations
 import streamlit as st
 
 import backend  # noqa: F401  # first: OpenMP waits sleep in this server's job worker (docs/threads.md)
+from app import ui
 from app.ui import FAVICON
 
 present = str(st.query_params.get("present", "")).strip().lower() in ("1", "true", "yes", "on")
@@ -30,7 +31,10 @@ pages = [
 
 page = st.navigation(pages, position="hidden" if present else "sidebar")
 page.run()
-if not present:  # below the page's own sidebar controls (Explore's Run / Space / Layer come first)
+if ui.read_only():  # `raml serve --read-only`: no jobs panel (its Cancel / Resume change the queue)
+    if not present:
+        st.sidebar.caption(ui.READ_ONLY_NOTE)
+elif not present:  # below the page's own sidebar controls (Explore's Run / Space / Layer come first)
     from app import jobs_panel
 
     jobs_panel.render()  # every page: the backend job queue's running/queued/finished jobs

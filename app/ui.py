@@ -39,6 +39,18 @@ def md(text) -> str:
     return _LINE_START.sub(lambda m: m.group(1) + ("\\" + m.group(2) if m.group(2) else m.group(3) + "\\."), escaped)
 
 
+READ_ONLY_NOTE = "Read-only server: browse the runs and their views; nothing can be computed, imported or deleted here."
+
+
+def read_only() -> bool:
+    """Whether this server is read-only (``raml serve --read-only``): the pages then hide every
+    control that would change the server. The hiding is a convenience: the backend refuses those
+    actions by itself (``backend.readonly``), whatever a request asks."""
+    from backend import readonly
+
+    return readonly.is_read_only()
+
+
 def guard(body: Callable[[], None]) -> None:
     """Run a page body (or one panel) through the one error display (:func:`show_error`)."""
     try:

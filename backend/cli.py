@@ -42,6 +42,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "backend.commands.importance",
     "backend.commands.branch",
     "backend.commands.lens",
+    "backend.commands.serve",
 )
 
 

@@ -35,3 +35,8 @@ class OutOfMemoryError(RamlError):
 
 class WriteError(InputError):
     """A file could not be written (or may not be replaced): the message names the path and why."""
+
+
+class ReadOnlyError(RamlError):
+    """This process is a read-only server (``raml serve --read-only``): the action that changes the
+    server (a job, a write, a delete, a server path) is refused (``backend.readonly``)."""

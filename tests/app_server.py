@@ -38,30 +38,40 @@ def free_port() -> int:
 def streamlit_app(cache_dir: str | Path, port: int | None = None, timeout: float = 90.0):
     """Start ``streamlit run app/main.py`` against ``cache_dir``; yields the base URL."""
     port = port or free_port()
+    argv = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(ROOT / "app" / "main.py"),
+        "--server.port",
+        str(port),
+        "--server.address",
+        "127.0.0.1",
+        "--server.headless",
+        "true",
+        "--browser.gatherUsageStats",
+        "false",
+    ]
+    with _server(argv, cache_dir, port, timeout) as url:
+        yield url
+
+
+@contextmanager
+def raml_serve(cache_dir: str | Path, *args: str, port: int | None = None, timeout: float = 90.0):
+    """Start ``raml serve ARGS`` (``python -m backend serve``) against ``cache_dir``; yields the base URL."""
+    port = port or free_port()
+    argv = [sys.executable, "-m", "backend", "--cache-dir", str(cache_dir), "serve", "--port", str(port), *args]
+    with _server(argv, cache_dir, port, timeout) as url:
+        yield url
+
+
+@contextmanager
+def _server(argv: list[str], cache_dir: str | Path, port: int, timeout: float):
     env = dict(os.environ, RAML_CACHE_DIR=str(cache_dir), PYTHONUNBUFFERED="1")
     log_path = Path(cache_dir).parent / f"streamlit-{port}.log"
     log = open(log_path, "w")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            str(ROOT / "app" / "main.py"),
-            "--server.port",
-            str(port),
-            "--server.address",
-            "127.0.0.1",
-            "--server.headless",
-            "true",
-            "--browser.gatherUsageStats",
-            "false",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout

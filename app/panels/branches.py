@@ -45,7 +45,7 @@ def marks(view) -> dict:
 
 def needs_cursor() -> bool:
     """Whether the panel shows something of the current step that only a page rerun can redraw."""
-    return bool(st.session_state.get(OPEN))
+    return bool(st.session_state.get(OPEN)) and not ui.read_only()
 
 
 def _branching():
@@ -94,6 +94,8 @@ def render(view) -> None:
             c2.button("open", key=f"branch_open_{node['key']}", on_click=_open, args=(node["key"],))
     else:
         st.caption("No branches yet.")
+    if ui.read_only():  # no branch or edit control on a read-only server (the queue refuses one anyway)
+        return
     st.html(_at_html(cursor, view.n_steps))
     _branch_here(store, run, step_here(cursor))
 

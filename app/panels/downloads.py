@@ -33,6 +33,9 @@ def render_downloads(run, store=None) -> None:
         help="tokens, steps and lens tables (and lens_tuned once computed) in one zip.",
         on_click="ignore",  # no rerun: the page stays as it is
     )
+    if ui.read_only():
+        return  # figures are rendered by a Chromium on the server (kaleido): not on a read-only server;
+        # every chart's own camera button still saves a PNG in the browser
     left, right = st.columns([1, 2])
     image_fmt = left.selectbox("Figures", exports.IMAGE_FORMATS, key="explore_dl_image_fmt")
     right.download_button(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app import jobs_view
+from app import jobs_view, ui
 from backend.analysis.exact import data as exact_data
 from backend.plots import exact as figures_exact
 from backend.plots.figures import PLOTLY_CONFIG
@@ -37,10 +37,11 @@ def render(store, run) -> None:
     exact_job = jobs_view.active_job(KIND, run.key)
     plane_job = jobs_view.active_job(LANDSCAPE_KIND, run.key, grid=GRID, span=SPAN)
     c1, c2, c3 = st.columns([3, 3, 6], vertical_alignment="center")
+    read_only = ui.read_only()  # what is cached, no compute control (backend/readonly.py refuses one)
     if exact_job is not None:
         with c3:
             jobs_view.follow(exact_job, "Exact update", key="exact_progress")
-    elif not cached:
+    elif not cached and not read_only:
         help_text = "ΔW_c of every layer at every boundary (one backward pass per boundary), cached for the run"
         if c1.button("Compute the exact update", key="exact_compute", type="primary", help=help_text):
             if jobs_view.submit(KIND, {"key": run.key}) is not None:
@@ -48,7 +49,7 @@ def render(store, run) -> None:
     if plane_job is not None:
         with c3:
             jobs_view.follow(plane_job, f"Exact-plane landscape, {GRID} x {GRID}", key="exact_landscape_progress")
-    elif surface is None:
+    elif surface is None and not read_only:
         help_text = f"L on the exact path's top-2 plane, {GRID} x {GRID} grid (computes the exact update first)"
         if c2.button("Compute its landscape", key="exact_landscape_compute", help=help_text):
             if jobs_view.submit(LANDSCAPE_KIND, {"key": run.key, "grid": GRID, "span": SPAN}) is not None:
@@ -60,6 +61,8 @@ def render(store, run) -> None:
         fidelity = (exact_data.load_meta(run, store) or {}).get("fidelity")
         line = figures_exact.fidelity_line(fidelity) if fidelity else "computed"
         st.caption(f"Exact update cached · {line}", help="also shown under the loss chart")
+    elif read_only:
+        st.caption("Not computed for this run.")
     elif exact_job is None:
         st.caption("Not computed yet: `raml exact` or the button above (needs the model; cached afterwards).")
     if surface is not None:

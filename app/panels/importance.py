@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import streamlit as st
 
-from app import jobs_view
+from app import jobs_view, ui
 from backend.analysis.importance.defaults import ATTENTION as DEFAULT_ATTENTION
 from backend.plots import importance as plots
 
@@ -66,7 +66,7 @@ def render(view, go_to: Callable[[int], None]) -> None:
     if job is not None:
         with cols[2]:
             jobs_view.follow(job, "Step importance", key="importance_progress")
-    else:
+    elif not ui.read_only():  # a read-only server shows what is cached, no compute control
         with_attention = cols[1].checkbox("with attention", value=DEFAULT_ATTENTION, key="importance_attention")
         label = "Recompute importance" if payload else "Compute importance"
         if cols[0].button(label, key="importance_compute", help="Ablate every step (teacher-forced) and score L̂"):

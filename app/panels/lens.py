@@ -76,9 +76,15 @@ def _lens_stamp(view: View) -> str:
 def _missing(view: View, lens_stamp: str) -> None:
     name = view.run.model_name
     if not lens_stamp:
+        if ui.read_only():
+            st.info(f"No tuned lens for {ui.md(name)} on this server.")
+            return
         st.info(
             f"No tuned lens for {name} yet. Train one with `raml lens train --model {name}` (a few minutes on a CPU)."
         )
+        return
+    if ui.read_only():
+        st.caption("The tuned-lens grid of this run is not computed (this server is read-only).")
         return
     job = jobs_view.active_job(KIND, view.key)
     if job is not None:

@@ -374,7 +374,7 @@ def _landscape_tab(store: RunStore, runs: list[RunData], labels: list[str]) -> N
     if surface_job is not None:
         with g3:
             jobs_view.follow(surface_job, f"Loss surface, {grid} x {grid} grid", key="compare_surface_progress")
-    elif surface is None:
+    elif surface is None and not ui.read_only():  # a read-only server shows what is cached
         if g3.button("Compute the proxy-plane surface", key="compare_surface_go", type="primary"):
             if jobs_view.submit("surface", {"key": run.key, "layer": int(layer), "grid": grid}) is not None:
                 st.rerun()
@@ -393,7 +393,11 @@ def _landscape_tab(store: RunStore, runs: list[RunData], labels: list[str]) -> N
             f"{' (from the cache)' if surface.cached else ''}."
         )
     else:
-        st.caption("Not computed yet for this run, layer and grid (needs the model; cached afterwards).")
+        st.caption(
+            "Not computed for this run, layer and grid."
+            if ui.read_only()
+            else "Not computed yet for this run, layer and grid (needs the model; cached afterwards)."
+        )
 
     st.divider()
     r1, r2, r3, r4 = st.columns([1, 1, 1, 2], vertical_alignment="bottom")
@@ -427,7 +431,7 @@ def _landscape_tab(store: RunStore, runs: list[RunData], labels: list[str]) -> N
     if random_job is not None:
         with r4:
             jobs_view.follow(random_job, f"Random landscape, {rgrid} x {rgrid} grid", key="compare_random_progress")
-    elif random_view is None:
+    elif random_view is None and not ui.read_only():
         if r4.button("Compute the random-direction landscape", key="compare_random_go"):
             if jobs_view.submit("landscape", {"key": run.key, **match}) is not None:
                 st.rerun()

@@ -52,6 +52,10 @@ def _render() -> None:
     st.html(ui.BASE_CSS)
     st.title("Runs")
     store = data.get_store()
+    if ui.read_only():  # `raml serve --read-only`: the library only, without Delete (backend/readonly.py)
+        st.caption(ui.READ_ONLY_NOTE)
+        ui.guard(lambda: _library(store))
+        return
     library, new_run, import_tab = st.tabs(["Library", "New run", "Import"])
     with library:
         ui.guard(lambda: _library(store))
@@ -150,6 +154,8 @@ def _library(store) -> None:
     key = c1.selectbox("Selected run", keys, key="runs_selected", format_func=lambda k: f"{labels[k]} · {k[:12]}")
     if c2.button("Open in Explore", type="primary", key="runs_open", width="stretch"):
         st.switch_page(EXPLORE_PAGE, query_params={"run": key})
+    if ui.read_only():
+        return  # no Delete (and the store refuses one anyway)
     if c3.button("Delete…", key="runs_delete", width="stretch"):
         st.session_state[CONFIRM_DELETE] = key
     pending = st.session_state.get(CONFIRM_DELETE)
@@ -520,10 +526,15 @@ def _import_jsonl(store) -> None:
 
 def save_upload(store, payload: bytes, name: str) -> Path:
     """An uploaded file saved as ``<cache>/uploads/<sha256>.<ext>`` (content-addressed: the same
-    upload twice is one file), written atomically, for a ``batch`` job to read by path."""
+    upload twice is one file), written atomically, for a ``batch`` job to read by path. Refused on a
+    read-only server (``backend.readonly``), before anything is written."""
     import hashlib
     import os
     import tempfile
+
+    from backend import readonly
+
+    readonly.check("saving uploads")
 
     suffix = "".join(Path(name).suffixes[-2:]).lower() or ".jsonl"  # .jsonl, .parquet, .csv.gz, ...
     folder = Path(store.root) / UPLOADS_DIR

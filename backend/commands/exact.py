@@ -57,6 +57,12 @@ def format_report(key: str, info: dict, table) -> list[str]:
         f"max rank {info['max_rank']}, worst condition {float(info['worst_condition']):.3g}, "
         f"max |L(θ+ΔW_c) − L̂(c)| = {float(info['max_abs_error']):.2e} nats",
     ]
+    stored = info.get("stored") or {}
+    if stored.get("subsampled"):
+        lines.append(
+            f"factors kept for {stored['K_stored']} of {stored['K_path']} boundaries (size bound: {stored['rule']}); "
+            "losses and path geometry for all of them"
+        )
     fid = info.get("fidelity") or {}
     if "initial_loss" in fid:
         lines.append(

@@ -11,9 +11,10 @@ Two settings, both chosen here:
    anything else of the project runs; ``wait_policy()`` says what is really in force (also when
    torch was imported before ``backend``).
 2. **The intra-op thread count**, chosen at each job's start by ``choose_threads``, a pure
-   function of the usable cores (CPU affinity), the cgroup quota, the machine's current load (cores
-   kept busy by other processes, measured over a short window) and the queue's jobs running at once
-   (which split the cores). ``RAML_TORCH_THREADS`` (an integer >= 1) overrides it.
+   function of the usable cores (CPU affinity), the cgroup quota and the queue's jobs running at
+   once (which split the cores). The machine's current load (cores kept busy by other processes,
+   measured over a short window) is recorded beside it but does not lower it (measured: see
+   ``choose_threads``). ``RAML_TORCH_THREADS`` (an integer >= 1) overrides it.
 
 ``compute_settings()`` is what a run records in its meta (``compute``): threads, policy, and the
 inputs of the choice.
@@ -135,16 +136,20 @@ def choose_threads(
     quota); ``load``: cores kept busy by *other* processes right now; ``running_jobs``: jobs of
     this project's queue computing at once on this machine, this one included (they split the
     usable cores); ``override``: ``RAML_TORCH_THREADS`` (wins when set; checked); ``at_most``:
-    a cap such as the CPUs a Ray actor reserved. A core counts as free when less than half of it
-    is busy, and a job always gets at least one thread.
+    a cap such as the CPUs a Ray actor reserved. A job always gets at least one thread.
+
+    The load does not lower the count (measured, docs/threads.md): the kernel shares the cores per
+    thread, so with sleeping waits a job that gives threads up beside a busy process only gets a
+    smaller slice. On 2 cores beside a second job of the project or a foreign torch, one thread ran
+    1.26x and 1.32x slower than two; beside a pure-Python loop, the same. It is still measured at a
+    job's start and recorded in the run's meta, to explain a slow run.
     """
     forced = _override(override)
     if forced is not None:
         return forced
     usable = usable_cores(cores, quota)
-    share = usable // max(1, running_jobs)
-    free = math.floor(usable - max(0.0, load) + 0.5)
-    n = max(1, min(share, free))
+    n = max(1, usable // max(1, running_jobs))
+    del load  # measured and recorded, but it no longer takes threads away: see below
     return max(1, min(n, at_most)) if at_most else n
 
 

@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
+from backend import readonly
 from backend.io import inspect_logs, lm_eval, openai_chat
 from backend.io.fields import PRESETS, FieldMap, map_row, resolve_columns
 from backend.io.jsonl import iter_jsonl_rows
@@ -124,8 +125,15 @@ def iter_questions(
     path: str | Path, fields: FieldMap = FieldMap(), layout: str | None = None, reveal: bool = True
 ) -> Iterator[Item]:
     """Records and per-line/per-row errors of ``path``, in file order, read lazily. Without
-    ``reveal`` no error quotes the file's own content (its column names)."""
-    path = Path(path)
+    ``reveal`` (a path a browser user named on the server) no error quotes the file's own content
+    (its column names), and a read-only server refuses at once, before the path is looked at
+    (``ReadOnlyError``; ``backend.readonly``)."""
+    if not reveal:
+        readonly.check("reading files on the server")
+    return _iter_questions(Path(path), fields, layout, reveal)
+
+
+def _iter_questions(path: Path, fields: FieldMap, layout: str | None, reveal: bool) -> Iterator[Item]:
     found = layout or (fields.preset if fields.preset in LOG_LAYOUTS else None) or detect_layout(path)
     if isinstance(found, LineError):
         yield found

@@ -4,8 +4,9 @@ looked at (the same line whether it exists or not), after resolving symlinks and
 
 - Default: one folder ``data/`` beside the cache (``<cache>/../data``).
 - ``RAML_DATA_ROOTS`` (``os.pathsep``-separated folders) adds more.
-- ``RAML_DATA_ROOTS`` set but empty: no server path at all (uploads only; the read-only mode
-  of a shared server).
+- ``RAML_DATA_ROOTS`` set but empty: no server path at all (uploads only).
+- A read-only server (``raml serve --read-only``, ``backend.readonly``): no server path at all,
+  whatever ``RAML_DATA_ROOTS`` says; ``confine`` refuses with ``ReadOnlyError``.
 
 ``/proc``, ``/sys`` and ``/dev`` are refused even below a root. The CLI is not confined: its user
 already has a shell.
@@ -17,6 +18,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from backend import readonly
 from backend.errors import InputError
 from backend.io.walk import is_system
 
@@ -29,7 +31,9 @@ class OutsideRootsError(InputError):
 
 
 def data_roots(cache_root: str | Path, environ: Mapping[str, str] = os.environ) -> list[Path]:
-    """The folders server paths may point into, resolved (see the module doc)."""
+    """The folders server paths may point into, resolved (see the module doc); none on a read-only server."""
+    if readonly.is_read_only(environ):
+        return []
     raw = environ.get(ENV)
     if raw is not None and not raw.strip():
         return []
@@ -47,7 +51,8 @@ def data_roots(cache_root: str | Path, environ: Mapping[str, str] = os.environ) 
 def confine(text: str, roots: list[Path]) -> Path:
     """The resolved path ``text`` names, if it lies in one of ``roots``; else ``OutsideRootsError``
     (one line that names neither the resolved target nor whether it exists). A relative path is
-    taken below the first root."""
+    taken below the first root. A read-only server refuses every path (``ReadOnlyError``)."""
+    readonly.check("reading files on the server")
     if not roots:
         raise OutsideRootsError(f"server paths are off on this server ({ENV} is empty): upload the file instead")
     given = Path(text).expanduser()

@@ -66,8 +66,9 @@ def submit(store, kind: str, params: dict, *, title: str | None = None, estimate
     return open_queue(store).submit(kind, params, title=title, estimate_s=estimate_s)
 
 
-def ensure_worker(store) -> Worker:
-    """This process's worker thread for ``store``'s cache (started on first call)."""
+def ensure_worker(store) -> Worker | None:
+    """This process's worker thread for ``store``'s cache (started on first call); None on a
+    read-only server (``backend.readonly``), which runs no job."""
     return worker_for(open_queue(store))
 
 

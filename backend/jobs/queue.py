@@ -41,6 +41,7 @@ from typing import Any, Protocol
 
 from filelock import FileLock
 
+from backend import readonly
 from backend.errors import CacheError, InputError, RamlError
 from backend.store.derived import collect_warnings
 from backend.store.runs import RunStore
@@ -220,7 +221,9 @@ class JobQueue:
         device: str | None = None,
     ) -> int:
         """Validate (a bad parameter is a one-line ``InputError``) and queue a job; returns its id.
-        The stored params are the kind's normalised JSON (defaults filled in, run keys resolved)."""
+        The stored params are the kind's normalised JSON (defaults filled in, run keys resolved).
+        A read-only server refuses it (``ReadOnlyError``, one line) before the params are looked at."""
+        readonly.check("starting jobs")
         prepared = self._registry().prepare(kind, params, self)
         blob = json.dumps(prepared.params, ensure_ascii=False)
         title = title or prepared.title
@@ -256,7 +259,8 @@ class JobQueue:
     # ------------------------------------------------------------------ control
     def cancel(self, job_id: int) -> bool:
         """Cancel a queued job at once, or ask a waiting or running one to stop (one whose owner
-        died is cancelled at once, resumable); False if already over."""
+        died is cancelled at once, resumable); False if already over. Refused on a read-only server."""
+        readonly.check("cancelling jobs")
         with self._db() as con:
             cur = con.execute(
                 "UPDATE jobs SET state = 'cancelled', finished = ?, error = 'cancelled before it started' "
@@ -284,7 +288,9 @@ class JobQueue:
             return bool(cur.rowcount)
 
     def resume(self, job_id: int) -> bool:
-        """Queue a failed or cancelled job again (finished runs are cache hits); False if not possible."""
+        """Queue a failed or cancelled job again (finished runs are cache hits); False if not possible.
+        Refused on a read-only server."""
+        readonly.check("resuming jobs")
         with self._db() as con:
             cur = con.execute(
                 "UPDATE jobs SET state = 'queued', stage = '', done = 0, total = 0, started = NULL, finished = NULL, "
@@ -298,7 +304,10 @@ class JobQueue:
         return ok
 
     def recover(self) -> list[int]:
-        """Mark jobs whose server died mid-job as failed and resumable; returns their ids."""
+        """Mark jobs whose server died mid-job as failed and resumable; returns their ids (none on a
+        read-only server, which leaves the queue to the servers that run it)."""
+        if readonly.is_read_only():
+            return []
         with self._db() as con:
             rows = con.execute("SELECT id, owner, heartbeat FROM jobs WHERE state IN ('waiting', 'running')").fetchall()
             dead = [int(r["id"]) for r in rows if not _owner_alive(r["owner"], r["heartbeat"])]
@@ -315,7 +324,8 @@ class JobQueue:
 
     def claim(self, job_id: int | None = None) -> Job | None:
         """Atomically take the oldest queued job (or job ``job_id``, if still queued) for this
-        process; None if there is none."""
+        process; None if there is none. A read-only server runs no job: refused."""
+        readonly.check("running jobs")
         with self._db() as con:
             con.execute("BEGIN IMMEDIATE")
             if job_id is None:
@@ -657,8 +667,11 @@ def _configure_threads(**choice) -> None:
         log.warning("could not configure torch threads: %s", exc)
 
 
-def worker_for(queue: JobQueue) -> Worker:
-    """The worker of this process for ``queue``'s cache (started on first call)."""
+def worker_for(queue: JobQueue) -> Worker | None:
+    """The worker of this process for ``queue``'s cache (started on first call); None on a read-only
+    server, which runs no job (``backend.readonly``)."""
+    if readonly.is_read_only():
+        return None
     root = str(Path(queue.store.root).resolve())
     with _workers_lock:
         worker = _workers.get(root)

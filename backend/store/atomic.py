@@ -2,6 +2,9 @@
 mode 0644, ``os.replace``, fsync of the folder. Readers see the old file or the new one, never
 half of one, and a completed write survives a crash.
 
+A read-only server (``raml serve --read-only``, ``backend.readonly``) writes nothing: every write
+is refused with ``ReadOnlyError`` before the target is looked at.
+
 Every failure raises ``WriteError`` naming the path and the reason (never a swallowed
 ``OSError``). The target must be a regular file or absent: a directory, FIFO, device or socket
 is never replaced, and a symbolic link is written through only with ``follow_symlinks=True``
@@ -23,6 +26,7 @@ from typing import IO
 
 import numpy as np
 
+from backend import readonly
 from backend.errors import WriteError
 from backend.store.schema import FILE_MODE
 
@@ -70,6 +74,7 @@ def resolve_target(path: str | Path, *, follow_symlinks: bool = False) -> Path:
 @contextmanager
 def atomic_writer(path: str | Path, *, follow_symlinks: bool = False, mode: int = FILE_MODE) -> Iterator[IO[bytes]]:
     """Yield a binary file handle whose content replaces ``path`` when the block ends without error."""
+    readonly.check("writing files")
     target = resolve_target(path, follow_symlinks=follow_symlinks)
     folder = target.parent if str(target.parent) else Path(".")
     try:

@@ -17,6 +17,8 @@ read-only file system, permissions) logs one warning line and ``save_derived`` r
 line; the caller still returns (and the page still shows) what it computed. Inside
 ``collect_warnings()`` the lines are also gathered for the job that is running. A failed write
 never touches the file already there (the atomic write replaces it whole or not at all).
+A read-only server (``backend.readonly``) writes no derived data at all: ``save_derived`` returns
+without writing (and without a warning: nothing failed) and there is no exports folder.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from backend import readonly
 from backend.errors import WriteError
 from backend.store import atomic
 from backend.store.hashing import DERIVED_KEY_LENGTH, content_hash
@@ -81,7 +84,10 @@ def derived_path(store, run, kind: DerivedKind, params: dict) -> Path | None:
 
 def derived_dir(run, store=None) -> Path | None:
     """The run's writable derived-data folder (created): ``<run dir>/derived``, or the cache's
-    ``derived/`` when the run folder is read-only; None when neither can be written."""
+    ``derived/`` when the run folder is read-only; None when neither can be written, or on a
+    read-only server."""
+    if readonly.is_read_only():
+        return None
     for folder in _folders(store, run):
         try:
             _make_folder(folder)
@@ -206,7 +212,11 @@ def save_derived(store, run, kind: DerivedKind, params: dict, data: dict) -> str
     Tries the run's folder, then the cache's ``derived/``. Returns None when written, else the
     one warning line naming each file tried and why it failed (logged, and collected inside
     ``collect_warnings``): the caller goes on with what it computed. Never raises for a file-system failure; never damages a cached file.
+    On a read-only server nothing is written and None is returned (``backend.readonly``).
     """
+    if readonly.is_read_only():
+        log.debug("derived data not cached: this server is read-only")
+        return None
     paths = derived_paths(store, run, kind, params)
     if not paths:
         return _warn(f"{kind.name} has no cache folder to be written to")
@@ -221,7 +231,10 @@ def save_derived(store, run, kind: DerivedKind, params: dict, data: dict) -> str
 
 
 def save_npz_or_warn(path: Path, arrays: dict[str, np.ndarray]) -> bool:
-    """Write ``arrays`` to ``path`` atomically, logging (not raising) a failure. True if written."""
+    """Write ``arrays`` to ``path`` atomically, logging (not raising) a failure. True if written
+    (False, silently, on a read-only server)."""
+    if readonly.is_read_only():
+        return False
     reason = _try_write(path, _encode(".npz", arrays))
     if reason is not None:
         _warn(reason)

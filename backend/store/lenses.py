@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from backend import readonly
 from backend.errors import CacheError
 from backend.store import atomic, schema
 from backend.store.hashing import bytes_sha256
@@ -51,7 +52,9 @@ def _encode(arrays: dict[str, np.ndarray]) -> bytes:
 
 
 def save_lens(root: str | Path, fingerprint: str, arrays: dict[str, np.ndarray], config: dict[str, Any]) -> Path:
-    """Write a lens for ``fingerprint`` (params, then config: atomic each); returns its folder."""
+    """Write a lens for ``fingerprint`` (params, then config: atomic each); returns its folder.
+    Refused on a read-only server (``backend.readonly``)."""
+    readonly.check("writing tuned lenses")
     folder = lens_dir(root, fingerprint)
     folder.mkdir(parents=True, exist_ok=True)
     blob = _encode(arrays)
@@ -120,6 +123,8 @@ def load_lens(root: str | Path, fingerprint: str) -> StoredLens | None:
 
 
 def remove_lens(root: str | Path, fingerprint: str) -> bool:
+    """Remove the tuned lens of ``fingerprint``; False if there was none. Refused on a read-only server."""
+    readonly.check("removing tuned lenses")
     folder = lens_dir(root, fingerprint)
     found = False
     for name in (schema.LENS_CONFIG_FILE, schema.LENS_PARAMS_FILE):  # config first: no half lens is ever visible

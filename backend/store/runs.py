@@ -47,6 +47,7 @@ import numpy as np
 import pandas as pd
 from filelock import FileLock
 
+from backend import readonly
 from backend.errors import CacheError, RunNotFoundError
 from backend.store import atomic, schema
 from backend.store.atomic import os_reason as _os_reason
@@ -472,6 +473,8 @@ class RunStore:
             raise CacheError(f"cache directory {self.root} is not writable: {exc.strerror}") from None
         if self.indexing:
             self._init_index()
+        if readonly.is_read_only():
+            return  # a read-only server removes nothing, not even a killed writer's temp folder
         try:
             self.cleanup_tmp()
         except OSError:
@@ -796,9 +799,11 @@ class RunStore:
         index: bool | None = None,
     ) -> Path:
         """Atomically store a run (temp dir + rename) and, unless ``index`` is False (default:
-        the store's ``indexing``), index it. Every file is mode 0644. Returns its directory."""
+        the store's ``indexing``), index it. Every file is mode 0644. Returns its directory.
+        Refused on a read-only server (``backend.readonly``)."""
         from safetensors.numpy import save_file
 
+        readonly.check("writing runs")
         check_key(key)
         index = self.indexing if index is None else index
         final = self.path(key)
@@ -919,7 +924,9 @@ class RunStore:
         return RunMeta(key, meta), tokens
 
     def delete(self, key: str) -> bool:
-        """Remove a run, its lock file and its index rows; returns False if it was not there."""
+        """Remove a run, its lock file and its index rows; returns False if it was not there.
+        Refused on a read-only server (``backend.readonly``), before the key is looked at."""
+        readonly.check("deleting runs")
         path = self.path(key)
         existed = path.exists()
         if existed:

@@ -1,5 +1,5 @@
 """Shared helpers for the benchmark scripts: repo on sys.path, a synthetic trajectory of
-exactly N tokens, medians, peak memory."""
+exactly N tokens, a request of seeded random ids (length sweeps), medians, peak memory, a slope."""
 
 from __future__ import annotations
 
@@ -42,3 +42,44 @@ def median_time(fn, repeats: int) -> tuple[float, object]:
 
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# Synthetic requests of the length sweeps (length_bench.py, gpu_check.py): seeded random ids, so no
+# tokenizer is needed and every model of a vocabulary >= 10 takes them.
+PROMPT_TOKENS, TEMPLATE_TOKENS, ANSWER_TOKENS = 40, 10, 3
+TOKENS_PER_STEP = 20  # one step boundary per 20 trajectory tokens (1,500 steps ≈ 30k tokens)
+
+
+def synthetic_request(vocab: int, n_tokens: int, cuts: str, seed: int = 0):
+    """A ``ProbeRequest`` of seeded random ids: P prompt, n trajectory, m_t template, m_a answer
+    tokens; ``cuts`` "all" (every token) or "stride:K"; a boundary every ``TOKENS_PER_STEP`` tokens."""
+    import numpy as np
+
+    from backend.engine.probe import ProbeRequest
+
+    rng = np.random.default_rng(seed)
+    ids = lambda k: rng.integers(10, vocab, size=k).tolist()  # noqa: E731
+    stride = 1 if cuts == "all" else int(cuts.split(":", 1)[1])
+    return ProbeRequest(
+        prompt_ids=ids(PROMPT_TOKENS),
+        trajectory_ids=ids(n_tokens),
+        template_ids=ids(TEMPLATE_TOKENS),
+        answer_ids=ids(ANSWER_TOKENS),
+        cuts=None if stride == 1 else list(range(0, n_tokens + 1, stride)),
+        boundary_cuts=sorted(set(range(0, n_tokens + 1, TOKENS_PER_STEP)) | {n_tokens}),
+    )
+
+
+def floor_ratio(req, n_cuts: int) -> float:
+    """Engine cost over one forward at the floor: (P + n + C·m) / (P + n) tokens."""
+    ctx = len(req.prompt_ids) + len(req.trajectory_ids)
+    return (ctx + n_cuts * len(req.probe_ids)) / ctx
+
+
+def slope(xs: list[float], ys: list[float]) -> float | None:
+    """Least-squares slope of ys on xs (None with fewer than two points)."""
+    if len(xs) < 2:
+        return None
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    var = sum((x - mx) ** 2 for x in xs)
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / var if var else None

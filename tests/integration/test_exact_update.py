@@ -131,6 +131,41 @@ def test_geometry_from_factors_equals_dense(tiny_exact):
     np.testing.assert_allclose(emb @ emb.T, dense @ dense.T, atol=1e-6 * np.abs(dense @ dense.T).max())
 
 
+def test_bounded_factors_equal_the_full_ones_and_size_follows_the_rule(tiny_exact):
+    """Issue 23: above the byte budget only a subsample of boundaries keeps its factors (STORE_RULE);
+    those equal the full computation's, and every boundary keeps its losses and path geometry."""
+    from backend.analysis.exact import data as exact_data
+
+    loaded, (prompt, traj, template, answer), full = tiny_exact
+    per = ex.factor_bytes(full.n_layers, full.left.shape[2], full.right.shape[3], full.m)
+    assert full.left.nbytes + full.right.nbytes == full.K * per and not full.subsampled
+    budget = 3 * per + per // 2
+    small = ex.compute(
+        loaded.model, prompt, traj, template + answer, len(answer), full.boundary_cuts, store_bytes=budget
+    )
+    rows = small.stored
+    assert small.subsampled and small.K == 3 and small.K_path == full.K and list(rows[[0, -1]]) == [0, full.K - 1]
+    assert small.left.nbytes + small.right.nbytes == small.K * per <= budget  # the stored size formula
+    np.testing.assert_array_equal(small.boundary_cuts, full.boundary_cuts[rows])
+    np.testing.assert_allclose(small.left, full.left[rows], rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(small.right, full.right[rows], rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(small.path_target_loss, full.target_loss, atol=1e-9)
+    np.testing.assert_allclose(small.path_construction_loss, full.construction_loss, atol=1e-9)
+    whole = geo.path_table(geo.layer_gram(full.left, full.right))  # from the K x K Gram of every boundary
+    streamed = geo.neighbour_table(small.path_grams)  # from the neighbour products, no K x K matrix
+    for col in ("norm", "step_size", "top_layer_share"):
+        np.testing.assert_allclose(streamed[col], whole[col], rtol=1e-5, atol=1e-9)
+    np.testing.assert_allclose(streamed["cosine_prev"], whole["cosine_prev"], atol=1e-5)
+    meta = small.meta()["stored"]
+    assert meta["K_path"] == full.K and meta["K_stored"] == 3 and meta["rule"] == exact_data.STORE_RULE
+    # the rule at research length: SmolLM2-135M's shapes, 1,500 boundaries, stay under the budget
+    smol = exact_data.factor_bytes(30, 576, 576, 13)
+    kept = exact_data.stored_rows(1500, smol)
+    assert len(kept) == exact_data.EXACT_STORE_BYTES // smol and len(kept) * smol <= exact_data.EXACT_STORE_BYTES
+    assert len(exact_data.stored_rows(10_000, 1)) == exact_data.EXACT_MAX_STORED  # Gram [L, B, B] bounded too
+    assert list(exact_data.stored_rows(5, smol)) == [0, 1, 2, 3, 4]
+
+
 def test_too_many_constraints_is_refused(tiny_llama):
     prompt, traj, template, answer = _inputs(tiny_llama.tokenizer, prompt_text="Question: " + SAMPLE_QUESTION * 2)
     with pytest.raises(ex.ExactUpdateError, match=r"exceed the attention width H = 64"):

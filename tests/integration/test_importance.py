@@ -84,6 +84,15 @@ def test_attention_sums_to_one_and_equals_eager_full_forward(tiny_qwen2, every_b
     heads = fast.receiver_heads(3)
     kurt = fast.kurtosis()
     assert heads[0][2] == pytest.approx(np.nanmax(kurt)) and heads[0][2] >= heads[1][2] >= heads[2][2]
+    if every_boundary:  # issue 23: under a byte bound only the last cut keeps [L, H, S]; the rest agrees
+        bounded = probe_attention(tiny_qwen2.model, req, every_boundary=True, chunk_probes=4, keep_bytes=0)
+        assert bounded.per_step.shape == (1, L, H, len(req.boundary_cuts) - 1) and list(bounded.kept_rows) == [
+            len(fast.cuts) - 1
+        ]
+        np.testing.assert_allclose(bounded.per_step[0], fast.per_step[-1], atol=1e-7)
+        np.testing.assert_allclose(bounded.head_mean, fast.head_mean, atol=1e-7)
+        np.testing.assert_allclose(bounded.prompt_mass, fast.prompt_mass, atol=1e-7)
+        assert [h[:2] for h in bounded.receiver_heads(3)] == [h[:2] for h in heads]
 
 
 def test_run_importance_is_stored_as_derived_data(tiny_run, tiny_llama):

@@ -85,16 +85,17 @@ def test_cli_entry_configures_threads(tmp_path, monkeypatch):
     "cores, quota, load, running, override, at_most, want",
     [
         (2, None, 0.0, 1, None, None, 2),  # idle machine: every core
-        (2, None, 0.3, 1, None, None, 2),  # a little noise does not cost a thread
-        (2, None, 0.6, 1, None, None, 1),  # more than half a core busy elsewhere: that core is taken
-        (2, None, 1.0, 1, None, None, 1),  # a burner on one core
-        (2, None, 2.0, 1, None, None, 1),  # a foreign torch on both cores: still one thread
-        (8, None, 3.2, 1, None, None, 5),
+        (2, None, 0.3, 1, None, None, 2),  # the load is recorded, never a reason to give threads up:
+        (2, None, 0.6, 1, None, None, 2),  # the kernel shares cores per thread (docs/threads.md)
+        (2, None, 1.0, 1, None, None, 2),  # a burner on one core
+        (2, None, 2.0, 1, None, None, 2),  # a foreign torch on both cores
+        (2, None, 4.0, 1, None, None, 2),  # four burners
+        (8, None, 3.2, 1, None, None, 8),
         (8, 1.5, 0.0, 1, None, None, 2),  # the cgroup quota caps the affinity (rounded up)
-        (8, 1.5, 1.2, 1, None, None, 1),
+        (8, 1.5, 1.2, 1, None, None, 2),
         (8, None, 0.0, 2, None, None, 4),  # two jobs of the queue split the cores
         (8, None, 0.0, 3, None, None, 2),
-        (8, None, 5.0, 2, None, None, 3),  # the load leaves fewer than the share
+        (8, None, 5.0, 2, None, None, 4),  # the share, whatever the load
         (2, None, 0.0, 16, None, None, 1),  # never below one
         (8, None, 0.0, 1, None, 1, 1),  # a Ray actor that reserved one CPU
         (2, None, 2.0, 4, "3", None, 3),  # the override wins over everything

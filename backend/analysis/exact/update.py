@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from backend.analysis.exact.data import EXACT_VERSION, ExactUpdate  # noqa: F401
+from backend.analysis.exact.data import EXACT_STORE_BYTES, EXACT_VERSION, ExactUpdate, factor_bytes, stored_rows  # noqa: F401
 from backend.engine import forward
 from backend.engine.architecture import Architecture, locate, sliding_window_of
 from backend.errors import InputError
@@ -75,8 +75,8 @@ class _Hooks:
     ``solve`` is set, add the edit's output at the probe tokens. Attach with
     ``forward.hooks(h.specs())``."""
 
-    def __init__(self, projections: list[nn.Linear], m: int = 0):
-        self.projections, self.m = projections, m
+    def __init__(self, projections: list[nn.Linear], m: int = 0, keep_first: int | None = None):
+        self.projections, self.m, self.keep_first = projections, m, keep_first
         self.inputs: list[torch.Tensor | None] = [None] * len(projections)
         self.solve: Callable[[int, torch.Tensor], torch.Tensor | None] | None = None
 
@@ -86,7 +86,8 @@ class _Hooks:
     def _hook(self, index: int):
         def hook(_module, inputs, output):
             v = inputs[0][0]  # [T, H] (batch row 0)
-            self.inputs[index] = v
+            # the prefill keeps only its first tokens (a copy: a view would hold all L × [P + n, H])
+            self.inputs[index] = v if self.keep_first is None else v[: self.keep_first].clone()
             if self.solve is not None:
                 probe_v = v[-self.m :]  # [m, H]: the probe tokens are the last m of the query
                 extra = self.solve(index, probe_v)  # [m, d] or None
@@ -116,8 +117,13 @@ def compute(
     *,
     solve_dtype: torch.dtype = torch.float64,
     progress: Progress | None = None,
+    store_bytes: int = EXACT_STORE_BYTES,
 ) -> ExactUpdate:
-    """Factors of ΔW_c for every boundary cut (see the module docstring)."""
+    """Factors of ΔW_c at the boundary cuts (see the module docstring), kept for the boundaries
+    ``stored_rows`` picks under ``store_bytes`` (all of them while they fit). Every boundary gets
+    L̂(c), the hook-applied edit's loss, condition, rank and the inner products with its two
+    predecessors per layer (``path_grams``), computed as the boundaries stream by, so memory is
+    bounded by the budget plus O(K·L), never K × K or every boundary's factors at once."""
     arch = locate(model)
     projections = output_projections(model, arch)
     P, m, n = len(prompt_ids), len(probe_ids), len(trajectory_ids)
@@ -139,7 +145,7 @@ def compute(
     timings: dict[str, float] = {}
 
     t0 = time.perf_counter()
-    hooks = _Hooks(projections)
+    hooks = _Hooks(projections, keep_first=P)  # the prompt's o_proj inputs V_P only
     with forward.hooks(hooks.specs()):
         prefill = arch.base(input_ids=torch.tensor([prompt_ids + trajectory_ids], device=device), use_cache=True)
         cache = prefill.past_key_values
@@ -149,13 +155,24 @@ def compute(
     weights = [p.weight.detach().to(solve_dtype) for p in projections]  # [d, H] each
 
     K = len(cuts)
-    left = np.zeros((K, L, d, m), dtype=np.float32)
-    right = np.zeros((K, L, m, H), dtype=np.float32)
+    kept = stored_rows(K, factor_bytes(L, d, H, m), store_bytes)  # [B] rows whose factors are stored
+    slot_of = np.full(K, -1, dtype=np.int64)
+    slot_of[kept] = np.arange(len(kept))
+    left = np.zeros((len(kept), L, d, m), dtype=np.float32)
+    right = np.zeros((len(kept), L, m, H), dtype=np.float32)
     condition = np.full((K, L), np.nan)
     rank = np.zeros((K, L), dtype=np.int64)
     target = np.zeros(K)
     construction = np.zeros(K)
+    path_grams = np.zeros((L, K, 3))  # ⟨ΔW_k, ΔW_k⟩, ⟨ΔW_k, ΔW_k−1⟩, ⟨ΔW_k, ΔW_k−2⟩ per layer
+    recent: list[list[tuple[torch.Tensor, torch.Tensor] | None]] = []  # factors (U [m, d], R [m, H]) of k−2, k−1
     t_ctx = t_solve = t_free = 0.0
+
+    def inner(a, b) -> float:
+        """⟨U_a R_a, U_b R_b⟩_F from the factors (m × m products; 0 when either edit is zero)."""
+        if a is None or b is None:
+            return 0.0
+        return float(((a[0] @ b[0].T) * (a[1] @ b[1].T)).sum())
 
     def readout(out) -> float:
         """L of the answer from the stack's output (final norm applied) through the lens."""
@@ -179,8 +196,9 @@ def compute(
 
             t0 = time.perf_counter()
             solve_s = 0.0
+            current: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * L
 
-            def solve(i: int, v0: torch.Tensor, k=k, v_ctx=v_ctx):
+            def solve(i: int, v0: torch.Tensor, k=k, v_ctx=v_ctx, current=current):
                 nonlocal solve_s
                 ts = time.perf_counter()
                 v0 = v0.to(solve_dtype)  # [m, H] from the network already edited below ℓ
@@ -196,8 +214,10 @@ def compute(
                 pinv = (vh_[:r_].T / s_[:r_]) @ u_[:, :r_].T  # [H, m] = pinv(V_0⊥ as [H, m])
                 R = pinv.T  # [m, H]
                 U = delta @ weights[i].T  # [m, d] rows: W_o (v_c − v_0)
-                left[k, i] = U.T.cpu().numpy()
-                right[k, i] = R.cpu().numpy()
+                current[i] = (U, R)
+                if slot_of[k] >= 0:
+                    left[slot_of[k], i] = U.T.cpu().numpy()
+                    right[slot_of[k], i] = R.cpu().numpy()
                 sv = torch.linalg.svdvals(torch.cat([v0, prompt_v[i]]))  # cond([V_0, V_P])
                 condition[k, i] = float(sv.max() / sv.min()) if float(sv.min()) > 0 else float("inf")
                 rank[k, i] = r_
@@ -216,7 +236,13 @@ def compute(
                 hooks.solve = None
             construction[k] = readout(out)
             t_free += time.perf_counter() - t0 - solve_s
-            t_solve += solve_s
+            ts = time.perf_counter()
+            for i in range(L):
+                path_grams[i, k, 0] = inner(current[i], current[i])
+                for back, prev in enumerate(reversed(recent), start=1):
+                    path_grams[i, k, back] = inner(current[i], prev[i])
+            recent = [*recent[-1:], current]
+            t_solve += solve_s + time.perf_counter() - ts
             if progress:
                 progress(k + 1, K)
     worst = np.nanmax(condition) if np.isfinite(condition).any() else 0.0
@@ -227,7 +253,27 @@ def compute(
             f"{MAX_CONDITION:.0e}): the probe's attention output lies in the prompt's span; no stable exact update"
         )
     timings.update(with_context_s=t_ctx, no_context_s=t_free, solve_s=t_solve)
-    return ExactUpdate(cuts, left, right, condition, rank, target, construction, P, m, m_a, timings)
+    return ExactUpdate(
+        cuts[kept],
+        left,
+        right,
+        condition[kept],
+        rank[kept],
+        target[kept],
+        construction[kept],
+        P,
+        m,
+        m_a,
+        timings,
+        path_cuts=cuts,
+        path_target_loss=target,
+        path_construction_loss=construction,
+        path_grams=path_grams,
+        path_condition=condition,
+        path_rank=rank,
+        stored=kept,
+        store_bytes=int(store_bytes),
+    )
 
 
 # ---------------------------------------------------------------------------- explicit edits

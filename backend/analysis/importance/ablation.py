@@ -10,7 +10,10 @@ position ids, exactly what the naive reference feeds the model.
   ``prompt + t[:s_k]`` with the full run, so only its suffix ``t[e_k:n]`` and its probes are
   encoded, over a view of the first ``P + s_k`` cached keys. Several ablations are packed into
   one forward with a 4-D mask (each segment sees its own cached prefix, its own suffix
-  causally, and each probe its suffix prefix + itself). Cost ≈ n + Σ_k (n − e_k) + probes.
+  causally, and each probe its suffix prefix + itself). Cost ≈ n + Σ_k (n − e_k) + probes
+  (≈ S·n/2 tokens: quadratic in time at research length, so it states its estimate first). A
+  suffix longer than the chunk is encoded alone in pieces of the chunk (``_score_long_segment``),
+  so every mask is ``[chunk, keys]``: memory linear in n (issue 23).
 * ``ablate_naive`` (reference): one plain prompt per (step, cut), scored from scratch.
 """
 
@@ -169,6 +172,32 @@ def ablate(
     budget = chunk_tokens or default_ablation_chunk_tokens(device)
     done = 0
     while pending:
+        if pending[0].n_tokens(m) > budget:  # longer than a chunk alone: its suffix in pieces (bounded memory)
+            seg = pending.pop(0)
+            try:
+                scored = _score_long_segment(arch, model, prefix, seg, probe, m_t, answer, budget, dtype)
+            except (RuntimeError, MemoryError) as exc:
+                if not forward.is_out_of_memory(exc):
+                    raise
+                if budget <= m:
+                    raise OutOfMemoryError(
+                        f"out of memory on {device.type} ablating one step ({len(context[0])} context tokens): "
+                        "use a shorter trajectory or a smaller model"
+                    ) from None
+                pending.insert(0, seg)
+                budget //= 2  # retry smaller; the numbers are identical
+                if device.type == "cuda":
+                    torch.cuda.empty_cache()
+                continue
+            for b, value in scored:
+                if seg.row < 0:
+                    full[b] = value
+                else:
+                    ablated[seg.row, b] = value
+            done += 1 if seg.row >= 0 else 0
+            if progress:
+                progress(done, S)
+            continue
         chunk, used = [], 0
         for seg in pending:
             if not chunk or used + seg.n_tokens(m) <= budget:
@@ -216,6 +245,59 @@ def ablate(
             progress(done, S)
     timings["ablate_s"] = time.perf_counter() - t0
     return AblationResult(bounds, full, ablated, timings)
+
+
+def _score_long_segment(arch, model, prefix, seg: _Segment, probe: list[int], m_t: int, answer, budget: int, dtype):
+    """One segment longer than the chunk budget: its suffix encoded in pieces of ``budget`` tokens over
+    the cached prefix ``[0, P + s_k)`` (each piece's causal mask is ``[piece, keys]``: linear in n, where
+    packing the whole suffix would be ``[u, u]``), then its probes in chunks over the grown cache, each
+    probe seeing the first ``P + s_k + j`` keys. Returns (boundary index, L̂) per probe."""
+    device = answer.device
+    m, m_a = len(probe), len(answer)
+    causal = torch.tril(torch.ones(m, m, dtype=torch.bool, device=device))
+    prefix.limit_to(seg.ctx_len)
+    try:
+        pos = seg.ctx_len
+        for start in range(0, len(seg.suffix), budget):
+            piece = seg.suffix[start : start + budget]
+            arch.base(
+                input_ids=torch.tensor([piece], device=device),
+                position_ids=torch.arange(pos, pos + len(piece), device=device)[None],
+                past_key_values=prefix.cache,
+                use_cache=True,
+            )
+            pos += len(piece)
+        grown = forward.PrefixCache(prefix.cache)  # prompt + t[:s_k] + t[e_k:n], as this ablation reads it
+        scored: list[tuple[int, float]] = []
+        per = max(1, budget // m)
+        for i in range(0, len(seg.probes), per):
+            group = seg.probes[i : i + per]
+            b = len(group)
+            ends = torch.tensor([seg.ctx_len + j for _, j in group], device=device)  # keys each probe sees
+            visible = int(ends.max())
+            sees = torch.arange(visible, device=device)[None, :] < ends[:, None]
+            allowed = torch.cat([sees.repeat_interleave(m, 0), torch.block_diag(*[causal] * b)], 1)
+            mask = torch.zeros(allowed.shape, dtype=dtype, device=device)
+            mask.masked_fill_(~allowed, torch.finfo(dtype).min)
+            positions = (ends[:, None] + torch.arange(m, device=device)[None, :]).reshape(1, -1)
+            rows = torch.arange(b, device=device)[:, None] * m + torch.arange(m_t - 1, m - 1, device=device)[None, :]
+            grown.limit_to(visible)
+            try:
+                logits = model(
+                    input_ids=torch.tensor([probe * b], device=device),
+                    position_ids=positions,
+                    attention_mask=mask[None, None],
+                    past_key_values=grown.cache,
+                    use_cache=True,
+                    logits_to_keep=rows.reshape(-1),
+                ).logits[0]
+            finally:
+                grown.restore()
+            nll = forward.answer_nll(logits.view(b, m_a, -1), answer).cpu().numpy()
+            scored += [(bidx, float(v)) for (bidx, _j), v in zip(group, nll)]
+        return scored
+    finally:
+        prefix.restore()
 
 
 @torch.inference_mode()

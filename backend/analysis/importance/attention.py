@@ -25,20 +25,31 @@ from backend.engine import forward
 from backend.engine.architecture import locate
 from backend.engine.probe import ProbeRequest
 
+ATTENTION_KEEP_BYTES = 64 << 20  # per-step masses of every cut [C, L, H, S] kept up to this (issue 23)
+ATTENTION_WEIGHT_BYTES = 256 << 20  # attention weights held per chunk of probes [L, H, b·m_a, keys]
+
 
 @dataclass
 class AttentionResult:
-    """Shapes with docs/architecture.md §3 letters; H heads per layer, S = K − 1 steps."""
+    """Shapes with docs/architecture.md §3 letters; H heads per layer, S = K − 1 steps.
+
+    ``per_step`` keeps every cut's ``[L, H, S]`` while C·L·H·S float32 fit ``ATTENTION_KEEP_BYTES``;
+    above it (1,500 boundaries of a 30-layer model: 2.4 GB) only the last cut's, and ``kept_rows``
+    says which cuts the rows are. The per-step mean over heads (``head_mean``) and the prompt and
+    probe masses are kept for every cut, computed as the cuts stream by.
+    """
 
     cuts: np.ndarray  # [C] cut points whose probe was read (n, or every boundary)
-    per_step: np.ndarray  # [C, L, H, S] attention mass on each step's tokens
+    per_step: np.ndarray  # [C', L, H, S] attention mass on each step's tokens (C' = C, or 1: the last cut)
     prompt_mass: np.ndarray  # [C, L, H] on the prompt
     probe_mass: np.ndarray  # [C, L, H] on the probe's own earlier tokens
+    head_means: np.ndarray | None = None  # [C, S] per_step averaged over layers and heads
+    kept_rows: np.ndarray | None = None  # [C'] rows of ``cuts`` held in ``per_step``
 
     @property
     def head_mean(self) -> np.ndarray:
         """``[C, S]`` per-step attention averaged over layers and heads (the bar per step)."""
-        return self.per_step.mean(axis=(1, 2))
+        return self.per_step.mean(axis=(1, 2)) if self.head_means is None else self.head_means
 
     def kurtosis(self, cut_row: int = -1) -> np.ndarray:
         """``[L, H]`` kurtosis of each head's per-step attention at one cut (NaN if < 2 steps)."""
@@ -95,20 +106,36 @@ class _WeightCapture:
 
 
 def _masses(weights: torch.Tensor, P: int, steps, cut: int, probe_cols: slice, traj_offset: int) -> tuple:
-    """weights ``[L, H, m_a, keys]`` of one probe -> (per_step [L, H, S], prompt [L, H], probe [L, H])."""
-    mean = weights.mean(2)  # over the answer-predicting rows
-    per_step = torch.zeros(*mean.shape[:2], len(steps), dtype=torch.float64)
-    for k, (s, e) in enumerate(steps):
-        if s < cut:
-            per_step[..., k] = mean[..., traj_offset + s : traj_offset + min(e, cut)].double().sum(-1)
-    return per_step, mean[..., :P].double().sum(-1), mean[..., probe_cols].double().sum(-1)
+    """weights ``[L, H, m_a, keys]`` of one probe -> (per_step [L, H, S], prompt [L, H], probe [L, H]),
+    float64; per step the sum of its keys read so far (t[s:min(e, cut)]), by one cumulative sum."""
+    mean = weights.mean(2).double()  # over the answer-predicting rows
+    traj = mean[..., traj_offset : traj_offset + cut]  # [L, H, cut]
+    totals = torch.nn.functional.pad(traj.cumsum(-1), (1, 0))  # [L, H, cut + 1]
+    bounds = torch.tensor(steps, dtype=torch.long).clamp(max=cut).reshape(-1, 2)  # [S, 2]
+    per_step = totals[..., bounds[:, 1]] - totals[..., bounds[:, 0]]
+    return per_step, mean[..., :P].sum(-1), mean[..., probe_cols].sum(-1)
+
+
+def _chunk_probes(model: torch.nn.Module, asked: int, m_a: int, m: int, context: int) -> int:
+    """Probes per eager forward so that the kept weights ``[L, H, b·m_a, context + b·m]`` fit
+    ``ATTENTION_WEIGHT_BYTES`` (at least one)."""
+    per_probe = 4 * locate(model).n_layers * _heads(model) * m_a * (context + asked * m)
+    return int(max(1, min(asked, ATTENTION_WEIGHT_BYTES // max(1, per_probe))))
 
 
 @torch.inference_mode()
 def probe_attention(
-    model: torch.nn.Module, req: ProbeRequest, *, every_boundary: bool = False, chunk_probes: int = 16
+    model: torch.nn.Module,
+    req: ProbeRequest,
+    *,
+    every_boundary: bool = False,
+    chunk_probes: int = 16,
+    keep_bytes: int = ATTENTION_KEEP_BYTES,
 ) -> AttentionResult:
-    """Fast path: prefill with the model's own kernel, then the probes alone with eager attention."""
+    """Fast path: prefill with the model's own kernel, then the probes alone with eager attention.
+
+    Memory is bounded by bytes: probes per forward from ``ATTENTION_WEIGHT_BYTES``, and every cut's
+    ``[L, H, S]`` kept only while they fit ``keep_bytes`` (else only the last cut's; ``AttentionResult``)."""
     arch = locate(model)
     steps = step_spans(req)
     bounds = sorted(set(int(c) for c in req.boundary_cuts))
@@ -119,7 +146,9 @@ def probe_attention(
     m = len(probe)
     context = torch.tensor([req.prompt_ids + list(req.trajectory_ids)], device=device)
     prefix = forward.PrefixCache(arch.base(input_ids=context, use_cache=True).past_key_values)
-    out = []
+    chunk_probes = _chunk_probes(model, chunk_probes, m - m_t, m, context.shape[1])
+    keep_all = 4 * len(cuts) * arch.n_layers * _heads(model) * len(steps) <= keep_bytes
+    out = _Streamed(len(cuts), keep_all)
     cap = _WeightCapture(model)
     with eager_attention(model), forward.hooks(cap.specs()):
         for start in range(0, len(cuts), chunk_probes):
@@ -151,7 +180,7 @@ def probe_attention(
             for j, c in enumerate(chunk):
                 w = weights[:, :, j * m_a : (j + 1) * m_a]
                 out.append(_masses(w, P, steps, c, slice(visible + j * m, visible + (j + 1) * m), P))
-    return _result(cuts, out)
+    return out.result(cuts)
 
 
 @torch.inference_mode()
@@ -175,10 +204,44 @@ def probe_attention_naive(
     return _result(cuts, out)
 
 
+def _heads(model: torch.nn.Module) -> int:
+    config = getattr(model.config, "get_text_config", lambda: model.config)()
+    return int(getattr(config, "num_attention_heads", 1))
+
+
+class _Streamed:
+    """Per-cut masses as they come: prompt/probe masses and the head mean of every cut, the full
+    ``[L, H, S]`` of every cut only when ``keep_all`` (else of the last one)."""
+
+    def __init__(self, n_cuts: int, keep_all: bool):
+        self.n_cuts, self.keep_all = n_cuts, keep_all
+        self.per_step: list[np.ndarray] = []
+        self.prompt: list[np.ndarray] = []
+        self.probe: list[np.ndarray] = []
+        self.head_means: list[np.ndarray] = []
+
+    def append(self, masses: tuple) -> None:
+        per_step, prompt, probe = (t.cpu().numpy().astype(np.float32) for t in masses)
+        self.prompt.append(prompt)
+        self.probe.append(probe)
+        self.head_means.append(per_step.mean(axis=(0, 1)))
+        if self.keep_all or len(self.prompt) == self.n_cuts:
+            self.per_step.append(per_step)
+
+    def result(self, cuts: list[int]) -> AttentionResult:
+        kept = np.arange(len(cuts)) if self.keep_all else np.array([len(cuts) - 1])
+        return AttentionResult(
+            cuts=np.array(cuts, dtype=np.int64),
+            per_step=np.stack(self.per_step),
+            prompt_mass=np.stack(self.prompt),
+            probe_mass=np.stack(self.probe),
+            head_means=np.stack(self.head_means),
+            kept_rows=kept.astype(np.int64),
+        )
+
+
 def _result(cuts: list[int], out: list[tuple]) -> AttentionResult:
-    return AttentionResult(
-        cuts=np.array(cuts, dtype=np.int64),
-        per_step=np.stack([o[0].cpu().numpy() for o in out]).astype(np.float32),
-        prompt_mass=np.stack([o[1].cpu().numpy() for o in out]).astype(np.float32),
-        probe_mass=np.stack([o[2].cpu().numpy() for o in out]).astype(np.float32),
-    )
+    streamed = _Streamed(len(cuts), keep_all=True)
+    for masses in out:
+        streamed.append(masses)
+    return streamed.result(cuts)

@@ -49,7 +49,9 @@ def available_layers(run: RunData, space: str, store=None) -> list[int]:
         from backend.analysis.exact import data as exact_data
 
         hit = exact_data.load(run, store)
-        return [] if hit is None else [EXACT_ALL_LAYERS, *range(hit.update.n_layers)]
+        if hit is None or hit.update.subsampled:  # the path needs every boundary's factors (issue 23)
+            return []
+        return [EXACT_ALL_LAYERS, *range(hit.update.n_layers)]
     return run.layers_available(space)
 
 

@@ -49,7 +49,13 @@ def _ensure(ctx: JobContext, run, loaded_box: list):
         return hit
     loaded_box.append(model_for_run(ctx, run))
     ctx.progress("exact", 0, 1)
-    return exact_run.ensure(run, loaded=loaded_box[-1], store=ctx.store, progress=ctx.reporter("exact"))
+    result = exact_run.ensure(run, loaded=loaded_box[-1], store=ctx.store, progress=ctx.reporter("exact"))
+    timings = result.meta.get("timings") or {}
+    boundaries = int((result.meta.get("stored") or {}).get("K_path") or result.update.K)
+    seconds = sum(float(timings.get(k, 0.0)) for k in ("with_context_s", "no_context_s", "solve_s"))
+    if seconds > 0:  # this machine's rate for the estimates (issue 23): seconds per boundary, prefill aside
+        ctx.record_throughput(run.model_fingerprint, "exact_boundary_s", seconds / boundaries)
+    return result
 
 
 def run_exact(p: ExactParams, ctx: JobContext) -> None:
