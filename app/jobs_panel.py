@@ -44,6 +44,15 @@ STAGE_TEXT = {
     "question": "questions",
     "surface": "surface points",
     "landscape": "landscape points",
+    "ablate": "ablating steps",
+    "attention": "probe attention",
+    "exact": "exact update",
+    "exact_landscape": "exact landscape",
+    "lens": "tuned-lens grid",
+    "text": "lens training text",
+    "train": "training the lens",
+    "evaluate": "evaluating the lens",
+    "export": "exporting images",
     "done": "done",
 }
 
@@ -78,23 +87,52 @@ def fmt_seconds(seconds: float | None) -> str:
     return f"{seconds / 60:.1f} min"
 
 
+def estimate_text(job: Job) -> str:
+    """``≈ 40 s (25–70 s)`` from the job's stage-by-stage plan, else its one number."""
+    from backend.jobs.estimates import Estimate
+
+    est = Estimate.from_json(job.plan)
+    if est is not None and est.stages:
+        return est.range_text()
+    return fmt_seconds(job.estimate_s)
+
+
+def time_left_text(job: Job, now: float) -> str:
+    """`` · ~20 s left (10–35 s)`` from the current stage's progress and the plan of the rest, or
+    `` · longer than estimated (stage)`` once the job outran its estimate (never "~0 s left")."""
+    from backend.jobs.estimates import time_left
+
+    stage = job.stage or "start"
+    left = time_left(
+        job.plan,
+        stage,
+        job.done,
+        job.total,
+        job.stage_elapsed_s(now),
+        job.stage_times,
+        stage_label=STAGE_TEXT.get(stage, stage),
+    )
+    text = left.text()
+    return f" · {text}" if text else ""
+
+
 def job_line(job: Job, now: float | None = None) -> str:
     """One line of progress/times for a job (also what the browser test reads)."""
     now = now or time.time()
     if job.state == "queued":
-        return f"queued · estimate {fmt_seconds(job.estimate_s)}"
+        return f"queued · estimate {estimate_text(job)}"
     if job.state == "waiting":  # claimed, but another job holds the device
         return "waiting for the device (another job is using it)" + (" · stopping…" if job.cancel_requested else "")
     if job.state == "running":
         stage = STAGE_TEXT.get(job.stage or "start", job.stage)
         count = f" {job.done}/{job.total}" if job.total > 1 else ""
-        left = job.remaining_s(now)
-        left_text = f" · ~{fmt_seconds(left)} left" if left is not None else ""
+        left_text = time_left_text(job, now)
         stop = " · stopping…" if job.cancel_requested else ""
         return f"{stage}{count} · {fmt_seconds(job.elapsed_s(now))} elapsed{left_text}{stop}"
     took = f" in {fmt_seconds(job.elapsed_s(now))}" if job.started else ""
     if job.state == "finished":
-        return f"finished{took}"
+        estimated = f" (estimated {estimate_text(job)})" if job.plan and job.started else ""
+        return f"finished{took}{estimated}"
     if job.state == "cancelled" and job.started is None:
         return "cancelled before it started"
     return f"{job.state}{took}: {job.error or ''}"

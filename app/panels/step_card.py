@@ -1,21 +1,16 @@
-"""The step card: ΔL̂ over the step, step size and cosine in the path space, top answer tokens now."""
+"""The step card: ΔL̂ over the step, step size and cosine in the path space, top answer tokens now.
+The card's HTML is ``backend.plots.step_card`` (shared with the exported run pages)."""
 
 from __future__ import annotations
 
-import pandas as pd
 import streamlit as st
 
 from app.panels import path
-from app.panels.common import View, esc
-from backend.plots import figures
+from app.panels.common import View
+from backend.plots.step_card import WHITESPACE, card_html, visible_token
 
 SLOT = "left1"
-WHITESPACE = {" ": "␣", "\n": "⏎", "\t": "→", "\r": "␍"}
-
-
-def visible_token(token: str) -> str:
-    """A token with its whitespace drawn (``'\\n'`` → ``⏎``, ``'\\n '`` → ``⏎␣``), so chips never look alike."""
-    return "".join(WHITESPACE.get(ch, ch) for ch in str(token)) or "∅"
+__all__ = ["SLOT", "WHITESPACE", "card_html", "draw", "marks", "visible_token"]
 
 
 def draw(view: View) -> None:
@@ -26,49 +21,3 @@ def marks(view: View) -> dict:
     """The card's HTML at every boundary, [B] (replaces ``#raml-step-card`` in the browser)."""
     geometry = path.geometry(view)
     return {"html": {"raml-step-card": [card_html(view.run, b, geometry) for b in range(view.n_steps + 1)]}}
-
-
-def card_html(run, cursor: int, geometry: pd.DataFrame | None) -> str:
-    steps = run.steps
-    loss_now = figures.boundary_losses(run.tokens, steps)[cursor]
-    if cursor == 0:
-        head, delta = "<b>Before any thinking</b>: the model sees only the question.", None
-    else:
-        row = steps.iloc[cursor - 1]
-        words = str(row.get("reflection_words", "") or "")
-        head = f"<b>Step {cursor}</b>" + (
-            f' · reflection: <mark class="raml-refl">{esc(words)}</mark>' if words else ""
-        )
-        delta = float(row["delta_loss"])
-    size = cos = None
-    if geometry is not None and cursor < len(geometry):
-        g = geometry.iloc[cursor]
-        size = None if pd.isna(g["step_size"]) else float(g["step_size"])
-        cos = None if pd.isna(g["cosine_prev"]) else float(g["cosine_prev"])
-    cells = [
-        ("L̂ now", f"{loss_now:.3f}", "answer loss at this boundary (nats)"),
-        ("ΔL̂ over step", "—" if delta is None else f"{delta:+.3f}", "nats; negative = closer to the answer"),
-        ("step size ‖g‖", "—" if size is None else f"{size:.3g}", "distance moved in the path space"),
-        (
-            "cos to prev.",
-            "—" if cos is None else f"{cos:+.2f}",
-            "cosine to the previous step: +1 momentum, −1 oscillation",
-        ),
-    ]
-    grid = "".join(
-        f'<div title="{esc(tip)}"><div class="raml-k">{esc(k)}</div><div class="raml-v">{v}</div></div>'
-        for k, v, tip in cells
-    )
-    lens = run.lens
-    last = lens[(lens["boundary"] == cursor) & (lens["layer"] == lens["layer"].max())]
-    chips = ""
-    if not last.empty:
-        toks, probs = last.iloc[0]["top_tokens"], last.iloc[0]["top_probs"]
-        chips = "".join(
-            f'<span class="raml-chip" title="{esc(repr(str(t)))}"><code>{esc(visible_token(t))}</code> {float(p):.2f}</span>'
-            for t, p in zip(toks, probs)
-        )
-        chips = (
-            f'<div class="raml-tokens" title="top next tokens where the answer starts (last layer)">next: {chips}</div>'
-        )
-    return f'<div class="raml-card" id="raml-step-card"><div class="raml-card-head">{head}</div><div class="raml-grid">{grid}</div>{chips}</div>'

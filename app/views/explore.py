@@ -301,17 +301,17 @@ def _run_label(row) -> str:
 
 
 def _export_controls(run) -> None:
-    from backend.plots import html_export as export
+    from backend.export import single as export
 
     st.divider()
     st.markdown("**Export**")
     st.download_button(
         "Interactive HTML (works offline)",
-        data=lambda: export.build_export_html(run),
+        data=lambda: export.build_export_html(run, store=data.get_store()),
         file_name=f"raml-{run.key[:12]}.html",
         mime="text/html",
         key="explore_export_html",
-        help="One self-contained file: loss chart, path and text with a step slider (plotly bundled).",
+        help="One self-contained file: text, step card, loss, path, lens (and importance when computed) with one step cursor (plotly bundled).",
     )
     from app.panels.downloads import render_downloads
 

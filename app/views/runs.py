@@ -28,6 +28,7 @@ LAST_JOB = "runs_last_job"
 IMPORT_CONFIRM = "runs_import_confirm_pending"
 SEGMENTATIONS = ["sentences", "lines", "paragraphs", "tokens:8", "tokens:16", "tokens:32"]
 CUTS = {
+    "auto": "every token if it fits the budget, else a stride (boundaries kept)",
     "all": "every token (as the paper)",
     "stride:4": "every 4th token",
     "stride:16": "every 16th token",
@@ -192,6 +193,7 @@ def estimate_cost(trajectory: str | None, answer: str | None, max_new_tokens: in
     tokens n + C·m (``backend.pipeline.run.estimate_probe_tokens``, without importing the pipeline)."""
     from backend.engine.specs import parse_cuts
 
+    cuts = "all" if cuts == "auto" else cuts  # auto: at most every token
     n_tokens = max(1, math.ceil(len(trajectory) / 4)) if trajectory else int(max_new_tokens)
     n_probe = 8 + max(1, math.ceil(len(answer or "xx") / 3))  # template (~8 tokens) + answer
     n_steps = max(1, n_tokens // 20)
@@ -241,9 +243,18 @@ def _new_run_form(store) -> None:
         temperature = g2.number_input("Temperature (0 = greedy)", 0.0, 2.0, 0.0, 0.1, key="runs_new_temperature")
         top_p = g3.number_input("Top-p", 0.05, 1.0, 1.0, 0.05, key="runs_new_top_p")
         seed = g4.number_input("Seed", 0, 2**31 - 1, 0, key="runs_new_seed")
-        s1, s2, s3 = st.columns(3)
+        s1, s2, s3, s4 = st.columns(4)
         segmentation = s1.selectbox("Steps", SEGMENTATIONS, key="runs_new_segmentation")
         cuts = s2.selectbox("Cut points", list(CUTS), format_func=CUTS.get, key="runs_new_cuts")
+        budget = s4.number_input(
+            "Scoring budget (s)",
+            min_value=1.0,
+            value=float(default_budget_s()),
+            step=30.0,
+            key="runs_new_budget",
+            help="With cut points 'auto': the seconds the scoring of cut points may take on this machine "
+            "(its measured throughput); above it, a stride that fits, every step boundary kept",
+        )
         samples = s3.number_input(
             "Samples",
             1,
@@ -266,6 +277,7 @@ def _new_run_form(store) -> None:
             "model": model.strip() or DEFAULT_MODEL,
             "segmentation": segmentation,
             "cuts": cuts,
+            "cut_budget_s": float(budget) if cuts == "auto" else None,
             "generation": {
                 "max_new_tokens": int(max_new),
                 "temperature": float(temperature),
@@ -282,11 +294,12 @@ def _new_run_form(store) -> None:
             st.session_state.pop(PENDING, None)
             st.error(f"Cannot start: {ui.md(exc)}")
             return
-        st.session_state[PENDING] = (kind, params, prepared.estimate_s)
+        # what runs is what was estimated: the params with the cuts the policy chose
+        st.session_state[PENDING] = (kind, prepared.params, prepared.estimate_s, prepared.plan)
     pending = st.session_state.get(PENDING)
     if pending is None:
         return
-    kind, params, estimate_s = pending
+    kind, params, estimate_s, plan = pending
     run_params = params["template"] | {"trajectory": None, "answer": None} if kind == "batch" else params
     k = params["samples"] if kind == "batch" else 1
     gen = run_params["generation"]
@@ -294,11 +307,14 @@ def _new_run_form(store) -> None:
     source = "imported trajectory" if run_params["trajectory"] else f"up to {gen['max_new_tokens']} generated tokens"
     seconds = k * cost["seconds"] if estimate_s is None else estimate_s
     each = f"{k} samples, each " if k > 1 else ""
+    described, notes = _plan_text(plan, seconds)
     st.info(
-        f"**Estimated cost:** ≈ {_fmt_seconds(seconds)}: {each}≈ {cost['probe_tokens']:,} tokens of forward compute "
-        f"(≈ {cost['n_tokens']} trajectory tokens from the {source}, {CUTS[run_params['cuts']]}). "
-        "A cached identical run opens at once."
+        f"**Estimated cost:** {ui.md(described)}: {each}≈ {cost['probe_tokens']:,} tokens of forward compute "
+        f"(≈ {cost['n_tokens']} trajectory tokens from the {source}, "
+        f"{ui.md(CUTS.get(run_params['cuts'], run_params['cuts']))}). A cached identical run opens at once."
     )
+    for note in notes:  # the cut-point policy's one line
+        st.caption(ui.md(note))
     if seconds > WARN_ABOVE_S:
         st.warning(f"This run should take more than a minute (≈ {_fmt_seconds(seconds)}).")
     b1, b2, _ = st.columns([1.2, 1, 6])
@@ -315,6 +331,22 @@ def _new_run_form(store) -> None:
         st.session_state[LAST_JOB] = job_id
         st.session_state.pop(PENDING, None)
         st.rerun()
+
+
+def default_budget_s() -> float:
+    from backend.pipeline.cut_policy import default_budget_s as budget
+
+    return budget()
+
+
+def _plan_text(plan: dict | None, seconds: float) -> tuple[str, list[str]]:
+    """The estimate stage by stage with its range (``backend.jobs.estimates``) and its notes."""
+    from backend.jobs.estimates import Estimate
+
+    est = Estimate.from_json(plan)
+    if est is None or not est.stages:
+        return f"≈ {_fmt_seconds(seconds)}", []
+    return est.describe(), list(est.notes)
 
 
 def samples_batch(store, params: dict, samples: int) -> dict:

@@ -54,7 +54,7 @@ def cmd_branch(args) -> int:
 def _cost_line(cost: dict) -> str:
     return (
         f"branching: {cost['samples']} run(s), {cost['generated_tokens']} tokens to generate, "
-        f"{cost['analysed_tokens']} to analyse, about {cost['seconds']:.0f} s"
+        f"{cost['analysed_tokens']} to analyse"
     )
 
 

@@ -80,6 +80,8 @@ def run_job(args, kind: str, params: dict, *, progress=None, title: str | None =
 
     st = store(args)
     job_id = submit(st, kind, params, title=title)
+    if not getattr(args, "quiet", False):
+        print_estimate(st, job_id)
     if getattr(args, "detach", False):
         print(f"queued job {job_id} ({kind})", file=sys.stderr)
         print(job_id)
@@ -103,6 +105,21 @@ def run_job(args, kind: str, params: dict, *, progress=None, title: str | None =
 
         raise RamlError(f"job {job_id} {job.state}: {printable(job.error or '')}")
     return job
+
+
+def print_estimate(st, job_id: int) -> None:
+    """The job's estimate on stderr before any work: stage by stage with a range, and the cut
+    policy's line for a run (backend.jobs.estimates)."""
+    from backend.jobs import open_queue
+    from backend.jobs.estimates import Estimate
+
+    job = open_queue(st).get(job_id)
+    est = Estimate.from_json(job.plan if job else None)
+    if est is None or not est.stages:
+        return
+    print(f"estimate: {printable(est.describe())}", file=sys.stderr)
+    for line in est.notes:
+        print(printable(line), file=sys.stderr)
 
 
 class Bars:
@@ -167,6 +184,7 @@ def request_from(args, question, answer=None, trajectory=None, label="", seed=No
         dtype=args.dtype,
         max_answer_tokens=args.max_answer_tokens,
         max_question_tokens=args.max_question_tokens,
+        cut_budget_s=getattr(args, "budget_s", None),
     )
 
 
@@ -187,7 +205,19 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--segmentation", default="sentences", help="sentences | lines | paragraphs | thought-anchors | tokens:K"
     )
-    p.add_argument("--cuts", default="all", help="all | stride:K | steps")
+    p.add_argument(
+        "--cuts",
+        default="auto",
+        help="auto (every token if it fits --budget-s, else a stride that does, every step boundary kept) "
+        "| all | stride:K | steps",
+    )
+    p.add_argument(
+        "--budget-s",
+        type=float,
+        default=None,
+        help="with --cuts auto: seconds the scoring of cut points may take "
+        "(default RAML_CUT_BUDGET_S or 300, from this machine's measured throughput)",
+    )
     p.add_argument(
         "--proxy-layers",
         type=lambda s: [int(x) for x in s.split(",") if x.strip()],

@@ -29,6 +29,8 @@ def show_payload(run) -> dict:
         "n_tokens": summary.n_tokens,
         "n_steps": summary.n_steps,
         "timings": run.timings,
+        "cuts": run.cuts,
+        "cut_policy": run.cut_policy or None,  # how the cuts were chosen (backend.pipeline.cut_policy)
         "tokens": [{"cut": int(c), "loss": float(v)} for c, v in zip(run.tokens["cut"], run.tokens["loss"])],
         "steps": [
             {

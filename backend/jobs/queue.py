@@ -59,6 +59,7 @@ HEARTBEAT_S = 2.0  # how often the owner of a claimed job stamps its row
 STALE_HEARTBEAT_S = 60.0  # a claimed job on another host not stamped for this long is dead
 STALE_SAME_HOST_S = 600.0  # ... and on this host, even though a process has its pid (pid reuse)
 LOCK_POLL_S = 0.5  # a waiting job checks for cancel this often
+RATE_WINDOW = 9  # measurements kept per metric (backend.jobs.estimates.WINDOW)
 
 Listener = Callable[[str, int, int], None]
 
@@ -75,6 +76,7 @@ class Prepared:
     title: str
     estimate_s: float | None
     device: str | None  # None: this machine's default device; "cpu" for kinds without a model
+    plan: dict | None = None  # the estimate stage by stage (backend.jobs.estimates.Estimate.to_json)
 
 
 class Registry(Protocol):
@@ -110,6 +112,9 @@ class Job:
     messages: list[str] = field(default_factory=list)
     device: str = "cpu"
     owner: str | None = None
+    plan: dict | None = None  # the estimate stage by stage (backend.jobs.estimates), re-planned at start
+    stage_started: float | None = None  # when the current stage began (time.time())
+    stage_times: dict = field(default_factory=dict)  # seconds of the stages already left behind
     value: Any = None  # what the kind handed back (``JobContext.set_value``); this process only, not stored
 
     def elapsed_s(self, now: float | None = None) -> float | None:
@@ -117,15 +122,22 @@ class Job:
             return None
         return (self.finished or now or time.time()) - self.started
 
+    def stage_elapsed_s(self, now: float | None = None) -> float:
+        """Seconds the current stage has run (the whole job's when its start is unknown)."""
+        start = self.stage_started or self.started
+        return max(0.0, (now or time.time()) - start) if start else 0.0
+
     def remaining_s(self, now: float | None = None) -> float | None:
-        """Seconds left: the estimate minus the time spent, or the current stage's rate."""
+        """Seconds left, roughly: the current stage's rate, else the estimate minus the time spent
+        (``backend.jobs.estimates.time_left`` is the honest one, stage by stage, with a range)."""
         if self.state != "running" or self.started is None:
             return self.estimate_s if self.state == "queued" else None
-        elapsed = self.elapsed_s(now) or 0.0
+        if self.total and 0 < self.done < self.total:
+            stage_s = self.stage_elapsed_s(now)
+            return stage_s * (self.total - self.done) / self.done
         if self.estimate_s is not None:
-            return max(self.estimate_s - elapsed, 0.0)
-        if self.total and self.done:
-            return elapsed * (self.total - self.done) / self.done
+            left = self.estimate_s - (self.elapsed_s(now) or 0.0)
+            return left if left > 0 else None
         return None
 
 
@@ -183,13 +195,17 @@ class JobQueue:
                     messages TEXT NOT NULL DEFAULT '[]', device TEXT NOT NULL DEFAULT 'cpu', owner TEXT
                 );
                 CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state, id);
-                CREATE TABLE IF NOT EXISTS throughput (
-                    model TEXT NOT NULL, device TEXT NOT NULL, metric TEXT NOT NULL,
-                    value REAL NOT NULL, n INTEGER NOT NULL, updated REAL NOT NULL,
-                    PRIMARY KEY (model, device, metric)
+                CREATE TABLE IF NOT EXISTS rates (
+                    model TEXT NOT NULL, device TEXT NOT NULL, host TEXT NOT NULL, metric TEXT NOT NULL,
+                    samples TEXT NOT NULL, updated REAL NOT NULL,
+                    PRIMARY KEY (model, device, host, metric)
                 );
                 """
             )
+            have = {r[1] for r in con.execute("PRAGMA table_info(jobs)").fetchall()}
+            for column, decl in (("plan", "TEXT"), ("stage_started", "REAL"), ("stage_times", "TEXT")):
+                if column not in have:  # a queue made before the stage-by-stage estimates
+                    con.execute(f"ALTER TABLE jobs ADD COLUMN {column} {decl}")
 
     @contextmanager
     def _db(self):
@@ -229,11 +245,12 @@ class JobQueue:
         title = title or prepared.title
         estimate_s = prepared.estimate_s if estimate_s is None else estimate_s
         device = device or prepared.device or default_device()
+        plan = json.dumps(prepared.plan) if prepared.plan is not None else None
         with self._db() as con:
             cur = con.execute(
-                "INSERT INTO jobs (kind, title, params, state, created, estimate_s, device) "
-                "VALUES (?, ?, ?, 'queued', ?, ?, ?)",
-                (kind, title[:200], blob, time.time(), estimate_s, device),
+                "INSERT INTO jobs (kind, title, params, state, created, estimate_s, device, plan) "
+                "VALUES (?, ?, ?, 'queued', ?, ?, ?, ?)",
+                (kind, title[:200], blob, time.time(), estimate_s, device, plan),
             )
             job_id = int(cur.lastrowid or 0)
         _wake_workers()
@@ -294,7 +311,8 @@ class JobQueue:
         with self._db() as con:
             cur = con.execute(
                 "UPDATE jobs SET state = 'queued', stage = '', done = 0, total = 0, started = NULL, finished = NULL, "
-                "error = NULL, resumable = 0, cancel_requested = 0, owner = NULL, messages = '[]' "
+                "error = NULL, resumable = 0, cancel_requested = 0, owner = NULL, messages = '[]', "
+                "stage_started = NULL, stage_times = NULL "
                 "WHERE id = ? AND state IN ('failed', 'cancelled')",
                 (int(job_id),),
             )
@@ -435,29 +453,42 @@ class JobQueue:
         job = self.claim()
         return self.run_job(job) if job else None
 
-    # ------------------------------------------------------------------ throughput (estimates)
+    # ------------------------------------------------------------------ rates (estimates)
     def record(self, model: str, device: str, metric: str, value: float) -> None:
-        """Fold one measurement into this machine's throughput table (mean of the last few)."""
+        """Add one measurement (seconds per unit, or a fact) to this machine's rates: the last
+        ``RATE_WINDOW`` samples per model fingerprint, device, host and metric are kept."""
+        if not (isinstance(value, (int, float)) and value == value and value > 0):
+            return
+        host = socket.gethostname()
+        with self._write_lock, self._db() as con:
+            con.execute("BEGIN IMMEDIATE")
+            row = con.execute(
+                "SELECT samples FROM rates WHERE model = ? AND device = ? AND host = ? AND metric = ?",
+                (model, device, host, metric),
+            ).fetchone()
+            samples = (json.loads(row["samples"]) if row else [])[-(RATE_WINDOW - 1) :] + [float(value)]
+            con.execute(
+                "INSERT OR REPLACE INTO rates VALUES (?, ?, ?, ?, ?, ?)",
+                (model, device, host, metric, json.dumps(samples), time.time()),
+            )
+            con.execute("COMMIT")
+
+    def samples(self, model: str, device: str, metric: str) -> list[float]:
+        """This machine's last measurements of ``metric`` for a model and device, oldest first."""
         with self._db() as con:
             row = con.execute(
-                "SELECT value, n FROM throughput WHERE model = ? AND device = ? AND metric = ?", (model, device, metric)
+                "SELECT samples FROM rates WHERE model = ? AND device = ? AND host = ? AND metric = ?",
+                (model, device, socket.gethostname(), metric),
             ).fetchone()
-            if row is None:
-                new, n = value, 1
-            else:
-                n = min(int(row["n"]) + 1, 5)  # a running mean over about the last five jobs
-                new = row["value"] + (value - row["value"]) / n
-            con.execute(
-                "INSERT OR REPLACE INTO throughput VALUES (?, ?, ?, ?, ?, ?)",
-                (model, device, metric, float(new), n, time.time()),
-            )
+        return [float(x) for x in json.loads(row[0])] if row else []
 
     def measured(self, model: str, device: str, metric: str) -> float | None:
-        with self._db() as con:
-            row = con.execute(
-                "SELECT value FROM throughput WHERE model = ? AND device = ? AND metric = ?", (model, device, metric)
-            ).fetchone()
-        return float(row[0]) if row else None
+        """The median of ``samples`` (None before the first measurement)."""
+        xs = sorted(self.samples(model, device, metric))
+        if not xs:
+            return None
+        mid = len(xs) // 2
+        return xs[mid] if len(xs) % 2 else (xs[mid - 1] + xs[mid]) / 2
 
 
 def remove_orphan_tmp(store: RunStore) -> int:
@@ -499,6 +530,9 @@ def _job(row: sqlite3.Row) -> Job:
         messages=json.loads(row["messages"]),
         device=row["device"],
         owner=row["owner"],
+        plan=json.loads(row["plan"]) if row["plan"] else None,
+        stage_started=row["stage_started"],
+        stage_times=json.loads(row["stage_times"]) if row["stage_times"] else {},
     )
 
 
@@ -533,6 +567,8 @@ class JobContext:
         self.results: list[str] = list(job.results)
         self.messages: list[str] = []
         self.stage_seconds: dict[str, float] = {}
+        self.actual_work: dict[str, float] = {}  # work the stages really did (``work``), for learning
+        self.plan: dict | None = job.plan
         self.value: Any = None
         self.listener = listener
         self._stage, self._stage_t0 = "", time.perf_counter()
@@ -553,12 +589,14 @@ class JobContext:
         if self.listener is not None:
             self.listener(stage, done, total)
         now = time.perf_counter()
-        if stage != self._stage:
+        changed = stage != self._stage
+        if changed:
             if self._stage:
                 self.stage_seconds[self._stage] = self.stage_seconds.get(self._stage, 0.0) + now - self._stage_t0
             self._stage, self._stage_t0 = stage, now
-        if now - self._last_write >= PROGRESS_WRITE_INTERVAL_S or done == 0 or done >= total:
+        if changed or now - self._last_write >= PROGRESS_WRITE_INTERVAL_S or done == 0 or done >= total:
             self._last_write = now
+            stage_clock = {"stage_started": time.time(), "stage_times": self._stage_times()} if changed else {}
             self.queue._update(
                 self.job.id,
                 stage=stage,
@@ -567,6 +605,7 @@ class JobContext:
                 heartbeat=time.time(),
                 results=json.dumps(self.results),
                 messages=json.dumps(self.messages),
+                **stage_clock,
             )
             if stage not in UNSTOPPABLE_STAGES and self.queue._cancel_requested(self.job.id):
                 raise JobCancelled()
@@ -596,6 +635,21 @@ class JobContext:
         self.messages.append(text[:500])
         self._dirty = True
 
+    def _stage_times(self) -> str:
+        return json.dumps({k: round(v, 3) for k, v in self.stage_seconds.items()})
+
+    def work(self, stage: str, units: float) -> None:
+        """The work ``stage`` really did (tokens generated, cut points scored...), when it differs
+        from the plan's: a finished job teaches the estimates seconds / this."""
+        self.actual_work[stage] = float(units)
+
+    def set_plan(self, plan: dict | None) -> None:
+        """The job's estimate, stage by stage (re-planned when it starts: the model may be in
+        memory by now); the panel's time left follows it."""
+        self.plan = plan
+        if plan is not None:
+            self.queue._update(self.job.id, plan=json.dumps(plan), estimate_s=plan.get("seconds"))
+
     def close_stage(self) -> None:
         """End the current stage's clock (before recording throughput)."""
         now = time.perf_counter()
@@ -604,14 +658,25 @@ class JobContext:
         self._stage, self._stage_t0 = "", now
 
     def record_throughput(self, model_fingerprint: str, metric: str, value: float) -> None:
-        """Fold a measurement of this job into the machine's throughput table (the estimates)."""
-        self.queue.record(model_fingerprint, self.job.device, metric, value)
+        """Add a measurement of this job to the machine's rates (``fact:NAME`` for a fact)."""
+        if model_fingerprint:
+            self.queue.record(model_fingerprint, self.job.device, metric, value)
+
+    def record_facts(self, model_fingerprint: str, facts: dict[str, float]) -> None:
+        """What the job learned about its model (``backend.jobs.estimates.FACTS``)."""
+        for name, value in facts.items():
+            self.record_throughput(model_fingerprint, f"fact:{name}", value)
 
     def stage_s(self, stage: str) -> float:
         return self.stage_seconds.get(stage, 0.0)
 
     def flush(self) -> None:
-        self.queue._update(self.job.id, results=json.dumps(self.results), messages=json.dumps(self.messages))
+        self.queue._update(
+            self.job.id,
+            results=json.dumps(self.results),
+            messages=json.dumps(self.messages),
+            stage_times=self._stage_times(),
+        )
 
 
 # ---------------------------------------------------------------------- workers

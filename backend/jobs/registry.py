@@ -3,8 +3,10 @@
 A ``Kind`` is a name, its typed params (a frozen dataclass, parsed from JSON by
 ``backend.jobs.params.parse`` or by the class's own ``from_json``; range checks that need the
 cache in its ``checked(store, kind)``), ``run(params, ctx)``, and optional ``title(params)`` and
-``estimate(params, queue, device) -> seconds``. ``KindRegistry`` is what a ``JobQueue`` is
-given: it refuses bad params at submit and runs a job's kind at run time.
+``estimate(params, queue, device) -> Estimate`` (``backend.jobs.estimates``: stage by stage, or
+plain seconds). ``KindRegistry`` is what a ``JobQueue`` is given: it refuses bad params at
+submit, estimates the job (again when it starts, in the worker: the model may be in memory by
+then), runs its kind, and folds the finished job's stage times into the machine's rates.
 
 To add a kind: a params dataclass and a ``run`` function in a module of ``backend.jobs.kinds``,
 then one ``Kind(...)`` line in ``BUILTIN_KINDS`` below (docs/jobs.md).
@@ -17,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from backend.errors import InputError
+from backend.jobs import estimates
 from backend.jobs import params as P
 from backend.jobs.kinds import branch, exact, export, grids, importance, lens
 from backend.jobs.kinds import run as run_kinds
@@ -29,7 +32,7 @@ class Kind:
     params: type
     run: Callable[[Any, JobContext], None]
     title: Callable[[Any], str] | None = None
-    estimate: Callable[[Any, JobQueue, str], float | None] | None = None
+    estimate: Callable[[Any, JobQueue, str], estimates.Estimate | float | None] | None = None
     uses_model: bool = True  # False: runs under the "cpu" device lock, and submit never imports torch
 
 
@@ -82,30 +85,71 @@ class KindRegistry:
         blob = to_json() if to_json else P.to_json(params)
         title = kind.title(params) if kind.title else name
         device = None if kind.uses_model else "cpu"
-        estimate_s = None
-        if kind.estimate is not None:
+        estimate_s, plan = self._estimate(kind, params, queue, device)
+        return Prepared(blob, title, estimate_s, device, plan)
+
+    def _estimate(self, kind: Kind, params: Any, queue: JobQueue, device: str | None):
+        """(seconds, plan) of a job, or (None, None) when its kind cannot tell."""
+        if kind.estimate is None:
+            return None, None
+        if device is None:
             from backend.jobs.queue import default_device
 
-            estimate_s = kind.estimate(params, queue, device or default_device())
-        return Prepared(blob, title, estimate_s, device)
+            device = default_device()
+        est = kind.estimate(params, queue, device)
+        if isinstance(est, estimates.Estimate):
+            return est.seconds, est.to_json()
+        return est, None
 
     def execute(self, name: str, data: dict, ctx: JobContext) -> None:
+        """Run the kind; re-plan first (this worker's model state), learn from it when it finished."""
         kind = self.get(name)
-        kind.run(self.parse(name, data), ctx)
+        params = self.parse(name, data)
+        try:
+            _, plan = self._estimate(kind, params, ctx.queue, ctx.device)
+        except Exception:  # an estimate never stops a job; the one from submit stays
+            plan = None
+        if plan is not None:
+            ctx.set_plan(plan)
+        kind.run(params, ctx)
+        ctx.close_stage()
+        try:
+            estimates.learn(ctx.queue, ctx.plan, ctx.stage_seconds, ctx.actual_work)
+        except Exception as exc:  # a locked index: the next job teaches the same
+            ctx.message(f"the estimates did not learn from this job: {exc}"[:200])
 
 
 BUILTIN_KINDS: tuple[Kind, ...] = (
     Kind("run", run_kinds.RunParams, run_kinds.run_run, run_kinds.run_title, run_kinds.run_estimate),
-    Kind("batch", run_kinds.BatchParams, run_kinds.run_batch, run_kinds.batch_title),
-    Kind("importance", importance.ImportanceParams, importance.run_importance, importance.importance_title),
-    Kind("branch", branch.BranchParams, branch.run_branch, branch.branch_title),
+    Kind("batch", run_kinds.BatchParams, run_kinds.run_batch, run_kinds.batch_title, run_kinds.batch_estimate),
+    Kind(
+        "importance",
+        importance.ImportanceParams,
+        importance.run_importance,
+        importance.importance_title,
+        importance.importance_estimate,
+    ),
+    Kind("branch", branch.BranchParams, branch.run_branch, branch.branch_title, branch.branch_estimate),
     Kind("surface", grids.SurfaceParams, grids.run_surface, grids.surface_title, grids.surface_estimate),
     Kind("landscape", grids.LandscapeParams, grids.run_landscape, grids.landscape_title, grids.landscape_estimate),
-    Kind("exact", exact.ExactParams, exact.run_exact, exact.exact_title),
-    Kind("exact_landscape", exact.ExactLandscapeParams, exact.run_exact_landscape, exact.exact_landscape_title),
-    Kind("lens_train", lens.LensTrainParams, lens.run_lens_train, lens.lens_train_title),
-    Kind("lens_grid", lens.LensGridParams, lens.run_lens_grid, lens.lens_grid_title),
-    Kind("export_images", export.ExportImagesParams, export.run_export_images, export.export_title, uses_model=False),
+    Kind("exact", exact.ExactParams, exact.run_exact, exact.exact_title, exact.exact_estimate),
+    Kind(
+        "exact_landscape",
+        exact.ExactLandscapeParams,
+        exact.run_exact_landscape,
+        exact.exact_landscape_title,
+        exact.exact_landscape_estimate,
+    ),
+    Kind("lens_train", lens.LensTrainParams, lens.run_lens_train, lens.lens_train_title, lens.lens_train_estimate),
+    Kind("lens_grid", lens.LensGridParams, lens.run_lens_grid, lens.lens_grid_title, lens.lens_grid_estimate),
+    Kind(
+        "export_images",
+        export.ExportImagesParams,
+        export.run_export_images,
+        export.export_title,
+        export.export_estimate,
+        uses_model=False,
+    ),
 )
 
 BUILTIN = KindRegistry(BUILTIN_KINDS)

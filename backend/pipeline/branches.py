@@ -200,7 +200,7 @@ def resample(
         }
         label = branch_label(run, store, "resample", step, sample.temperature)
         req = _branch_request(run, prefix + done.text, branch, label, sample)
-        outcomes.append(run_question(req, store, loaded=loaded))
+        outcomes.append(run_question(req, store, loaded=loaded, progress=progress))  # its analyze / write stages
         report("generate", i + 1, samples)
     return outcomes
 
@@ -235,4 +235,6 @@ def edit(
     else:
         rest = "".join(run.steps["text"].iloc[step:])
     label = branch_label(run, store, "edit", step, settings.temperature if regenerate else None)
-    return run_question(_branch_request(run, prefix + rest, branch, label, generation), store, loaded=loaded)
+    return run_question(
+        _branch_request(run, prefix + rest, branch, label, generation), store, loaded=loaded, progress=progress
+    )

@@ -37,7 +37,7 @@ class RunRequest:
     generation: GenerationSettings = field(default_factory=GenerationSettings)
     template: str = RAML_TEMPLATE
     segmentation: str = "sentences"
-    cuts: str = "all"  # "all", "stride:K" or "steps"
+    cuts: str = "all"  # "all", "stride:K", "steps", or "auto" (backend.pipeline.cut_policy: all within the budget)
     proxy_layers: list[int] | None = None  # None: 4 evenly spaced + last
     truncate: bool = False  # over-long trajectory: keep its last part instead of failing
     trust_remote_code: bool = False
@@ -54,6 +54,8 @@ class RunRequest:
     max_answer_tokens: int = limits.DEFAULT_MAX_ANSWER_TOKENS  # a limit, not part of the key
     max_question_tokens: int = limits.DEFAULT_MAX_QUESTION_TOKENS  # a limit, not part of the key
     origin: dict | None = None  # an imported record: what its file says beyond the trace; meta only, not in the key
+    cut_budget_s: float | None = None  # cuts "auto": the scoring budget (None: cut_policy.default_budget_s()); a limit
+    cut_policy: dict | None = None  # how the cuts were chosen (cut_policy.CutPolicy.to_json); meta only, not in the key
 
     def validate(self) -> None:
         """Checks that need no model (backend.engine.limits; the rest in ``check_before_load``)."""
@@ -74,7 +76,12 @@ class RunRequest:
         limits.check_limit_values(limits.Limits(self.max_answer_tokens, self.max_question_tokens))
         limits.check_proxy_layers(self.proxy_layers, None)
         parse_segmentation(self.segmentation)
-        parse_cuts(self.cuts, 1)
+        if self.cuts != "auto":
+            parse_cuts(self.cuts, 1)
+        if self.cut_budget_s is not None and not (
+            isinstance(self.cut_budget_s, (int, float)) and 0 < self.cut_budget_s < float("inf")
+        ):
+            raise InputError(f"--budget-s {self.cut_budget_s} must be a positive number of seconds")
         if self.generator not in GENERATORS:
             raise InputError(f"unknown --generator '{self.generator}': use local or openai")
         if self.generator == "openai" and self.trajectory is None:

@@ -34,6 +34,7 @@ from backend.engine.trajectory import (
     split_thinking,
 )
 from backend.errors import ContextTooLongError, InputError
+from backend.pipeline import cut_policy
 from backend.pipeline.request import RunRequest, check_before_load
 from backend.store import hashing, schema
 from backend.store.runs import RunStore, content_key
@@ -52,6 +53,26 @@ class RunOutcome:
     cached: bool
     seconds: float
     warnings: list[str] = field(default_factory=list)
+
+
+def resolve_auto_cuts(req: RunRequest, tok, thinking: str, answer: str) -> RunRequest:
+    """``req`` with ``cuts: auto`` decided by ``cut_policy.choose_cuts`` on the trajectory's real
+    tokens and boundaries, at the rate ``req.cut_policy`` carries (``s_per_token``, ``d_model``:
+    the batch kind puts this machine's there) or the first guess."""
+    from dataclasses import replace
+
+    _, offsets = encode_with_offsets(tok, thinking)
+    n = len(offsets)
+    boundaries = [0] + [s.end for s in segment(thinking, offsets, req.segmentation)]
+    m = len(encode(tok, req.template)) + len(encode(tok, answer))
+    hint = dict(req.cut_policy or {})
+    rate = float(hint.get("s_per_token") or cut_policy.DEFAULT_S_PER_TOKEN)
+    fixed_s, per_cut_s = cut_policy.scoring_costs(n, m, rate, hint.get("d_model"))
+    policy = cut_policy.choose_cuts(
+        cut_policy.AUTO, n, boundaries, fixed_s=fixed_s, per_cut_s=per_cut_s, budget_s=req.cut_budget_s
+    )
+    basis = "measured" if hint.get("s_per_token") else "first guess"
+    return replace(req, cuts=policy.chosen, cut_policy=policy.to_json() | {"basis": basis, "n_tokens": n})
 
 
 def estimate_probe_tokens(n_tokens: int, cuts: str, n_probe: int, n_steps: int = 0) -> int:
@@ -158,6 +179,8 @@ def run_question(
         answer, answer_source = predicted, "self"
     answer = answer.strip()
 
+    if req.cuts == cut_policy.AUTO:  # a batch's or an API caller's: decided now, on the real token counts
+        req = resolve_auto_cuts(req, tok, thinking, answer)
     key = _run_key(req, fingerprint, getattr(tok, "chat_template", "") or "", thinking, answer)
     with store.lock(key):
         if store.has(key) and not force:
@@ -177,6 +200,7 @@ def run_question(
             **_grading(predicted, answer, answer_source),
             Meta.WARNINGS: warnings,
             Meta.ORIGIN: req.origin,
+            Meta.CUT_POLICY: req.cut_policy,
             Meta.CREATED: time.time(),
         }
         if req.branch:

@@ -92,7 +92,7 @@ def export_tables(run, out_dir: str | Path, fmt: str, store=None) -> list[Path]:
 def run_figures(run) -> dict:
     """The figures the HTML export shows: loss descent, lens heatmap, 2-D path (if stored)."""
     from backend.plots import figures
-    from backend.plots.html_export import _path_data
+    from backend.plots.run_page import path_data
 
     tokens, steps = run.tokens, run.steps
     alpha = figures.default_ema_alpha(max(int(run.n_tokens), 1))
@@ -100,7 +100,7 @@ def run_figures(run) -> dict:
         "loss": figures.loss_descent_figure(tokens, steps, alpha=alpha, height=FIGURE_HEIGHT),
         "lens": figures.lens_heatmap_figure(run.lens, height=FIGURE_HEIGHT),
     }
-    coords, caption = _path_data(run)
+    coords, caption, _geometry = path_data(run)
     if coords is not None:
         _, axis_x, axis_y = caption.split("|")
         out["path"] = figures.path_figure(

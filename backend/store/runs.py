@@ -275,6 +275,12 @@ class MetaView:
         return dict(self.meta.get(Meta.ORIGIN) or {})
 
     @property
+    def cut_policy(self) -> dict:
+        """How the cuts were chosen (backend.pipeline.cut_policy): requested, chosen, stride,
+        budget and the estimate; empty for a run made before the policy."""
+        return dict(self.meta.get(Meta.CUT_POLICY) or {})
+
+    @property
     def branch(self) -> dict:
         """A branch: how it was made (kind, generation settings); empty for an ordinary run."""
         return dict(self.meta.get(Meta.BRANCH) or {})

@@ -154,6 +154,7 @@ class Meta:
     WARNINGS: Final = "warnings"
     COMPUTE: Final = "compute"  # how the run shared the cores: torch threads, OpenMP wait policy (docs/threads.md)
     ORIGIN: Final = "origin"  # an imported record: what its file says beyond the trace (eval log ids, scores)
+    CUT_POLICY: Final = "cut_policy"  # how the cuts were chosen: requested, chosen, stride, budget, estimate
 
 
 class ModelMeta:

@@ -170,7 +170,7 @@ def test_cdn_html_references_plotlyjs_and_draws_when_it_loads(tiny_run, tmp_path
         errors: list[str] = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))
         page.goto(out.as_uri())
-        page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length === 3", timeout=180_000)
+        page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length >= 3", timeout=180_000)
     finally:
         context.close()
     assert not errors, errors
@@ -178,7 +178,7 @@ def test_cdn_html_references_plotlyjs_and_draws_when_it_loads(tiny_run, tmp_path
 
 
 def test_unknown_plotlyjs_mode_is_refused():
-    from backend.plots.html_export import plotlyjs_tag
+    from backend.plots.run_page import plotlyjs_tag
 
     with pytest.raises(InputError, match="inline or cdn"):
         plotlyjs_tag("remote")

@@ -1,4 +1,5 @@
-"""The exported HTML: one self-contained file that works offline, with a slider driving every view."""
+"""The exported HTML: one self-contained file that works offline, with a slider driving every view
+(the same run page as the static site's: tests/browser/test_site.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from tests.app_server import CHROMIUM, ROOT
 
 @pytest.fixture(scope="module")
 def exported(tiny_run, tmp_path_factory):
-    from backend.plots.html_export import export_html
+    from backend.export.single import export_html
 
     store, key = tiny_run
     run = store.open(key)
@@ -33,7 +34,7 @@ def test_export_file_is_self_contained(exported):
 
 def test_export_refuses_a_directory_and_unwritable_paths(tiny_run, tmp_path):
     from backend.errors import InputError
-    from backend.plots.html_export import export_html
+    from backend.export.single import export_html
 
     store, key = tiny_run
     run = store.open(key)
@@ -76,7 +77,7 @@ def test_export_opens_offline_and_slider_moves_the_cursor(exported, browser):
         errors: list[str] = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))
         page.goto(path.as_uri())
-        page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length === 3", timeout=180_000)
+        page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length >= 3", timeout=180_000)
         assert page.evaluate("typeof Plotly") == "object"
         assert page.locator("#raml-step-label").inner_text().startswith("Start")
 
@@ -93,6 +94,7 @@ def test_export_opens_offline_and_slider_moves_the_cursor(exported, browser):
         assert page.locator("#raml-step-label").inner_text() == f"Step 3 / {n_steps}"
         assert page.evaluate("document.body.dataset.step") == "3"
         assert run.steps["text"].iloc[2].strip()[:12] in page.locator("#raml-current").inner_text()
+        assert "Step 3" in page.locator("[data-raml=card]").inner_text()  # the step card follows too
         assert cursor_x() == pytest.approx(run.steps["end"].iloc[2] / n_tokens)
         lens_x0 = page.evaluate("""() => { const s = document.getElementById('raml-lens').layout.shapes;
                                            return s[s.length - 1].x0; }""")

@@ -109,7 +109,7 @@ def test_surface_and_landscape_kinds_are_the_surface_functions(run_copy, provide
     np.testing.assert_allclose(s_job.value.loss, s.loss)
     np.testing.assert_allclose(l_job.value.loss, r.loss)
     assert s_job.results == l_job.results == [key]
-    assert open_queue(store).measured(run.model_fingerprint, s_job.device, "surface_point_s") > 0
+    assert open_queue(store).measured(run.model_fingerprint, s_job.device, "surface_point") > 0
 
 
 @pytest.fixture(scope="module")

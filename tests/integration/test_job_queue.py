@@ -39,15 +39,18 @@ def test_run_job_stores_the_run_links_it_and_records_throughput(queue, tiny_llam
     assert queue.store.has(key) and key in set(queue.store.list_runs()["key"])
     assert job.started is not None and job.finished >= job.started and job.elapsed_s() >= 0
     fingerprint = tiny_llama.fingerprint
-    tps = queue.measured(fingerprint, job.device, "analyze_tps")
-    assert tps is not None and tps > 0
-    # the estimate now uses this machine's measured rate, not the default guess
+    # the finished job updated this machine's stored rates, stage by stage, and its model's facts
+    (per_token,) = queue.samples(fingerprint, job.device, "analyze")
+    assert per_token > 0
+    assert queue.samples(fingerprint, job.device, "fact:chars_per_token")
+    assert not queue.samples(fingerprint, job.device, "generate")  # imported: nothing generated
+    assert job.plan and [s["name"] for s in job.plan["stages"]] == ["analyze", "write"]  # in memory: no load
+    assert set(job.stage_times) >= {"analyze", "write"}
+    # the estimate now uses this machine's measured rates, not the default guess
     req = BUILTIN.parse("run", _run_params(tiny_llama.name)).request
     est = estimates.estimate_run(req, queue, job.device, model_state_=(fingerprint, True, False))
     assert est.measured and est.parts["load"] == 0.0
-    assert est.parts["analyze"] == pytest.approx(
-        estimates.estimate_probe_tokens(len(SAMPLE_TRAJECTORY) // 4 + 1, "all", 13, 1) / tps, rel=0.2
-    )
+    assert est.stages[0].seconds == pytest.approx(est.stages[0].work * per_token)
     # the same request again is a cache hit, and linked to the same run
     again = queue.run_next() if queue.submit("run", _run_params(tiny_llama.name)) else None
     assert again.state == "finished" and again.results == [key]
@@ -162,7 +165,7 @@ def test_estimates_warn_above_a_minute_and_include_the_load():
     req = RunRequest(question="q", answer="6", trajectory=None)
     fresh = estimates.estimate_run(req, None, "cpu", model_state_=("f" * 16, False, True))
     warm = estimates.estimate_run(req, None, "cpu", model_state_=("f" * 16, True, False))
-    assert not fresh.measured and fresh.parts["load"] == estimates.DEFAULTS["load_gguf_s"]
+    assert not fresh.measured and fresh.parts["load"] == estimates.DEFAULTS["load_convert"]
     assert warm.parts["load"] == 0.0 and fresh.seconds > warm.seconds
     big = [RunRequest(question="q", answer="6", trajectory="word " * 4000) for _ in range(20)]
     assert estimates.estimate_batch(big, None, "cpu", model_state_=("f" * 16, True, False)).warn
@@ -193,7 +196,7 @@ def test_surface_and_landscape_jobs_store_derived_data_and_record_rates(tiny_run
     assert load_surface(run, layer, 3, 1.0, store) is not None
     assert load_random_landscape(run, 3, 0.5, 1, store) is not None
     fp = run.meta["model"]["fingerprint"]
-    assert queue.measured(fp, job.device, "surface_point_s") > 0
-    assert queue.measured(fp, job.device, "landscape_point_s") > 0
+    assert queue.measured(fp, job.device, "surface_point") > 0
+    assert queue.measured(fp, job.device, "landscape_point") > 0
     est = estimates.estimate_grid("landscape", 121, queue, fp, job.device, in_memory=True)
     assert est.measured and est.parts["load"] == 0.0

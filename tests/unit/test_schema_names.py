@@ -59,7 +59,7 @@ def test_meta_fields_are_pinned():
             "answer_ids", "first_answer_cut", "truncated_tokens", "reflections", "timings", "summary",
             "analysis_version", "response", "trajectory_source", "think_format", "predicted_answer", "correct",
             "grader", "segmenter_version", "generator", "parent", "branch_at", "branch", "warnings", "compute",
-            "origin",
+            "origin", "cut_policy",
         ),
         "ModelMeta": ("name", "fingerprint", "class", "n_layers", "d_model", "vocab_size", "dtype", "device"),
         "SummaryMeta": ("n_tokens", "n_steps", "n_cuts", "initial_loss", "final_loss"),

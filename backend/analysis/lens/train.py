@@ -26,7 +26,7 @@ EPOCHS = 1  # passes over the training text
 class LensBudget:
     tokens: int = DEFAULT_TOKENS
     window: int = 128
-    batch_windows: int = 2
+    batch_windows: int = 1  # one window per optimiser step: twice the steps for the same text
     epochs: int = EPOCHS
     generations: bool = True  # add the model's own text until ``tokens`` are reached
     seed: int = 0
@@ -76,6 +76,16 @@ def quality(loaded, lens, corpus: text.Corpus) -> dict:
     return out
 
 
+def _optimizer_text(settings) -> str:
+    from backend.engine import tuned_lens as tl
+
+    if settings.optimizer == "adam":
+        head = f"adam lr {settings.adam_lr:g}"
+    else:
+        head = f"sgd nesterov momentum {tl.MOMENTUM} lr {settings.lr_scale * (1 - tl.MOMENTUM):g}"
+    return f"{head} weight decay {tl.WEIGHT_DECAY:g}, linear decay, clip {tl.CLIP_NORM:g}"
+
+
 def train_lens(store, loaded, budget: LensBudget = LensBudget(), *, progress: Progress | None = None) -> dict:
     """Train the tuned lens of ``loaded`` on offline text, measure it on held-out text, store it by
     fingerprint; returns the stored config (with ``quality`` and ``timings``)."""
@@ -121,8 +131,7 @@ def train_lens(store, loaded, budget: LensBudget = LensBudget(), *, progress: Pr
             "epochs": budget.epochs,
             "seed": budget.seed,
             "objective": "kl_to_final",
-            "optimizer": f"sgd nesterov momentum {tl.MOMENTUM} lr {settings.lr_scale * (1 - tl.MOMENTUM):g} "
-            f"weight decay {tl.WEIGHT_DECAY:g}, linear decay, clip {tl.CLIP_NORM:g}",
+            "optimizer": _optimizer_text(settings),
             "train_kl_first_last": [trained.train_kl[0], trained.train_kl[-1]],
         },
         "quality": measured,

@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 from backend.errors import InputError
 from backend.jobs import params as P
 from backend.jobs.kinds.common import short
-from backend.jobs.kinds.models import model_for_run
+from backend.jobs.kinds.models import model_flags, model_for_run
 from backend.jobs.queue import JobContext
 from backend.pipeline.branch_defaults import DEFAULTS  # the one set of defaults (page, CLI, this kind)
 
@@ -66,6 +66,52 @@ def branch_title(p: BranchParams) -> str:
     return f"Branch: {short(p.key)} at step {p.step}, {what}"
 
 
+def branch_estimate(p: BranchParams, queue, device: str):
+    """Load (unless in memory), generation from the boundary (cap × the model's learned fill),
+    then the scoring of every branch (``estimates.estimate_branch``)."""
+    from backend.errors import RamlError
+    from backend.jobs.estimates import estimate_branch
+
+    try:
+        run = queue.store.open(p.key, verify=False)
+    except RamlError:
+        return None
+    in_memory, needs_conversion = model_flags(run.model_name)
+    return estimate_branch(
+        run,
+        queue,
+        device,
+        step=p.step,
+        samples=int(p.samples or 1),
+        mode=p.mode,
+        max_new_tokens=p.max_new_tokens,
+        regenerate=p.regenerate,
+        in_memory=in_memory,
+        needs_conversion=needs_conversion,
+        edit_chars=len(p.text or ""),
+    )
+
+
+def _record_branches(ctx: JobContext, keys: list[str]) -> None:
+    """The work the branches really did: tokens generated, and their scoring (for the estimates)."""
+    from backend.jobs import estimates
+
+    generated = analysed = written = 0.0
+    for key in keys:
+        run = ctx.store.open(key, verify=False)
+        shape = estimates.run_shape(run)
+        generated += float(run.branch.get("generated_tokens") or 0)
+        analysed += estimates.analysis_work(shape["n"], shape["cuts"], shape["m"], shape["d_model"])
+        written += estimates.write_work(shape["n"])
+        cap = (run.branch.get("generation") or {}).get("max_new_tokens")
+        if run.branch.get("generated_tokens") and cap:
+            ctx.record_facts(run.model_fingerprint, {"generate_fill": min(1.0, run.branch["generated_tokens"] / cap)})
+    if generated:
+        ctx.work("generate", generated)
+    ctx.work("analyze", analysed)
+    ctx.work("write", written)
+
+
 def run_branch(p: BranchParams, ctx: JobContext) -> None:
     from backend.pipeline import branches
 
@@ -92,5 +138,11 @@ def run_branch(p: BranchParams, ctx: JobContext) -> None:
         )
     for outcome in outcomes:
         ctx.add_result(outcome.key)
+    computed = [o.key for o in outcomes if not o.cached]
+    if len(computed) == len(outcomes):  # a cache hit among them: its stages did not run, nothing to learn
+        _record_branches(ctx, computed)
+    else:
+        ctx.work("analyze", 0.0)
+        ctx.work("generate", 0.0)
     ctx.set_value(outcomes)
     ctx.progress("done", 1, 1)

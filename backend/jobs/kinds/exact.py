@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 
 from backend.jobs import params as P
 from backend.jobs.kinds.common import check_grid, short
-from backend.jobs.kinds.models import model_for_run
+from backend.jobs.kinds.models import derived_estimate, model_for_run
 from backend.jobs.queue import JobContext
 
 
@@ -40,6 +40,21 @@ def exact_landscape_title(p: ExactLandscapeParams) -> str:
     return f"Exact landscape: {short(p.key)}, {p.grid}×{p.grid}"
 
 
+def exact_estimate(p: ExactParams, queue, device: str):
+    return derived_estimate("exact", p.key, queue, device)
+
+
+def exact_landscape_estimate(p: ExactLandscapeParams, queue, device: str):
+    from backend.analysis.exact import run as exact_run
+    from backend.errors import RamlError
+
+    try:
+        cached = exact_run.load(queue.store.open(p.key, verify=False), queue.store) is not None
+    except (RamlError, OSError, ValueError):
+        cached = False
+    return derived_estimate("exact_landscape", p.key, queue, device, points=p.grid * p.grid, exact_cached=cached)
+
+
 def _ensure(ctx: JobContext, run, loaded_box: list):
     """The cached exact update, or computed now (the model loaded only then)."""
     from backend.analysis.exact import run as exact_run
@@ -50,11 +65,11 @@ def _ensure(ctx: JobContext, run, loaded_box: list):
     loaded_box.append(model_for_run(ctx, run))
     ctx.progress("exact", 0, 1)
     result = exact_run.ensure(run, loaded=loaded_box[-1], store=ctx.store, progress=ctx.reporter("exact"))
-    timings = result.meta.get("timings") or {}
+    from backend.jobs import estimates
+
     boundaries = int((result.meta.get("stored") or {}).get("K_path") or result.update.K)
-    seconds = sum(float(timings.get(k, 0.0)) for k in ("with_context_s", "no_context_s", "solve_s"))
-    if seconds > 0:  # this machine's rate for the estimates (issue 23): seconds per boundary, prefill aside
-        ctx.record_throughput(run.model_fingerprint, "exact_boundary_s", seconds / boundaries)
+    shape = estimates.run_shape(run)  # the work done, for the estimates' seconds per boundary (issue 23)
+    ctx.work("exact", estimates.exact_work(shape["n"], boundaries, shape["d_model"]))
     return result
 
 

@@ -48,6 +48,12 @@ def export_title(p: ExportImagesParams) -> str:
     return f"Export images: {short(p.key)} ({', '.join(p.formats)})"
 
 
+def export_estimate(p: ExportImagesParams, queue, device: str):
+    from backend.jobs.kinds.models import derived_estimate
+
+    return derived_estimate("export_images", p.key, queue, device, formats=p.formats)
+
+
 def run_export_images(p: ExportImagesParams, ctx: JobContext) -> None:
     from backend.plots import exports
 

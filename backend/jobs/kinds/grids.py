@@ -1,7 +1,7 @@
 """Kinds ``surface`` (proxy-plane loss surface of a run at a layer,
 ``backend.analysis.landscapes.surfaces.loss_surface``) and ``landscape`` (random-direction
-landscape, ``random_landscape``). Both are cached as the run's derived data and record this
-machine's seconds per grid point for the estimates."""
+landscape, ``random_landscape``). Both are cached as the run's derived data; their estimate is
+the load plus points × this machine's seconds per grid point, learned as each job finishes."""
 
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ def landscape_title(p: LandscapeParams) -> str:
     return f"Landscape: {short(p.key)}, {p.grid}×{p.grid}"
 
 
-def _grid_estimate(kind: str, key: str, points: int, queue, device: str) -> float | None:
+def _grid_estimate(kind: str, key: str, points: int, queue, device: str):
     from backend.errors import RamlError
     from backend.jobs.estimates import estimate_grid
 
@@ -63,22 +63,15 @@ def _grid_estimate(kind: str, key: str, points: int, queue, device: str) -> floa
         return None
     in_memory, needs_conversion = model_flags(run.model_name)
     fingerprint = run.model_fingerprint or ""
-    return estimate_grid(kind, points, queue, fingerprint, device, in_memory, needs_conversion).seconds
+    return estimate_grid(kind, points, queue, fingerprint, device, in_memory, needs_conversion)
 
 
-def surface_estimate(p: SurfaceParams, queue, device: str) -> float | None:
+def surface_estimate(p: SurfaceParams, queue, device: str):
     return _grid_estimate("surface", p.key, p.grid * p.grid, queue, device)
 
 
-def landscape_estimate(p: LandscapeParams, queue, device: str) -> float | None:
+def landscape_estimate(p: LandscapeParams, queue, device: str):
     return _grid_estimate("landscape", p.key, p.grid * p.grid, queue, device)
-
-
-def _record_grid(ctx: JobContext, run, stage: str, points: int) -> None:
-    ctx.close_stage()
-    seconds = ctx.stage_s(stage)
-    if seconds > 0.05 and points and run.model_fingerprint:
-        ctx.record_throughput(run.model_fingerprint, f"{stage}_point_s", seconds / points)
 
 
 def run_surface(p: SurfaceParams, ctx: JobContext) -> None:
@@ -92,8 +85,6 @@ def run_surface(p: SurfaceParams, ctx: JobContext) -> None:
         run, p.layer, loaded=loaded, grid=p.grid, span=p.span, progress=ctx.reporter("surface"), store=ctx.store
     )
     ctx.add_result(p.key)
-    if not result.cached:
-        _record_grid(ctx, run, "surface", points)
     ctx.set_value(result)
 
 
@@ -108,6 +99,4 @@ def run_landscape(p: LandscapeParams, ctx: JobContext) -> None:
         run, loaded=loaded, grid=p.grid, span=p.span, seed=p.seed, progress=ctx.reporter("landscape"), store=ctx.store
     )
     ctx.add_result(p.key)
-    if not result.cached:
-        _record_grid(ctx, run, "landscape", points)
     ctx.set_value(result)

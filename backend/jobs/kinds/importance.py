@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 from backend.analysis.importance import defaults
 from backend.jobs import params as P
 from backend.jobs.kinds.common import short
-from backend.jobs.kinds.models import model_for_run
+from backend.jobs.kinds.models import derived_estimate, model_for_run
 from backend.jobs.queue import JobContext
 
 
@@ -26,6 +26,10 @@ def importance_title(p: ImportanceParams) -> str:
     return f"Importance: {short(p.key)}" + (" + attention" if p.attention else "")
 
 
+def importance_estimate(p: ImportanceParams, queue, device: str):
+    return derived_estimate("importance", p.key, queue, device, attention=p.attention, every_boundary=p.every_boundary)
+
+
 def run_importance(p: ImportanceParams, ctx: JobContext) -> None:
     from backend.analysis.importance.run import compute_run_importance
 
@@ -40,20 +44,17 @@ def run_importance(p: ImportanceParams, ctx: JobContext) -> None:
     ctx.progress("done", 1, 1)
 
 
-def ablation_tokens(n_tokens: int, boundary_cuts: list[int]) -> int:
-    """Tokens the fast ablation encodes besides its probes: the prefill n plus every step's suffix
-    Σ_k (n − e_k) (docs/importance.md): about S·n/2, the quantity its time follows."""
-    ends = sorted(set(int(c) for c in boundary_cuts))[1:]
-    return int(n_tokens) + sum(int(n_tokens) - e for e in ends)
-
-
 def record_importance_throughput(ctx: JobContext, run, payload: dict) -> None:
-    """This machine's rates for the estimates (issue 23): ``ablation_tps`` (encoded tokens per
-    second, ``ablation_tokens``) and ``attention_cut_s`` (seconds per probed cut)."""
-    timings = payload.get("timings") or {}
-    if timings.get("ablate_s"):
-        tokens = ablation_tokens(run.n_tokens, payload["boundary_cuts"])
-        ctx.record_throughput(run.model_fingerprint, "ablation_tps", tokens / timings["ablate_s"])
-    if timings.get("attention_s") and payload.get("attention"):
+    """The work the stages really did, for the estimates to learn seconds per unit from (issue 23):
+    ``ablate`` the tokens it encoded (``estimates.ablation_tokens`` + the probes), ``attention``
+    the probed cuts' tokens (``estimates.attention_work``)."""
+    from backend.jobs import estimates
+
+    shape = estimates.run_shape(run)
+    boundaries = [int(c) for c in payload.get("boundary_cuts") or []]
+    if boundaries:
+        probes = len(boundaries) / 2 if payload.get("every_boundary") else 1
+        ctx.work("ablate", estimates.ablate_work(shape["n"], boundaries, probes, shape["m"], shape["d_model"]))
+    if payload.get("attention"):
         cuts = len(payload["attention"]["cuts"])
-        ctx.record_throughput(run.model_fingerprint, "attention_cut_s", timings["attention_s"] / max(1, cuts))
+        ctx.work("attention", estimates.attention_work(shape["n"], cuts, shape["m"], shape["d_model"]))

@@ -34,6 +34,26 @@ def lens_train_title(p: LensTrainParams) -> str:
     return f"Tuned lens: {p.model}, {p.tokens} tokens"
 
 
+def lens_train_estimate(p: LensTrainParams, queue, device: str):
+    from backend.jobs.estimates import estimate_lens_train
+    from backend.jobs.kinds.models import model_state_for
+
+    state = model_state_for(p.model)
+    if state is None:
+        return None
+    fingerprint, in_memory, needs_conversion = state
+    return estimate_lens_train(
+        queue,
+        fingerprint,
+        device,
+        tokens=p.tokens,
+        epochs=p.epochs,
+        generations=p.generations,
+        in_memory=in_memory,
+        needs_conversion=needs_conversion,
+    )
+
+
 def run_lens_train(p: LensTrainParams, ctx: JobContext) -> None:
     from backend.analysis.lens.train import LensBudget, train_lens
     from backend.engine import provider
@@ -60,6 +80,12 @@ class LensGridParams:
 
 def lens_grid_title(p: LensGridParams) -> str:
     return f"Tuned-lens grid: {p.key[:12]}"
+
+
+def lens_grid_estimate(p: LensGridParams, queue, device: str):
+    from backend.jobs.kinds.models import derived_estimate
+
+    return derived_estimate("lens_grid", p.key, queue, device)
 
 
 def run_lens_grid(p: LensGridParams, ctx: JobContext) -> None:

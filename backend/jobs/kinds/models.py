@@ -1,5 +1,6 @@
 """The model of a job, from ``backend.engine.provider`` only, loaded as its own ``load`` stage
-(so a grid's or an analysis's rate excludes the load) with the load time recorded."""
+(so a grid's or an analysis's rate excludes the load; the registry learns the load's time from
+the plan's ``load`` stage)."""
 
 from __future__ import annotations
 
@@ -41,17 +42,24 @@ def model_for_run(ctx: JobContext, run):
     """The model ``run`` was analysed with (refuses other weights), as the ``load`` stage."""
     from backend.engine import provider
 
-    name = run.model_name
-    in_memory, needs_conversion = model_flags(name)
     ctx.progress("load", 0, 1)
-    loaded = provider.provide_for_run(name, run.model_fingerprint, run.key)
+    loaded = provider.provide_for_run(run.model_name, run.model_fingerprint, run.key)
     ctx.progress("load", 1, 1)
-    ctx.close_stage()
-    if not in_memory and ctx.stage_s("load") > 0.2:
-        metric = "load_gguf_s" if needs_conversion else "load_s"
-        ctx.record_throughput(loaded.fingerprint, metric, ctx.stage_s("load"))
     return loaded
 
 
 def open_run(ctx: JobContext, key: str):
     return ctx.store.open(key)
+
+
+def derived_estimate(kind: str, key: str, queue, device: str, **options):
+    """The estimate of a derived-data job on stored run ``key`` (``estimates.estimate_derived``:
+    the model load unless in memory, then the kind's stages); None when the run cannot be read."""
+    from backend.jobs.estimates import estimate_derived
+
+    try:
+        run = queue.store.open(key, verify=False)
+    except RamlError:
+        return None
+    in_memory, needs_conversion = model_flags(run.model_name) if kind != "export_images" else (True, False)
+    return estimate_derived(kind, run, queue, device, in_memory=in_memory, needs_conversion=needs_conversion, **options)

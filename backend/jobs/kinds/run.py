@@ -1,7 +1,10 @@
 """Kinds ``run`` (one question: a new run or an imported trajectory, ``run_question``) and
 ``batch`` (every question of a dataset file, with K samples: ``backend.scale.batch.run_batch``,
-the one batch implementation). ``run`` records this machine's throughput for the estimates
-(a batch's runs go through ``run_batch``, whose stages it does not see: it records none)."""
+the one batch implementation). A ``run`` with ``cuts: "auto"`` gets its cuts from the cut-point
+policy at submit (``backend.pipeline.cut_policy``: every token within the budget, else a stride
+that fits it, the boundaries always kept), recorded as ``cut_policy``. Both kinds teach the
+estimates (``backend.jobs.estimates``): the registry folds their stage times in; ``run`` also
+reports the work its stages really did and what the run taught about its model."""
 
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from backend.errors import InputError
 from backend.jobs import params as P
-from backend.jobs.kinds.models import model_flags, model_state_for
+from backend.jobs.kinds.models import model_state_for
 from backend.jobs.queue import JobContext
 
 if TYPE_CHECKING:
@@ -52,7 +55,26 @@ class RunParams:
 
     def checked(self, store, kind: str) -> RunParams:
         self.request.validate()
-        return self
+        return RunParams(with_cut_policy(self.request, store), self.force)
+
+
+def with_cut_policy(req: RunRequest, store) -> RunRequest:
+    """``req`` with its cuts decided by the policy (``auto`` → all or a stride that fits the
+    budget, from this machine's rates) and ``cut_policy`` set to what was decided and why."""
+    from dataclasses import replace
+
+    from backend.jobs.estimates import estimate_run
+    from backend.jobs.queue import JobQueue, default_device
+
+    if req.cuts != "auto" and req.cut_policy is not None:
+        return req
+    state = model_state_for(req.model)
+    if state is None:
+        if req.cuts != "auto":
+            return req
+        state = ("", False, False)  # an unknown model: run_question refuses it; decided on first guesses
+    policy = estimate_run(req, JobQueue(store), default_device(), model_state_=state).cut_policy or {}
+    return replace(req, cuts=policy.get("chosen", req.cuts), cut_policy=policy or None)
 
 
 @dataclass(frozen=True)
@@ -65,33 +87,31 @@ def run_title(p: RunParams) -> str:
     return f"{verb}: {p.request.question.strip()[:60]}"
 
 
-def run_estimate(p: RunParams, queue, device: str) -> float | None:
+def run_estimate(p: RunParams, queue, device: str):
     from backend.jobs.estimates import estimate_run
 
     state = model_state_for(p.request.model)
-    return estimate_run(p.request, queue, device, model_state_=state).seconds if state else None
+    return estimate_run(p.request, queue, device, model_state_=state) if state else None
 
 
-def record_run(ctx: JobContext, req: RunRequest, key: str, loaded_before: bool, needs_conversion: bool) -> None:
-    """Fold a computed run's stage times into this machine's throughput table."""
+def record_run(ctx: JobContext, req: RunRequest, key: str) -> None:
+    """The work a computed run's stages really did (for the estimates to learn from) and what the
+    run taught about its model (characters per token, tokens per step, the generation's fill)."""
     from backend.engine import provider
     from backend.engine.trajectory import encode
+    from backend.jobs import estimates
 
-    ctx.close_stage()
     run = ctx.store.open(key, verify=False)
-    fingerprint = run.model_fingerprint
-    if not loaded_before and ctx.stage_s("load") > 0.2:
-        ctx.record_throughput(fingerprint, "load_gguf_s" if needs_conversion else "load_s", ctx.stage_s("load"))
     n_tokens = int(run.n_tokens)
-    if run.trajectory_source == "generated" and ctx.stage_s("generate") > 0.05:
-        ctx.record_throughput(fingerprint, "generate_tps", n_tokens / ctx.stage_s("generate"))
-    if ctx.stage_s("analyze") > 0.05:
-        loaded = provider.provide(
-            req.model, trust_remote_code=req.trust_remote_code, device=req.device, dtype=req.dtype
-        )
-        m = len(encode(loaded.tokenizer, run.template)) + len(run.answer_ids or [])
-        probe_tokens = n_tokens + int(run.summary.n_cuts or n_tokens + 1) * m
-        ctx.record_throughput(fingerprint, "analyze_tps", probe_tokens / ctx.stage_s("analyze"))
+    generated = run.trajectory_source == "generated" and req.trajectory is None
+    if generated:
+        ctx.work("generate", n_tokens)
+    loaded = provider.provide(req.model, trust_remote_code=req.trust_remote_code, device=req.device, dtype=req.dtype)
+    m = len(encode(loaded.tokenizer, run.template)) + len(run.answer_ids or [])
+    ctx.work("analyze", estimates.analysis_work(n_tokens, int(run.summary.n_cuts or n_tokens + 1), m, run.d_model))
+    ctx.work("write", estimates.write_work(n_tokens))
+    facts = estimates.facts_of_run(run, req.generation.max_new_tokens if generated else None)
+    ctx.record_facts(run.model_fingerprint, facts)
 
 
 def run_run(p: RunParams, ctx: JobContext) -> None:
@@ -99,15 +119,33 @@ def run_run(p: RunParams, ctx: JobContext) -> None:
     from backend.pipeline.run import run_question
 
     req = p.request
-    loaded_before, needs_conversion = model_flags(req.model)
     outcome = run_question(req, ctx.store, loaded=provider.registered(req.model), progress=ctx.progress, force=p.force)
     ctx.add_result(outcome.key)
     for warning in outcome.warnings:
         ctx.message(warning)
     if not outcome.cached:
-        record_run(ctx, req, outcome.key, loaded_before, needs_conversion)
+        record_run(ctx, req, outcome.key)
     ctx.set_value(outcome)
     ctx.progress("done", 1, 1)
+
+
+def learn_from_run(ctx: JobContext, key: str) -> None:
+    """A batch's computed run teaches the scoring rate from its own engine timings (the batch
+    reports questions, not stages) and its model's facts; a run that cannot be read teaches nothing."""
+    from backend.errors import RamlError
+    from backend.jobs import estimates
+
+    try:
+        run = ctx.store.open(key, verify=False)
+    except RamlError:
+        return
+    timings = run.timings
+    seconds = sum(float(timings.get(k, 0.0)) for k in ("prefill_s", "probe_s", "readout_s"))
+    shape = estimates.run_shape(run)
+    work = estimates.analysis_work(shape["n"], shape["cuts"], shape["m"], shape["d_model"])
+    if seconds >= estimates.MIN_STAGE_S and work > 0:
+        ctx.record_throughput(run.model_fingerprint, "analyze", seconds / work)
+    ctx.record_facts(run.model_fingerprint, estimates.facts_of_run(run))
 
 
 # ---------------------------------------------------------------------------- batch
@@ -152,13 +190,58 @@ class BatchParams:
         if not self.source.strip():
             raise InputError(f"job kind '{kind}': source is empty (a dataset file or folder)")
         self.field_map()  # an unknown preset is refused here
-        replace(self.template_request(kind), question="options check").validate()
-        return replace(self, source=str(Path(self.source).resolve()))
+        template = self.template_request(kind)
+        replace(template, question="options check").validate()
+        return replace(self, source=str(Path(self.source).resolve()), template=self._cut_hint(template, store))
+
+    def _cut_hint(self, template: RunRequest, store) -> dict:
+        """cuts "auto": each run decides on its real token counts (``run_question``), at this
+        machine's measured scoring rate, put into the template here."""
+        if template.cuts != "auto" or (self.template.get("cut_policy") or {}).get("s_per_token"):
+            return self.template
+        from backend.jobs.estimates import Rates
+        from backend.jobs.queue import JobQueue, default_device
+
+        state = model_state_for(template.model)
+        rates = Rates(JobQueue(store), state[0] if state else "", default_device())
+        rate, d_model = rates.rate("analyze"), rates.fact("d_model").seconds
+        hint = {"requested": "auto", "s_per_token": rate.seconds if rate.n else None, "d_model": d_model}
+        return dict(self.template) | {"cut_policy": hint}
 
 
 def batch_title(p: BatchParams) -> str:
     samples = f" × {p.samples} samples" if p.samples > 1 else ""
     return f"Batch: {Path(p.source).name}{samples}"
+
+
+ESTIMATE_MAX_BYTES = 64 << 20  # a larger dataset file is not read twice just to estimate it
+
+
+def batch_estimate(p: BatchParams, queue, device: str):
+    """One load, then every (question, sample)'s stages (``estimates.estimate_batch``); the file
+    is read for it (its first ``limit`` questions), unless it is large or unreadable."""
+    from dataclasses import replace
+
+    from backend.errors import RamlError
+    from backend.jobs.estimates import estimate_batch
+    from backend.scale import batch
+
+    source = Path(p.source)
+    try:
+        if source.is_file() and source.stat().st_size > ESTIMATE_MAX_BYTES:
+            return None
+        spec = batch.BatchSpec(p.source, p.field_map(), p.samples, p.limit, p.engine, p.address, show_progress=False)
+        records, _, _ = batch.read_records(spec)
+    except (RamlError, OSError):
+        return None
+    template = p.template_request()
+    reqs = [
+        replace(template, question=r.question, answer=r.answer, trajectory=r.trajectory)
+        for r in records
+        for _ in range(1 if r.trajectory is not None else p.samples)
+    ]
+    state = model_state_for(template.model)
+    return estimate_batch(reqs, queue, device, model_state_=state) if state and reqs else None
 
 
 def run_batch(p: BatchParams, ctx: JobContext) -> None:
@@ -181,6 +264,8 @@ def run_batch(p: BatchParams, ctx: JobContext) -> None:
     for r in report.results:
         if r.key:
             ctx.add_result(r.key)
+            if not r.cached:
+                learn_from_run(ctx, r.key)
     for line in report.error_lines():
         ctx.message(line)
     ctx.set_title(f"{title} · {report.summary()}")
