@@ -165,14 +165,33 @@ class ExploreLayout:
     scale: float  # font scale of the charts
 
 
-def explore_layout(viewport_h: int | None, present: bool) -> ExploreLayout:
+# The question header (app/panels/header.py): wrapped, whole in presentation mode, at most
+# QUESTION_LINES lines elsewhere (the rest on hover). The server knows only the window's height,
+# so its width is estimated as a 16:9 screen's (presentation screens are).
+QUESTION_LINES = 3
+QUESTION_FONT_PX = {False: 1.12 * 16, True: 1.25 * 17}  # ui.BASE_CSS / ui.PRESENT_CSS
+QUESTION_LINE = 1.35  # line height, in font sizes
+SIDEBAR_PX = 336
+
+
+def question_lines(n_chars: int, viewport_h: int, present: bool) -> int:
+    """Lines the question header wraps into at ``viewport_h`` (estimated; at least 1)."""
+    width = viewport_h * 16 / 9 - 96 - (0 if present else SIDEBAR_PX)
+    per_line = max(20, int(width / (QUESTION_FONT_PX[present] * 0.52)))
+    lines = max(1, -(-int(n_chars) // per_line))
+    return lines if present else min(lines, QUESTION_LINES)
+
+
+def explore_layout(viewport_h: int | None, present: bool, question_chars: int = 0) -> ExploreLayout:
     """Two rows of views under the header and the step controls, filling ``viewport_h``.
 
-    Fixed costs (page padding, header, controls, two view headings) are about 320 px in the
-    normal page and 240 px in presentation mode (no sidebar, no captions).
+    Fixed costs (page padding, a one-line header, controls, two view headings) are about 320 px in
+    the normal page and 240 px in presentation mode (no sidebar, no captions); each further line
+    the question wraps into (``question_chars`` long) costs one line of the header.
     """
     vh = DEFAULT_VIEWPORT_H if viewport_h is None else int(min(max(viewport_h, MIN_VIEWPORT_H), MAX_VIEWPORT_H))
-    overhead = 262 if present else 318
+    extra_lines = question_lines(question_chars, vh, present) - 1 if question_chars else 0
+    overhead = (262 if present else 318) + round(extra_lines * QUESTION_FONT_PX[present] * QUESTION_LINE)
     chart_h = max(200, (vh - overhead) // 2)
     scale = 1.0 if not present else (1.25 if vh >= 1000 else 1.0)
     text_h = max(90, chart_h - round(118 * scale))  # the compact step card sits under the text

@@ -164,10 +164,11 @@ function paintText(s, b) {  // the window of steps around b (text.window[b]), re
     box.dataset.ramlWindow = sig;
   }
   const current = document.getElementById('raml-current');
-  if (current) {  // keep the current step in view inside the scrolling box, not the page
-    const outer = box.parentElement, r = current.getBoundingClientRect(), o = outer.getBoundingClientRect();
-    if (r.bottom > o.bottom) outer.scrollTop += r.bottom - o.bottom + 8;
-    else if (r.top < o.top) outer.scrollTop -= o.top - r.top + 8;
+  const outer = box.parentElement;  // scroll inside the text box, never the page
+  if (!current) { outer.scrollTop = 0; return; }  // the start: the box from its beginning
+  const r = current.getBoundingClientRect(), o = outer.getBoundingClientRect();
+  if (r.top < o.top || r.bottom > o.bottom) {  // out of view: its end in view, its beginning if it is taller
+    outer.scrollTop += (r.top < o.top || r.height > o.height - 16) ? r.top - o.top - 8 : r.bottom - o.bottom + 8;
   }
 }
 function paintControls(s, b) {

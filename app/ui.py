@@ -98,7 +98,10 @@ BASE_CSS = """
 .raml-badge.ok { background: #dcfce7; color: #166534; } .raml-badge.bad { background: #fee2e2; color: #991b1b; }
 .raml-badge.na { background: #e2e8f0; color: #334155; }
 .raml-h { font-weight: 600; color: #334155; font-size: 0.98rem; }
-.raml-title { font-size: 1.12rem; font-weight: 600; color: #111827; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
+.raml-title { font-size: 1.12rem; font-weight: 600; color: #111827; line-height: 1.35; white-space: pre-line;
+  overflow-wrap: anywhere; display: -webkit-box; -webkit-box-orient: vertical; -webkit-line-clamp: 3; line-clamp: 3;
+  overflow: hidden; }
+.raml-title.present { display: block; -webkit-line-clamp: unset; line-clamp: none; max-height: 40vh; overflow-y: auto; }
 .raml-meta { color: #475569; font-size: 0.9rem; }
 [class*="st-key-explore_h_"] { min-height: 0; }
 [class*="st-key-explore_help_"] button { padding: 0 0.3rem; min-height: 1.6rem; font-size: 0.82rem; color: #64748b; }

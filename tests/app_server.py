@@ -139,3 +139,107 @@ async (want) => {
   });
 }
 """ % VIEW_AT_JS.strip()
+
+
+# ----------------------------------------------------------------------------- fit to present (issue 26)
+# Every plotly chart on the page has been drawn and has stopped changing: no Streamlit element is
+# about to be replaced, every visible chart has its layout, and the charts' sizes, margins and
+# number of texts read the same for 400 ms (a condition polled with a deadline, not a sleep).
+CHARTS_SETTLED_JS = """
+(want) => {
+  if (document.querySelector('[data-stale="true"]')) return false;
+  const sig = [];
+  for (const gd of document.querySelectorAll('.js-plotly-plot')) {
+    const r = gd.getBoundingClientRect();
+    if (r.width < 2 || r.height < 2) continue;  // in a hidden tab
+    if (!gd._fullLayout || !gd._fullLayout._size || !gd.querySelector('.main-svg')) return false;
+    const s = gd._fullLayout._size;
+    sig.push([r.width, r.height, s.l, s.r, s.t, s.b, gd.querySelectorAll('text').length].map(Math.round).join(','));
+  }
+  const now = performance.now(), key = sig.join('|');
+  if (window.__fitSig !== key) { window.__fitSig = key; window.__fitSince = now; return false; }
+  return sig.length >= want && now - window.__fitSince > 400;
+}
+"""
+
+# The text of every visible plotly chart that must stay readable: its title (and subtitle), axis
+# titles, tick labels, legend entries, colour bars (title and ticks), annotations, and plotly's
+# toolbar (the modebar: shown on hover, so its box counts though it is transparent now). Returns
+# one line per problem (two boxes that overlap by more than 1 px, or a box outside its chart's
+# container) and, per chart, how many boxes of each kind it measured.
+CHART_TEXT_BOXES_JS = """
+() => {
+  const problems = [], counts = {};
+  function shown(el, gd) {
+    for (let e = el; e && e !== gd; e = e.parentElement) {
+      const cs = getComputedStyle(e);
+      if (cs.display === 'none' || cs.visibility === 'hidden' || parseFloat(cs.opacity) === 0) return false;
+    }
+    return true;
+  }
+  function rect(el) { const r = el.getBoundingClientRect(); return {l: r.left, t: r.top, r: r.right, b: r.bottom}; }
+  function fmt(b) { return '[' + [b.l, b.t, b.r - b.l, b.b - b.t].map(Math.round).join(',') + ']'; }
+  let n = 0;
+  for (const gd of document.querySelectorAll('.js-plotly-plot')) {
+    const g = gd.getBoundingClientRect();
+    if (g.width < 2 || g.height < 2) continue;
+    const keyed = gd.closest('[class*="st-key-"]');
+    const m = keyed && keyed.className.match(/st-key-([A-Za-z0-9_-]+)/);
+    const name = m ? m[1] : 'chart ' + (n + 1);
+    n++;
+    const host = (gd.closest('[data-testid="stPlotlyChart"]') || gd).getBoundingClientRect();
+    const frame = {l: Math.max(g.left, host.left), t: Math.max(g.top, host.top),
+                   r: Math.min(g.right, host.right), b: Math.min(g.bottom, host.bottom)};
+    const items = [];
+    function add(kind, group, el, always) {
+      if (!always && !shown(el, gd)) return;
+      const text = (el.textContent || '').trim();
+      if (!always && !text) return;
+      const b = rect(el);
+      if (b.r - b.l < 0.5 || b.b - b.t < 0.5) return;
+      items.push({kind: kind, group: group, text: always ? kind : text.slice(0, 40), box: b});
+    }
+    gd.querySelectorAll('.g-gtitle text').forEach((el) => add('title', 'title', el));
+    gd.querySelectorAll('.infolayer > g[class^="g-"][class$="title"]:not(.g-gtitle) text').forEach(
+      (el) => add('axis title', el.parentElement.getAttribute('class'), el));
+    gd.querySelectorAll('.xaxislayer-above text, .yaxislayer-above text').forEach(
+      (el) => add('tick label', el.parentElement.getAttribute('class'), el));
+    gd.querySelectorAll('.legend .traces').forEach((el) => add('legend entry', 'legend', el));
+    gd.querySelectorAll('.colorbar').forEach((cb, i) => {
+      cb.querySelectorAll('.cbtitle text').forEach((el) => add('colour bar title', 'colorbar' + i, el));
+      cb.querySelectorAll('text').forEach((el) => { if (!el.closest('.cbtitle')) add('colour bar tick', 'colorbar' + i, el); });
+    });
+    gd.querySelectorAll('.annotation text').forEach((el) => add('annotation', 'annotation', el));
+    const bar = gd.querySelector('.modebar');
+    if (bar) add('toolbar', 'toolbar', bar, true);
+    counts[name] = {};
+    for (const it of items) counts[name][it.kind] = (counts[name][it.kind] || 0) + 1;
+    for (const it of items) {
+      const b = it.box;
+      if (b.l < frame.l - 1 || b.t < frame.t - 1 || b.r > frame.r + 1 || b.b > frame.b + 1)
+        problems.push(name + ': ' + it.kind + ' "' + it.text + '" ' + fmt(b) + ' is clipped by its chart ' + fmt(frame));
+    }
+    for (let i = 0; i < items.length; i++) {
+      for (let j = i + 1; j < items.length; j++) {
+        const a = items[i], c = items[j];
+        if (a.group === 'legend' && c.group === 'legend') continue;  // plotly lays out its own entries
+        const w = Math.min(a.box.r, c.box.r) - Math.max(a.box.l, c.box.l);
+        const h = Math.min(a.box.b, c.box.b) - Math.max(a.box.t, c.box.t);
+        if (w > 1 && h > 1)
+          problems.push(name + ': ' + a.kind + ' "' + a.text + '" ' + fmt(a.box) + ' overlaps ' + c.kind + ' "' + c.text + '" ' + fmt(c.box));
+      }
+    }
+  }
+  return {problems: problems, counts: counts};
+}
+"""
+
+# The question header (app/panels/header.py): the whole question, nothing cut or hidden.
+QUESTION_SHOWN_JS = """
+() => {
+  const el = document.getElementById('raml-question');
+  if (!el) return {found: false};
+  return {found: true, text: el.textContent, clipped: el.scrollHeight > el.clientHeight + 1 || el.scrollWidth > el.clientWidth + 1,
+          full: el.getAttribute('title')};
+}
+"""

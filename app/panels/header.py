@@ -26,11 +26,16 @@ def md_escape(text: str) -> str:
     return "".join("\\" + c if c in "\\`*_{}[]()#+-.!|<>$~" else c for c in text)
 
 
+def question_html(question: str, present: bool) -> str:
+    """The question, whole and wrapping: in presentation mode all of it, elsewhere at most
+    ``state.QUESTION_LINES`` lines (CSS ``line-clamp``) with all of it on hover."""
+    q = question.strip()
+    cls = "raml-title present" if present else "raml-title"
+    return f'<div class="{cls}" id="raml-question" title="{esc(q)}">{esc(q)}</div>'
+
+
 def draw(run, present: bool) -> None:
-    q = run.question.strip()
-    limit = 120 if present else 160
-    title = q if len(q) <= limit else q[:limit] + "…"
-    st.html(f'<div class="raml-title" title="{esc(q)}">{esc(title)}</div>')
+    st.html(question_html(run.question, present))
     predicted = run.predicted_answer
     source = "reference" if run.answer_source == "reference" else "model's own (no reference given)"
     summary = run.summary

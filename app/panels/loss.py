@@ -18,13 +18,7 @@ CHART = "explore_loss_chart"
 @st.cache_resource(show_spinner=False, max_entries=32)
 def _figure(root: str, key: str, stamp: float, alpha: float, scale: float, height: int):
     run = data.load_run(data.store_at(root), key)
-    fig = figures.loss_descent_figure(run.tokens, run.steps, cursor=None, alpha=alpha, scale=scale, height=height)
-    # one screen: a one-row legend inside the top margin leaves the plot its height
-    fig.update_layout(
-        margin=dict(t=round(30 * scale), b=round(44 * scale)),
-        legend=dict(font=dict(size=round(11 * scale)), entrywidth=0, itemwidth=30, tracegroupgap=0),
-    )
-    return fig
+    return figures.loss_descent_figure(run.tokens, run.steps, cursor=None, alpha=alpha, scale=scale, height=height)
 
 
 def cursor_x(view: View) -> list[float]:

@@ -15,6 +15,7 @@ from backend.plots import text as text_view
 
 SLOT = "left1"
 FUTURE_CHARS = 360
+KEY_H = 30  # px: the one line of the token-colour key above the box (with the page's gap)
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -41,14 +42,17 @@ def _text_marks(root: str, key: str, stamp: float, colour_tokens: bool) -> dict:
 def draw(view: View) -> None:
     if not view.present:
         heading("Reasoning", "text")
-    inner = _text_marks(view.root, view.key, view.stamp, True)["html"] if view.settings.colour_tokens else None
+    colour = view.settings.colour_tokens
+    inner = _text_marks(view.root, view.key, view.stamp, True)["html"] if colour else None
+    if colour:  # the key of the colours, in the box's height (the row keeps its size)
+        st.html(text_view.token_delta_legend_html(view.run.tokens))
     st.html(
         text_view.trajectory_html(
             view.run.steps,
             view.run.reflections,
             view.cursor,
             future_chars=FUTURE_CHARS,
-            height_px=view.layout.text_h,
+            height_px=max(60, view.layout.text_h - (KEY_H if colour else 0)),
             font_rem=0.95 * view.scale,
             every_step=not view.redraw,
             step_inner_html=inner,

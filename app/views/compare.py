@@ -23,6 +23,7 @@ import streamlit as st  # noqa: E402
 
 from app import data, jobs_view, ui  # noqa: E402
 from app.exact_view import draw_exact_landscape  # noqa: E402
+from app.panels.header import question_html  # noqa: E402
 from backend.errors import RamlError
 from backend.plots import proxy as figures_proxy
 from backend.store.runs import RunData, RunStore  # noqa: E402
@@ -263,6 +264,7 @@ def _render() -> None:
     if focus is not None and focus[0] not in group["keys"]:  # another question was picked: the run is left
         focus = None
         del st.query_params["focus"]
+    st.html(question_html(group["question"], present=False))  # whole and wrapping: the select box cuts it
 
     by_key = runs_df.set_index("key")
     conditions = by_key["condition"] if "condition" in by_key else pd.Series(dtype=object)

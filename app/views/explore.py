@@ -184,7 +184,7 @@ def _render() -> None:
         layer=layer,
         space=space,
         settings=settings,
-        layout=state.explore_layout(st.session_state.get(VIEWPORT), url.present),
+        layout=state.explore_layout(st.session_state.get(VIEWPORT), url.present, len(run.question.strip())),
         present=url.present,
         proxy_ok=proxy_ok,
         cursor=step,
@@ -450,7 +450,7 @@ def _mount_stepper(view: View) -> None:
         if (
             reported
             and reported != view.layout.viewport_h
-            and state.explore_layout(reported, view.present) != view.layout
+            and state.explore_layout(reported, view.present, len(view.run.question.strip())) != view.layout
         ):
             st.rerun(scope="app")  # size the views for this window
 

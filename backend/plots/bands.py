@@ -12,6 +12,8 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
+from backend.plots import layout as plot_layout
+
 LOSS_AXIS = "L̂ (nats)"
 GROUP_COLORS = {"all": "#2a3f7a", "correct": "#15803d", "incorrect": "#b91c1c", "unknown": "#64748b"}
 GROUP_LABELS = {
@@ -27,17 +29,11 @@ def _rgba(hex_color: str, alpha: float) -> str:
     return f"rgba({r}, {g}, {b}, {alpha})"
 
 
-def layout(fig: go.Figure, *, title: str, height: int, scale: float = 1.0) -> go.Figure:
-    fig.update_layout(
-        template="plotly_white",
-        height=height,
-        font=dict(family="Inter, Segoe UI, Helvetica, Arial, sans-serif", size=round(13 * scale), color="#1f2937"),
-        title=dict(text=title, x=0.01, xanchor="left", font=dict(size=round(15 * scale))),
-        margin=dict(l=64, r=24, t=64, b=52),
-        legend=dict(orientation="h", yanchor="bottom", y=1.01, xanchor="right", x=1.0),
-        hoverlabel=dict(font_size=round(12 * scale)),
-    )
-    return fig
+def layout(
+    fig: go.Figure, *, title: str, height: int, scale: float = 1.0, axis_title_chars: int | None = None
+) -> go.Figure:
+    """The one figure layout (``backend.plots.layout.fit``), legend under the title."""
+    return plot_layout.fit(fig, height=height, scale=scale, title=title, axis_title_chars=axis_title_chars)
 
 
 def add_band(fig: go.Figure, x, low, high, color: str, name: str, *, legendgroup: str, **trace_kw) -> None:

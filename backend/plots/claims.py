@@ -115,11 +115,12 @@ def reflection_forest_figure(words: pd.DataFrame, scale: float = 1.0) -> go.Figu
     fig.add_vline(x=1.0, line=dict(color="#94a3b8", dash="dot"))
     fig.update_xaxes(title_text="relative change at the word ÷ matched ordinary windows (1 = no effect)")
     fig.update_yaxes(autorange="reversed")
-    return layout(
+    return layout(  # drawn in half the page: its long x axis title in lines of 36 characters
         fig,
         title="Do reflection words mark larger moves?",
-        height=round((140 + 34 * max(len(labels), 1)) * scale),
+        height=round((170 + 34 * max(len(labels), 1)) * scale),
         scale=scale,
+        axis_title_chars=36,
     )
 
 

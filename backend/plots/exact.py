@@ -17,8 +17,9 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from backend.plots import layout
 from backend.plots.figures import LOSS_COLORSCALE
-from backend.plots.proxy import MUTED, PATH_COLOR, PATH_EDGE, _style, plane_axis_titles
+from backend.plots.proxy import MUTED, PATH_COLOR, PATH_EDGE, plane_axis_titles
 
 EXACT_NOTE = "exact all-layer update: ΔW on every attention output projection W_o; no trajectory in context"
 GROUP_COLORS = {"exact": "#0072B2", "top-k": "#56B4E9", "proxy": "#D55E00"}
@@ -62,7 +63,7 @@ def _contour(alphas, betas, loss, scale: float, *, showscale: bool, name: str) -
         ncontours=16,
         showscale=showscale,
         contours=dict(coloring="heatmap", showlabels=True, labelfont=dict(size=round(9 * scale), color="white")),
-        colorbar=dict(title=dict(text="L<sub>q</sub> (nats)", side="right"), thickness=12, len=0.9),
+        colorbar=dict(title=dict(text="L<sub>q</sub> (nats)"), thickness=12, len=0.9),
         hovertemplate="α = %{x:.3g}, β = %{y:.3g}<br>L<sub>q</sub> = %{z:.3f} nats<extra>" + name + "</extra>",
     )
 
@@ -101,22 +102,17 @@ def exact_surface_figure(surface, *, height: int = 500, scale: float = 1.0, titl
     fig = go.Figure([_contour(surface.alphas, surface.betas, loss, scale, showscale=True, name="exact plane")])
     fig.add_trace(_path(coords, path_hover(surface), "path (step boundaries)", marker_sizes(surface)))
     titles = plane_axis_titles(surface.explained_variance)
-    _style(fig, height=height, scale=scale, title=title or "Loss on the exact update's principal plane")
-    fig.add_annotation(
-        text=EXACT_NOTE,
-        xref="paper",
-        yref="paper",
-        x=0,
-        y=1.0,
-        xanchor="left",
-        yanchor="bottom",
-        showarrow=False,
-        font=dict(size=round(11 * scale), color=MUTED),
-    )
     fig.update_xaxes(title_text=titles[0], range=[surface.alphas[0], surface.alphas[-1]])
     fig.update_yaxes(title_text=titles[1], range=[surface.betas[0], surface.betas[-1]])
     fig.update_layout(showlegend=False, clickmode="event+select")
-    return fig
+    return layout.fit(
+        fig,
+        height=height,
+        scale=scale,
+        title=title or "Loss on the exact update's principal plane",
+        subtitle=EXACT_NOTE,
+        legend="none",
+    )
 
 
 def _proxy_hover(surface) -> list[str]:
@@ -197,9 +193,14 @@ def landscape_comparison_figure(
         )
         fig.update_xaxes(title_text="α (random direction 1)", row=1, col=col)
         fig.update_yaxes(title_text="β (random direction 2)", row=1, col=col)
-    _style(fig, height=height, scale=scale, title=title or "Loss landscapes around θ (answer loss L<sub>q</sub>, nats)")
-    fig.update_layout(showlegend=False, margin=dict(t=round(90 * scale)))
-    return fig
+    fig.update_layout(showlegend=False)
+    return layout.fit(
+        fig,
+        height=height,
+        scale=scale,
+        title=title or "Loss landscapes around θ (answer loss L<sub>q</sub>, nats)",
+        legend="none",
+    )
 
 
 # ---------------------------------------------------------------------------- fidelity
@@ -259,7 +260,6 @@ def fidelity_figure(fidelity: dict, *, height: int = 260, scale: float = 1.0, ti
         )
     )
     fig.add_vline(x=1.0, line=dict(color=MUTED, dash="dot", width=1))
-    _style(fig, height=height, scale=scale, title=title or "Fidelity: fraction of the descent each proxy reproduces")
     finite = [f for f in frac if np.isfinite(f)] or [1.0]
     fig.update_xaxes(
         title_text="fraction of L̂(0) − L̂(end)",
@@ -267,4 +267,10 @@ def fidelity_figure(fidelity: dict, *, height: int = 260, scale: float = 1.0, ti
         range=[min(0.0, *finite) - 0.05, max(1.0, *finite) * 1.2],
     )
     fig.update_layout(showlegend=False)
-    return fig
+    return layout.fit(
+        fig,
+        height=height,
+        scale=scale,
+        title=title or "Fidelity: fraction of the descent each proxy reproduces",
+        legend="none",
+    )

@@ -14,7 +14,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from backend.plots import binning
+from backend.plots import binning, layout
 
 # One colour scale for loss everywhere (path points, lens heatmap, other pages): Viridis without
 # its palest yellow, so every point stays visible on white. Dark = low loss = the good end.
@@ -39,6 +39,8 @@ CURSOR_COLOR = "#e4572e"
 REFLECTION_COLOR = "#d97706"
 BOUNDARY_COLOR = "#64748b"
 SHADE_COLOR = "rgba(100, 116, 139, 0.14)"
+SHADE_KEY_COLOR = "rgba(100, 116, 139, 0.35)"  # the shade's legend swatch: a little darker, to be seen
+P_PANEL_MIN_HEIGHT = 266  # px: below this the p(answer) panel would be too short to read (hover has it)
 
 # Modebar: the camera button saves a PNG (2x) of any figure, in the app and in exported HTML.
 PLOTLY_CONFIG = {
@@ -88,23 +90,11 @@ def step_label(boundary: int, n_steps: int) -> str:
     return f"Step {boundary} / {n_steps}"
 
 
-def _font(scale: float) -> dict:
-    return dict(family="Inter, Segoe UI, Helvetica, Arial, sans-serif", size=round(13 * scale), color="#1f2937")
-
-
-def _layout(fig: go.Figure, *, height: int, scale: float, title: str | None) -> go.Figure:
-    if title:
-        fig.update_layout(title=dict(text=title, x=0.01, xanchor="left", font=dict(size=round(15 * scale))))
-    fig.update_layout(
-        template="plotly_white",
-        height=height,
-        font=_font(scale),
-        margin=dict(l=64, r=24, t=56 if title else 36, b=52),
-        hoverlabel=dict(font_size=round(12 * scale)),
-        legend=dict(orientation="h", yanchor="bottom", y=1.01, xanchor="right", x=1.0),
-        uirevision="keep",  # keep zoom/pan while the cursor moves
-    )
-    return fig
+def _layout(
+    fig: go.Figure, *, height: int, scale: float, title: str | None, legend: str = "none", legend_font: float = 12
+) -> go.Figure:
+    """The one figure layout (``backend.plots.layout.fit``): toolbar band, title, legend, ticks."""
+    return layout.fit(fig, height=height, scale=scale, title=title, legend=legend, legend_font=legend_font)
 
 
 def loss_descent_figure(
@@ -117,7 +107,9 @@ def loss_descent_figure(
     scale: float = 1.0,
     title: str | None = None,
 ) -> go.Figure:
-    """L̂ per cut point over progress: raw (thin) + EMA (bold) on top, p(answer) below.
+    """L̂ per cut point over progress: raw (thin) + EMA (bold) on top, p(answer) below (where the
+    figure is tall enough for a readable panel: ``height`` ≥ ``P_PANEL_MIN_HEIGHT``; p(answer) is
+    in the hover of every point either way).
 
     ``tokens``: one row per cut point (n + 1 rows: cut, progress, loss, p_answer, token,
     after_answer_seen, reflection); ``steps``: one row per step (S rows); ``cursor``: the
@@ -125,10 +117,10 @@ def loss_descent_figure(
     """
     progress = tokens["progress"].to_numpy(dtype=np.float64)
     loss = tokens["loss"].to_numpy(dtype=np.float64)
+    p_answer = tokens["p_answer"].to_numpy(dtype=np.float64)
     cuts = tokens["cut"].to_numpy()
     n_tokens = int(cuts.max()) if len(cuts) else 0
     smooth = ema(loss, alpha)
-    p_answer = tokens["p_answer"].to_numpy(dtype=np.float64)
     # a long run is drawn decimated (min/max per bucket), every step boundary and reflection word kept
     # exactly: each drawn point is a real cut point, so its hover value is exact (backend/plots/binning.py)
     refl = tokens["reflection"].astype(str).to_numpy()
@@ -136,7 +128,14 @@ def loss_descent_figure(
     drawn = binning.decimate_minmax(loss, keep=keep)
     drawn_p = binning.decimate_minmax(p_answer, keep=keep)
     token_text = [html.escape(t).replace("\n", "⏎") for t in tokens["token"].astype(str).to_numpy()[drawn]]
-    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.66, 0.34], vertical_spacing=0.09)
+    rows = 2 if height >= P_PANEL_MIN_HEIGHT else 1
+    fig = make_subplots(
+        rows=rows,
+        cols=1,
+        shared_xaxes=True,
+        row_heights=[0.64, 0.36] if rows == 2 else None,
+        vertical_spacing=0.09,
+    )
     if len(drawn) < len(loss):
         fig.update_layout(meta={"decimated": {"points": int(len(loss)), "drawn": int(len(drawn))}})
 
@@ -147,8 +146,9 @@ def loss_descent_figure(
             mode="lines",
             name="L̂ per token",
             line=dict(color=RAW_COLOR, width=1),
-            customdata=np.stack([cuts[drawn], token_text], axis=1),
-            hovertemplate="cut %{customdata[0]} · token “%{customdata[1]}”<br>L̂ = %{y:.3f} nats<extra></extra>",
+            customdata=np.stack([cuts[drawn], token_text, [f"{p:.3g}" for p in p_answer[drawn]]], axis=1),
+            hovertemplate="cut %{customdata[0]} · token “%{customdata[1]}”<br>L̂ = %{y:.3f} nats"
+            " · p(answer) = %{customdata[2]}<extra></extra>",
         ),
         row=1,
         col=1,
@@ -168,14 +168,16 @@ def loss_descent_figure(
 
     has_refl = refl != ""
     if has_refl.any():
+        labelled = has_refl.sum() <= 12  # labelled diamonds explain themselves: no legend entry
         fig.add_trace(
             go.Scatter(
                 x=progress[has_refl],
                 y=loss[has_refl],
-                mode="markers+text" if has_refl.sum() <= 12 else "markers",
+                mode="markers+text" if labelled else "markers",
                 name="reflection word",
+                showlegend=not labelled,
                 text=refl[has_refl],
-                textposition=["top center" if i % 2 == 0 else "bottom center" for i in range(int(has_refl.sum()))],
+                textposition=reflection_label_sides(progress[has_refl], loss[has_refl]),
                 textfont=dict(color=REFLECTION_COLOR, size=round(11 * scale)),
                 marker=dict(symbol="diamond", size=9, color=REFLECTION_COLOR, line=dict(color="white", width=1)),
                 hovertemplate="“%{text}” · L̂ = %{y:.3f} nats<extra></extra>",
@@ -203,25 +205,26 @@ def loss_descent_figure(
         )
     )
 
-    fig.add_trace(
-        go.Scatter(
-            x=progress[drawn_p],
-            y=p_answer[drawn_p],
-            mode="lines",
-            name="p(answer)",
-            line=dict(color=P_COLOR, width=1.5),
-            showlegend=False,
-            hovertemplate="p(first answer token) = %{y:.3g}<extra></extra>",
-        ),
-        row=2,
-        col=1,
-    )
+    if rows == 2:
+        fig.add_trace(
+            go.Scatter(
+                x=progress[drawn_p],
+                y=p_answer[drawn_p],
+                mode="lines",
+                name="p(answer)",
+                line=dict(color=P_COLOR, width=1.5),
+                showlegend=False,
+                hovertemplate="p(first answer token) = %{y:.3g}<extra></extra>",
+            ),
+            row=2,
+            col=1,
+        )
 
     # shaded, not dropped: cut points after the answer text already appeared in the trajectory
     seen = tokens["after_answer_seen"].to_numpy(dtype=bool)
     if seen.any():
         x0 = float(progress[np.argmax(seen)])
-        for row in (1, 2):
+        for row in range(1, rows + 1):
             fig.add_vrect(
                 x0=x0,
                 x1=float(progress.max()),
@@ -232,28 +235,49 @@ def loss_descent_figure(
                 col=1,
                 exclude_empty_subplots=False,
             )
-        fig.add_annotation(  # anchored at the right end, so it is never cut off by the plot edge
-            x=float(progress.max()),
-            y=1,
-            xref="x",
-            yref="y domain",
-            text="answer already in the text",
-            showarrow=False,
-            xanchor="right",
-            yanchor="top",
-            font=dict(size=round(11 * scale), color=BOUNDARY_COLOR),
+        fig.add_trace(  # the shade's key, in the legend (text inside the plot would sit on the curve)
+            go.Scatter(
+                x=[None],
+                y=[None],
+                mode="markers",
+                name="answer already in the text",
+                marker=dict(symbol="square", size=11, color=SHADE_KEY_COLOR),
+                hoverinfo="skip",
+            ),
+            row=1,
+            col=1,
         )
 
-    _layout(fig, height=height, scale=scale, title=title)
     fig.update_layout(yaxis3=dict(overlaying="y", range=[0, 1], visible=False, fixedrange=True))
     fig.update_yaxes(title_text="L̂ (nats)", row=1, col=1)
-    fig.update_yaxes(title_text="p(answer)", row=2, col=1, rangemode="tozero", tickformat=".2~g")
+    if rows == 2:
+        fig.update_yaxes(title_text="p(answer)", row=2, col=1, rangemode="tozero", tickformat=".2~g")
     fig.update_xaxes(
-        title_text="progress through the trajectory (cut point / n tokens)", range=[-0.01, 1.01], row=2, col=1
+        title_text="progress through the trajectory (cut point / n tokens)", range=[-0.01, 1.01], row=rows, col=1
     )
+    _layout(fig, height=height, scale=scale, title=title, legend="top", legend_font=11)
+    p_top = layout.nice_floor(float(np.nanmax(p_answer, initial=0.0)))
+    if rows == 2 and (fig.layout.yaxis2.nticks or 8) <= 2 and p_top > 0:  # a short panel: its two ends only
+        fig.update_yaxes(tickvals=[0.0, p_top], row=2, col=1)
     if cursor is not None:
         set_loss_cursor(fig, float(bx[int(np.clip(cursor, 0, len(bx) - 1))]))
     return fig
+
+
+def reflection_label_sides(x: np.ndarray, y: np.ndarray) -> list[str]:
+    """Where each reflection word's label goes, [R]: away from its nearest neighbour (above the
+    higher point of two, below the lower), so labels of nearby words do not meet between them."""
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    sides = []
+    for i in range(len(x)):
+        others = np.delete(np.arange(len(x)), i)
+        if not len(others):
+            sides.append("top center")
+            continue
+        j = others[np.argmin(np.abs(x[others] - x[i]))]
+        higher = y[i] > y[j] or (y[i] == y[j] and i < j)
+        sides.append("top center" if higher else "bottom center")
+    return sides
 
 
 def set_loss_cursor(fig: go.Figure, x: float) -> go.Figure:
@@ -329,7 +353,7 @@ def path_figure(
                 colorscale=LOSS_COLORSCALE,
                 cmin=float(np.nanmin(loss)),
                 cmax=float(np.nanmax(loss)),
-                colorbar=dict(title=dict(text=LOSS_COLORBAR_TITLE, side="right"), thickness=12, len=0.9),
+                colorbar=dict(title=dict(text=LOSS_COLORBAR_TITLE), thickness=12, len=0.9),
                 line=dict(color="white", width=0.5),
             ),
             unselected=dict(marker=dict(opacity=1.0)),
@@ -374,8 +398,8 @@ def path_figure(
             yshift=24,
             font=dict(size=round(11 * scale), color=BOUNDARY_COLOR),
         )
-    _layout(fig, height=height, scale=scale, title=title)
     fig.update_layout(clickmode="event+select", dragmode="pan", showlegend=False)
+    _layout(fig, height=height, scale=scale, title=title)
     ranges = path_ranges(coords)
     fig.update_xaxes(title_text=axis_titles[0], zeroline=False, range=ranges[0])
     fig.update_yaxes(title_text=axis_titles[1], zeroline=False, range=ranges[1])
@@ -462,7 +486,7 @@ def lens_heatmap_figure(
             colorscale=LOSS_COLORSCALE,
             zmin=float(finite.min()) if finite.size else 0.0,
             zmax=zmax,
-            colorbar=dict(title=dict(text=f"lens {LOSS_COLORBAR_TITLE}", side="right"), thickness=12),
+            colorbar=dict(title=dict(text=f"lens {LOSS_COLORBAR_TITLE}"), thickness=12),
         )
         fmt = "answer NLL %{z:.3f} nats"
     else:  # high probability = low loss: the same scale, reversed, so dark stays "good"
@@ -475,7 +499,7 @@ def lens_heatmap_figure(
             reversescale=True,
             zmin=p_range[0],  # this run's own range: a fixed 0-1 scale paints small p one colour
             zmax=p_range[1],
-            colorbar=dict(title=dict(text="p(answer)", side="right"), thickness=12),
+            colorbar=dict(title=dict(text="p(answer)"), thickness=12),
         )
         fmt = "p(first answer token) %{z:.3f}"
     fig = go.Figure(
@@ -494,14 +518,13 @@ def lens_heatmap_figure(
             **z_kw,
         )
     )
+    fig.update_xaxes(title_text="step boundary (0 = before thinking)", range=[-0.5, B - 0.5])
+    fig.update_yaxes(title_text="layer", range=[-0.5, L - 0.5])
     _layout(fig, height=height, scale=scale, title=title)
-    fig.update_xaxes(
-        title_text="step boundary (0 = before thinking)" + (f" · bins of {width}" if width > 1 else ""),
-        range=[-0.5, B - 0.5],
-        tick0=0,
-        dtick=max(1, round(B / 12)),
-    )
-    fig.update_yaxes(title_text="layer", range=[-0.5, L - 0.5], tick0=0, dtick=max(1, round(L / 8)))
+    if width > 1:
+        fig.update_xaxes(title_text=f"step boundary (0 = before thinking) · bins of {width}")
+    layout.integer_ticks(fig.layout.xaxis, B)  # labels on whole boundaries and layers, as many as fit
+    layout.integer_ticks(fig.layout.yaxis, L)
     if cursor is not None:
         set_lens_cursor(fig, int(cursor), L, B)
     return fig

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from backend.plots import binning
+from backend.plots import binning, layout
 
 STRIP_ROWS = {"ablation": "ablation ΔL̂", "attention": "attention", "resampling": "resampling ΔL̂"}
 
@@ -69,12 +69,16 @@ def importance_strip(rows: dict[str, np.ndarray], texts: list[str], cursor_step:
     if cursor_step:
         fig.add_vline(x=cursor_step, line_color="black", line_width=2)
     fig.update_layout(
-        height=60 + 34 * len(names),
-        margin=dict(l=10, r=10, t=24, b=24),
-        xaxis=dict(title=None, dtick=max(1, len(texts) // 20), range=[0.5, len(texts) + 0.5]),
-        yaxis=dict(autorange="reversed"),  # ablation on top, in the order of the rows
-        title=dict(text="Step importance (red: the answer's loss rises without the step)", font=dict(size=13)),
+        xaxis=dict(title=None, range=[0.5, len(texts) + 0.5]),
+        yaxis=dict(autorange="reversed", type="category"),  # ablation on top, in the order of the rows
     )
+    layout.fit(
+        fig,
+        height=layout.MODEBAR_H + 62 + 34 * len(names),
+        title="Step importance (red: the answer's loss rises without the step)",
+        legend="none",
+    )
+    layout.integer_ticks(fig.layout.xaxis, len(texts) + 1, every_up_to=20)
     return fig
 
 
@@ -164,12 +168,5 @@ def branch_overlay(
         fig.add_trace(go.Scatter(x=tokens["cut"], y=tokens["loss"], name=label, mode="lines", line=dict(width=1.5)))
     if branch_cut is not None:
         fig.add_vline(x=branch_cut, line_dash="dot", line_color="grey")
-    fig.update_layout(
-        height=340,
-        margin=dict(l=10, r=10, t=30, b=40),
-        xaxis_title="trajectory tokens read (cut point c)",
-        yaxis_title="L̂ (nats)",
-        title=dict(text="Branches: answer loss against the parent's", font=dict(size=13)),
-        legend=dict(orientation="h", y=-0.25),
-    )
-    return fig
+    fig.update_layout(xaxis_title="trajectory tokens read (cut point c)", yaxis_title="L̂ (nats)")
+    return layout.fit(fig, height=340, title="Branches: answer loss against the parent's")

@@ -6,6 +6,8 @@ from __future__ import annotations
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from backend.plots import layout
+
 LOGIT_COLOUR, TUNED_COLOUR = "#8c8c8c", "#1f77b4"
 
 
@@ -37,11 +39,4 @@ def lens_quality_figure(quality: dict, *, title: str | None = None, height: int 
             )
         fig.update_xaxes(title_text="layer", row=1, col=col)
         fig.update_yaxes(title_text="nats", rangemode="tozero", row=1, col=col)
-    fig.update_layout(
-        title=title,
-        height=height,
-        margin=dict(l=50, r=20, t=60 if title else 40, b=40),
-        legend=dict(orientation="h", y=-0.25),
-        template="plotly_white",
-    )
-    return fig
+    return layout.fit(fig, height=height, title=title, legend="bottom")

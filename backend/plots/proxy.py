@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import plotly.graph_objects as go
 
+from backend.plots import layout
 from backend.plots.figures import (  # one loss colour scale and one cursor across the app
     CURSOR_COLOR,
     LOSS_COLORSCALE,
@@ -30,24 +31,24 @@ MUTED = "#64748b"
 RUN_COLORS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#56B4E9", "#E69F00", "#000000", "#8c564b")
 CORRECT_SYMBOL = {True: "star", False: "x", None: "circle"}
 CORRECT_TEXT = {True: "correct", False: "incorrect", None: "no reference"}
+COMPARE_KEY = "end marker: ★ correct · ✕ incorrect · ● no reference; dotted: answer already in the text"
 PROXY_NOTE = (
     "single-layer proxy: exact only for layer {layer}'s MLP at the probe token "
     "(ΔW = rank-1 edit of its gate/up weights); no trajectory in context"
 )
 
 
-def _style(fig: go.Figure, *, height: int, scale: float, title: str | None) -> go.Figure:
-    fig.update_layout(
-        template="plotly_white",
-        height=height,
-        font=dict(family="Inter, Segoe UI, Helvetica, Arial, sans-serif", size=round(13 * scale), color="#1f2937"),
-        margin=dict(l=64, r=24, t=72 if title else 36, b=52),
-        title=dict(text=title, x=0.01, xanchor="left", font=dict(size=round(15 * scale))) if title else None,
-        hoverlabel=dict(font_size=round(12 * scale)),
-        legend=dict(orientation="h", yanchor="bottom", y=1.01, xanchor="right", x=1.0),
-        uirevision="keep",
-    )
-    return fig
+def _style(
+    fig: go.Figure,
+    *,
+    height: int,
+    scale: float,
+    title: str | None,
+    subtitle: str | None = None,
+    legend: str = "top",
+) -> go.Figure:
+    """The one figure layout (``backend.plots.layout.fit``)."""
+    return layout.fit(fig, height=height, scale=scale, title=title, subtitle=subtitle, legend=legend)
 
 
 def correctness(value) -> bool | None:
@@ -96,7 +97,7 @@ def surface_contour_figure(
             colorscale=LOSS_COLORSCALE,
             ncontours=18,
             contours=dict(coloring="heatmap", showlabels=True, labelfont=dict(size=round(10 * scale), color="white")),
-            colorbar=dict(title=dict(text="L<sub>q</sub> (nats)", side="right"), thickness=12, len=0.9),
+            colorbar=dict(title=dict(text="L<sub>q</sub> (nats)"), thickness=12, len=0.9),
             hovertemplate="α = %{x:.3g}, β = %{y:.3g}<br>L<sub>q</sub> = %{z:.3f} nats<extra>surface</extra>",
         )
     )
@@ -135,21 +136,17 @@ def surface_contour_figure(
         font=dict(color="white", size=round(11 * scale)),
     )
     titles = plane_axis_titles(surface.explained_variance)
-    _style(fig, height=height, scale=scale, title=title or f"Loss surface on the proxy plane · layer {surface.layer}")
-    fig.add_annotation(
-        text=PROXY_NOTE.format(layer=surface.layer),
-        xref="paper",
-        yref="paper",
-        x=0,
-        y=1.0,
-        xanchor="left",
-        yanchor="bottom",
-        showarrow=False,
-        font=dict(size=round(11 * scale), color=MUTED),
-    )
     fig.update_xaxes(title_text=titles[0], range=[alphas[0], alphas[-1]])
     fig.update_yaxes(title_text=titles[1], range=[betas[0], betas[-1]])
     fig.update_layout(showlegend=False, clickmode="event+select")
+    _style(
+        fig,
+        height=height,
+        scale=scale,
+        title=title or f"Loss surface on the proxy plane · layer {surface.layer}",
+        subtitle=PROXY_NOTE.format(layer=surface.layer),
+        legend="none",
+    )
     if cursor is not None:
         set_surface_cursor(fig, coords, cursor)
     return fig
@@ -177,7 +174,7 @@ def surface_3d_figure(
             colorscale=LOSS_COLORSCALE,
             name="L<sub>q</sub>",
             opacity=0.92,
-            colorbar=dict(title=dict(text="L<sub>q</sub> (nats)", side="right"), thickness=12, len=0.8),
+            colorbar=dict(title=dict(text="L<sub>q</sub> (nats)"), thickness=12, len=0.8),
             contours=dict(z=dict(show=True, usecolormap=True, width=1)),
             hovertemplate="α = %{x:.3g}, β = %{y:.3g}<br>L<sub>q</sub> = %{z:.3f}<extra>surface</extra>",
         )
@@ -214,6 +211,7 @@ def surface_3d_figure(
         height=height,
         scale=scale,
         title=title or f"Loss surface on the proxy plane · layer {surface.layer} (single-layer proxy)",
+        legend="none",
     )
     fig.update_layout(
         showlegend=False,
@@ -251,9 +249,10 @@ def path_losses_figure(
                 hovertemplate="boundary %{x}: %{y:.3f} nats<extra>" + html.escape(name) + "</extra>",
             )
         )
-    _style(fig, height=height, scale=scale, title=title or "Loss along the path: teacher-forced vs. single-layer proxy")
-    fig.update_xaxes(title_text="step boundary (0 = no trajectory)", dtick=max(1, B // 12))
+    fig.update_xaxes(title_text="step boundary (0 = no trajectory)")
     fig.update_yaxes(title_text="loss (nats)")
+    _style(fig, height=height, scale=scale, title=title or "Loss along the path: teacher-forced vs. single-layer proxy")
+    layout.integer_ticks(fig.layout.xaxis, B)
     if cursor is not None:
         fig.add_vline(x=int(np.clip(cursor, 0, B - 1)), line=dict(color=CURSOR_COLOR, width=2))
     return fig
@@ -280,7 +279,7 @@ def random_landscape_figure(
                 contours=dict(
                     coloring="heatmap", showlabels=True, labelfont=dict(size=round(10 * scale), color="white")
                 ),
-                colorbar=dict(title=dict(text="L<sub>q</sub> (nats)", side="right"), thickness=12, len=0.9),
+                colorbar=dict(title=dict(text="L<sub>q</sub> (nats)"), thickness=12, len=0.9),
                 hovertemplate="α = %{x:.3g}, β = %{y:.3g}<br>L<sub>q</sub> = %{z:.3f} nats<extra></extra>",
             )
         )
@@ -297,9 +296,9 @@ def random_landscape_figure(
                 showlegend=False,
             )
         )
-        _style(fig, height=height, scale=scale, title=title)
         fig.update_xaxes(title_text="α (random direction 1, per-tensor norm)")
         fig.update_yaxes(title_text="β (random direction 2)")
+        _style(fig, height=height, scale=scale, title=title, legend="none")
     else:
         fig.add_trace(
             go.Surface(
@@ -307,12 +306,12 @@ def random_landscape_figure(
                 y=betas,
                 z=loss,
                 colorscale=LOSS_COLORSCALE,
-                colorbar=dict(title=dict(text="L<sub>q</sub> (nats)", side="right"), thickness=12, len=0.8),
+                colorbar=dict(title=dict(text="L<sub>q</sub> (nats)"), thickness=12, len=0.8),
                 contours=dict(z=dict(show=True, usecolormap=True, width=1)),
                 hovertemplate="α = %{x:.3g}, β = %{y:.3g}<br>L<sub>q</sub> = %{z:.3f}<extra></extra>",
             )
         )
-        _style(fig, height=height, scale=scale, title=title)
+        _style(fig, height=height, scale=scale, title=title, legend="none")
         fig.update_layout(
             scene=dict(
                 xaxis_title="α",
@@ -426,24 +425,12 @@ def compare_loss_figure(
                     "final EMA L̂ = %{y:.3f} nats<extra></extra>",
                 )
             )
-    _style(fig, height=height, scale=scale, title=title or "Loss over normalized progress")
     if over_tokens:
         fig.update_xaxes(title_text="trajectory tokens read (cut point c)", rangemode="tozero")
     else:
         fig.update_xaxes(title_text="progress through the trajectory (cut point / n tokens)", range=[-0.01, 1.03])
     fig.update_yaxes(title_text="L̂ (nats)")
-    fig.add_annotation(
-        text="end marker: ★ correct · ✕ incorrect · ● no reference; dotted: answer already in the text",
-        xref="paper",
-        yref="paper",
-        x=0,
-        y=-0.2,
-        xanchor="left",
-        showarrow=False,
-        font=dict(size=round(11 * scale), color=MUTED),
-    )
-    fig.update_layout(margin=dict(b=84))
-    return fig
+    return _style(fig, height=height, scale=scale, title=title or "Loss over normalized progress", subtitle=COMPARE_KEY)
 
 
 def compare_paths_figure(
@@ -501,13 +488,12 @@ def compare_paths_figure(
                     cmax=cmax,
                     line=dict(color=color, width=1.5),
                     showscale=i == 0,
-                    colorbar=dict(title=dict(text="L̂ (nats)", side="right"), thickness=12, len=0.9),
+                    colorbar=dict(title=dict(text="L̂ (nats)"), thickness=12, len=0.9),
                 ),
                 hovertemplate=f"{html.escape(label)}<br>boundary %{{customdata[1]}} · L̂ = %{{marker.color:.3f}} nats"
                 "<extra></extra>",
             )
         )
-    _style(fig, height=height, scale=scale, title=title or "Paths in one shared basis")
     fig.update_xaxes(title_text=axis_titles[0], zeroline=False)
     fig.update_yaxes(title_text=axis_titles[1], zeroline=False)
-    return fig
+    return _style(fig, height=height, scale=scale, title=title or "Paths in one shared basis")

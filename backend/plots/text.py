@@ -15,6 +15,7 @@ TEXT_CSS = """
 <style>
 .raml-traj { display: flex; flex-direction: column-reverse; overflow-y: auto; max-height: var(--raml-h, 340px);
   border: 1px solid #e2e8f0; border-radius: 8px; padding: 0.6rem 0.9rem; background: #fcfcfd; }
+.raml-traj.from-top { display: block; }
 .raml-traj-inner { white-space: pre-wrap; line-height: 1.6; font-size: var(--raml-fs, 0.95rem); color: #1f2937; }
 .raml-step.past { color: #7b8794; }
 .raml-step.current { background: #fff1c2; color: #111827; border-radius: 3px; box-shadow: 0 0 0 2px #f5c542;
@@ -131,10 +132,11 @@ def trajectory_html(
 
     ``steps``: rows with ``text`` (S rows, concatenating to the trajectory); ``reflections``:
     meta ``reflections`` entries (``word``, ``char_start``). Text after the current step is
-    shown dimmed up to ``future_chars`` characters; the box scrolls and starts at its bottom,
-    so the current step is always in view. Only a window around the cursor is emitted
-    (``text_window``: about ``PAST_CHARS`` before, ``future_chars`` after), with a note of the
-    steps left out on either side, so a 1,500-step run puts a bounded number of spans on the page.
+    shown dimmed up to ``future_chars`` characters; the box scrolls: at the start (``cursor`` 0)
+    and with ``every_step`` it starts at its beginning (a browser scrolls it to the current step),
+    otherwise at its bottom, so the current step is in view. Only a window around the cursor is
+    emitted (``text_window``: about ``PAST_CHARS`` before, ``future_chars`` after), with a note of
+    the steps left out on either side, so a 1,500-step run puts a bounded number of spans on the page.
 
     ``every_step``: the window a browser that moves the cursor itself re-renders
     (``app/stepper.py``): whole future steps, and the notes present (hidden) when empty.
@@ -187,13 +189,56 @@ def trajectory_html(
     elif every_step:
         parts.append('<span class="raml-more hidden" id="raml-more"></span>')
     style = f"--raml-h: {int(height_px)}px; --raml-fs: {font_rem:g}rem;"
-    return f'{TEXT_CSS}<div class="raml-traj" style="{style}"><div class="raml-traj-inner">{"".join(parts)}</div></div>'
+    # from its beginning at the start and wherever a browser scrolls the box itself (app/stepper.py);
+    # otherwise from its bottom, where the current step is
+    cls = "raml-traj from-top" if every_step or current < 0 else "raml-traj"
+    return f'{TEXT_CSS}<div class="{cls}" style="{style}"><div class="raml-traj-inner">{"".join(parts)}</div></div>'
 
 
 def token_deltas(tokens: pd.DataFrame) -> np.ndarray:
     """Loss change each trajectory token caused, [n]: L̂(c) − L̂(c − 1) for the token read at cut c."""
     loss = tokens.sort_values("cut")["loss"].to_numpy(dtype=np.float64)
     return np.diff(loss)
+
+
+DELTA_RGB = {"fell": "37, 99, 235", "rose": "220, 38, 38"}  # blue: L̂ fell (answer more likely); red: it rose
+DELTA_ALPHA = 0.55  # the strongest tint
+
+
+def every_cut(tokens: pd.DataFrame) -> bool:
+    """Whether ``tokens`` holds L̂ at every cut point of a stretch (what per-token colours need)."""
+    cuts = tokens.sort_values("cut")["cut"].to_numpy()
+    return len(cuts) >= 2 and bool(np.array_equal(cuts, np.arange(cuts[0], cuts[0] + len(cuts))))
+
+
+def token_delta_scale(tokens: pd.DataFrame) -> float:
+    """|ΔL̂| (nats) at which a token's tint saturates: the 95th percentile over the run (1 if none)."""
+    delta = token_deltas(tokens)
+    finite = np.abs(delta[np.isfinite(delta)])
+    top = float(np.percentile(finite, 95)) if finite.size else 1.0
+    return top if top > 0 else 1.0
+
+
+def token_delta_legend_html(tokens: pd.DataFrame) -> str:
+    """The key of :func:`token_delta_html`'s colours: what blue and red mean and where they saturate."""
+    if not every_cut(tokens):
+        return (
+            '<div class="raml-delta-key" id="raml-delta-key" style="font-size: 0.8rem; color: #475569">'
+            "token colours need L̂ at every cut point; this run was scored at fewer</div>"
+        )
+    top = token_delta_scale(tokens)
+
+    def swatch(kind: str) -> str:
+        return f'<span class="raml-swatch" style="background: rgba({DELTA_RGB[kind]}, {DELTA_ALPHA})"></span>'
+
+    return (
+        '<div class="raml-delta-key" id="raml-delta-key">'
+        "<style>.raml-delta-key { font-size: 0.8rem; color: #475569; margin: 0 0 0.25rem 0; }"
+        ".raml-swatch { display: inline-block; width: 0.9em; height: 0.9em; border-radius: 2px;"
+        " vertical-align: -0.12em; margin: 0 0.25em 0 0.1em; }</style>"
+        f'<span title="each token tinted by the change of L̂ it caused; blue: the answer got more likely">'
+        f"token colour = its ΔL̂: {swatch('fell')}L̂ fell · {swatch('rose')}L̂ rose · full at ±{top:.2g} nats</span></div>"
+    )
 
 
 def token_delta_html(tokens: pd.DataFrame, steps: pd.DataFrame) -> list[str]:
@@ -206,12 +251,10 @@ def token_delta_html(tokens: pd.DataFrame, steps: pd.DataFrame) -> list[str]:
     ordered = tokens.sort_values("cut")
     cuts = ordered["cut"].to_numpy()
     texts = ordered["token"].astype(str).tolist()
-    if len(cuts) < 2 or not np.array_equal(cuts, np.arange(cuts[0], cuts[0] + len(cuts))):
+    if not every_cut(ordered):
         return [html.escape(t) for t in steps["text"].astype(str)]
     delta = token_deltas(ordered)
-    finite = np.abs(delta[np.isfinite(delta)])
-    top = float(np.percentile(finite, 95)) if finite.size else 1.0
-    top = top if top > 0 else 1.0
+    top = token_delta_scale(ordered)
     out = []
     for start, end in zip(steps["start"].astype(int), steps["end"].astype(int)):
         spans = []
@@ -220,8 +263,8 @@ def token_delta_html(tokens: pd.DataFrame, steps: pd.DataFrame) -> list[str]:
             if j <= 0 or j >= len(texts):
                 continue
             d = float(delta[j - 1])
-            a = 0.0 if not np.isfinite(d) else min(abs(d) / top, 1.0) * 0.55
-            rgb = "37, 99, 235" if d < 0 else "220, 38, 38"
+            a = 0.0 if not np.isfinite(d) else min(abs(d) / top, 1.0) * DELTA_ALPHA
+            rgb = DELTA_RGB["fell" if d < 0 else "rose"]
             spans.append(
                 f'<span class="raml-tok" style="background: rgba({rgb}, {a:.2f})" '
                 f'title="ΔL̂ {d:+.3f} nats">{html.escape(texts[j])}</span>'

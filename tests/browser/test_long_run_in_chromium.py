@@ -109,8 +109,19 @@ def _hover_reads_the_exact_loss(page, run) -> None:
     page.mouse.move(spot["x"], spot["y"], steps=3)  # onto the drawn point of the cursor's cut
     label = page.locator(".st-key-explore_loss_chart .hoverlayer .hovertext").first
     label.wait_for(timeout=30_000)
-    shown = re.search(r"cut (\d+).*L̂ = ([0-9.]+)", label.text_content() or "")
-    assert shown is not None, label.text_content()
+    texts = page.locator(".st-key-explore_loss_chart .hoverlayer .hovertext").all_text_contents()
+    if not any(re.search(r"cut \d+", t) for t in texts):  # the EMA line lies nearer: hide it, as a user would
+        page.locator(".st-key-explore_loss_chart .legend .traces", has_text="EMA").first.click()
+        page.mouse.move(spot["x"] - 6, spot["y"])
+        page.mouse.move(spot["x"], spot["y"], steps=3)
+        page.wait_for_function(
+            """() => [...document.querySelectorAll('.st-key-explore_loss_chart .hoverlayer .hovertext')]
+                     .some((el) => /cut \\d+/.test(el.textContent))""",
+            timeout=30_000,
+        )
+        texts = page.locator(".st-key-explore_loss_chart .hoverlayer .hovertext").all_text_contents()
+    shown = next((m for t in texts if (m := re.search(r"cut (\d+).*L̂ = ([0-9.]+)", t))), None)
+    assert shown is not None, texts
     at = int(shown.group(1))
     exact = float(run.tokens.loc[run.tokens["cut"] == at, "loss"].iloc[0])
     assert float(shown.group(2)) == pytest.approx(exact, abs=5e-4 + 1e-9)  # the exact L̂ of that token, as shown

@@ -199,8 +199,8 @@ def test_surface_contour_figure_draws_path_on_grid_and_says_proxy():
     assert "L̂ (teacher-forced) = 0.900" in path.text[2] and "L<sub>q</sub>(θ + proj ΔW) = 3.200" in path.text[2]
     cursor = [t for t in fig.data if t.name == "cursor"][0]
     assert (cursor.x[0], cursor.y[0]) == (1.2, -0.2)
-    texts = " ".join(a.text for a in fig.layout.annotations)
-    assert "single-layer proxy" in texts and "layer 3" in texts
+    note = fig.layout.title.subtitle.text  # the one layout: the note under the title (issue 26)
+    assert "single-layer proxy" in note and "layer 3" in note
     assert "80%" in fig.layout.xaxis.title.text
     bad = _fake_surface()
     bad.loss = bad.loss.T
@@ -305,7 +305,7 @@ def test_compare_page_computes_and_caches_the_landscapes(compare_cache, tiny_lla
     _no_errors(at)
     spec = _chart(at, "compare_surface_chart")
     assert _arr(spec["data"][0]["z"]).shape == (3, 3)
-    assert "single-layer proxy" in json.dumps(spec["layout"]["annotations"], ensure_ascii=False)
+    assert "single-layer proxy" in json.dumps(spec["layout"]["title"], ensure_ascii=False)
     assert _has_chart(at, "compare_surface_path")
     at.number_input(key="compare_random_grid").set_value(3).run()
     at.button(key="compare_random_go").click().run()
