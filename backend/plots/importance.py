@@ -50,22 +50,7 @@ def importance_strip(rows: dict[str, np.ndarray], texts: list[str], cursor_step:
                 for k, v in enumerate(values)
             ]
         )
-    fig = go.Figure(
-        go.Heatmap(
-            z=z,
-            x=list(range(1, len(texts) + 1)),
-            y=[STRIP_ROWS[n] for n in names],
-            text=hover,
-            hoverinfo="text",
-            colorscale="RdBu_r",
-            zmid=0,
-            zmin=-1,
-            zmax=1,
-            showscale=False,
-            xgap=1,
-            ygap=2,
-        )
-    )
+    fig = go.Figure(_strip_heatmap(z, list(range(1, len(texts) + 1)), names, hover, xgap=1))
     if cursor_step:
         fig.add_vline(x=cursor_step, line_color="black", line_width=2)
     fig.update_layout(
@@ -114,22 +99,8 @@ def _binned_strip(rows: dict[str, np.ndarray], texts: list[str], width: int, cur
             avg = "—" if not np.isfinite(mean[j]) else f"{mean[j]:+.4f}"
             cells.append(f"steps {a + 1}–{b} · {STRIP_ROWS[name]}: strongest {top}<br>mean over the bin {avg}")
         hover.append(cells)
-    fig = go.Figure(
-        go.Heatmap(
-            z=z,
-            x=(edges + 0.5).tolist(),  # brick edges in step numbers: bin j spans steps edges[j]+1..edges[j+1]
-            y=[STRIP_ROWS[n] for n in names],
-            text=hover,
-            hoverinfo="text",
-            colorscale="RdBu_r",
-            zmid=0,
-            zmin=-1,
-            zmax=1,
-            showscale=False,
-            xgap=0,
-            ygap=2,
-        )
-    )
+    # brick edges in step numbers: bin j spans steps edges[j]+1..edges[j+1]
+    fig = go.Figure(_strip_heatmap(z, (edges + 0.5).tolist(), names, hover, xgap=0))
     if cursor_step:
         fig.add_vline(x=cursor_step, line_color="black", line_width=2)
     fig.update_layout(
@@ -170,3 +141,21 @@ def branch_overlay(
         fig.add_vline(x=branch_cut, line_dash="dot", line_color="grey")
     fig.update_layout(xaxis_title="trajectory tokens read (cut point c)", yaxis_title="L̂ (nats)")
     return layout.fit(fig, height=340, title="Branches: answer loss against the parent's")
+
+
+def _strip_heatmap(z, x, names, hover, xgap: int) -> go.Heatmap:
+    """The strip's heatmap: one row per method, signed importance in [-1, 1] on a diverging scale around 0."""
+    return go.Heatmap(
+        z=z,
+        x=x,
+        y=[STRIP_ROWS[n] for n in names],
+        text=hover,
+        hoverinfo="text",
+        colorscale="RdBu_r",
+        zmid=0,
+        zmin=-1,
+        zmax=1,
+        showscale=False,
+        xgap=xgap,
+        ygap=2,
+    )

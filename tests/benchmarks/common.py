@@ -83,3 +83,23 @@ def slope(xs: list[float], ys: list[float]) -> float | None:
     mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
     var = sum((x - mx) ** 2 for x in xs)
     return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / var if var else None
+
+
+def tiny_llama(vocab: int, hidden: int = 64):
+    """The test suite's tiny Llama shape (tests/conftest.py ``build_tiny_model``) with 40k positions,
+    a vocabulary of ``vocab`` and width ``hidden`` (seeded: the same weights every call)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=vocab,
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=40960,
+        tie_word_embeddings=True,
+    )
+    return LlamaForCausalLM(config).eval()

@@ -50,21 +50,9 @@ def tokenizer():
 
 
 def tiny_model(vocab: int):
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from common import tiny_llama
 
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=vocab,
-        hidden_size=128,
-        intermediate_size=256,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=40960,
-        tie_word_embeddings=True,
-    )
-    return LlamaForCausalLM(config).eval()
+    return tiny_llama(vocab, hidden=128)
 
 
 def trajectory_text(tok, n_tokens: int) -> str:

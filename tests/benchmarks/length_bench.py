@@ -45,23 +45,11 @@ TINY_VOCAB = 1024  # small, so the LM head (C·m_a rows × V) does not hide the 
 
 
 def tiny_long_model(vocab: int = TINY_VOCAB):
-    """The test suite's tiny Llama shape (tests/conftest.py ``build_tiny_model``), 40k positions,
-    a vocabulary of ``vocab`` (the suite's 49,152 makes its LM head 15x its body)."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+    """The test suite's tiny Llama shape, 40k positions, a vocabulary of ``vocab`` (the suite's
+    49,152 makes its LM head 15x its body)."""
+    from common import tiny_llama
 
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=vocab,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=40960,
-        tie_word_embeddings=True,
-    )
-    return LlamaForCausalLM(config).eval()
+    return tiny_llama(vocab, hidden=64)
 
 
 def _status_mb(field: str) -> float | None:
