@@ -106,7 +106,8 @@ def test_every_page_shows_the_runs_and_no_control_that_changes_the_server(own):
     _clean(at)
     assert not at.tabs, "only the library: no New run, no Import"
     assert not _keys(at) & CHANGING_KEYS
-    assert [b.key for b in at.button] == ["runs_open"]
+    # only what reads: open in Explore, and Compare with the run's thinking partner (a page switch)
+    assert [b.key for b in at.button] == ["runs_open", "runs_compare_pair"]
     assert any(key[:12] in option for option in at.selectbox(key="runs_selected").options)
 
     from app.views import compare

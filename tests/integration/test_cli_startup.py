@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -39,9 +40,12 @@ def loaded_modules(*argv: str) -> tuple[int, list[str], str]:
     return report["rc"], report["heavy"], proc.stdout + proc.stderr
 
 
-def test_reading_commands_import_no_model_library(tiny_run):
-    store, key = tiny_run
-    cache = str(store.root)
+def test_reading_commands_import_no_model_library(tiny_run, tiny_pristine, tmp_path):
+    _store, key = tiny_run
+    # the run as a user's cache holds it, without the importance other tests add to the session's
+    # tiny cache (show --json ranks two cached importance measures against each other with scipy)
+    cache = str(tmp_path / "cache")
+    shutil.copytree(tiny_pristine, cache)
     for argv in (
         ("--version",),
         ("--cache-dir", cache, "ls"),

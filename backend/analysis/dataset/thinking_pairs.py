@@ -34,7 +34,7 @@ PAIR_COLUMNS = (
 )
 
 
-def _loss(value) -> float:
+def _float_or_nan(value) -> float:
     return float("nan") if value is None else float(value)
 
 
@@ -77,8 +77,8 @@ def condition_pairs(runs: pd.DataFrame, keys=None) -> pd.DataFrame:
                 "model": row.model,
                 "key_thinking": partner,
                 "key_no_thinking": row.key,
-                "final_loss_thinking": _loss(other["final_loss"]),
-                "final_loss_no_thinking": _loss(row.final_loss),
+                "final_loss_thinking": _float_or_nan(other["final_loss"]),
+                "final_loss_no_thinking": _float_or_nan(row.final_loss),
                 "correct_thinking": _grade(other["correct"]),
                 "correct_no_thinking": _grade(row.correct),
             }
