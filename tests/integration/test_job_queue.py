@@ -49,7 +49,8 @@ def test_run_job_stores_the_run_links_it_and_records_throughput(queue, tiny_llam
     # the estimate now uses this machine's measured rates, not the default guess
     req = BUILTIN.parse("run", _run_params(tiny_llama.name)).request
     est = estimates.estimate_run(req, queue, job.device, model_state_=(fingerprint, True, False))
-    assert est.measured and est.parts["load"] == 0.0
+    # scoring from this machine's measured rate (the write's rate is too small to time reliably)
+    assert est.stages[0].name == "analyze" and est.stages[0].measured and est.parts["load"] == 0.0
     assert est.stages[0].seconds == pytest.approx(est.stages[0].work * per_token)
     # the same request again is a cache hit, and linked to the same run
     again = queue.run_next() if queue.submit("run", _run_params(tiny_llama.name)) else None
@@ -172,7 +173,7 @@ def test_estimates_warn_above_a_minute_and_include_the_load():
     assert "first guess" in fresh.describe()
 
 
-def test_surface_and_landscape_jobs_store_derived_data_and_record_rates(tiny_run, provided, tmp_path):
+def test_surface_and_landscape_jobs_store_derived_data_and_record_rates(tiny_run, tiny_pristine, provided, tmp_path):
     """The grid jobs on a copy of the tiny run: results linked, the derived data is then a
     cache hit for the analysis functions, and seconds per grid point are recorded."""
     import shutil
@@ -182,7 +183,8 @@ def test_surface_and_landscape_jobs_store_derived_data_and_record_rates(tiny_run
 
     src, key = tiny_run
     store = RunStore(tmp_path / "cache")
-    shutil.copytree(src.root / "runs" / key, store.root / "runs" / key)
+    # the run as tiny_run made it: the session's copy may already hold these grids (a cache hit records no rate)
+    shutil.copytree(Path(tiny_pristine) / "runs" / key, store.root / "runs" / key)
     store.reconcile()
     queue = open_queue(store)
     run = store.open(key)
@@ -199,4 +201,5 @@ def test_surface_and_landscape_jobs_store_derived_data_and_record_rates(tiny_run
     assert queue.measured(fp, job.device, "surface_point") > 0
     assert queue.measured(fp, job.device, "landscape_point") > 0
     est = estimates.estimate_grid("landscape", 121, queue, fp, job.device, in_memory=True)
-    assert est.measured and est.parts["load"] == 0.0
+    # the grid's own stage from this machine's measured rate (the write's rate is too small to time reliably)
+    assert est.stages[0].name == "landscape" and est.stages[0].measured and est.parts["load"] == 0.0
