@@ -45,7 +45,7 @@ def test_explicit_all_is_honoured_over_the_budget_and_recorded(store, provided):
     assert run.cut_policy["requested"] == "all" and run.cut_policy["budget_s"] is None
 
 
-def test_a_batch_decides_auto_on_each_run_s_real_tokens(store, provided, tmp_path):
+def test_a_batch_decides_auto_on_each_run_s_real_tokens(store, provided, tmp_path, learn_every_stage):
     import json
 
     source = tmp_path / "q.jsonl"

@@ -95,7 +95,7 @@ def test_branch_kind_resample_and_edit_are_the_branch_functions(run_copy, provid
     assert store.open(direct_edit.key).parent == key
 
 
-def test_surface_and_landscape_kinds_are_the_surface_functions(run_copy, provided):
+def test_surface_and_landscape_kinds_are_the_surface_functions(run_copy, provided, learn_every_stage):
     from backend.analysis.landscapes.surfaces import loss_surface, random_landscape
 
     store, key = run_copy

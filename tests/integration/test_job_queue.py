@@ -29,7 +29,7 @@ def _run_params(model: str, question: str = SAMPLE_QUESTION, trajectory: str = S
     return request_params(RunRequest(question=question, answer="6", trajectory=trajectory, model=model))
 
 
-def test_run_job_stores_the_run_links_it_and_records_throughput(queue, tiny_llama):
+def test_run_job_stores_the_run_links_it_and_records_throughput(queue, tiny_llama, learn_every_stage):
     job_id = queue.submit("run", _run_params(tiny_llama.name), title="apples")
     assert queue.get(job_id).state == "queued"
     job = queue.run_next()
@@ -173,7 +173,9 @@ def test_estimates_warn_above_a_minute_and_include_the_load():
     assert "first guess" in fresh.describe()
 
 
-def test_surface_and_landscape_jobs_store_derived_data_and_record_rates(tiny_run, tiny_pristine, provided, tmp_path):
+def test_surface_and_landscape_jobs_store_derived_data_and_record_rates(
+    tiny_run, tiny_pristine, provided, tmp_path, learn_every_stage
+):
     """The grid jobs on a copy of the tiny run: results linked, the derived data is then a
     cache hit for the analysis functions, and seconds per grid point are recorded."""
     import shutil
