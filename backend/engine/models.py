@@ -307,6 +307,54 @@ def load_tokenizer(spec: ModelSpec, trust_remote_code: bool = False):
     return _tokenizers[key]
 
 
+# Tokenizer classes that are the tokenizer.json as it is: transformers adds nothing to its
+# encoding (other classes may rebuild a normalizer or pre-tokenizer when they load).
+PLAIN_TOKENIZER_CLASSES = frozenset({"TokenizersBackend", "PreTrainedTokenizerFast"})
+
+
+class TokenCounter:
+    """A ``tokenizer.json`` read by the ``tokenizers`` library alone, called like a transformers
+    tokenizer (``counter(text, add_special_tokens=False)["input_ids"]``): the limits checked
+    before a load count tokens with it, without importing transformers and torch (about 5 s of a
+    refusal's start-up on 2 cores)."""
+
+    def __init__(self, path: Path):
+        from tokenizers import Tokenizer
+
+        self.path = path
+        self._tokenizer = Tokenizer.from_file(str(path))
+
+    def __call__(self, text: str, add_special_tokens: bool = True) -> dict:
+        return {"input_ids": self._tokenizer.encode(text, add_special_tokens=add_special_tokens).ids}
+
+
+def load_token_counter(spec: ModelSpec, trust_remote_code: bool = False) -> TokenCounter | None:
+    """A ``TokenCounter`` for ``spec`` where its tokenizer is a plain ``tokenizer.json`` (a GGUF's
+    converted copy, or a model folder whose tokenizer class adds nothing), else None: the caller
+    loads the full tokenizer (``load_tokenizer``), which also converts and keeps a GGUF's."""
+    if trust_remote_code or spec.directory is None:
+        return None
+    if spec.gguf_file:
+        # a copy exists only for a file that loaded whole once, and its fingerprint (size, head and
+        # tail) changes with the file: a damaged GGUF finds none and takes the checked full load
+        source = converted.tokenizer_dir(spec.fingerprint())
+    else:
+        _check_directory_is_safe(spec, trust_remote_code)
+        source = spec.directory
+    if source is None or not (source / "tokenizer.json").is_file():
+        return None
+    try:
+        config = json.loads((source / "tokenizer_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(config, dict) or config.get("tokenizer_class") not in PLAIN_TOKENIZER_CLASSES:
+        return None
+    try:
+        return TokenCounter(source / "tokenizer.json")
+    except Exception:  # not readable by this tokenizers version: the full load says why, if anything
+        return None
+
+
 def _check_directory_is_safe(spec: ModelSpec, trust_remote_code: bool) -> None:
     """Refuse pickle-only checkpoints, remote code (unless allowed), and non-model folders."""
     d = spec.directory

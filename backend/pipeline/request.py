@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 
 from backend.engine import limits
-from backend.engine.models import DEFAULT_MODEL, LoadedModel, load_tokenizer, read_shape, resolve
+from backend.engine.models import DEFAULT_MODEL, LoadedModel, load_token_counter, load_tokenizer, read_shape, resolve
 from backend.engine.openai_generator import (
     DEFAULT_DEADLINE_S,
     DEFAULT_MAX_RESPONSE_MB,
@@ -119,7 +119,9 @@ def check_before_load(req: RunRequest, loaded: LoadedModel | None = None) -> Non
         spec = resolve(req.model)
         shape = read_shape(spec)  # config.json or the GGUF header: no tokenizer, no weights
         limits.check_proxy_layers(req.proxy_layers, shape.n_layers)  # before the tokenizer (seconds)
-        tokenizer, max_context = load_tokenizer(spec, req.trust_remote_code), shape.max_context
+        # a plain tokenizer.json counts without transformers and torch; else the full tokenizer
+        tokenizer = load_token_counter(spec, req.trust_remote_code) or load_tokenizer(spec, req.trust_remote_code)
+        max_context = shape.max_context
     limits.check_before_load(
         tokenizer,
         question=req.question.strip(),

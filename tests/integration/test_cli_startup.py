@@ -76,3 +76,13 @@ def test_refused_flags_import_no_model_library(tmp_path, tiny_model_dir, flags, 
     assert rc == 2 and message in output, output
     assert "Traceback" not in output
     assert heavy == [], f"refusing {' '.join(flags)} imported {heavy}"
+
+
+def test_a_question_over_its_limit_is_refused_without_transformers(tmp_path, tiny_model_dir):
+    """The check before load counts the question's tokens with tokenizers alone (a plain
+    tokenizer.json): the refusal imports neither torch nor transformers."""
+    argv = ("--cache-dir", str(tmp_path), "run", "--model", tiny_model_dir, "--max-question-tokens", "8")
+    rc, heavy, output = loaded_modules(*argv, "--question", "How many apples? " * 40)
+    assert rc == 2 and "question has more than 8 tokens" in output, output
+    assert "Traceback" not in output
+    assert set(heavy) <= {"tokenizers"}, f"refusing a long question imported {heavy}"

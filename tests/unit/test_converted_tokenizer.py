@@ -73,3 +73,61 @@ def test_an_unwritable_cache_still_gives_the_tokenizer(tmp_path, monkeypatch, sm
         assert converted.tokenizer_dir(spec.fingerprint()) is None
     finally:
         models._tokenizers.clear()
+
+
+# Texts whose tokens a plain tokenizer.json and transformers' tokenizer could count differently:
+# leading spaces, runs of whitespace, special-token strings, non-ASCII, emoji, long repeats.
+COUNT_TEXTS = [
+    "How many apples? " * 40,
+    " leading space",
+    "Émile a 3½ pommes — 中文 测试 🙂",
+    "<|im_start|>user\nhi<|im_end|>",
+    "\n\n  x\t y   ",
+    "\\boxed{12:50}",
+    "<think>\n\n</think>\n\n",
+    "",
+]
+
+
+def test_the_light_counter_counts_what_the_full_tokenizer_counts(fresh_cache, smol_tokenizer, tiny_model_dir):
+    """Limits checked before a load count with ``tokenizers`` alone (no transformers, no torch):
+    the same ids as the full tokenizer, for the GGUF's converted copy and for a model folder."""
+    from pathlib import Path
+
+    from backend.engine import limits
+
+    spec = models.resolve("smollm2-135m")
+    assert models.load_token_counter(spec) is None  # a fresh cache: no copy yet, the full load converts
+    models.load_tokenizer(spec)  # converts and keeps the copy
+    for source in (spec, models.resolve(tiny_model_dir)):
+        counter = models.load_token_counter(source)
+        assert isinstance(counter, models.TokenCounter), source
+        for text in COUNT_TEXTS:
+            assert (
+                counter(text, add_special_tokens=False)["input_ids"]
+                == smol_tokenizer(text, add_special_tokens=False)["input_ids"]
+            ), (source.name, text)
+        assert limits.count_tokens_up_to(counter, COUNT_TEXTS[0], 10**6) == limits.count_tokens_up_to(
+            smol_tokenizer, COUNT_TEXTS[0], 10**6
+        )
+    assert Path(models.load_token_counter(spec).path).parent == converted.tokenizer_dir(spec.fingerprint())
+
+
+def test_tokenizers_that_may_change_the_encoding_take_the_full_load(tmp_path, tiny_model_dir):
+    """A tokenizer class other than the plain backend (which may rebuild its normalizer when
+    transformers loads it), remote code, or a folder without tokenizer.json: no light counter."""
+    import json
+    import shutil
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, folder)
+    spec = models.resolve(str(folder))
+    assert models.load_token_counter(spec) is not None
+    assert models.load_token_counter(spec, trust_remote_code=True) is None
+    config_path = folder / "tokenizer_config.json"
+    config = json.loads(config_path.read_text())
+    config_path.write_text(json.dumps(config | {"tokenizer_class": "LlamaTokenizerFast"}))
+    assert models.load_token_counter(spec) is None
+    config_path.write_text(json.dumps(config))
+    (folder / "tokenizer.json").unlink()
+    assert models.load_token_counter(spec) is None
