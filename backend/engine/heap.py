@@ -1,14 +1,15 @@
-"""Freed tensor memory goes back to the system (glibc's malloc; a no-op elsewhere).
+"""Freed tensor memory goes back to the system between the engine's chunks (glibc; a no-op
+elsewhere).
 
 glibc raises its mmap threshold each time a large block is freed (up to 32 MiB), so after the
 first few the engine's tensors of 1-32 MiB (probe chunks' masks and attention, the KV cache's
 per-chunk views, LM-head readouts) come from the heap, where interleaved sizes fragment it and
-the process keeps what it freed: SmolLM2 at 4,096 tokens held 2.67 GB above its start against
-0.44 GB with a fixed threshold (``tests/benchmarks/length_bench.py``, README "Research length").
-A fixed threshold of 1 MiB (``mallopt(M_MMAP_THRESHOLD)``, which also turns the raising off)
-gives every block of 1 MiB or more its own mapping, returned when it is freed. Set once per
-process, at ``import backend``; ``MALLOC_MMAP_THRESHOLD_`` in the environment takes precedence, and
-``RAML_MALLOC_DEFAULT=1`` leaves glibc's own behaviour (to measure against it).
+the process keeps what it freed: SmolLM2 at 4,096 tokens held 2.7 GB above its start
+(``tests/benchmarks/length_bench.py``, README "Research length"). ``trim`` (``malloc_trim(0)``)
+hands the heap's free pages back; the engine calls it after each probe chunk and each LM-head
+batch. A fixed threshold (``mallopt``) did the same but mapped every block of 1 MiB or more anew:
+the test suite's system CPU doubled with it. ``RAML_MALLOC_DEFAULT=1`` turns ``trim`` off (to
+measure against glibc's own behaviour).
 """
 
 from __future__ import annotations
@@ -16,23 +17,25 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+import sys
 
-M_MMAP_THRESHOLD = -3  # glibc's malloc.h
-MMAP_THRESHOLD_BYTES = 1 << 20
-_state: dict[str, bool] = {}
+_libc: list = []
 
 
-def keep_heap_small(threshold: int = MMAP_THRESHOLD_BYTES) -> bool:
-    """Fix glibc's mmap threshold at ``threshold`` bytes; False where there is no glibc ``mallopt``
-    or the environment sets the threshold itself."""
-    if "set" in _state:
-        return _state["set"]
-    ok = False
-    if "MALLOC_MMAP_THRESHOLD_" not in os.environ and os.environ.get("RAML_MALLOC_DEFAULT") != "1":
-        try:
-            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-            ok = bool(libc.mallopt(M_MMAP_THRESHOLD, int(threshold)))
-        except (OSError, AttributeError):  # musl, macOS, Windows: their allocators differ
-            ok = False
-    _state["set"] = ok
-    return ok
+def _malloc_trim():
+    if not _libc:
+        fn = None
+        if sys.platform.startswith("linux") and os.environ.get("RAML_MALLOC_DEFAULT") != "1":
+            try:
+                fn = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+                fn.argtypes, fn.restype = [ctypes.c_size_t], ctypes.c_int
+            except (OSError, AttributeError):  # musl and others: no malloc_trim
+                fn = None
+        _libc.append(fn)
+    return _libc[0]
+
+
+def trim() -> bool:
+    """Give the heap's free pages back to the system; True if glibc released any."""
+    fn = _malloc_trim()
+    return bool(fn(0)) if fn is not None else False

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from backend.engine import forward
+from backend.engine import forward, heap
 from backend.engine.architecture import Architecture, locate, sliding_window_of
 from backend.engine.lens import Lens
 from backend.errors import InputError, OutOfMemoryError
@@ -188,6 +188,7 @@ class _RowReadout:
                 out = (*out, top.indices, top.values)
             del logits
             self.parts.append(tuple(t.cpu() for t in out))
+            heap.trim()  # the batch's logits freed: their pages back to the system (backend.engine.heap)
         rest = rows[n_full:]
         self.pending, self.n_pending = ([rest.clone()] if len(rest) else []), len(rest)
 
@@ -433,6 +434,7 @@ def analyze(
             assert cap.final is not None  # want_final=True for engine chunks
             acc.add_final_hidden(cap.final.view(b, m_a, -1))
             acc.add_boundaries(cap, len(chunk_boundary))
+            heap.trim()  # the chunk's mask, attention and cache views freed
             start += b
             if progress:
                 progress(start, len(cuts))
