@@ -16,23 +16,22 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import os
 import sys
 
-_libc: list = []
 
-
+@functools.cache
 def _malloc_trim():
-    if not _libc:
-        fn = None
-        if sys.platform.startswith("linux") and os.environ.get("RAML_MALLOC_DEFAULT") != "1":
-            try:
-                fn = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
-                fn.argtypes, fn.restype = [ctypes.c_size_t], ctypes.c_int
-            except (OSError, AttributeError):  # musl and others: no malloc_trim
-                fn = None
-        _libc.append(fn)
-    return _libc[0]
+    """glibc's ``malloc_trim`` (None elsewhere, or with ``RAML_MALLOC_DEFAULT=1``), looked up once."""
+    if not sys.platform.startswith("linux") or os.environ.get("RAML_MALLOC_DEFAULT") == "1":
+        return None
+    try:
+        fn = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # musl and others: no malloc_trim
+        return None
+    fn.argtypes, fn.restype = [ctypes.c_size_t], ctypes.c_int
+    return fn
 
 
 def trim() -> bool:
