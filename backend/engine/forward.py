@@ -9,6 +9,9 @@ and the KV-cache views the engines share.
   model's dtype; the logits must already be the model's own (logit transform included: take
   them from ``model(...).logits`` or through ``Architecture.lens``, never from a bare LM head).
 * ``lens_answer_nll``: the same from residual-stream states, through ``Architecture.lens``.
+* ``answer_readout`` / ``lens_readout``: what the engines keep of one LM-head batch (token NLL,
+  first-token probability, and rank + entropy for the curve or the top-k for the lens grid),
+  reading the ``[N, m_a, V]`` logits in as few passes as they need.
 * ``log_probs``: float32 log-softmax over the vocabulary, for readouts that need the whole
   distribution (entropy, rank, the lens check).
 * ``answer_logits`` / ``teacher_forced_nll``: one plain forward of ``ids`` ``[T]`` (or ``[B, T]``)
@@ -64,6 +67,43 @@ def answer_token_nll(logits: torch.Tensor, answer_ids: torch.Tensor | Sequence[i
         raise ValueError(f"answer ids must be [{m_a}] or [{B}, {m_a}], got shape {tuple(answer.shape)}")
     picked = x.gather(-1, answer[..., None]).squeeze(-1)  # [B, m_a]
     return torch.logsumexp(x, dim=-1) - picked
+
+
+def answer_readout(logits: torch.Tensor, answer: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """The curve's readout of one LM-head batch: logits ``[N, m_a, V]`` (the model's own), answer
+    ids ``[m_a]`` -> (token NLL ``[N, m_a]``, p(first answer token) ``[N]``, its rank ``[N]``
+    (1 = top; ties do not count), the entropy ``[N]`` at the probe position), float32.
+
+    One logsumexp serves the NLL and the first position's log-probabilities; the rank compares
+    raw logits (exact) and is counted by a matmul, since a sum over a boolean ``[N, V]`` costs
+    more than the comparison itself. Values are ``answer_token_nll``'s and ``log_probs``'.
+    """
+    x, lse, picked = _lse_and_picked(logits, answer)
+    x0, first = x[:, 0], x[:, 0] - lse[:, :1]  # [N, V]: logits and log-probabilities at the probe position
+    target = x0[:, answer[0]]
+    above = (x0 - target[:, None]).gt_(0)  # [N, V] 1.0 where a token beats the answer's first
+    rank = (above @ torch.ones(x0.shape[-1], dtype=above.dtype, device=above.device)).long() + 1
+    del above
+    entropy = -torch.linalg.vecdot(first.exp(), first)
+    return lse - picked, (target - lse[:, 0]).exp(), rank, entropy
+
+
+def lens_readout(logits: torch.Tensor, answer: torch.Tensor, top_k: int) -> tuple[torch.Tensor, ...]:
+    """The lens grid's readout of one LM-head batch: logits ``[N, m_a, V]`` through the lens ->
+    (token NLL ``[N, m_a]``, p(first answer token) ``[N]``, the top-``top_k`` ids ``[N, k]`` and
+    their probabilities at the probe position). Rank and entropy are not kept per layer, so they
+    are not computed: a logsumexp and a top-k are the only passes over V.
+    """
+    x, lse, picked = _lse_and_picked(logits, answer)
+    top = x[:, 0].topk(top_k, -1)
+    return lse - picked, (x[:, 0, answer[0]] - lse[:, 0]).exp(), top.indices, (top.values - lse[:, :1]).exp()
+
+
+def _lse_and_picked(logits: torch.Tensor, answer: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Logits in readout precision, their logsumexp ``[N, m_a]`` and the answer tokens' logits ``[N, m_a]``."""
+    x = _readout_precision(logits)
+    picked = x.gather(-1, answer[None, :, None].expand(x.shape[0], -1, 1)).squeeze(-1)
+    return x, torch.logsumexp(x, dim=-1), picked
 
 
 def answer_nll(logits: torch.Tensor, answer_ids: torch.Tensor | Sequence[int]) -> torch.Tensor:

@@ -135,17 +135,6 @@ class _Capture:
         return hook
 
 
-def _readout(logits: torch.Tensor, answer: torch.Tensor):
-    """logits ``[N, m_a, V]`` (the model's own, through the lens), answer ``[m_a]`` ->
-    (token NLL [N, m_a], p_first, rank, entropy), all float32 (``backend.engine.forward``)."""
-    token_nll = forward.answer_token_nll(logits, answer)
-    first = forward.log_probs(logits[:, 0])  # [N, V]
-    target = first[:, answer[0]]
-    rank = (first > target[:, None]).sum(-1) + 1
-    entropy = -(first.exp() * first).sum(-1)
-    return token_nll, target.exp(), rank, entropy
-
-
 READOUT_BYTES = 256 << 20  # logits in flight per LM-head batch (bounded memory, issue 15 item 1)
 _LOGIT_COPIES = 4  # logits, their transform, log-softmax, exp: float32 tensors alive at once per row
 
@@ -163,8 +152,8 @@ class _RowReadout:
     answer length; only the small readouts (NLL per answer token, first-token statistics) are kept.
     """
 
-    def __init__(self, arch: Architecture, answer: torch.Tensor, batch_rows: int, top_k: int | None):
-        self.arch, self.answer, self.batch_rows, self.top_k = arch, answer, batch_rows, top_k
+    def __init__(self, arch: Architecture, batch_rows: int, read: Callable[[torch.Tensor], tuple[torch.Tensor, ...]]):
+        self.arch, self.batch_rows, self.read = arch, batch_rows, read
         self.pending: list[torch.Tensor] = []
         self.n_pending = 0
         self.parts: list[tuple[torch.Tensor, ...]] = []
@@ -182,10 +171,7 @@ class _RowReadout:
         n_full = (rows.shape[0] // self.batch_rows) * self.batch_rows if keep_partial else rows.shape[0]
         for batch in torch.split(rows[:n_full], self.batch_rows):
             logits = self.arch.unembed(batch)  # [rows, m_a, V] through the lens
-            out = _readout(logits, self.answer)
-            if self.top_k:
-                top = torch.softmax(logits[:, 0], -1).topk(self.top_k, -1)
-                out = (*out, top.indices, top.values)
+            out = self.read(logits)
             del logits
             self.parts.append(tuple(t.cpu() for t in out))
             heap.trim()  # the batch's logits freed: their pages back to the system (backend.engine.heap)
@@ -212,14 +198,15 @@ class _Accumulator:
         vocab = int(weight.shape[0]) if isinstance(weight, torch.Tensor) else 1
         rows = readout_rows(len(req.answer_ids), vocab, readout_bytes)
         self.final_logits: list[tuple[torch.Tensor, ...]] = []  # naive path: readouts per cut
-        self.final = _RowReadout(arch, answer, rows, None)  # engine path: [b, m_a, d] per chunk
-        self.lens = _RowReadout(arch, answer, rows, req.top_k)  # [nb * L, m_a, d] per chunk
+        # engine path: [b, m_a, d] per chunk; the lens grid: [nb * L, m_a, d] per chunk
+        self.final = _RowReadout(arch, rows, lambda logits: forward.answer_readout(logits, answer))
+        self.lens = _RowReadout(arch, rows, lambda logits: forward.lens_readout(logits, answer, req.top_k))
         self.hidden: list[torch.Tensor] = []  # [nb, L, d] at the probe position per chunk
         self.z: dict[int, list[torch.Tensor]] = {i: [] for i in req.proxy_layers}
         self.pre: dict[int, list[torch.Tensor]] = {i: [] for i in req.proxy_layers}
 
     def add_final_logits(self, logits: torch.Tensor) -> None:
-        self.final_logits.append(tuple(t.cpu() for t in _readout(logits, self.answer)))
+        self.final_logits.append(tuple(t.cpu() for t in forward.answer_readout(logits, self.answer)))
 
     def add_final_hidden(self, hidden: torch.Tensor) -> None:
         self.final.add(hidden)
@@ -248,7 +235,7 @@ class _Accumulator:
         L, k = self.arch.n_layers, self.req.top_k
         hidden = torch.cat(self.hidden)  # [K, L, d]
         K = hidden.shape[0]
-        lens_nll, lens_p, _, _, top_ids, top_probs = self.lens.results()
+        lens_nll, lens_p, top_ids, top_probs = self.lens.results()
         timings["readout_s"] = time.perf_counter() - t0
         f32 = lambda t: t.float().numpy()  # noqa: E731
         return ProbeResult(

@@ -46,6 +46,31 @@ def test_answer_nll_equals_a_float64_log_softmax_gather(dtype):
     assert (forward.answer_nll(logits, per_row).double() - _reference_nll(logits, per_row).mean(-1)).abs().max() <= 1e-5
 
 
+@pytest.mark.parametrize("m_a", [1, 4])
+def test_the_engines_readouts_equal_a_float64_log_softmax(m_a):
+    """``answer_readout`` (curve) and ``lens_readout`` (lens grid) share one logsumexp and skip
+    passes over V; each value must still be the float64 log-softmax's, ties in the rank included."""
+    gen = torch.Generator().manual_seed(1)
+    N, V = 7, 5003
+    logits = torch.randn(N, m_a, V, generator=gen) * 6
+    answer = torch.randint(0, V, (m_a,), generator=gen)
+    logits[2, 0, :40] = logits[2, 0, answer[0]]  # 40 tokens tie with the answer's first: not above it
+    logp = torch.log_softmax(logits.double(), -1)
+    first = logp[:, 0]
+    nll = -logp.gather(-1, answer[None, :, None].expand(N, -1, 1)).squeeze(-1)
+    p_first = first[:, answer[0]].exp()
+    token_nll, p, rank, entropy = forward.answer_readout(logits, answer)
+    assert (token_nll.double() - nll).abs().max() < 1e-5 and (p.double() - p_first).abs().max() < 1e-7
+    assert rank.tolist() == ((logits[:, 0] > logits[:, 0, answer[0], None]).sum(-1) + 1).tolist()
+    assert (logits[2, 0] == logits[2, 0, answer[0]]).sum() >= 40  # so a rank counting ties would differ
+    assert (entropy.double() + (first.exp() * first).sum(-1)).abs().max() < 1e-5
+    lens_nll, lens_p, top_ids, top_probs = forward.lens_readout(logits, answer, 5)
+    assert (lens_nll.double() - nll).abs().max() < 1e-5 and (lens_p.double() - p_first).abs().max() < 1e-7
+    expected = first.exp().topk(5, -1)
+    assert torch.equal(top_ids, expected.indices)
+    assert torch.allclose(top_probs.double(), expected.values, rtol=2e-6, atol=1e-9)
+
+
 def test_answer_nll_refuses_mismatched_shapes():
     with pytest.raises(ValueError, match=r"logits must be \[B, m_a, V\]"):
         forward.answer_nll(torch.zeros(3, 7), [1, 2, 3])
