@@ -163,6 +163,24 @@ def test_engine_equals_naive_on_smollm2(smollm2):
     assert_results_match(fast, slow)
 
 
+@pytest.mark.parametrize("chunk", [[5], [0, 1, 2], [3, 9, 10, 30], [7, 7 + 64, 7 + 128]])
+def test_the_chunk_mask_is_the_block_pattern_of_the_design(chunk):
+    """Probe j's rows see the cached keys [0, P + c_j) and its own tokens causally; the mask
+    written in place must equal the boolean construction it replaced (prefix compare,
+    repeated per probe token, beside a block-diagonal of causal blocks)."""
+    from backend.engine.probe import chunk_mask
+
+    P, m = 4, 3
+    visible = P + max(chunk)
+    lo = torch.finfo(torch.float32).min
+    block = torch.full((m, m), lo).triu_(1)
+    sees = torch.arange(visible)[None, :] < (P + torch.tensor(chunk))[:, None]
+    own = torch.block_diag(*[torch.ones(m, m, dtype=torch.bool).tril()] * len(chunk))
+    allowed = torch.cat([sees.repeat_interleave(m, 0), own], 1)
+    expected = torch.zeros(allowed.shape).masked_fill_(~allowed, lo)
+    assert torch.equal(chunk_mask(P, chunk, visible, block), expected)
+
+
 def test_chunk_edges_cover_every_chunk():
     assert chunk_edge_cuts(10, 4) == {0, 3, 4, 7, 8, 9}
     assert chunk_edge_cuts(3, 32) == {0, 2}
