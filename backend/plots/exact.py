@@ -19,7 +19,7 @@ from plotly.subplots import make_subplots
 
 from backend.plots import layout
 from backend.plots.figures import LOSS_COLORSCALE
-from backend.plots.proxy import MUTED, PATH_COLOR, PATH_EDGE, plane_axis_titles
+from backend.plots.proxy import MUTED, PATH_COLOR, PATH_EDGE, plane_axis_titles, theta_marker
 
 EXACT_NOTE = "exact all-layer update: ΔW on every attention output projection W_o; no trajectory in context"
 GROUP_COLORS = {"exact": "#0072B2", "top-k": "#56B4E9", "proxy": "#D55E00"}
@@ -177,17 +177,7 @@ def landscape_comparison_figure(
             col,
         )
         fig.add_trace(
-            go.Scatter(
-                x=[0],
-                y=[0],
-                mode="markers+text",
-                text=["θ"],
-                textposition="top center",
-                marker=dict(size=10, color=PATH_COLOR, line=dict(color=PATH_EDGE, width=1.5)),
-                textfont=dict(color="white"),
-                hoverinfo="skip",
-                showlegend=False,
-            ),
+            theta_marker(),
             1,
             col,
         )

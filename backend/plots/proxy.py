@@ -26,6 +26,23 @@ from backend.plots.figures import (  # one loss colour scale and one cursor acro
 
 PATH_COLOR = "#ffffff"
 PATH_EDGE = "#111827"
+
+
+def theta_marker() -> go.Scatter:
+    """θ, the model's own weights, at the origin of a random-direction landscape."""
+    return go.Scatter(
+        x=[0],
+        y=[0],
+        mode="markers+text",
+        text=["θ"],
+        textposition="top center",
+        marker=dict(size=10, color=PATH_COLOR, line=dict(color=PATH_EDGE, width=1.5)),
+        textfont=dict(color="white"),
+        hoverinfo="skip",
+        showlegend=False,
+    )
+
+
 MUTED = "#64748b"
 # one colour per run on Compare (colour-blind-safe, Okabe-Ito without yellow)
 RUN_COLORS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#56B4E9", "#E69F00", "#000000", "#8c564b")
@@ -283,19 +300,7 @@ def random_landscape_figure(
                 hovertemplate="α = %{x:.3g}, β = %{y:.3g}<br>L<sub>q</sub> = %{z:.3f} nats<extra></extra>",
             )
         )
-        fig.add_trace(
-            go.Scatter(
-                x=[0],
-                y=[0],
-                mode="markers+text",
-                text=["θ"],
-                textposition="top center",
-                marker=dict(size=10, color=PATH_COLOR, line=dict(color=PATH_EDGE, width=1.5)),
-                textfont=dict(color="white"),
-                hoverinfo="skip",
-                showlegend=False,
-            )
-        )
+        fig.add_trace(theta_marker())
         fig.update_xaxes(title_text="α (random direction 1, per-tensor norm)")
         fig.update_yaxes(title_text="β (random direction 2)")
         _style(fig, height=height, scale=scale, title=title, legend="none")

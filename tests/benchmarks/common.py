@@ -76,6 +76,22 @@ def floor_ratio(req, n_cuts: int) -> float:
     return (ctx + n_cuts * len(req.probe_ids)) / ctx
 
 
+def work_floor(req, n_cuts: int, n_boundaries: int, model) -> float:
+    """Engine cost over one forward at the floor of the work, in the body's FLOPs: the tokens of
+    ``floor_ratio`` plus the LM-head rows the engine must read out and one forward does not, each
+    costing u = d·V / (body parameters) tokens: (P + n + C·m + u·(C + K·L)·m_a) / (P + n + u).
+    The C curve rows and the K·L lens-grid rows are what any method pays (the naive one too);
+    attention is left out of both floors."""
+    from backend.engine.architecture import locate
+
+    arch = locate(model)
+    body = sum(p.numel() for layer in arch.layers for p in layer.parameters())
+    u = arch.lm_head.weight.numel() / body
+    ctx = len(req.prompt_ids) + len(req.trajectory_ids)
+    rows = (n_cuts + n_boundaries * arch.n_layers) * len(req.answer_ids)
+    return (ctx + n_cuts * len(req.probe_ids) + u * rows) / (ctx + u)
+
+
 def slope(xs: list[float], ys: list[float]) -> float | None:
     """Least-squares slope of ys on xs (None with fewer than two points)."""
     if len(xs) < 2:
