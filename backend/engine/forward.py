@@ -74,17 +74,17 @@ def answer_readout(logits: torch.Tensor, answer: torch.Tensor) -> tuple[torch.Te
     ids ``[m_a]`` -> (token NLL ``[N, m_a]``, p(first answer token) ``[N]``, its rank ``[N]``
     (1 = top; ties do not count), the entropy ``[N]`` at the probe position), float32.
 
-    One logsumexp serves the NLL and the first position's log-probabilities; the rank compares
+    One logsumexp serves the NLL, one log-softmax the first position's entropy; the rank compares
     raw logits (exact) and is counted by a matmul, since a sum over a boolean ``[N, V]`` costs
     more than the comparison itself. Values are ``answer_token_nll``'s and ``log_probs``'.
     """
     x, lse, picked = _lse_and_picked(logits, answer)
-    x0, first = x[:, 0], x[:, 0] - lse[:, :1]  # [N, V]: logits and log-probabilities at the probe position
+    x0, first = x[:, 0], torch.log_softmax(x[:, 0], dim=-1)  # [N, V]: logits and log-probabilities at the probe
     target = x0[:, answer[0]]
     above = (x0 - target[:, None]).gt_(0)  # [N, V] 1.0 where a token beats the answer's first
     rank = (above @ torch.ones(x0.shape[-1], dtype=above.dtype, device=above.device)).long() + 1
     del above
-    entropy = -torch.linalg.vecdot(first.exp(), first)
+    entropy = -(first.exp() * first).sum(-1)  # log_softmax's and a pairwise sum: stable to 1e-6 across batchings
     return lse - picked, (target - lse[:, 0]).exp(), rank, entropy
 
 
@@ -213,21 +213,49 @@ def has_layer_views(cache: Any) -> bool:
 
 class PrefixCache:
     """A prefill's KV cache shown to one forward as views of its first ``length`` keys (no copy);
-    ``restore`` brings back exactly the prefill (and drops what a forward appended)."""
+    ``restore`` brings back exactly the prefill (and drops what a forward appended).
 
-    def __init__(self, cache: Any):
+    ``read_only``: a forward attends to the prefix and its own keys but appends nothing: each
+    layer's ``update`` returns the concatenation without keeping it, so the copy lives only while
+    that layer attends (one layer's keys at a time) instead of every layer's until ``restore``
+    (SmolLM2 at 4k tokens: 190 MB). For forwards whose keys no later forward reads (the engine's
+    probe chunks); a cache whose keys must grow (ablation's suffixes) leaves it off.
+    """
+
+    def __init__(self, cache: Any, *, read_only: bool = False):
         if not has_layer_views(cache):
             raise TypeError(f"{type(cache).__name__} has no per-layer keys/values to share")
         self.cache = cache
         self.full = [(layer.keys, layer.values) for layer in cache.layers]
+        # only transformers' plain dynamic layers: a quantized or offloaded layer's update does more
+        self.read_only = read_only and all(_concatenates(layer) for layer in cache.layers)
 
     def limit_to(self, length: int) -> None:
         for layer, (keys, values) in zip(self.cache.layers, self.full):
             layer.keys, layer.values = keys[..., :length, :], values[..., :length, :]
+            if self.read_only:  # an instance attribute shadows the class's update until restore
+                layer.update = _attend_without_appending(layer.keys, layer.values)
 
     def restore(self) -> None:
         for layer, (keys, values) in zip(self.cache.layers, self.full):
             layer.keys, layer.values = keys, values
+            vars(layer).pop("update", None)
+
+
+def _concatenates(layer: Any) -> bool:
+    """Whether ``layer``'s update is transformers' plain concatenation (full or sliding window)."""
+    from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
+
+    return type(layer).update in (DynamicLayer.update, DynamicSlidingWindowLayer.update)
+
+
+def _attend_without_appending(
+    keys: torch.Tensor, values: torch.Tensor
+) -> Callable[..., tuple[torch.Tensor, torch.Tensor]]:
+    def update(key_states: torch.Tensor, value_states: torch.Tensor, *_args, **_kwargs):
+        return torch.cat([keys, key_states], dim=-2), torch.cat([values, value_states], dim=-2)
+
+    return update
 
 
 @contextmanager

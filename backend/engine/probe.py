@@ -297,13 +297,14 @@ class _ContextWindow:
 
     Probes of a chunk with largest cut c_max attend to at most P + c_max cached keys, so the
     cache layers are set to views of the first P + c_max positions before each forward (no
-    copy, ``forward.PrefixCache``) and restored to the full prefill afterwards. Falls back to
-    cropping for cache classes without per-layer ``keys``/``values``.
+    copy, ``forward.PrefixCache``; read-only, so the chunk's keys are not kept past their layer)
+    and restored to the full prefill afterwards. Falls back to cropping for cache classes
+    without per-layer ``keys``/``values``.
     """
 
     def __init__(self, cache, n_ctx: int):
         self.cache, self.n_ctx = cache, n_ctx
-        self.view = forward.PrefixCache(cache) if forward.has_layer_views(cache) else None
+        self.view = forward.PrefixCache(cache, read_only=True) if forward.has_layer_views(cache) else None
 
     def limit_to(self, length: int) -> int:
         """Expose the first ``length`` cached positions; returns how many keys are visible."""

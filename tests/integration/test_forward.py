@@ -272,6 +272,35 @@ def _offenders(pattern: str, allowed: set[Path]) -> list[str]:
     ]
 
 
+@pytest.mark.parametrize("fixture", ["tiny_llama", "tiny_qwen2"])
+def test_a_read_only_prefix_gives_the_same_forward_and_keeps_the_prefill(request, fixture):
+    """``PrefixCache(read_only=True)`` (the engine's probe chunks): a forward on the first 7 cached
+    positions reads what an appending view reads, and afterwards every layer holds exactly its
+    7-key view (nothing appended, no copy kept) and, restored, the prefill's own tensors."""
+    model = request.getfixturevalue(fixture).model
+    arch = locate(model)
+    gen = torch.Generator().manual_seed(3)
+    context = torch.randint(10, 200, (1, 12), generator=gen)
+    probe = torch.randint(10, 200, (1, 4), generator=gen)
+    positions = torch.arange(7, 11)[None]
+    with torch.inference_mode():
+        cache = arch.base(input_ids=context, use_cache=True).past_key_values
+        full = [(layer.keys, layer.values) for layer in cache.layers]
+        outputs = []
+        for read_only in (False, True):
+            view = forward.PrefixCache(cache, read_only=read_only)
+            view.limit_to(7)
+            assert view.read_only == read_only
+            out = arch.base(input_ids=probe, position_ids=positions, past_key_values=cache, use_cache=True)
+            outputs.append(out.last_hidden_state)
+            grown = {layer.keys.shape[-2] for layer in cache.layers}
+            assert grown == ({7} if read_only else {11})
+            view.restore()
+            assert all(layer.keys is k and layer.values is v for layer, (k, v) in zip(cache.layers, full))
+            assert all("update" not in vars(layer) for layer in cache.layers)
+    assert torch.equal(outputs[0], outputs[1])
+
+
 def test_hooks_are_registered_only_by_the_forward_module():
     assert _offenders(r"register_forward(_pre)?_hook|register_full_backward", {FORWARD}) == []
 
