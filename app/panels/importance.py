@@ -15,7 +15,7 @@ import streamlit as st
 
 from app import data, jobs_view, ui
 from backend.analysis.importance.defaults import ATTENTION as DEFAULT_ATTENTION
-from backend.plots import binning
+from backend.plots import binning, revision
 from backend.plots import importance as plots
 
 TABLE = "importance_table"
@@ -96,7 +96,7 @@ def render(view, go_to: Callable[[int], None]) -> None:
     if cursor is None:  # the same figure object on every rerun of this run's data (drawn once per run)
         fig = _strip_figure(*_data_args(store, run))
     else:
-        fig = plots.importance_strip(rows, texts, cursor)
+        fig = revision.stamp(plots.importance_strip(rows, texts, cursor))
     st.plotly_chart(fig, key=STRIP, width="stretch")
     left_out = [e for row in counterfactual for e in row.get("excluded", [])]
     if left_out:
@@ -133,7 +133,7 @@ def _data_args(store, run) -> tuple:
 def _strip_figure(root: str, key: str, stamp: float, dstamp: str, children: tuple[str, ...]):
     store = data.store_at(root)
     run = data.load_run(store, key)
-    return plots.importance_strip(rows_of(store, run), run.steps["text"].tolist())
+    return revision.stamp(plots.importance_strip(rows_of(store, run), run.steps["text"].tolist()))
 
 
 @st.cache_data(show_spinner=False, max_entries=16)

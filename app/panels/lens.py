@@ -13,7 +13,7 @@ from app import data, jobs_view, ui
 from app.panels.common import View, heading
 from app.panels.loss import chart_config
 from app.state import LENS_KINDS
-from backend.plots import binning, figures
+from backend.plots import binning, figures, revision
 
 SLOT = "right2"
 CHART = "explore_lens_chart"
@@ -57,7 +57,7 @@ def _figure(root: str, key: str, stamp: float, value: str, scale: float, height:
     frame = run.lens if kind == "logit" else load_tuned_grid(run, store)
     if frame is None:
         raise _NoGrid()
-    return figures.lens_heatmap_figure(frame, cursor=None, value=value, scale=scale, height=height)
+    return revision.stamp(figures.lens_heatmap_figure(frame, cursor=None, value=value, scale=scale, height=height))
 
 
 def _lens_stamp(view: View) -> str:
@@ -115,7 +115,9 @@ def draw(view: View) -> None:
         return
     if view.redraw:
         fig = go.Figure(fig)
-        figures.set_lens_cursor(fig, view.cursor, int(view.run.lens["layer"].max()) + 1, view.n_steps + 1)
+        revision.stamp(
+            figures.set_lens_cursor(fig, view.cursor, int(view.run.lens["layer"].max()) + 1, view.n_steps + 1)
+        )
     st.plotly_chart(fig, key=CHART, config=chart_config("lens"))
 
 

@@ -7,7 +7,7 @@ import streamlit as st
 
 from app import data
 from app.panels.common import View, heading
-from backend.plots import figures
+from backend.plots import figures, revision
 
 SLOT = "right1"
 CHART = "explore_loss_chart"
@@ -18,7 +18,8 @@ CHART = "explore_loss_chart"
 @st.cache_resource(show_spinner=False, max_entries=32)
 def _figure(root: str, key: str, stamp: float, alpha: float, scale: float, height: int):
     run = data.load_run(data.store_at(root), key)
-    return figures.loss_descent_figure(run.tokens, run.steps, cursor=None, alpha=alpha, scale=scale, height=height)
+    fig = figures.loss_descent_figure(run.tokens, run.steps, cursor=None, alpha=alpha, scale=scale, height=height)
+    return revision.stamp(fig)
 
 
 def cursor_x(view: View) -> list[float]:
@@ -32,7 +33,7 @@ def draw(view: View) -> None:
     fig = _figure(view.root, view.key, view.stamp, float(view.settings.alpha), view.scale, view.layout.chart_h)
     if view.redraw:
         fig = go.Figure(fig)
-        figures.set_loss_cursor(fig, cursor_x(view)[view.cursor])
+        revision.stamp(figures.set_loss_cursor(fig, cursor_x(view)[view.cursor]))
     st.plotly_chart(fig, key=CHART, config=chart_config("loss"))
 
 

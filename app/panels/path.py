@@ -8,7 +8,7 @@ import streamlit as st
 from app import data, state, ui
 from app.panels.common import View, heading
 from app.panels.loss import chart_config
-from backend.plots import figures
+from backend.plots import figures, revision
 
 SLOT = "left2"
 CHART = "explore_path_chart"
@@ -16,7 +16,16 @@ CHART = "explore_path_chart"
 
 @st.cache_resource(show_spinner=False, max_entries=32)
 def _figure(
-    root: str, key: str, stamp: float, layer: int, space: str, method: str, scale: float, height: int, dstamp: str = ""
+    root: str,
+    key: str,
+    stamp: float,
+    layer: int,
+    space: str,
+    method: str,
+    scale: float,
+    height: int,
+    dstamp: str = "",
+    every_arrow: bool = False,
 ):
     store = data.store_at(root)
     run = data.load_run(store, key)
@@ -24,7 +33,7 @@ def _figure(
     ev = proj["explained_variance"]
     names = ("PC1", "PC2") if method == "pca" else ("UMAP 1", "UMAP 2")
     axis = tuple(f"{n} ({v:.0%} of variance)" for n, v in zip(names, ev)) if ev is not None else names
-    return figures.path_figure(
+    fig = figures.path_figure(
         proj["coords"],
         figures.boundary_losses(run.tokens, run.steps),
         cursor=None,
@@ -32,7 +41,9 @@ def _figure(
         scale=scale,
         height=height,
         step_texts=[""] + run.steps["text"].astype(str).tolist(),
+        max_arrows=None if every_arrow else figures.MAX_PATH_ARROWS,
     )
+    return revision.stamp(fig)
 
 
 def projection(view: View) -> dict | None:
@@ -63,8 +74,18 @@ def draw(view: View) -> None:
     method = view.settings.method
     try:
         dstamp = data.derived_stamp(view.store, view.key) if space == "exact" else ""
+        # drawn on the server (no browser stepper), a click selects a marker: every boundary gets its arrow
         fig = _figure(
-            view.root, view.key, view.stamp, int(layer), space, method, view.scale, view.layout.chart_h, dstamp
+            view.root,
+            view.key,
+            view.stamp,
+            int(layer),
+            space,
+            method,
+            view.scale,
+            view.layout.chart_h,
+            dstamp,
+            every_arrow=view.redraw,
         )
     except ValueError as exc:  # e.g. UMAP on too few points: say why, keep the rest
         st.warning(ui.md(exc))
@@ -75,9 +96,11 @@ def draw(view: View) -> None:
         fig = go.Figure(fig)
         figures.set_path_cursor(fig, proj["coords"], view.cursor)
         fig.data[-1].customdata = [view.cursor]
+        revision.stamp(fig)
         kwargs = dict(on_select=view.slots.get("on_path_select"), selection_mode="points")
     st.plotly_chart(fig, key=CHART, config=chart_config("path"), **kwargs)
     n_points = view.n_steps + 1
+    every = (fig.layout.meta or {}).get("arrows_every", 1) if isinstance(fig.layout.meta, dict) else 1
     trust = proj["trustworthiness"] if n_points >= state.MIN_UMAP_POINTS else None
     kind = {"proxy": "MLP ΔW proxy", "hidden": "hidden state", "exact": "exact all-layer update"}[space]
     if not view.present:
@@ -89,6 +112,7 @@ def draw(view: View) -> None:
                 if n_points < state.MIN_UMAP_POINTS
                 else ""
             )
+            + (f" · an arrow every {every} steps (every point hovers)" if every > 1 else "")
             + " · click a point to jump"
         )
 

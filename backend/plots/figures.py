@@ -40,6 +40,7 @@ REFLECTION_COLOR = "#d97706"
 BOUNDARY_COLOR = "#64748b"
 SHADE_COLOR = "rgba(100, 116, 139, 0.14)"
 SHADE_KEY_COLOR = "rgba(100, 116, 139, 0.35)"  # the shade's legend swatch: a little darker, to be seen
+MAX_PATH_ARROWS = 300  # a longer path draws an arrow at every k-th boundary (path_arrow_stride)
 P_PANEL_MIN_HEIGHT = 266  # px: below this the p(answer) panel would be too short to read (hover has it)
 
 # Modebar: the camera button saves a PNG (2x) of any figure, in the app and in exported HTML.
@@ -186,21 +187,20 @@ def loss_descent_figure(
             col=1,
         )
 
-    # step boundaries: short ticks along the bottom of the loss panel
+    # step boundaries: short ticks along the bottom of the loss panel, all in one shape (one SVG
+    # path: a trace of NaN-separated segments cost plotly.js ~190 ms a draw at 1,500 steps)
     bcuts = boundary_cuts(steps)
     bx = bcuts / max(n_tokens, 1)
-    tick_x = np.repeat(bx, 3)
-    tick_y = np.tile([0.0, 0.05, np.nan], len(bx))
-    dense = len(bx) > 60  # many steps: shorter, fainter ticks so they read as a rug, not a wall
-    fig.add_trace(
+    fig.add_shape(boundary_rug(bx))
+    dense = len(bx) > 60
+    fig.add_trace(  # the rug's key, in the legend (a shape has none)
         go.Scatter(
-            x=tick_x,
-            y=tick_y * (0.6 if dense else 1.0),
+            x=[None],
+            y=[None],
             mode="lines",
-            yaxis="y3",
+            yaxis="y3",  # keeps the rug's axis in use
             name="step boundary",
             line=dict(color=BOUNDARY_COLOR, width=1 if dense else 1.5),
-            opacity=0.45 if dense else 1.0,
             hoverinfo="skip",
         )
     )
@@ -264,6 +264,33 @@ def loss_descent_figure(
     return fig
 
 
+RUG_NAME = "step boundaries"
+
+
+def boundary_rug(bx: np.ndarray) -> dict:
+    """The loss panel's rug: a short tick at each step boundary's progress ``bx`` [B], as one
+    path shape on the invisible ``y3`` axis (0..1 over the loss panel); with many steps the ticks
+    are shorter and fainter, so they read as a rug, not a wall."""
+    dense = len(bx) > 60
+    top = 0.03 if dense else 0.05
+    path = "".join(f"M{float(x):.7g},0V{top}" for x in bx)
+    return dict(
+        type="path",
+        name=RUG_NAME,
+        path=path,
+        xref="x",
+        yref="y3",
+        line=dict(color=BOUNDARY_COLOR, width=1 if dense else 1.5),
+        opacity=0.45 if dense else 1.0,
+    )
+
+
+def rug_positions(fig: go.Figure) -> np.ndarray:
+    """The progress of every tick of ``fig``'s boundary rug (``boundary_rug``), [B]."""
+    shape = next(s for s in fig.layout.shapes if s.name == RUG_NAME)
+    return np.array([float(part.split(",")[0]) for part in shape.path.split("M")[1:]])
+
+
 def reflection_label_sides(x: np.ndarray, y: np.ndarray) -> list[str]:
     """Where each reflection word's label goes, [R]: away from its nearest neighbour (above the
     higher point of two, below the lower), so labels of nearby words do not meet between them."""
@@ -308,11 +335,16 @@ def path_figure(
     height: int = 440,
     scale: float = 1.0,
     step_texts: list[str] | None = None,
+    max_arrows: int | None = MAX_PATH_ARROWS,
 ) -> go.Figure:
     """2-D path of the step boundaries: ``coords`` [B, 2], ``loss`` [B] (colour), ``cursor`` in 0..B-1.
 
     Points are arrows pointing along the path (from the previous boundary), coloured by L̂ on
     the shared loss scale; ``customdata`` holds the boundary index so a click can move the cursor.
+    A path of more than ``max_arrows`` steps (None: no limit) draws an arrow at every k-th
+    boundary only (``path_arrow_stride``; each then points from the previous arrow, and the last
+    boundary always has one), while the line through every boundary carries the hover and the
+    click of each: 1,500 arrows cost plotly.js ~380 ms a draw, and at a chart's width they overlap.
     """
     coords = np.asarray(coords, dtype=np.float64)
     loss = np.asarray(loss, dtype=np.float64)
@@ -322,34 +354,46 @@ def path_figure(
     idx = np.arange(B)
     snippets = step_texts or [""] * B
     hover = [f"{'start' if b == 0 else f'step {b}'}: {html.escape(s.strip()[:60])}" for b, s in zip(idx, snippets)]
+    every = path_arrow_stride(B, max_arrows)
+    shown = idx if every == 1 else np.unique(np.r_[idx[::every], B - 1])
     fig = go.Figure()
+    line_hover: dict = dict(hoverinfo="skip")
+    if every > 1:  # the arrows are thinned: every boundary hovers and clicks on the line
+        line_hover = dict(
+            customdata=idx,
+            text=[f"{h}<br>L̂ = {v:.3f} nats" for h, v in zip(hover, loss)],
+            hovertemplate="%{text}<br><i>click to jump here</i><extra></extra>",
+        )
     fig.add_trace(
         go.Scatter(
             x=coords[:, 0],
             y=coords[:, 1],
             mode="lines",
+            name="path",
             line=dict(color="#cbd5e1", width=1.5),
-            hoverinfo="skip",
             showlegend=False,
+            **line_hover,
         )
     )
-    symbols = ["circle"] + ["arrow"] * (B - 1)  # point 0 has no "previous": drawn by the start trace
+    symbols = ["circle"] + ["arrow"] * (len(shown) - 1)  # point 0 has no "previous": drawn by the start trace
     size = 13 if B < 80 else 10
-    sizes = [0] + [size] * (B - 1)
+    sizes = [0] + [size] * (len(shown) - 1)
+    if every > 1:
+        fig.update_layout(meta={"arrows_every": int(every)})
     fig.add_trace(
         go.Scatter(
-            x=coords[:, 0],
-            y=coords[:, 1],
+            x=coords[shown, 0],
+            y=coords[shown, 1],
             mode="markers",
             name="boundary",
             showlegend=False,
-            customdata=idx,
-            text=hover,
+            customdata=idx[shown],
+            text=[hover[b] for b in shown],
             marker=dict(
                 symbol=symbols,
                 angleref="previous",
                 size=sizes,
-                color=loss,
+                color=loss[shown],
                 colorscale=LOSS_COLORSCALE,
                 cmin=float(np.nanmin(loss)),
                 cmax=float(np.nanmax(loss)),
@@ -406,6 +450,14 @@ def path_figure(
     if cursor is not None:
         set_path_cursor(fig, coords, int(cursor))
     return fig
+
+
+def path_arrow_stride(n_points: int, max_arrows: int | None = MAX_PATH_ARROWS) -> int:
+    """Draw an arrow at every k-th of ``n_points`` boundaries: the smallest k that keeps the
+    arrows at most ``max_arrows`` (1: every boundary; also when ``max_arrows`` is None)."""
+    if max_arrows is None or n_points - 1 <= max_arrows:
+        return 1
+    return -(-(n_points - 1) // max_arrows)
 
 
 def path_ranges(coords: np.ndarray) -> list[list[float]]:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from backend.plots import figures
 from backend.plots import text as text_view
 from tests.app_server import CHROMIUM, FIRST_PAGE_MS
 
@@ -85,7 +86,74 @@ def test_long_run_opens_windows_the_text_every_view_follows_and_hover_is_exact(l
              return (fl.xaxis.title && fl.xaxis.title.text || '') + ' | ' + (fl.title && fl.title.text || ''); })"""
     )
     assert all("bins of" in t for t in titles), titles
+    _path_arrows_are_thinned_but_every_boundary_hovers_and_clicks(page, n_steps)
     page.close()
+
+
+def _path_arrows_are_thinned_but_every_boundary_hovers_and_clicks(page, n_steps: int) -> None:
+    """The path draws an arrow at every k-th boundary (1,500 arrows cost ~380 ms a draw); a
+    boundary without one still hovers with its step and jumps there on a click. Every linked chart
+    carries a data revision, so Streamlit's re-mounts of the same figure do not recompute it."""
+    b = 753  # not a multiple of the arrow stride (5)
+    spot = page.evaluate(
+        """(b) => {
+             const gd = document.querySelector('.st-key-explore_path_chart .js-plotly-plot');
+             const arrows = gd._fullData.find((t) => t.name === 'boundary');
+             const m = window.__ramlStepper.data.marks.charts.find((c) => c.kind === 'ring');
+             const fl = gd._fullLayout, box = gd.getBoundingClientRect();
+             const revs = ['explore_loss_chart', 'explore_lens_chart', 'explore_path_chart', 'importance_strip'].map(
+               (k) => document.querySelector('.st-key-' + k + ' .js-plotly-plot')._fullLayout.datarevision);
+             return {arrows: arrows.x.length, has_b: arrows.customdata.includes(b), revs: revs,
+                     x: box.left + fl.xaxis._offset + fl.xaxis.l2p(m.x[b]),
+                     y: box.top + fl.yaxis._offset + fl.yaxis.l2p(m.y[b])};
+           }""",
+        b,
+    )
+    assert spot["arrows"] <= figures.MAX_PATH_ARROWS + 1 and not spot["has_b"]
+    assert all(isinstance(r, str) and len(r) == 16 for r in spot["revs"]), spot["revs"]
+    page.evaluate(
+        """() => { const gd = document.querySelector('.st-key-explore_path_chart .js-plotly-plot');
+                   gd.on('plotly_hover', (ev) => { window.__pathHover = ev.points.map((p) => [p.data.name, p.customdata]); }); }"""
+    )
+    page.mouse.move(spot["x"] - 4, spot["y"])
+    page.mouse.move(spot["x"], spot["y"], steps=2)
+    page.wait_for_function(  # the label shown is that of the boundary plotly reports under the mouse
+        """() => window.__pathHover && window.__pathHover.length
+                 && [...document.querySelectorAll('.st-key-explore_path_chart .hoverlayer .hovertext')]
+                    .some((el) => el.textContent.startsWith('step ' + window.__pathHover[0][1] + ':'))""",
+        timeout=30_000,
+    )
+    name, hovered = page.evaluate("() => window.__pathHover[0]")
+    texts = page.locator(".st-key-explore_path_chart .hoverlayer .hovertext").all_text_contents()
+    assert any(f"step {hovered}:" in t and "L̂ = " in t for t in texts), texts
+    assert _pixels_from(page, hovered, spot) <= 4, (name, hovered)  # neighbours of b share its pixels
+    assert name in ("path", "boundary")
+    line = page.evaluate(  # the line hovers every boundary, those without an arrow too
+        """() => { const t = document.querySelector('.st-key-explore_path_chart .js-plotly-plot')._fullData
+                     .find((t) => t.name === 'path');
+                   return [t.hoverinfo, t.customdata.length]; }"""
+    )
+    assert line[0] != "skip" and line[1] == n_steps + 1, line
+    page.mouse.click(spot["x"], spot["y"])  # jumps to the boundary plotly reports under the mouse
+    page.wait_for_function(
+        "() => window.__pathHover && document.body.dataset.ramlCursor === String(window.__pathHover[0][1])",
+        timeout=30_000,
+    )
+    clicked = int(page.evaluate("() => document.body.dataset.ramlCursor"))
+    assert clicked != n_steps and page.locator("#raml-step-label").inner_text().strip() == f"Step {clicked} / {n_steps}"
+    assert _pixels_from(page, clicked, spot) <= 4  # the path's boundary under the mouse
+
+
+def _pixels_from(page, b: int, spot: dict) -> float:
+    """How far (px) boundary ``b`` of the path chart lies from the mouse at ``spot``."""
+    return page.evaluate(
+        """([b, x, y]) => { const gd = document.querySelector('.st-key-explore_path_chart .js-plotly-plot');
+             const m = window.__ramlStepper.data.marks.charts.find((c) => c.kind === 'ring');
+             const fl = gd._fullLayout, box = gd.getBoundingClientRect();
+             return Math.hypot(box.left + fl.xaxis._offset + fl.xaxis.l2p(m.x[b]) - x,
+                               box.top + fl.yaxis._offset + fl.yaxis.l2p(m.y[b]) - y); }""",
+        [b, spot["x"], spot["y"]],
+    )
 
 
 def _hover_reads_the_exact_loss(page, run) -> None:

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pandas as pd
+import plotly.graph_objects as go
 import pytest
 
 from app import state
@@ -74,11 +75,12 @@ def test_loss_cursor_sits_on_the_boundary_and_moves(run):
 
 def test_loss_step_ticks_and_reflection_markers(run):
     fig = figures.loss_descent_figure(run.tokens, run.steps, cursor=None)
-    ticks = _trace(fig, "step boundary")
-    xs = np.asarray(ticks.x, dtype=float)
+    xs = figures.rug_positions(fig)  # one tick per boundary, in one path shape (not a trace)
     n = int(run.meta["summary"]["n_tokens"])
     expected = np.concatenate([[0], run.steps["end"].to_numpy()]) / n
-    assert np.allclose(np.unique(xs[~np.isnan(xs)]), np.unique(expected))
+    assert np.allclose(xs, expected)
+    assert _trace(fig, "step boundary").x == (None,)  # the legend's key only
+    assert fig.layout.shapes[0].yref == "y3" and fig.layout.yaxis3.range == (0, 1)
     flagged = run.tokens[run.tokens["reflection"] != ""]
     assert len(flagged) >= 2  # SAMPLE_TRAJECTORY has "Wait", "However", "Hmm"
     marks = _trace(fig, "reflection word")
@@ -247,3 +249,45 @@ def test_resolvers_fall_back_with_a_message():
     assert state.resolve_layer(None, [0, 7, 14, 22, 29], "proxy") == (14, None)
     layer, warning = state.resolve_layer(3, [0, 7, 14], "proxy")
     assert layer == 7 and "not stored" in warning
+
+
+def test_long_path_thins_its_arrows_but_every_boundary_hovers_and_clicks():
+    """Issue 23: 1,501 arrows cost plotly.js ~380 ms a draw; a long path draws an arrow at every
+    k-th boundary (and the last), while its line carries every boundary's hover and click."""
+    B = 1501
+    rng = np.random.default_rng(0)
+    coords, loss = rng.normal(size=(B, 2)).cumsum(axis=0), np.linspace(4.0, 1.0, B)
+    fig = figures.path_figure(coords, loss, cursor=750, step_texts=[f"text {b}" for b in range(B)])
+    every = figures.path_arrow_stride(B)
+    assert every == 5 and fig.layout.meta["arrows_every"] == every
+    arrows = _trace(fig, "boundary")
+    shown = np.asarray(arrows.customdata)
+    assert len(shown) <= figures.MAX_PATH_ARROWS + 1 and shown[-1] == B - 1
+    assert np.array_equal(shown[:-1], np.arange(0, B, every)[: len(shown) - 1])
+    assert np.allclose(arrows.x, coords[shown, 0]) and np.allclose(arrows.marker.color, loss[shown])
+    assert (arrows.marker.cmin, arrows.marker.cmax) == (1.0, 4.0)  # the colour scale of every boundary
+    line = _trace(fig, "path")
+    assert list(line.customdata) == list(range(B)) and line.hoverinfo is None
+    assert "step 751: text 751" in line.text[751] and "L̂ = " in line.text[751]
+    full = figures.path_figure(coords, loss, max_arrows=None)  # drawn on the server: every arrow
+    assert len(_trace(full, "boundary").customdata) == B and _trace(full, "path").hoverinfo == "skip"
+    short = figures.path_figure(coords[:301], loss[:301])  # 300 steps: every arrow, the line silent
+    assert figures.path_arrow_stride(301) == 1 and len(_trace(short, "boundary").customdata) == 301
+    assert _trace(short, "path").hoverinfo == "skip" and not short.layout.meta
+
+
+def test_data_revision_follows_the_traces_not_the_layout(run):
+    from backend.plots import revision
+
+    fig = revision.stamp(figures.loss_descent_figure(run.tokens, run.steps, cursor=None))
+    again = revision.stamp(figures.loss_descent_figure(run.tokens, run.steps, cursor=None))
+    assert fig.layout.datarevision == again.layout.datarevision and len(fig.layout.datarevision) == 16
+    figures.set_loss_cursor(again, 0.5)  # a layout change: the browser keeps its data
+    assert revision.data_revision(again) == fig.layout.datarevision
+    other = revision.stamp(figures.loss_descent_figure(run.tokens, run.steps, cursor=None, alpha=0.2))
+    assert other.layout.datarevision != fig.layout.datarevision  # another EMA: new data, redrawn
+    coords = np.random.default_rng(1).normal(size=(len(run.steps) + 1, 2))
+    losses = figures.boundary_losses(run.tokens, run.steps)
+    path = revision.stamp(figures.path_figure(coords, losses, cursor=1))
+    moved = revision.stamp(figures.set_path_cursor(go.Figure(path), coords, 2))  # the server moved the ring
+    assert moved.layout.datarevision != path.layout.datarevision
