@@ -10,15 +10,15 @@ run, layer, lens value or a server-drawn cursor) gets another revision, so it is
 
 from __future__ import annotations
 
-import hashlib
-
 import plotly.graph_objects as go
 from plotly.io.json import to_json_plotly
 
+from backend.store.hashing import text_sha256
+
 
 def data_revision(fig: go.Figure) -> str:
-    """The digest of ``fig``'s traces (16 hex digits of SHA-1 over their plotly JSON)."""
-    return hashlib.sha1(to_json_plotly(fig.to_plotly_json()["data"]).encode()).hexdigest()[:16]
+    """The digest of ``fig``'s traces (16 hex digits of SHA-256 over their plotly JSON)."""
+    return text_sha256(to_json_plotly(fig.to_plotly_json()["data"]))[:16]
 
 
 def stamp(fig: go.Figure) -> go.Figure:
