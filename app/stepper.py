@@ -20,8 +20,10 @@ Marks (``marks`` payload; a new panel adds its own entries, no JS change needed)
   the text box holds steps lo..hi of ``window[b]`` (``backend.plots.text.text_window``), rendered
   from each step's ``html``, with notes of the steps left out on either side; so the page holds a
   bounded number of ``.raml-step`` spans however long the run;
-- ``html`` {element id: [B] HTML}: replaces the element with that id (the step card, the branch
-  panel's "acts on step s" line);
+- ``fill`` {element id: fill mark}: replaces the element with that id (the step card, the branch
+  panel's "acts on step s" line) by its HTML at the boundary, sent once as a template with its
+  values per boundary (``backend.plots.fill``; the step card's fixed markup B times was 1.86 MB of
+  a long run's payload);
 - ``texts`` {CSS selector: [B] text}: the text of every element matching the selector (the
   labels of buttons that act on the step on screen, e.g. "Branch at step s");
 - ``charts`` [{chart: key, kind: "vline" | "column" | "ring", x: [B], y?: [B], x0?: [B], x1?: [B]}]:
@@ -183,13 +185,29 @@ function paintControls(s, b) {
   const p = play && play.querySelector('p');
   if (p) p.textContent = s.timer ? 'Pause' : 'Play';
 }
+function fillAt(f, b) {  // backend/plots/fill.py: parts[0] + value(slot 1) + parts[1] + ...
+  let out = f.parts[0];
+  for (let i = 0; i < f.slots.length; i++) {
+    const slot = f.slots[i];
+    let v = '';
+    if (Array.isArray(slot)) v = slot[b];
+    else for (const j of slot.at[b] || []) v += slot.pool[j];
+    out += (v === undefined ? '' : v) + f.parts[i + 1];
+  }
+  return out;
+}
+function htmlMarks(marks, b) {  // {element id: its HTML at boundary b} of the fill marks
+  const out = {}, fills = marks.fill || {};
+  for (const id in fills) out[id] = fillAt(fills[id], b);
+  return out;
+}
 function paint(s, b) {
   paintControls(s, b);
   paintText(s, b);
-  const html = s.data.marks.html || {};
+  const html = htmlMarks(s.data.marks, b);
   for (const id in html) {
     const el = document.getElementById(id);
-    if (el && html[id][b] !== undefined) el.outerHTML = html[id][b];
+    if (el) el.outerHTML = html[id];
   }
   const texts = s.data.marks.texts || {};
   for (const sel in texts) {
@@ -210,14 +228,14 @@ function paintLate(s, b) {
     if (want === undefined) continue;
     for (const el of document.querySelectorAll(sel)) if (el.textContent !== want) el.textContent = want;
   }
-  const html = s.data.marks.html || {};
+  const html = htmlMarks(s.data.marks, b);
   for (const id in html) {
     const el = document.getElementById(id);
-    if (!el || html[id][b] === undefined || el.dataset.step === undefined) continue;
+    if (!el || el.dataset.step === undefined) continue;
     const t = document.createElement('template');
-    t.innerHTML = html[id][b];
+    t.innerHTML = html[id];
     const want = t.content.firstElementChild;
-    if (want && want.dataset.step !== undefined && want.dataset.step !== el.dataset.step) el.outerHTML = html[id][b];
+    if (want && want.dataset.step !== undefined && want.dataset.step !== el.dataset.step) el.outerHTML = html[id];
   }
 }
 function go(b, why) {

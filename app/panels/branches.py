@@ -15,6 +15,7 @@ import streamlit as st
 
 from app import data, jobs_view, ui
 from backend.pipeline.branch_defaults import DEFAULTS
+from backend.plots import fill
 from backend.plots import importance as plots
 
 KIND = "branch"
@@ -28,17 +29,23 @@ def step_here(boundary: int) -> int:
     return max(int(boundary), 1)
 
 
+def _at_fill(n_steps: int) -> dict:
+    """The "acts on step s" line at every boundary 0..S, a fill mark (``backend.plots.fill``)."""
+    bs = range(n_steps + 1)
+    where = ["the first step (the cursor is at the start)"] + [f"step {b} / {n_steps}, on screen" for b in bs[1:]]
+    parts = [f'<div id="{AT_ID}" class="raml-branch-at" data-step="', '">Branch here acts on ', ".</div>"]
+    return fill.fill_mark(parts, [[str(step_here(b)) for b in bs], where])
+
+
 def _at_html(boundary: int, n_steps: int) -> str:
-    step = step_here(boundary)
-    where = "the first step (the cursor is at the start)" if boundary == 0 else f"step {step} / {n_steps}, on screen"
-    return f'<div id="{AT_ID}" class="raml-branch-at" data-step="{step}">Branch here acts on {where}.</div>'
+    return fill.html_at(_at_fill(n_steps), boundary)
 
 
 def marks(view) -> dict:
     """The step line and the start button's label at every boundary (the browser rewrites them)."""
     bs = range(view.n_steps + 1)
     return {
-        "html": {AT_ID: [_at_html(b, view.n_steps) for b in bs]},
+        "fill": {AT_ID: _at_fill(view.n_steps)},
         "texts": {START_LABEL: [f"Branch at step {step_here(b)}" for b in bs]},
     }
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import html
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,6 +17,7 @@ from app.state import ExploreLayout, ExploreSettings
 from backend.plots import figures
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository: FIGURES are paths under it
+FIGURE_MAX_W = 1460  # st.image re-encodes a wider PNG on every run (its MAXIMUM_CONTENT_WIDTH)
 
 
 @dataclass
@@ -67,7 +70,23 @@ def heading(text: str, topic: str) -> None:
             st.markdown(f"**{title}**\n\n{body}")
             figure = ROOT / FIGURES[topic] if topic in FIGURES else None
             if figure is not None and figure.is_file():
-                st.image(str(figure))
+                st.image(_figure_png(str(figure), figure.stat().st_mtime))
+
+
+@functools.lru_cache(maxsize=8)
+def _figure_png(path: str, mtime: float) -> bytes:
+    """A help figure's PNG at most ``FIGURE_MAX_W`` wide, encoded once per server (issue 23: the
+    re-encode of the lens figure was about 70 ms of every Explore open)."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        if image.width <= FIGURE_MAX_W:
+            return Path(path).read_bytes()
+        height = round(image.height * FIGURE_MAX_W / image.width)
+        small = image.resize((FIGURE_MAX_W, height), Image.Resampling.LANCZOS)
+    out = io.BytesIO()
+    small.save(out, format="PNG", optimize=True)
+    return out.getvalue()
 
 
 def esc(value) -> str:

@@ -4,8 +4,6 @@ grid is the run's derived data: a button submits the ``lens_grid`` job when it i
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import plotly.graph_objects as go
 import streamlit as st
 
@@ -19,7 +17,6 @@ SLOT = "right2"
 CHART = "explore_lens_chart"
 KIND = "lens_grid"
 SWITCH = "explore_lens_kind"
-FIGURE = Path(__file__).resolve().parents[2] / "docs" / "figures" / "lens_quality_smollm2.png"
 LABELS = {"logit": "logit", "tuned": "tuned"}
 
 

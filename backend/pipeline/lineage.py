@@ -100,12 +100,14 @@ def counterfactual(store: RunStore, key: str) -> list[dict]:
     thought. Each row lists them under ``excluded`` (key and reason); a step whose resamples were
     all cut short has no values.
     """
-    parent = _node(store, key)
     by_step: dict[int, list[dict]] = {}
     cut: dict[int, list[dict]] = {}
     for node in tree(store, key, max_depth=1):
         if node["kind"] == "resample":
             (cut if node["truncated"] else by_step).setdefault(int(node["branch_at"]), []).append(node)
+    if not by_step and not cut:  # no resamples: the parent's tables are never read (Explore asks on every open)
+        return []
+    parent = _node(store, key)
     rows = []
     for step in sorted(set(by_step) | set(cut)):
         resampled = by_step.get(step, [])

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from backend.plots import figures
+from backend.plots import figures, fill
 from backend.plots import text as text_view
 from tests.app_server import CHROMIUM, FIRST_PAGE_MS
 
@@ -43,6 +43,15 @@ PRESS_AND_READ_JS = """
 }
 """
 
+# The element with id ``id`` is the one ``html`` parses to (both serialized by the browser).
+SAME_ELEMENT_JS = """
+([id, html]) => {
+  const t = document.createElement('template');
+  t.innerHTML = html;
+  return t.content.firstElementChild.outerHTML === document.getElementById(id).outerHTML;
+}
+"""
+
 
 def _open(page, url: str) -> None:
     page.goto(url, wait_until="domcontentloaded")
@@ -70,11 +79,13 @@ def test_long_run_opens_windows_the_text_every_view_follows_and_hover_is_exact(l
     assert page.locator("#raml-earlier").inner_text().strip().endswith("earlier steps")
     assert state["card"] and state["charts"] == [True] * 4 and state["lens_bin"] and state["lens_bin_wide"] > 1
 
+    card = page.evaluate("() => window.__ramlStepper.data.marks.fill['raml-step-card']")  # template + values
     for b in range(START + 1, START + 6):  # each press moves the window and every view, in the same task
         state = page.evaluate(PRESS_AND_READ_JS, ["ArrowRight", b])
         assert state["label"] == f"Step {b} / {n_steps}" and state["current"] == b
         assert state["first"] < b < state["last"] and state["spans"] <= MAX_SPANS
         assert state["card"] and state["charts"] == [True] * 4 and state["lens_bin"]
+        assert page.evaluate(SAME_ELEMENT_JS, ["raml-step-card", fill.html_at(card, b)])  # the JS join = Python's
     state = page.evaluate(PRESS_AND_READ_JS, ["End", n_steps])
     assert state["current"] == n_steps == state["last"] and state["spans"] <= MAX_SPANS and not state["more"].strip()
     assert state["charts"] == [True] * 4

@@ -94,10 +94,12 @@ def test_every_step_mode_holds_the_window_and_names_the_far_future(run):
 # ----------------------------------------------------------------------------- stepper payload
 def test_marks_cover_every_boundary_of_every_view(tiny_run, monkeypatch):
     from app import data
+    from app.panels import path as path_panel
     from app.panels.common import View
     from app.stepper import cursor_marks_at
     from app.views import explore
-    from backend.plots import figures
+    from backend.plots import figures, fill
+    from backend.plots.step_card import card_html
 
     store, key = tiny_run
     monkeypatch.setenv("RAML_CACHE_DIR", str(store.root))
@@ -117,7 +119,11 @@ def test_marks_cover_every_boundary_of_every_view(tiny_run, monkeypatch):
     )
     marks = explore._marks(view)
     assert marks["labels"] == [figures.step_label(b, n) for b in range(n + 1)]
-    assert len(marks["html"]["raml-step-card"]) == n + 1 and len(marks["text"]["chars"]) == n
+    card = marks["fill"]["raml-step-card"]  # the card as a template + values: each boundary's is card_html's
+    assert fill.n_boundaries(card) == n + 1 and len(marks["text"]["chars"]) == n
+    geometry = path_panel.geometry(view)  # what the server's own card (step_card.draw) reads
+    assert geometry is not None
+    assert [fill.html_at(card, b) for b in range(n + 1)] == [card_html(run, b, geometry) for b in range(n + 1)]
     kinds = {c["kind"]: c for c in marks["charts"]}
     assert set(kinds) == {"vline", "ring", "column"} and all(len(c["x"]) == n + 1 for c in kinds.values())
     at3 = cursor_marks_at(marks, 3)

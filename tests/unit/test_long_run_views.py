@@ -132,8 +132,10 @@ def test_importance_strip_is_binned_and_keeps_spikes(long, long_run):
 
 def test_explore_marks_of_the_long_run_stay_bounded(long_run, monkeypatch):
     from app import data, state
+    from app.panels import path as path_panel
     from app.panels.common import View
     from app.views import explore
+    from backend.plots import fill, step_card
 
     store, key = long_run
     monkeypatch.setenv("RAML_CACHE_DIR", str(store.root))
@@ -155,7 +157,10 @@ def test_explore_marks_of_the_long_run_stay_bounded(long_run, monkeypatch):
     text = marks["text"]
     assert len(text["html"]) == 1500 and len(text["window"]) == 1501
     assert max(hi - lo + 1 for lo, hi in text["window"]) <= text_view.MAX_PAST_STEPS + 1 + text_view.MAX_FUTURE_STEPS
-    assert len(marks["html"]["raml-step-card"]) == 1501 and "Step 700" in marks["html"]["raml-step-card"][700]
+    card = marks["fill"]["raml-step-card"]
+    assert fill.n_boundaries(card) == 1501 and "<b>Step 700</b>" in fill.html_at(card, 700)
+    assert fill.html_at(card, 700) == step_card.card_html(run, 700, path_panel.geometry(view))  # the server's card
+    assert len(json.dumps(card)) < 400_000  # the fixed markup once, not 1,501 times (1.86 MB before)
     columns = [c for c in marks["charts"] if c["kind"] == "column"]
     assert len(columns) == 2 and all(len(c["x0"]) == 1501 for c in columns)  # lens and strip: binned
     assert len(json.dumps(marks)) < 8_000_000  # what the browser gets once per full rerun

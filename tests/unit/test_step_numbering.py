@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from app.panels import branches as panel
+from backend.plots import fill
 from backend.plots import importance as plots
 from backend.plots.figures import step_label
 from backend.store.runs import branch_step
@@ -34,4 +35,6 @@ def test_every_view_names_boundary_s_step_s():
         "Branch at step 2",
         "Branch at step 3",
     ]
-    assert 'data-step="2"' in marks["html"][panel.AT_ID][2]
+    at = [fill.html_at(marks["fill"][panel.AT_ID], b) for b in range(4)]
+    assert 'data-step="2"' in at[2] and "step 2 / 3, on screen" in at[2]
+    assert 'data-step="1"' in at[0] and "the first step (the cursor is at the start)" in at[0]
