@@ -225,7 +225,7 @@ def build_run_view(
         "labels": [figures.step_label(b, n_steps) for b in range(n_steps + 1)],
         "cursor_x": (bcuts / n_tokens).tolist(),
         "path": None if coords is None else coords.tolist(),
-        "cards": step_card.all_cards(run, geometry),
+        "card": step_card.card_fill(run, geometry),  # a fill mark (backend/plots/fill.py): template + values
         "config": dict(figures.PLOTLY_CONFIG, responsive=True),
         "figures": {
             "loss": _fig_json(loss_fig),

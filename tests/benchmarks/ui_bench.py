@@ -15,9 +15,10 @@ Last stdout line: JSON with median and p90 per configuration.
 ``tests/long_run.py`` (30,000 tokens, 1,500 steps, SmolLM2's shapes: 30 layers, d = 576; written
 through the run store, no model), opened at step ``--start`` (750). It measures the open time
 (``page.goto`` to every view live at the URL's step), cold (the server's first page of the run)
-and warm (a new tab on the same server: the server's caches hold the run), with the browser's
-long tasks meanwhile, beside the same for a short run (320 tokens, 160 steps, same shapes) in the
-same server as the baseline of a shared machine, then the presses at
+and warm (a new tab on the same server: the server's caches hold the run; ``--opens`` of each),
+with the browser's long tasks meanwhile, beside the same for a short run (320 tokens, 160 steps,
+same shapes) in the same server as the baseline of a shared machine, the warm opens of the two
+interleaved, then the presses at
 1440x900 (idle only) and what the page holds: ``.raml-step`` spans in the text box, DOM elements,
 the points each chart draws, and the stepper's payload in characters.
 
@@ -242,21 +243,35 @@ def long_main(args) -> int:
     }
     with streamlit_app(cache_dir) as url, sync_playwright() as pw:
         browser = launch_chromium(pw)
-        for name, k, v, at in (("short", short_key, short_views, 80), ("long", key, views, start)):
-            page, cold, cold_busy = open_page(browser, url, k, v, at)
+        runs = {"short": (short_key, short_views, 80), "long": (key, views, start)}
+        opens: dict = {"short": [], "long": []}
+        busy: dict = {"short": [], "long": []}
+        for name, (k, v, at) in runs.items():
+            page, cold, _ = open_page(browser, url, k, v, at)
             page.close()
-            opens, busy = [], []
-            for _ in range(3):  # warm: the server has the run and its figures; a new tab each time
-                page, seconds, long_tasks = open_page(browser, url, k, v, at)
-                opens.append(seconds)
-                busy.append(long_tasks)
-                if name == "short" or len(opens) < 3:
-                    page.close()
             prefix = "" if name == "long" else "short_"
             result[f"{prefix}open_cold_s"] = round(cold, 2)
-            result[f"{prefix}open_warm_s"] = round(statistics.median(opens), 2)
-            result[f"{prefix}open_warm_all_s"] = [round(x, 2) for x in opens]
-            result[f"{prefix}open_browser_long_tasks_s"] = round(statistics.median(busy), 2)
+        # warm: the server has the run and its figures; a new tab each time, short and long
+        # interleaved (their order alternating) so a shared machine's drift lands on both alike
+        page, last = None, None
+        for i in range(args.opens):
+            for name in ("short", "long") if i % 2 == 0 else ("long", "short"):
+                if page is not None:
+                    page.close()
+                k, v, at = runs[name]
+                page, seconds, long_tasks = open_page(browser, url, k, v, at)
+                opens[name].append(seconds)
+                busy[name].append(long_tasks)
+                last = name
+        if last != "long":  # the presses run on the long run
+            if page is not None:
+                page.close()
+            page, _, _ = open_page(browser, url, key, views, start)
+        for name in runs:
+            prefix = "" if name == "long" else "short_"
+            result[f"{prefix}open_warm_s"] = round(statistics.median(opens[name]), 2)
+            result[f"{prefix}open_warm_all_s"] = [round(x, 2) for x in opens[name]]
+            result[f"{prefix}open_browser_long_tasks_s"] = round(statistics.median(busy[name]), 2)
         result["open_warm_long_over_short"] = round(result["open_warm_s"] / result["short_open_warm_s"], 2)
         page.wait_for_function(  # sized for this window before timing the presses
             "() => window.__ramlStepper && Math.abs(window.__ramlStepper.data.viewport_h - innerHeight) <= 40",
@@ -292,6 +307,7 @@ def main() -> int:
     parser.add_argument("--n-tokens", type=int, default=30_000, help="--long: trajectory tokens")
     parser.add_argument("--n-steps", type=int, default=1_500, help="--long: steps")
     parser.add_argument("--start", type=int, default=750, help="--long: the step the page opens at")
+    parser.add_argument("--opens", type=int, default=5, help="--long: warm opens of each run (interleaved)")
     args = parser.parse_args()
     if args.long:
         return long_main(args)

@@ -12,6 +12,8 @@ from conftest import SAMPLE_TRAJECTORY
 
 from backend import cli
 from backend.errors import InputError
+from backend.plots import fill, step_card
+from backend.plots.run_page import path_data
 from backend.store.runs import RunStore
 
 
@@ -124,8 +126,9 @@ def test_run_view_has_the_step_card_and_the_fidelity_line_when_cached(two_runs):
     }
     view = build_run_view(run, store=store, fidelity=fidelity)
     n = len(run.steps)
-    assert len(view.data["cards"]) == n + 1 and "Before any thinking" in view.data["cards"][0]
-    assert "<b>Step 2</b>" in view.data["cards"][2]
+    cards = [fill.html_at(view.data["card"], b) for b in range(n + 1)]  # the card sent once as a template
+    assert fill.n_boundaries(view.data["card"]) == n + 1 and "Before any thinking" in cards[0]
+    assert "<b>Step 2</b>" in cards[2] and cards == step_card.all_cards(run, path_data(run, store)[2])
     body = run_body_html(view)
     assert 'data-raml="fidelity"' in body and "Fraction of the descent" in body and "full exact 100%" in body
     assert view.data["figures"]["importance"] is None and 'data-raml="importance"' not in body

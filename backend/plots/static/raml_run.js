@@ -9,7 +9,8 @@
  *     host: the `.raml-run` element of backend/plots/run_page.py's template; every element is
  *           looked up inside it (`data-raml="..."`), so several runs can share one document;
  *     data: the run's view data (run_page.RunView.data): n_steps, labels [B], cursor_x [B],
- *           path [B, 2] | null, cards [B] (step card HTML), config, figures {loss, path, lens,
+ *           path [B, 2] | null, card (the step card at every boundary: a fill mark of
+ *           backend/plots/fill.py, the markup once and the values per boundary), config, figures {loss, path, lens,
  *           importance} (plotly JSON, null when absent), template (the figures' shared plotly
  *           template, kept once);
  *     opts: keys 'document' (a page) | 'host' (a widget: keys only while it has the focus),
@@ -26,6 +27,18 @@
   'use strict';
 
   function part(host, name) { return host.querySelector('[data-raml="' + name + '"]'); }
+
+  function fillAt(f, b) {  // backend/plots/fill.py html_at: parts[0] + value(slot 1) + parts[1] + ...
+    let out = f.parts[0];
+    for (let i = 0; i < f.slots.length; i++) {
+      const slot = f.slots[i];
+      let v = '';
+      if (Array.isArray(slot)) v = slot[b];
+      else for (const j of slot.at[b] || []) v += slot.pool[j];
+      out += (v === undefined ? '' : v) + f.parts[i + 1];
+    }
+    return out;
+  }
 
   function named(items, name) {
     for (let i = (items || []).length - 1; i >= 0; i--) if (items[i] && items[i].name === name) return i;
@@ -96,7 +109,7 @@
       if (next) next.disabled = b >= data.n_steps;
       host.dataset.step = String(b);
       paintText(b);
-      if (card && data.cards) card.innerHTML = data.cards[b];
+      if (card && data.card) card.innerHTML = fillAt(data.card, b);
       if (charts.loss) moveShape(charts.loss, data.cursor_x[b], data.cursor_x[b], true);
       if (charts.path && data.path) {
         const i = named(charts.path.data, 'cursor');
