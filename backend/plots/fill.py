@@ -1,14 +1,15 @@
 """A per-boundary HTML element sent as a template and its values (the stepper's ``fill`` mark).
 
-Sending every boundary's finished HTML repeats the element's fixed markup B times: the step card
+Sending every boundary's finished HTML repeats the element's fixed markup K times: the step card
 of a 1,500-step run was 1.86 MB of the stepper's payload (issue 23). A fill mark is
 
-    {"parts": [p0, p1, ..., pk], "slots": [slot_1, ..., slot_k]}
+    {"parts": [p_0, p_1, ..., p_j], "slots": [slot_1, ..., slot_j]}
 
-and the element at boundary b is ``p0 + v1(b) + p1 + ... + vk(b) + pk``, where a slot is either a
-list ``[B]`` of strings (``v(b) = slot[b]``) or a pooled slot ``{"pool": [str], "at": [B] [int]}``
-(``v(b)`` = the pool entries ``at[b]`` joined: the step card's token chips repeat a few hundred
-chips over 1,500 boundaries). ``app/stepper.py`` joins them in the browser; ``html_at`` here is the
+and the element at boundary k (0..K−1, docs/architecture.md §3) is
+``p_0 + v_1(k) + p_1 + ... + v_j(k) + p_j``, where a slot is either a list ``[K]`` of strings
+(``v(k) = slot[k]``) or a pooled slot ``{"pool": [str], "at": [K] [int]}`` (``v(k)`` = the pool
+entries ``at[k]`` joined: the step card's token chips repeat a few hundred chips over 1,500
+boundaries). ``app/stepper.py`` joins them in the browser; ``html_at`` here is the
 same join, for tests and for the server's fallback.
 """
 
@@ -18,14 +19,14 @@ from collections.abc import Sequence
 
 
 def pooled(pieces: Sequence[Sequence[str]]) -> dict:
-    """A pooled slot from each boundary's pieces, [B] lists of strings: every distinct piece once."""
+    """A pooled slot from each boundary's pieces, [K] lists of strings: every distinct piece once."""
     index: dict[str, int] = {}
     at = [[index.setdefault(piece, len(index)) for piece in row] for row in pieces]
     return {"pool": list(index), "at": at}
 
 
 def fill_mark(parts: Sequence[str], slots: Sequence) -> dict:
-    """The mark from the fixed ``parts`` (k + 1) and the ``slots`` (k) between them."""
+    """The mark from the fixed ``parts`` (j + 1) and the ``slots`` (j) between them."""
     if len(parts) != len(slots) + 1:
         raise ValueError(f"a fill mark needs one more part than slots, got {len(parts)} parts, {len(slots)} slots")
     lengths = {len(slot) if isinstance(slot, list) else len(slot["at"]) for slot in slots}
@@ -34,18 +35,19 @@ def fill_mark(parts: Sequence[str], slots: Sequence) -> dict:
     return {"parts": list(parts), "slots": list(slots)}
 
 
-def value_at(slot, b: int) -> str:
+def value_at(slot, k: int) -> str:
     if isinstance(slot, list):
-        return slot[b]
-    return "".join(slot["pool"][i] for i in slot["at"][b])
+        return slot[k]
+    return "".join(slot["pool"][i] for i in slot["at"][k])
 
 
-def html_at(mark: dict, b: int) -> str:
-    """The element at boundary ``b`` (what the browser's ``fillAt`` builds)."""
+def html_at(mark: dict, k: int) -> str:
+    """The element at boundary ``k`` (what the browser's ``fillAt`` builds)."""
     parts, slots = mark["parts"], mark["slots"]
-    return parts[0] + "".join(value_at(slot, b) + part for slot, part in zip(slots, parts[1:]))
+    return parts[0] + "".join(value_at(slot, k) + part for slot, part in zip(slots, parts[1:]))
 
 
 def n_boundaries(mark: dict) -> int:
+    """K: the boundaries the mark holds a value for."""
     slot = mark["slots"][0] if mark["slots"] else []
     return len(slot) if isinstance(slot, list) else len(slot["at"])
