@@ -83,7 +83,11 @@ def test_the_lens_grid_job_reads_the_run_through_the_stored_lens(run_copy, tiny_
     assert np.array_equal(grid["nll"].to_numpy(np.float32), expected.lens_nll.reshape(-1))
     assert [r[3] for r in printed["rows"]] == grid["nll"].tolist()
     assert list(grid.columns) == list(run.lens.columns)
-    assert np.array_equal(grid["nll"].to_numpy()[L - 1 :: L], run.lens["nll"].to_numpy()[L - 1 :: L])  # last layer
+    # the last layer is the model's own readout in both (float32; the run's grid may come from a
+    # process with other thread counts, so equal to rounding, not bit for bit)
+    np.testing.assert_allclose(
+        grid["nll"].to_numpy()[L - 1 :: L], run.lens["nll"].to_numpy()[L - 1 :: L], rtol=0, atol=1e-5
+    )
     assert not np.allclose(grid["nll"], run.lens["nll"])
 
     assert main(["--cache-dir", str(store.root), "show", key, "--json"]) == 0
