@@ -48,6 +48,7 @@ from collections.abc import Callable
 import streamlit as st
 
 from backend.plots.figures import CURSOR_COLOR
+from backend.plots.fill import FILL_JS
 
 STEPPER_CSS = """
 body.raml-live .st-key-explore_slider [data-testid="stSlider"] { display: none !important; }
@@ -185,20 +186,9 @@ function paintControls(s, b) {
   const p = play && play.querySelector('p');
   if (p) p.textContent = s.timer ? 'Pause' : 'Play';
 }
-function fillAt(f, b) {  // backend/plots/fill.py: parts[0] + value(slot 1) + parts[1] + ...
-  let out = f.parts[0];
-  for (let i = 0; i < f.slots.length; i++) {
-    const slot = f.slots[i];
-    let v = '';
-    if (Array.isArray(slot)) v = slot[b];
-    else for (const j of slot.at[b] || []) v += slot.pool[j];
-    out += (v === undefined ? '' : v) + f.parts[i + 1];
-  }
-  return out;
-}
 function htmlMarks(marks, b) {  // {element id: its HTML at boundary b} of the fill marks
   const out = {}, fills = marks.fill || {};
-  for (const id in fills) out[id] = fillAt(fills[id], b);
+  for (const id in fills) out[id] = ramlFillAt(fills[id], b);
   return out;
 }
 function paint(s, b) {
@@ -374,6 +364,7 @@ export default function (component) {
   }
 }
 """.replace("__COLOR__", CURSOR_COLOR).replace("__CSS__", STEPPER_CSS.replace("__COLOR__", CURSOR_COLOR))
+STEPPER_JS = FILL_JS + STEPPER_JS  # ramlFillAt: the fill marks' join (backend/plots/static/raml_fill.js)
 
 _stepper = st.components.v2.component("raml_stepper", js=STEPPER_JS)
 

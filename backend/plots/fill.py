@@ -9,13 +9,17 @@ and the element at boundary k (0..K−1, docs/architecture.md §3) is
 ``p_0 + v_1(k) + p_1 + ... + v_j(k) + p_j``, where a slot is either a list ``[K]`` of strings
 (``v(k) = slot[k]``) or a pooled slot ``{"pool": [str], "at": [K] [int]}`` (``v(k)`` = the pool
 entries ``at[k]`` joined: the step card's token chips repeat a few hundred chips over 1,500
-boundaries). ``app/stepper.py`` joins them in the browser; ``html_at`` here is the
-same join, for tests and for the server's fallback.
+boundaries). The browser's join is ``ramlFillAt`` of ``static/raml_fill.js`` (``FILL_JS``: in
+Explore's stepper and in every run page's script); ``html_at`` here is the same join, for tests and
+for the cards the server draws itself.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
+
+FILL_JS = (Path(__file__).resolve().parent / "static" / "raml_fill.js").read_text(encoding="utf-8")
 
 
 def pooled(pieces: Sequence[Sequence[str]]) -> dict:
@@ -42,7 +46,7 @@ def value_at(slot, k: int) -> str:
 
 
 def html_at(mark: dict, k: int) -> str:
-    """The element at boundary ``k`` (what the browser's ``fillAt`` builds)."""
+    """The element at boundary ``k`` (what the browser's ``ramlFillAt`` builds)."""
     parts, slots = mark["parts"], mark["slots"]
     return parts[0] + "".join(value_at(slot, k) + part for slot, part in zip(slots, parts[1:]))
 

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from backend.errors import InputError
-from backend.plots import figures, step_card
+from backend.plots import figures, fill, step_card
 from backend.plots import importance as importance_plots
 from backend.plots import text as text_view
 
@@ -66,8 +66,9 @@ RUN_CSS = (
 
 @lru_cache(maxsize=1)
 def run_js() -> str:
-    """The script every run view shares (``static/raml_run.js``)."""
-    return RUN_JS_FILE.read_text(encoding="utf-8")
+    """The script every run view shares: the fill marks' join (``static/raml_fill.js``, the same as
+    Explore's stepper) and ``static/raml_run.js``."""
+    return fill.FILL_JS + RUN_JS_FILE.read_text(encoding="utf-8")
 
 
 def plotlyjs_source() -> str:

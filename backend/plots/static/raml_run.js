@@ -3,7 +3,8 @@
  * The one script of every exported run page (the one-file export, the static site's run pages)
  * and of the notebook widget (backend/notebook/widget.py appends an anywidget `render` to this
  * text and uses it as the widget's ESM). A classic script: it defines `RamlRun` on the global
- * object and nothing else; it fetches nothing (pages open from file://).
+ * object and nothing else (`run_page.run_js()` puts static/raml_fill.js's `ramlFillAt` before it);
+ * it fetches nothing (pages open from file://).
  *
  *   RamlRun.mount(host, data, opts) -> {go(b), step(), destroy()}
  *     host: the `.raml-run` element of backend/plots/run_page.py's template; every element is
@@ -27,18 +28,6 @@
   'use strict';
 
   function part(host, name) { return host.querySelector('[data-raml="' + name + '"]'); }
-
-  function fillAt(f, b) {  // backend/plots/fill.py html_at: parts[0] + value(slot 1) + parts[1] + ...
-    let out = f.parts[0];
-    for (let i = 0; i < f.slots.length; i++) {
-      const slot = f.slots[i];
-      let v = '';
-      if (Array.isArray(slot)) v = slot[b];
-      else for (const j of slot.at[b] || []) v += slot.pool[j];
-      out += (v === undefined ? '' : v) + f.parts[i + 1];
-    }
-    return out;
-  }
 
   function named(items, name) {
     for (let i = (items || []).length - 1; i >= 0; i--) if (items[i] && items[i].name === name) return i;
@@ -109,7 +98,7 @@
       if (next) next.disabled = b >= data.n_steps;
       host.dataset.step = String(b);
       paintText(b);
-      if (card && data.card) card.innerHTML = fillAt(data.card, b);
+      if (card && data.card) card.innerHTML = ramlFillAt(data.card, b);  // static/raml_fill.js, prepended by run_js()
       if (charts.loss) moveShape(charts.loss, data.cursor_x[b], data.cursor_x[b], true);
       if (charts.path && data.path) {
         const i = named(charts.path.data, 'cursor');
