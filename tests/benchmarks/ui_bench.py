@@ -19,7 +19,7 @@ and warm (a new tab on the same server: the server's caches hold the run; ``--op
 with the browser's long tasks meanwhile, beside the same for a short run (320 tokens, 160 steps,
 same shapes) in the same server as the baseline of a shared machine, the warm opens of the two
 interleaved, then the presses at
-1440x900 (idle only) and what the page holds: ``.raml-step`` spans in the text box, DOM elements,
+1440x900, idle and with a CPU burner (one busy process per core), and what the page holds: ``.raml-step`` spans in the text box, DOM elements,
 the points each chart draws, and the stepper's payload in characters.
 
     python tests/benchmarks/ui_bench.py --long [--n-tokens 30000] [--n-steps 1500] [--presses 30]
@@ -232,7 +232,7 @@ def long_main(args) -> int:
     views = expected_views(cache_dir, key)
     n_steps = len(views) - 1
     start = min(args.start, n_steps)
-    presses = min(args.presses, n_steps - start)
+    presses = min(args.presses, (n_steps - start) // 2)  # idle, then as many with a CPU burner
     result: dict = {
         "mode": "long",
         "n_tokens": args.n_tokens,
@@ -280,13 +280,20 @@ def long_main(args) -> int:
         page.wait_for_function(VIEW_AT_JS, arg=views[start], timeout=600_000)
         page.wait_for_timeout(500)
         page.locator("#raml-step-label").click()
-        times = []
-        for b in range(start + 1, start + presses + 1):
-            page.evaluate(ARM_JS, views[b])
-            page.keyboard.press("ArrowRight")
-            times.append(float(page.evaluate("() => window.__ramlBench")))
-            page.wait_for_timeout(120)
-        result["1440x900_idle"] = summary(times)
+        for i, load in enumerate(("idle", "cpu_burner")):  # the same page, on from where the idle presses ended
+            burners = cpu_burner() if load == "cpu_burner" else []
+            try:
+                times = []
+                first = start + i * presses + 1
+                for b in range(first, first + presses):
+                    page.evaluate(ARM_JS, views[b])
+                    page.keyboard.press("ArrowRight")
+                    times.append(float(page.evaluate("() => window.__ramlBench")))
+                    page.wait_for_timeout(120)
+            finally:
+                for proc in burners:
+                    proc.kill()
+            result[f"1440x900_{load}"] = summary(times)
         result["page"] = page.evaluate(PAGE_FACTS_JS)
         page.close()
         browser.close()
