@@ -69,18 +69,21 @@ CELLS = (  # the card's four numbers: key, tooltip
     ("cos to prev.", "cosine to the previous step: +1 momentum, −1 oscillation"),
 )
 CHIPS_TIP = "top next tokens where the answer starts (last layer)"
+
+
+def _cell_open(key: str, tip: str) -> str:
+    return f'<div title="{esc(tip)}"><div class="raml-k">{esc(key)}</div><div class="raml-v">'
+
+
 # The card's fixed markup around its six values (head, the four numbers, the token chips): the
 # template of the stepper's fill mark (backend/plots/fill.py) and of every card built here.
-CARD_PARTS = (
-    ['<div class="raml-card" id="raml-step-card"><div class="raml-card-head">']
-    + [
-        ("</div>" if i == 0 else "</div></div>")
-        + f'<div title="{esc(tip)}"><div class="raml-k">{esc(k)}</div><div class="raml-v">'
-        for i, (k, tip) in enumerate(CELLS)
-    ]
-    + ["</div></div></div>", "</div>"]
-)
-CARD_PARTS[1] = "</div>" + '<div class="raml-grid">' + CARD_PARTS[1][len("</div>") :]
+CARD_PARTS = [
+    '<div class="raml-card" id="raml-step-card"><div class="raml-card-head">',  # … head
+    '</div><div class="raml-grid">' + _cell_open(*CELLS[0]),  # … L̂ now
+    *("</div></div>" + _cell_open(*cell) for cell in CELLS[1:]),  # … ΔL̂, step size, cosine
+    "</div></div></div>",  # the grid closed … the token chips
+    "</div>",
+]
 
 
 def all_cards(run, geometry: pd.DataFrame | None) -> list[str]:
