@@ -255,7 +255,9 @@ def loss_descent_figure(
     fig.update_xaxes(
         title_text="progress through the trajectory (cut point / n tokens)", range=[-0.01, 1.01], row=rows, col=1
     )
-    _layout(fig, height=height, scale=scale, title=title, legend="top", legend_font=11)
+    # a short chart (one panel) puts its legend beside the plot: above it, its rows took most of
+    # the height (a 201-px chart at 1280x720 kept a 25-px plot)
+    _layout(fig, height=height, scale=scale, title=title, legend="top" if rows == 2 else "right", legend_font=11)
     p_top = layout.nice_floor(float(np.nanmax(p_answer, initial=0.0)))
     if rows == 2 and (fig.layout.yaxis2.nticks or 8) <= 2 and p_top > 0:  # a short panel: its two ends only
         fig.update_yaxes(tickvals=[0.0, p_top], row=2, col=1)

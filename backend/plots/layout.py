@@ -112,10 +112,11 @@ def fit(
 ) -> go.Figure:
     """Apply the one layout to ``fig`` (returned): ``height`` px, fonts at ``scale``, a left-aligned
     ``title`` (wrapped at ``title_chars``) with an optional ``subtitle``, the legend ``"top"`` (under
-    the title), ``"bottom"`` (under the x axis title) or ``"none"`` (the figure's own ``showlegend``
+    the title), ``"bottom"`` (under the x axis title), ``"right"`` (one column beside the plot: a
+    short chart keeps its height for the plot) or ``"none"`` (the figure's own ``showlegend``
     decides); ``axis_title_chars`` wraps long axis titles (charts drawn in narrow columns)."""
-    if legend not in ("top", "bottom", "none"):
-        raise ValueError(f"legend must be 'top', 'bottom' or 'none', got {legend!r}")
+    if legend not in ("top", "bottom", "right", "none"):
+        raise ValueError(f"legend must be 'top', 'bottom', 'right' or 'none', got {legend!r}")
     base = font(scale)
     title_px, sub_px = round(15 * scale), round(11 * scale)
     above = _subplot_title_px(fig, base["size"])  # subplot titles sit right above the plot
@@ -170,12 +171,15 @@ def fit(
         fig.update_layout(legend=dict(placed, y=1 - MODEBAR_H / height, yanchor="top"))
     elif legend == "bottom":
         fig.update_layout(legend=dict(placed, y=0, yanchor="bottom"))
+    elif legend == "right":  # beside the plot, from its top: plotly widens the right margin for it
+        fig.update_layout(legend=dict(placed, orientation="v", x=1.02, y=1, yref="paper", yanchor="top"))
     if axis_title_chars:
         for axis in _axes(fig):
             text = axis.title.text
             if text:
                 axis.title.text = wrap(text, axis_title_chars)
-    plot_h = height - top_est - (LINE * legend_font * scale + 8 if legend != "none" else 0) - BOTTOM_EST * base["size"]
+    legend_h = LINE * legend_font * scale + 8 if legend in ("top", "bottom") else 0
+    plot_h = height - top_est - legend_h - BOTTOM_EST * base["size"]
     _fit_colorbars(fig, plot_h, base["size"], scale)
     _fit_vertical_ticks(fig, plot_h, base["size"])
     _fit_vertical_titles(fig, plot_h, base["size"])

@@ -5,7 +5,8 @@ Per size, one browser page loads Explore (at the start), Explore in presentation
 Dataset (each tab with a chart) and Runs once each, on the session's one app server. On every shot
 the boxes of each plotly chart's title, axis titles, tick labels, legend entries, colour bars,
 annotations and toolbar are measured (``tests.app_server.CHART_TEXT_BOXES_JS``): two that overlap,
-or one outside its chart, fail the test. The question header must show the whole question, and
+or one outside its chart, fail the test, and so does an Explore chart whose plot keeps less than
+40 % of its width or height. The question header must show the whole question, and
 at the start the text box its beginning. Shots: tests/artifacts/fit_<page>_<w>x<h>[_2, _3].png (one per
 window height the page scrolls through).
 """
@@ -73,6 +74,30 @@ def _check(page, shot: str, problems: list[str], want_charts: tuple[str, ...] = 
     return found["counts"]
 
 
+# Each chart's plotting area against its figure: a legend or margins that leave the data a sliver
+# (the loss chart at 1280x720 once kept 25 of its 201 px for the plot) fail like an overlap.
+PLOT_AREA_JS = """(keys) => keys.map((k) => {
+  const gd = document.querySelector('.st-key-' + k + ' .js-plotly-plot');
+  const fl = gd && gd._fullLayout;
+  return fl ? {chart: k, w: fl._size.w, h: fl._size.h, width: fl.width, height: fl.height} : {chart: k};
+})"""
+MIN_PLOT_SHARE, MIN_PLOT_PX = 0.4, 60
+
+
+def _plot_areas(page, shot: str, charts: tuple[str, ...], problems: list[str]) -> None:
+    for a in page.evaluate(PLOT_AREA_JS, list(charts)):
+        if "h" not in a:
+            problems.append(f"{shot}: chart {a['chart']} not drawn")
+        elif (
+            min(a["h"], a["w"]) < MIN_PLOT_PX
+            or a["h"] < MIN_PLOT_SHARE * a["height"]
+            or a["w"] < MIN_PLOT_SHARE * a["width"]
+        ):
+            problems.append(
+                f"{shot}: chart {a['chart']} keeps {a['w']:.0f}x{a['h']:.0f} px of {a['width']}x{a['height']} for its plot"
+            )
+
+
 def _question(page, shot: str, question: str, problems: list[str]) -> None:
     q = page.evaluate(QUESTION_SHOWN_JS)
     if not q["found"]:
@@ -94,6 +119,7 @@ def test_every_page_fits_without_overlapping_text(explore_app, browser, width, h
         page.wait_for_function(EXPLORE_LIVE_JS, timeout=FIRST_PAGE_MS)
         _settled(page, len(EXPLORE_CHARTS))
         _check(page, f"explore_{size}", problems, EXPLORE_CHARTS)
+        _plot_areas(page, f"explore_{size}", EXPLORE_CHARTS, problems)
         _question(page, f"explore_{size}", run.question, problems)
         start = page.evaluate(TEXT_AT_START_JS)
         if not (start["found"] and start["scrollTop"] == 0 and start["beforeVisible"]):
@@ -104,6 +130,7 @@ def test_every_page_fits_without_overlapping_text(explore_app, browser, width, h
         page.wait_for_function(EXPLORE_LIVE_JS, timeout=FIRST_PAGE_MS)
         _settled(page, len(EXPLORE_CHARTS))
         _check(page, f"present_{size}", problems, EXPLORE_CHARTS)
+        _plot_areas(page, f"present_{size}", EXPLORE_CHARTS, problems)
         _question(page, f"present_{size}", run.question, problems)
 
         page.goto(f"{url}/compare", wait_until="domcontentloaded")
