@@ -29,16 +29,25 @@ def step_here(boundary: int) -> int:
     return max(int(boundary), 1)
 
 
+AT_PARTS = (f'<div id="{AT_ID}" class="raml-branch-at" data-step="', '">Branch here acts on ', ".</div>")
+
+
+def _at_values(boundary: int, n_steps: int) -> tuple[str, str]:
+    """The "acts on step s" line's values at boundary b: the step, and where it is."""
+    where = (
+        "the first step (the cursor is at the start)" if boundary == 0 else f"step {boundary} / {n_steps}, on screen"
+    )
+    return str(step_here(boundary)), where
+
+
 def _at_fill(n_steps: int) -> dict:
-    """The "acts on step s" line at every boundary 0..S, a fill mark (``backend.plots.fill``)."""
-    bs = range(n_steps + 1)
-    where = ["the first step (the cursor is at the start)"] + [f"step {b} / {n_steps}, on screen" for b in bs[1:]]
-    parts = [f'<div id="{AT_ID}" class="raml-branch-at" data-step="', '">Branch here acts on ', ".</div>"]
-    return fill.fill_mark(parts, [[str(step_here(b)) for b in bs], where])
+    """The line at every boundary 0..S, a fill mark (``backend.plots.fill``)."""
+    steps, wheres = zip(*(_at_values(b, n_steps) for b in range(n_steps + 1)))
+    return fill.fill_mark(AT_PARTS, [list(steps), list(wheres)])
 
 
 def _at_html(boundary: int, n_steps: int) -> str:
-    return fill.html_at(_at_fill(n_steps), boundary)
+    return fill.join(AT_PARTS, _at_values(boundary, n_steps))
 
 
 def marks(view) -> dict:

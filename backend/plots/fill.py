@@ -33,10 +33,15 @@ def fill_mark(parts: Sequence[str], slots: Sequence) -> dict:
     """The mark from the fixed ``parts`` (j + 1) and the ``slots`` (j) between them."""
     if len(parts) != len(slots) + 1:
         raise ValueError(f"a fill mark needs one more part than slots, got {len(parts)} parts, {len(slots)} slots")
-    lengths = {len(slot) if isinstance(slot, list) else len(slot["at"]) for slot in slots}
+    lengths = {_slot_len(slot) for slot in slots}
     if len(lengths) > 1:
         raise ValueError(f"every slot of a fill mark holds one value per boundary, got lengths {sorted(lengths)}")
     return {"parts": list(parts), "slots": list(slots)}
+
+
+def join(parts: Sequence[str], values: Sequence[str]) -> str:
+    """``parts[0] + values[0] + parts[1] + ... + parts[j]``: one element from its template."""
+    return parts[0] + "".join(value + part for value, part in zip(values, parts[1:]))
 
 
 def value_at(slot, k: int) -> str:
@@ -47,11 +52,13 @@ def value_at(slot, k: int) -> str:
 
 def html_at(mark: dict, k: int) -> str:
     """The element at boundary ``k`` (what the browser's ``ramlFillAt`` builds)."""
-    parts, slots = mark["parts"], mark["slots"]
-    return parts[0] + "".join(value_at(slot, k) + part for slot, part in zip(slots, parts[1:]))
+    return join(mark["parts"], [value_at(slot, k) for slot in mark["slots"]])
 
 
 def n_boundaries(mark: dict) -> int:
     """K: the boundaries the mark holds a value for."""
-    slot = mark["slots"][0] if mark["slots"] else []
+    return _slot_len(mark["slots"][0]) if mark["slots"] else 0
+
+
+def _slot_len(slot) -> int:
     return len(slot) if isinstance(slot, list) else len(slot["at"])

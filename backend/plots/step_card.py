@@ -97,8 +97,8 @@ def card_fill(run, geometry: pd.DataFrame | None) -> dict:
     six values per boundary, the token chips pooled (a 1,500-step run: 1.86 MB of cards → a tenth)."""
     facts = _with_geometry(card_facts(run), geometry)
     values = [card_values(facts, b) for b in range(len(run.steps) + 1)]
-    slots = [[row[i] for row in values] for i in range(5)]
-    return fill.fill_mark(CARD_PARTS, [*slots, fill.pooled([row[5] for row in values])])
+    *texts, chips = zip(*values)  # per slot, [B]: the five text values, then the chips' pieces
+    return fill.fill_mark(CARD_PARTS, [*(list(t) for t in texts), fill.pooled(chips)])
 
 
 def card_html(run, cursor: int, geometry: pd.DataFrame | None, facts: dict | None = None) -> str:
@@ -118,7 +118,7 @@ def _with_geometry(facts: dict, geometry: pd.DataFrame | None) -> dict:
 
 def _join(values: tuple) -> str:
     *texts, chips = values
-    return fill.html_at(fill.fill_mark(CARD_PARTS, [[t] for t in texts] + [["".join(chips)]]), 0)
+    return fill.join(CARD_PARTS, [*texts, "".join(chips)])
 
 
 def card_values(facts: dict, cursor: int) -> tuple[str, str, str, str, str, list[str]]:
