@@ -105,6 +105,12 @@ def launch_chromium(playwright):
 # In-page probe: is the Explore view fully at boundary `want.step`? The step label, the
 # highlighted text, and the cursor marks the browser draws over the loss chart, lens heatmap and
 # path chart (app/stepper.py); the loss chart's line must sit at progress `want.x`.
+# Explore is live and laid out for this window: the stepper runs, and the server drew the views for
+# this height (the stepper reports a height off by more than 40 px, and the page reruns for it).
+# Click a control only after this: a click during that rerun can land on a button it replaces.
+EXPLORE_LIVE_JS = """() => document.body.classList.contains('raml-live') && window.__ramlStepper
+    && Math.abs(window.__ramlStepper.data.viewport_h - window.innerHeight) <= 40"""
+
 VIEW_AT_JS = """
 (want) => {
   const label = document.getElementById('raml-step-label');

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from backend.plots import exports
-from tests.app_server import CHROMIUM, FIRST_PAGE_MS
+from tests.app_server import CHROMIUM, EXPLORE_LIVE_JS, FIRST_PAGE_MS
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is missing (apt install chromium)")
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
@@ -22,6 +22,7 @@ def test_explore_downloads_tables_and_figures(explore_app, browser):
     url, key, run = explore_app
     page = browser.new_page(viewport={"width": 1280, "height": 900}, accept_downloads=True)
     page.goto(f"{url}/?run={key}", wait_until="domcontentloaded")
+    page.wait_for_function(EXPLORE_LIVE_JS, timeout=FIRST_PAGE_MS)  # not during the page's resize rerun
     button = page.locator(".st-key-explore_dl_tables button").first
     button.wait_for(timeout=FIRST_PAGE_MS)
     button.scroll_into_view_if_needed()

@@ -21,6 +21,7 @@ from tests.app_server import (
     CHART_TEXT_BOXES_JS,
     CHARTS_SETTLED_JS,
     CHROMIUM,
+    EXPLORE_LIVE_JS,
     FIRST_PAGE_MS,
     QUESTION_SHOWN_JS,
 )
@@ -32,8 +33,6 @@ DATASET_TABS = ("Descent", "Reflection", "Length", "Inner loop")
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is missing (apt install chromium)")
 
-EXPLORE_LIVE_JS = """() => document.body.classList.contains('raml-live') && window.__ramlStepper
-    && Math.abs(window.__ramlStepper.data.viewport_h - window.innerHeight) <= 40"""
 
 TEXT_AT_START_JS = """() => {
   const box = document.querySelector('.raml-traj'), before = document.getElementById('raml-before');
